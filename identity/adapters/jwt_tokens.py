@@ -1,0 +1,210 @@
+"""JWT encoding and strict verification of access and refresh tokens (PyJWT)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+import attrs
+import jwt
+
+from identity.adapters.signing_keys import ALGORITHMS, KeyRing, PublicKey
+from identity.application.ports import TokenCodec
+from identity.domain.errors import InvalidTokenError
+from identity.domain.tokens import AccessClaims, RefreshClaims
+
+TokenType = Literal["access", "refresh"]
+
+_COMMON_CLAIMS: Final = ["iss", "aud", "sub", "iat", "exp", "jti", "sid", "typ", "tid"]
+_ACCESS_CLAIMS: Final = [*_COMMON_CLAIMS, "email", "email_verified"]
+
+# Short, fixed reasons for logs: PyJWT's own exception never leaves this module.
+_REASONS: Final[Mapping[type[jwt.PyJWTError], str]] = {
+    jwt.ExpiredSignatureError: "token expired",
+    jwt.InvalidAudienceError: "wrong audience",
+    jwt.InvalidIssuerError: "wrong issuer",
+    jwt.ImmatureSignatureError: "token not yet valid",
+    jwt.InvalidSignatureError: "bad signature",
+    jwt.MissingRequiredClaimError: "missing claim",
+    jwt.InvalidAlgorithmError: "algorithm not allowed",
+}
+
+
+@attrs.frozen
+class _Verifier:
+    algorithm: str
+    key: PublicKey
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    for kind, reason in _REASONS.items():
+        if isinstance(exc, kind):
+            return reason
+    return "malformed token"
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    # Only the header segment: jwt.get_unverified_header would decode (and
+    # validate char by char) the whole token a second time. PyJWT's strict
+    # parse in jwt.decode still has the last word on the token's form.
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError, RecursionError):
+        raise InvalidTokenError("malformed token") from None
+    if not isinstance(header, dict):
+        raise InvalidTokenError("malformed token")
+    return header
+
+
+def _timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _datetime(value: object) -> datetime:
+    # bool is an int subclass; a JWT time is a plain number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTokenError("malformed time claim")
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _uuid(value: object) -> UUID:
+    if not isinstance(value, str):
+        raise InvalidTokenError("malformed identifier claim")
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidTokenError("malformed identifier claim") from None
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTokenError("malformed string claim")
+    return value
+
+
+class JwtTokenCodec(TokenCodec):
+    """Signs tokens with the ring's current key; verifies with the key named by ``kid``.
+
+    The algorithm is never taken on trust from the token: it must be in the
+    allow-list and equal to the algorithm of the key its ``kid`` names.
+    """
+
+    def __init__(
+        self, keyring: KeyRing, *, issuer: str, audience: str, leeway_seconds: float
+    ) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+        self._keyring = keyring
+        self._verifiers = self._build_verifiers(keyring)
+
+    @staticmethod
+    def _build_verifiers(keyring: KeyRing) -> dict[str, _Verifier]:
+        return {k.kid: _Verifier(k.algorithm, k.public_key) for k in keyring.keys}
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._keyring
+
+    def replace_keyring(self, keyring: KeyRing) -> None:
+        """Swap in a reloaded ring (after ``identity keys rotate``)."""
+        verifiers = self._build_verifiers(keyring)
+        # Rebinding whole attributes keeps each read consistent without a lock.
+        self._keyring, self._verifiers = keyring, verifiers
+
+    def encode_access(self, claims: AccessClaims) -> str:
+        payload = self._payload("access", claims)
+        payload["email"] = claims.email
+        payload["email_verified"] = claims.email_verified
+        return self._sign(payload)
+
+    def encode_refresh(self, claims: RefreshClaims) -> str:
+        payload = self._payload("refresh", claims)
+        return self._sign(payload)
+
+    def decode_access(self, token: str) -> AccessClaims:
+        payload = self._verify(token, "access", _ACCESS_CLAIMS)
+        email_verified = payload["email_verified"]
+        if not isinstance(email_verified, bool):
+            raise InvalidTokenError("malformed email_verified claim")
+        return AccessClaims(
+            subject=_uuid(payload["sub"]),
+            session_id=_uuid(payload["sid"]),
+            tenant_id=_uuid(payload["tid"]),
+            token_id=_string(payload["jti"]),
+            email=_string(payload["email"]),
+            email_verified=email_verified,
+            issued_at=_datetime(payload["iat"]),
+            expires_at=_datetime(payload["exp"]),
+        )
+
+    def decode_refresh(self, token: str) -> RefreshClaims:
+        payload = self._verify(token, "refresh", _COMMON_CLAIMS)
+        return RefreshClaims(
+            subject=_uuid(payload["sub"]),
+            session_id=_uuid(payload["sid"]),
+            tenant_id=_uuid(payload["tid"]),
+            token_id=_string(payload["jti"]),
+            issued_at=_datetime(payload["iat"]),
+            expires_at=_datetime(payload["exp"]),
+        )
+
+    def _payload(self, typ: TokenType, claims: AccessClaims | RefreshClaims) -> dict[str, Any]:
+        return {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(claims.subject),
+            "iat": _timestamp(claims.issued_at),
+            "exp": _timestamp(claims.expires_at),
+            "jti": claims.token_id,
+            "sid": str(claims.session_id),
+            "typ": typ,
+            "tid": str(claims.tenant_id),
+        }
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        key = self._keyring.current
+        return jwt.encode(
+            payload,
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": "JWT"},
+        )
+
+    def _verifier_for(self, token: str) -> _Verifier:
+        header = _unverified_header(token)
+        kid, alg = header.get("kid"), header.get("alg")
+        if not isinstance(kid, str) or not isinstance(alg, str):
+            raise InvalidTokenError("token header lacks kid or alg")
+        verifier = self._verifiers.get(kid)
+        if verifier is None:
+            raise InvalidTokenError("unknown signing key")
+        if alg not in ALGORITHMS or alg != verifier.algorithm:
+            raise InvalidTokenError("algorithm not allowed")
+        return verifier
+
+    def _verify(self, token: str, typ: TokenType, required: list[str]) -> dict[str, Any]:
+        verifier = self._verifier_for(token)
+        try:
+            payload = jwt.decode(
+                token,
+                verifier.key,
+                algorithms=[verifier.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": required},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(_reason(exc)) from None
+        except (ValueError, TypeError, RecursionError):
+            # Defensive: PyJWT wraps nearly everything, but a leak must still be a 401.
+            raise InvalidTokenError("malformed token") from None
+        if payload.get("typ") != typ:
+            raise InvalidTokenError(f"token type is not {typ}")
+        return payload

@@ -1,0 +1,484 @@
+"""Repositories over SQLAlchemy Core with explicit row-to-entity mapping.
+
+They share the unit of work's connection and never commit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy import tables as t
+from identity.application.ports import (
+    AccountRepository,
+    InvalidatedTokenRepository,
+    OtpChallengeRepository,
+    OutboxItem,
+    OutboxRepository,
+    SessionRepository,
+    TenantRepository,
+)
+from identity.domain.accounts import Account
+from identity.domain.emails import Email
+from identity.domain.errors import EmailAlreadyRegisteredError, TenantAlreadyExistsError
+from identity.domain.mail import EmailMessage
+from identity.domain.otp import OtpChallenge, OtpPurpose
+from identity.domain.sessions import Session
+from identity.domain.tenants import Tenant
+
+
+def _constraint_name(error: IntegrityError) -> str:
+    """The violated constraint's name (asyncpg exposes it; SQLite only in the text)."""
+    original: Any = getattr(error.orig, "__cause__", None) or error.orig
+    name = getattr(original, "constraint_name", None)
+    return str(name) if name else str(error.orig)
+
+
+class SqlTenantRepository(TenantRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    @staticmethod
+    def _to_entity(row: Any) -> Tenant:
+        return Tenant(
+            id=row.id,
+            slug=row.slug,
+            name=row.name,
+            created_at=row.created_at,
+            disabled=row.disabled,
+            settings=dict(row.settings or {}),
+        )
+
+    async def get_by_slug(self, slug: str) -> Tenant | None:
+        row = (await self._c.execute(select(t.tenants).where(t.tenants.c.slug == slug))).first()
+        return self._to_entity(row) if row else None
+
+    async def get(self, tenant_id: UUID) -> Tenant | None:
+        row = (await self._c.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))).first()
+        return self._to_entity(row) if row else None
+
+    async def list(self) -> list[Tenant]:
+        rows = await self._c.execute(select(t.tenants).order_by(t.tenants.c.slug))
+        return [self._to_entity(row) for row in rows]
+
+    async def add(self, tenant: Tenant) -> None:
+        try:
+            async with self._c.begin_nested():
+                await self._c.execute(insert(t.tenants).values(**self._values(tenant)))
+        except IntegrityError as error:
+            if "slug" in _constraint_name(error):
+                raise TenantAlreadyExistsError(tenant.slug) from None
+            raise
+
+    async def update(self, tenant: Tenant) -> None:
+        await self._c.execute(
+            update(t.tenants).where(t.tenants.c.id == tenant.id).values(**self._values(tenant))
+        )
+
+    @staticmethod
+    def _values(tenant: Tenant) -> dict[str, Any]:
+        return {
+            "id": tenant.id,
+            "slug": tenant.slug,
+            "name": tenant.name,
+            "created_at": tenant.created_at,
+            "disabled": tenant.disabled,
+            "settings": json.loads(json.dumps(tenant.settings)),
+        }
+
+
+class SqlAccountRepository(AccountRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    @staticmethod
+    def _to_entity(row: Any) -> Account:
+        return Account(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            email=Email(row.email),
+            password_hash=row.password_hash,
+            full_name=row.full_name,
+            is_verified=row.is_verified,
+            is_active=row.is_active,
+            verified_at=row.verified_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @staticmethod
+    def _values(account: Account) -> dict[str, Any]:
+        return {
+            "id": account.id,
+            "tenant_id": account.tenant_id,
+            "email": account.email.value,
+            "normalized_email": account.email.key,
+            "password_hash": account.password_hash,
+            "full_name": account.full_name,
+            "is_verified": account.is_verified,
+            "is_active": account.is_active,
+            "verified_at": account.verified_at,
+            "created_at": account.created_at,
+            "updated_at": account.updated_at,
+        }
+
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
+        query = select(t.users).where(t.users.c.tenant_id == tenant_id, t.users.c.id == account_id)
+        row = (await self._c.execute(query)).first()
+        return self._to_entity(row) if row else None
+
+    async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
+        query = select(t.users).where(
+            t.users.c.tenant_id == tenant_id, t.users.c.normalized_email == email_key
+        )
+        row = (await self._c.execute(query)).first()
+        return self._to_entity(row) if row else None
+
+    async def add(self, account: Account) -> None:
+        try:
+            # A savepoint keeps the transaction usable after a lost race.
+            async with self._c.begin_nested():
+                await self._c.execute(insert(t.users).values(**self._values(account)))
+        except IntegrityError as error:
+            name = _constraint_name(error)
+            if t.UQ_USERS_TENANT_EMAIL in name or "normalized_email" in name:
+                raise EmailAlreadyRegisteredError("email already registered") from None
+            raise
+
+    async def update(self, account: Account) -> None:
+        await self._c.execute(
+            update(t.users)
+            .where(t.users.c.tenant_id == account.tenant_id, t.users.c.id == account.id)
+            .values(**self._values(account))
+        )
+
+
+class SqlOtpChallengeRepository(OtpChallengeRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    async def get(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose
+    ) -> OtpChallenge | None:
+        c = t.otp_challenges.c
+        query = select(t.otp_challenges).where(
+            c.tenant_id == tenant_id, c.email_key == email_key, c.purpose == purpose.value
+        )
+        row = (await self._c.execute(query)).first()
+        if row is None:
+            return None
+        return OtpChallenge(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            email_key=row.email_key,
+            purpose=OtpPurpose(row.purpose),
+            code_digest=row.code_digest,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            max_attempts=row.max_attempts,
+            attempts=row.attempts,
+            consumed_at=row.consumed_at,
+        )
+
+    async def replace(self, challenge: OtpChallenge) -> None:
+        c = t.otp_challenges.c
+        await self._c.execute(
+            delete(t.otp_challenges).where(
+                c.tenant_id == challenge.tenant_id,
+                c.email_key == challenge.email_key,
+                c.purpose == challenge.purpose.value,
+            )
+        )
+        await self._c.execute(
+            insert(t.otp_challenges).values(
+                id=challenge.id,
+                tenant_id=challenge.tenant_id,
+                email_key=challenge.email_key,
+                purpose=challenge.purpose.value,
+                code_digest=challenge.code_digest,
+                created_at=challenge.created_at,
+                expires_at=challenge.expires_at,
+                max_attempts=challenge.max_attempts,
+                attempts=challenge.attempts,
+                consumed_at=challenge.consumed_at,
+            )
+        )
+
+    async def record_check(self, challenge: OtpChallenge, attempts_before: int) -> bool:
+        c = t.otp_challenges.c
+        result = await self._c.execute(
+            update(t.otp_challenges)
+            .where(
+                c.id == challenge.id,
+                c.tenant_id == challenge.tenant_id,
+                c.attempts == attempts_before,
+                c.consumed_at.is_(None),
+            )
+            .values(attempts=challenge.attempts, consumed_at=challenge.consumed_at)
+        )
+        return result.rowcount == 1
+
+    async def delete_expired(self, now: datetime) -> int:
+        c = t.otp_challenges.c
+        result = await self._c.execute(
+            delete(t.otp_challenges).where(or_(c.expires_at < now, c.consumed_at.is_not(None)))
+        )
+        return result.rowcount
+
+
+class SqlSessionRepository(SessionRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    @staticmethod
+    def _to_entity(row: Any) -> Session:
+        return Session(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            user_id=row.user_id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            refresh_jti=row.refresh_jti,
+            refresh_issued_at=row.refresh_issued_at,
+            expires_at=row.expires_at,
+            user_agent=row.user_agent,
+            ip=row.ip,
+            previous_refresh_jti=row.previous_refresh_jti,
+            rotated_at=row.rotated_at,
+            revoked_at=row.revoked_at,
+            revoked_reason=row.revoked_reason,
+        )
+
+    async def add(self, session: Session) -> None:
+        await self._c.execute(
+            insert(t.sessions).values(
+                id=session.id,
+                tenant_id=session.tenant_id,
+                user_id=session.user_id,
+                created_at=session.created_at,
+                last_used_at=session.last_used_at,
+                refresh_jti=session.refresh_jti,
+                refresh_issued_at=session.refresh_issued_at,
+                expires_at=session.expires_at,
+                user_agent=session.user_agent,
+                ip=session.ip,
+                previous_refresh_jti=session.previous_refresh_jti,
+                rotated_at=session.rotated_at,
+                revoked_at=session.revoked_at,
+                revoked_reason=session.revoked_reason,
+            )
+        )
+
+    async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
+        c = t.sessions.c
+        query = select(t.sessions).where(c.tenant_id == tenant_id, c.id == session_id)
+        row = (await self._c.execute(query)).first()
+        return self._to_entity(row) if row else None
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        c = t.sessions.c
+        result = await self._c.execute(
+            update(t.sessions)
+            .where(
+                c.id == session.id,
+                c.tenant_id == session.tenant_id,
+                c.refresh_jti == presented_jti,
+                c.revoked_at.is_(None),
+            )
+            .values(
+                refresh_jti=session.refresh_jti,
+                previous_refresh_jti=session.previous_refresh_jti,
+                rotated_at=session.rotated_at,
+                refresh_issued_at=session.refresh_issued_at,
+                last_used_at=session.last_used_at,
+                expires_at=session.expires_at,
+            )
+        )
+        return result.rowcount == 1
+
+    async def revoke(self, tenant_id: UUID, session_id: UUID, now: datetime, reason: str) -> bool:
+        c = t.sessions.c
+        result = await self._c.execute(
+            update(t.sessions)
+            .where(c.tenant_id == tenant_id, c.id == session_id, c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount == 1
+
+    async def revoke_all_for_account(
+        self,
+        tenant_id: UUID,
+        account_id: UUID,
+        now: datetime,
+        reason: str,
+        *,
+        keep: UUID | None = None,
+    ) -> int:
+        c = t.sessions.c
+        conditions = [
+            c.tenant_id == tenant_id,
+            c.user_id == account_id,
+            c.revoked_at.is_(None),
+            c.expires_at > now,
+        ]
+        if keep is not None:
+            conditions.append(c.id != keep)
+        result = await self._c.execute(
+            update(t.sessions)
+            .where(and_(*conditions))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount
+
+    async def list_active_for_account(
+        self, tenant_id: UUID, account_id: UUID, now: datetime
+    ) -> list[Session]:
+        c = t.sessions.c
+        rows = await self._c.execute(
+            select(t.sessions)
+            .where(
+                c.tenant_id == tenant_id,
+                c.user_id == account_id,
+                c.revoked_at.is_(None),
+                c.expires_at > now,
+            )
+            .order_by(c.created_at)
+        )
+        return [self._to_entity(row) for row in rows]
+
+    async def delete_expired(self, now: datetime) -> int:
+        c = t.sessions.c
+        # Revoked sessions stay a while so a replayed token is still recognised.
+        result = await self._c.execute(
+            delete(t.sessions).where(
+                or_(c.expires_at < now, c.revoked_at < now - timedelta(days=1))
+            )
+        )
+        return result.rowcount
+
+
+class SqlInvalidatedTokenRepository(InvalidatedTokenRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    async def add(self, tenant_id: UUID, jti: str, expires_at: datetime, now: datetime) -> None:
+        c = t.invalidated_tokens.c
+        exists = await self._c.execute(select(c.jti).where(c.jti == jti))
+        if exists.first() is not None:
+            return
+        try:
+            async with self._c.begin_nested():
+                await self._c.execute(
+                    insert(t.invalidated_tokens).values(
+                        jti=jti, tenant_id=tenant_id, expires_at=expires_at, created_at=now
+                    )
+                )
+        except IntegrityError:
+            return  # a concurrent logout recorded it first
+
+    async def contains(self, tenant_id: UUID, jti: str) -> bool:
+        c = t.invalidated_tokens.c
+        query = select(c.jti).where(c.jti == jti, c.tenant_id == tenant_id)
+        return (await self._c.execute(query)).first() is not None
+
+    async def delete_expired(self, now: datetime) -> int:
+        c = t.invalidated_tokens.c
+        result = await self._c.execute(delete(t.invalidated_tokens).where(c.expires_at < now))
+        return result.rowcount
+
+
+class SqlOutboxRepository(OutboxRepository):
+    def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
+        self._c = connection
+        self._sealer = sealer
+
+    async def add(self, tenant_id: UUID, message: EmailMessage, now: datetime) -> None:
+        payload = json.dumps(
+            {
+                "to": message.to,
+                "subject": message.subject,
+                "text": message.text,
+                "html": message.html,
+                "sender": message.sender,
+            }
+        ).encode()
+        await self._c.execute(
+            insert(t.outbox).values(
+                id=uuid4(),
+                tenant_id=tenant_id,
+                sealed_message=self._sealer.seal(payload),
+                state="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
+        c = t.outbox.c
+        due = (
+            select(c.id)
+            .where(
+                c.state == "pending",
+                c.next_attempt_at <= now,
+                or_(c.locked_until.is_(None), c.locked_until < now),
+            )
+            .order_by(c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._c.dialect.name == "postgresql":
+            # Several server processes poll at once: each takes different rows.
+            due = due.with_for_update(skip_locked=True)
+        ids = [row.id for row in await self._c.execute(due)]
+        if not ids:
+            return []
+        rows = await self._c.execute(
+            update(t.outbox)
+            .where(c.id.in_(ids))
+            .values(locked_until=now + lease, attempts=c.attempts + 1)
+            .returning(c.id, c.tenant_id, c.sealed_message, c.attempts)
+        )
+        items = []
+        for row in rows:
+            data = json.loads(self._sealer.unseal(row.sealed_message))
+            message = EmailMessage(
+                to=data["to"],
+                subject=data["subject"],
+                text=data["text"],
+                html=data["html"],
+                sender=data["sender"],
+            )
+            items.append(
+                OutboxItem(
+                    id=row.id, tenant_id=row.tenant_id, message=message, attempts=row.attempts
+                )
+            )
+        return items
+
+    async def mark_sent(self, item_id: UUID, now: datetime) -> None:
+        await self._c.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == item_id)
+            .values(state="sent", sent_at=now, sealed_message=None, locked_until=None)
+        )
+
+    async def mark_failed(
+        self, item_id: UUID, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        values: dict[str, Any] = {"last_error": error[:500], "locked_until": None}
+        if next_attempt_at is None:
+            values.update(state="dead", sealed_message=None)
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        await self._c.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(**values))
+
+    async def pending_count(self) -> int:
+        query = select(func.count()).select_from(t.outbox).where(t.outbox.c.state == "pending")
+        return int((await self._c.execute(query)).scalar_one())

@@ -1,0 +1,137 @@
+"""SQLAlchemy Core tables. Constraint names are stable so errors map to domain errors."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+)
+
+from identity.adapters.sqlalchemy.types import UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+UQ_USERS_TENANT_EMAIL = "uq_users_tenant_id_normalized_email"
+UQ_TENANTS_SLUG = "uq_tenants_slug"
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("slug", String(63), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("settings", JSON, nullable=False, default=dict),
+    UniqueConstraint("slug"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("normalized_email", String(320), nullable=False),
+    Column("password_hash", String(200), nullable=True),
+    Column("full_name", String(200), nullable=True),
+    Column("is_verified", Boolean, nullable=False, default=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("verified_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "normalized_email"),
+)
+
+otp_challenges = Table(
+    "otp_challenges",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("code_digest", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    UniqueConstraint("tenant_id", "email_key", "purpose"),
+    Index(None, "expires_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=False),
+    Column("refresh_jti", String(64), nullable=False),
+    Column("refresh_issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("user_agent", String(512), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("previous_refresh_jti", String(64), nullable=True),
+    Column("rotated_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+    Index(None, "tenant_id", "user_id"),
+    Index(None, "expires_at"),
+)
+
+invalidated_tokens = Table(
+    "invalidated_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    # The whole message is sealed (it may carry a one-time code) and dropped once sent.
+    Column("sealed_message", LargeBinary, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Index(None, "state", "next_attempt_at"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(128), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key_encrypted", LargeBinary, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

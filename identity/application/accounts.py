@@ -1,0 +1,358 @@
+"""Use cases of the account lifecycle: register, codes, login, passwords."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import attrs
+
+from identity.application.mail_templates import MailTemplates
+from identity.application.otp_codes import CodeDigester, generate_code
+from identity.application.passwords import check_new_password
+from identity.application.policy import Policy, policy_for
+from identity.application.ports import (
+    Clock,
+    CommonPasswords,
+    PasswordHasher,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from identity.application.throttle import Throttle
+from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
+from identity.domain.accounts import Account
+from identity.domain.emails import Email
+from identity.domain.errors import (
+    AccountDisabledError,
+    EmailAlreadyRegisteredError,
+    InvalidCredentialsError,
+    OtpInvalidError,
+)
+from identity.domain.mail import EmailMessage
+from identity.domain.otp import OtpChallenge, OtpPurpose
+from identity.domain.tenants import Tenant
+
+
+@attrs.frozen
+class CodeSent:
+    """The one answer of register and request-otp, whatever the account's state."""
+
+    email: str
+    expires_in_minutes: int
+
+
+@attrs.frozen
+class Register:
+    tenant: Tenant
+    email: Email
+    password: str | None = attrs.field(repr=False)
+    full_name: str | None = None
+
+
+@attrs.frozen
+class RequestCode:
+    tenant: Tenant
+    email: Email
+    purpose: OtpPurpose
+
+
+@attrs.frozen
+class VerifyCode:
+    tenant: Tenant
+    email: Email
+    code: str = attrs.field(repr=False)
+    purpose: OtpPurpose
+    client: ClientInfo = ClientInfo()
+
+
+@attrs.frozen
+class ResetPassword:
+    tenant: Tenant
+    email: Email
+    code: str = attrs.field(repr=False)
+    new_password: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class LogIn:
+    tenant: Tenant
+    email: Email
+    password: str = attrs.field(repr=False)
+    client: ClientInfo = ClientInfo()
+
+
+@attrs.frozen
+class AccountServices:
+    """What the account use cases share; built once by the container."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PasswordHasher
+    common_passwords: CommonPasswords
+    digester: CodeDigester
+    templates: MailTemplates
+    tokens: SessionTokens
+    throttle: Throttle
+    policy: Policy
+
+    def policy_for(self, tenant: Tenant) -> Policy:
+        return policy_for(self.policy, tenant)
+
+    async def issue_code(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        policy: Policy,
+        email: Email,
+        purpose: OtpPurpose,
+        now: datetime,
+    ) -> None:
+        """Replace the live code and queue its mail, at most once a minute."""
+        current = await uow.challenges.get(tenant.id, email.key, purpose)
+        if current is not None and current.is_usable(now) and not current.may_be_replaced(now):
+            return
+        code = generate_code()
+        await uow.challenges.replace(
+            OtpChallenge(
+                id=uuid.uuid4(),
+                tenant_id=tenant.id,
+                email_key=email.key,
+                purpose=purpose,
+                code_digest=self.digester.digest(tenant.id, email.key, purpose, code),
+                created_at=now,
+                expires_at=now + policy.otp_ttl,
+                max_attempts=policy.otp_max_attempts,
+            )
+        )
+        await uow.outbox.add(tenant.id, self._code_mail(email, purpose, code, policy), now)
+
+    def _code_mail(
+        self, email: Email, purpose: OtpPurpose, code: str, policy: Policy
+    ) -> EmailMessage:
+        minutes = policy.otp_ttl_minutes
+        make = {
+            OtpPurpose.VERIFICATION: self.templates.verification_code,
+            OtpPurpose.LOGIN: self.templates.login_code,
+            OtpPurpose.PASSWORD_RESET: self.templates.password_reset_code,
+        }[purpose]
+        return make(email.value, code, minutes, sender=policy.email_from)
+
+    async def spend_code(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        email: Email,
+        purpose: OtpPurpose,
+        code: str,
+        now: datetime,
+    ) -> None:
+        """Check and spend a code; a failed try is committed before the error is raised."""
+        challenge = await uow.challenges.get(tenant.id, email.key, purpose)
+        if challenge is None:
+            raise OtpInvalidError("no code")
+        attempts_before = challenge.attempts
+        try:
+            challenge.check(self.digester.digest(tenant.id, email.key, purpose, code), now)
+        except OtpInvalidError:
+            if challenge.attempts != attempts_before:
+                await uow.challenges.record_check(challenge, attempts_before)
+                await uow.commit()
+            raise
+        if not await uow.challenges.record_check(challenge, attempts_before):
+            raise OtpInvalidError("spent concurrently")
+
+
+class RegisterUser:
+    """Create an unverified account and mail a code, answering the same for every email.
+
+    An already verified owner is mailed a notice instead of a code. Registering
+    again an unverified email replaces its password: the inbox owner decides
+    by using the code.
+    """
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: Register) -> CodeSent:
+        s = self._s
+        policy = s.policy_for(command.tenant)
+        if command.password is not None:
+            check_new_password(command.password, s.common_passwords, field="password")
+        await s.throttle.check(
+            command.tenant.id,
+            "otp-request:verification",
+            command.email.key,
+            policy.rate_limit_otp_request,
+        )
+        # Hash before looking anything up, so every branch costs the same.
+        password_hash = await s.hasher.hash(command.password) if command.password else None
+        async with s.uow() as uow:
+            now = s.clock.now()
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+            if account is None:
+                account = Account(
+                    id=uuid.uuid4(),
+                    tenant_id=command.tenant.id,
+                    email=command.email,
+                    password_hash=password_hash,
+                    full_name=command.full_name,
+                    created_at=now,
+                    updated_at=now,
+                )
+                try:
+                    await uow.accounts.add(account)
+                except EmailAlreadyRegisteredError:
+                    account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+                    assert account is not None
+            elif not account.is_verified:
+                if password_hash is not None:
+                    account.set_password_hash(password_hash, now)
+                if command.full_name:
+                    account.full_name = command.full_name
+                await uow.accounts.update(account)
+            if account.is_verified:
+                await uow.outbox.add(
+                    command.tenant.id,
+                    s.templates.already_registered_notice(
+                        command.email.value, sender=policy.email_from
+                    ),
+                    now,
+                )
+            else:
+                await s.issue_code(
+                    uow, command.tenant, policy, command.email, OtpPurpose.VERIFICATION, now
+                )
+            await uow.commit()
+        return CodeSent(command.email.value, policy.otp_ttl_minutes)
+
+
+class RequestOtp:
+    """Mail a code for a purpose; the same answer whether or not the account exists."""
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: RequestCode) -> CodeSent:
+        s = self._s
+        policy = s.policy_for(command.tenant)
+        await s.throttle.check(
+            command.tenant.id,
+            f"otp-request:{command.purpose.value}",
+            command.email.key,
+            policy.rate_limit_otp_request,
+        )
+        async with s.uow() as uow:
+            now = s.clock.now()
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+            if account is not None and account.is_active and self._wanted(account, command.purpose):
+                await s.issue_code(uow, command.tenant, policy, command.email, command.purpose, now)
+                await uow.commit()
+        return CodeSent(command.email.value, policy.otp_ttl_minutes)
+
+    @staticmethod
+    def _wanted(account: Account, purpose: OtpPurpose) -> bool:
+        return not (purpose is OtpPurpose.VERIFICATION and account.is_verified)
+
+
+class VerifyOtp:
+    """Spend a verification or login code: the inbox is proven, a session starts."""
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: VerifyCode) -> TokenPair:
+        s = self._s
+        policy = s.policy_for(command.tenant)
+        await s.throttle.check(
+            command.tenant.id,
+            f"otp-verify:{command.purpose.value}",
+            command.email.key,
+            policy.rate_limit_otp_verify,
+        )
+        async with s.uow() as uow:
+            now = s.clock.now()
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+            if account is None:
+                raise OtpInvalidError("no account")
+            if not account.is_active:
+                raise AccountDisabledError("disabled")
+            await s.spend_code(
+                uow, command.tenant, command.email, command.purpose, command.code, now
+            )
+            account.verify_email(now)
+            await uow.accounts.update(account)
+            pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
+            await uow.commit()
+        return pair
+
+
+class ResetPasswordWithCode:
+    """Set a new password with a ``password_reset`` code; every session ends."""
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: ResetPassword) -> None:
+        s = self._s
+        policy = s.policy_for(command.tenant)
+        check_new_password(command.new_password, s.common_passwords, field="new_password")
+        await s.throttle.check(
+            command.tenant.id,
+            "otp-verify:password_reset",
+            command.email.key,
+            policy.rate_limit_otp_verify,
+        )
+        password_hash = await s.hasher.hash(command.new_password)
+        async with s.uow() as uow:
+            now = s.clock.now()
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+            if account is None:
+                raise OtpInvalidError("no account")
+            await s.spend_code(
+                uow, command.tenant, command.email, OtpPurpose.PASSWORD_RESET, command.code, now
+            )
+            account.set_password_hash(password_hash, now)
+            account.verify_email(now)
+            await uow.accounts.update(account)
+            await uow.sessions.revoke_all_for_account(
+                command.tenant.id, account.id, now, "password_reset"
+            )
+            await uow.outbox.add(
+                command.tenant.id,
+                s.templates.password_changed_notice(account.email.value, sender=policy.email_from),
+                now,
+            )
+            await uow.commit()
+
+
+class LogInWithPassword:
+    """Password login. Unknown email and wrong password fail alike, in the same time."""
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: LogIn) -> TokenPair:
+        s = self._s
+        policy = s.policy_for(command.tenant)
+        await s.throttle.check(
+            command.tenant.id, "login", command.email.key, policy.rate_limit_login
+        )
+        async with s.uow() as uow:
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
+        # The hash check runs outside any transaction: no connection is held meanwhile.
+        if account is None or account.password_hash is None:
+            await s.hasher.dummy_verify(command.password)
+            raise InvalidCredentialsError("invalid credentials")
+        if not await s.hasher.verify(command.password, account.password_hash):
+            raise InvalidCredentialsError("invalid credentials")
+        account.ensure_can_log_in()
+        new_hash = None
+        if s.hasher.needs_rehash(account.password_hash):
+            new_hash = await s.hasher.hash(command.password)
+        async with s.uow() as uow:
+            if new_hash is not None:
+                account.set_password_hash(new_hash, s.clock.now())
+                await uow.accounts.update(account)
+            pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
+            await uow.commit()
+        return pair

@@ -1,0 +1,182 @@
+"""The emails the service sends, as plain text and HTML.
+
+Stdlib only: ``string.Template`` for both parts and ``html.escape`` on every
+value interpolated into the HTML part, so an address or a product name can
+never inject markup.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from string import Template
+
+from identity.domain.mail import EmailMessage
+
+_CODE_TEXT = Template(
+    """Hello,
+
+$intro
+
+    $code
+
+The code expires in $expires. If you did not ask for it, you can ignore this
+email: nothing changes without the code.
+
+-- $product
+"""
+)
+
+_CODE_HTML = Template(
+    """<!doctype html>
+<html><body style="font-family:sans-serif">
+<p>Hello,</p>
+<p>$intro</p>
+<p style="font-size:24px;font-family:monospace;letter-spacing:4px"><strong>$code</strong></p>
+<p>The code expires in $expires. If you did not ask for it, you can ignore this
+email: nothing changes without the code.</p>
+<p>&mdash; $product</p>
+</body></html>
+"""
+)
+
+_NOTICE_TEXT = Template(
+    """Hello,
+
+$body
+
+-- $product
+"""
+)
+
+_NOTICE_HTML = Template(
+    """<!doctype html>
+<html><body style="font-family:sans-serif">
+<p>Hello,</p>
+<p>$body</p>
+<p>&mdash; $product</p>
+</body></html>
+"""
+)
+
+
+def _minutes(count: int) -> str:
+    return f"{count} minute" if count == 1 else f"{count} minutes"
+
+
+def _reject_newlines(name: str, value: str) -> None:
+    # These values reach mail headers; a line break there is header injection.
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} must not contain line breaks")
+
+
+class MailTemplates:
+    """Builds every ``EmailMessage`` the use cases put in the outbox.
+
+    The code is never in the subject: subjects show up in notification
+    previews and in mail-server logs, the body does not.
+    """
+
+    def __init__(self, sender: str, product_name: str = "identity") -> None:
+        _reject_newlines("sender", sender)
+        _reject_newlines("product_name", product_name)
+        self._sender = sender
+        self._product = product_name
+
+    def verification_code(
+        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+    ) -> EmailMessage:
+        return self._code_mail(
+            to,
+            code,
+            expires_in_minutes,
+            subject=f"Verify your email for {self._product}",
+            intro=f"Use this code to verify your email address on {self._product}:",
+            sender=sender,
+        )
+
+    def login_code(
+        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+    ) -> EmailMessage:
+        return self._code_mail(
+            to,
+            code,
+            expires_in_minutes,
+            subject=f"Your sign-in code for {self._product}",
+            intro=f"Use this code to sign in to {self._product}:",
+            sender=sender,
+        )
+
+    def password_reset_code(
+        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+    ) -> EmailMessage:
+        return self._code_mail(
+            to,
+            code,
+            expires_in_minutes,
+            subject=f"Reset your {self._product} password",
+            intro=f"Use this code to choose a new password for {self._product}:",
+            sender=sender,
+        )
+
+    def already_registered_notice(self, to: str, *, sender: str | None = None) -> EmailMessage:
+        """Sent instead of a code when a verified address registers again (no enumeration)."""
+        return self._notice_mail(
+            to,
+            subject=f"Someone tried to register with your email on {self._product}",
+            body=(
+                f"Someone, maybe you, tried to create an account on {self._product} with "
+                f"{to}, which already has one. No new account was created. To get in, "
+                "sign in or reset your password. If it was not you, you can ignore this email."
+            ),
+            sender=sender,
+        )
+
+    def password_changed_notice(self, to: str, *, sender: str | None = None) -> EmailMessage:
+        return self._notice_mail(
+            to,
+            subject=f"Your {self._product} password was changed",
+            body=(
+                f"The password of your account {to} on {self._product} was just changed and "
+                "other sessions were signed out. If it was not you, reset your password "
+                "now and contact support."
+            ),
+            sender=sender,
+        )
+
+    def _code_mail(
+        self,
+        to: str,
+        code: str,
+        expires_in_minutes: int,
+        *,
+        subject: str,
+        intro: str,
+        sender: str | None,
+    ) -> EmailMessage:
+        values = {"intro": intro, "code": code, "expires": _minutes(expires_in_minutes)}
+        return self._message(to, subject, _CODE_TEXT, _CODE_HTML, values, sender)
+
+    def _notice_mail(self, to: str, *, subject: str, body: str, sender: str | None) -> EmailMessage:
+        return self._message(to, subject, _NOTICE_TEXT, _NOTICE_HTML, {"body": body}, sender)
+
+    def _message(
+        self,
+        to: str,
+        subject: str,
+        text: Template,
+        html: Template,
+        values: dict[str, str],
+        sender: str | None,
+    ) -> EmailMessage:
+        chosen_sender = self._sender if sender is None else sender
+        _reject_newlines("sender", chosen_sender)
+        _reject_newlines("to", to)
+        values = {**values, "product": self._product}
+        escaped = {key: escape(value) for key, value in values.items()}
+        return EmailMessage(
+            to=to,
+            subject=subject,
+            text=text.substitute(values),
+            html=html.substitute(escaped),
+            sender=chosen_sender,
+        )

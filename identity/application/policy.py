@@ -1,0 +1,98 @@
+"""The rules a tenant runs under: deployment defaults, overridable per tenant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from identity.domain.ratelimits import RateLimit, parse_rate_limit
+from identity.domain.tenants import Tenant
+
+
+@attrs.frozen
+class Policy:
+    access_token_ttl: timedelta
+    refresh_token_ttl: timedelta
+    otp_ttl: timedelta
+    otp_max_attempts: int
+    refresh_reuse_grace: timedelta
+    email_from: str
+    rate_limit_login: RateLimit
+    rate_limit_otp_request: RateLimit
+    rate_limit_otp_verify: RateLimit
+    google_client_id: str | None = None
+    google_client_secret: str | None = attrs.field(default=None, repr=False)
+    oauth_redirect_allowlist: tuple[str, ...] = ()
+
+    @property
+    def otp_ttl_minutes(self) -> int:
+        return max(1, round(self.otp_ttl.total_seconds() / 60))
+
+
+def _seconds(value: Any) -> timedelta:
+    seconds = float(value)
+    if seconds <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _text(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(item).strip() for item in value if str(item).strip())
+    return tuple(item.strip() for item in str(value).split(",") if item.strip())
+
+
+# Setting name (as stored in tenants.settings and typed in the CLI) -> parser.
+TENANT_SETTINGS: dict[str, Any] = {
+    "access_token_ttl": _seconds,
+    "refresh_token_ttl": _seconds,
+    "otp_ttl": _seconds,
+    "otp_max_attempts": _positive_int,
+    "refresh_reuse_grace": _seconds,
+    "email_from": _text,
+    "rate_limit_login": parse_rate_limit,
+    "rate_limit_otp_request": parse_rate_limit,
+    "rate_limit_otp_verify": parse_rate_limit,
+    "google_client_id": _text,
+    "google_client_secret": _text,
+    "oauth_redirect_allowlist": _list,
+}
+
+
+def parse_tenant_setting(key: str, value: Any) -> Any:
+    """Parse one per-tenant override; ValueError names what is wrong."""
+    parser = TENANT_SETTINGS.get(key)
+    if parser is None:
+        raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(TENANT_SETTINGS))}")
+    try:
+        return parser(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{key}: {error}") from None
+
+
+def policy_for(base: Policy, tenant: Tenant) -> Policy:
+    """The deployment policy with the tenant's stored overrides applied."""
+    overrides = {}
+    for key, raw in tenant.settings.items():
+        if key in TENANT_SETTINGS:
+            try:
+                overrides[key] = TENANT_SETTINGS[key](raw)
+            except (TypeError, ValueError):
+                continue  # validated on write; an old bad value falls back to the default
+    return attrs.evolve(base, **overrides) if overrides else base

@@ -1,0 +1,276 @@
+"""Ports: what the use cases need from the outside world.
+
+Adapters subclass these Protocols explicitly. Each docstring is the contract:
+what the method does, what it raises, and whether it may block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+import attrs
+
+from identity.domain.accounts import Account
+from identity.domain.identities import ExternalIdentity, OAuthClient
+from identity.domain.mail import EmailMessage
+from identity.domain.otp import OtpChallenge, OtpPurpose
+from identity.domain.ratelimits import RateLimit, RateLimitDecision
+from identity.domain.sessions import Session
+from identity.domain.tenants import Tenant
+from identity.domain.tokens import AccessClaims, RefreshClaims
+
+
+@attrs.frozen
+class OutboxItem:
+    id: UUID
+    tenant_id: UUID
+    message: EmailMessage
+    attempts: int
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    """Slow password hashing. Implementations run the work off the event loop."""
+
+    async def hash(self, password: str) -> str:
+        """Return a self-describing hash of ``password`` (never the password)."""
+        ...
+
+    async def verify(self, password: str, hashed: str) -> bool:
+        """True when ``password`` matches ``hashed``; False for any mismatch or bad hash."""
+        ...
+
+    async def dummy_verify(self, password: str) -> None:
+        """Spend the same time as ``verify`` on a real hash, for unknown accounts."""
+        ...
+
+    def needs_rehash(self, hashed: str) -> bool:
+        """True when ``hashed`` was made with other parameters than the current ones."""
+        ...
+
+
+class CommonPasswords(Protocol):
+    def is_common(self, password: str) -> bool:
+        """True when ``password`` is on a list of the most used passwords."""
+        ...
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver one message now.
+
+        Raises ``MailDeliveryError`` when it could not be delivered; the outbox
+        worker then retries later. Must not log the message body.
+        """
+        ...
+
+
+class MailDeliveryError(Exception):
+    """Delivery failed; ``permanent`` says whether a retry can help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+class TokenCodec(Protocol):
+    """Signs and verifies tokens. Pure CPU work, does not block on I/O."""
+
+    def encode_access(self, claims: AccessClaims) -> str: ...
+
+    def encode_refresh(self, claims: RefreshClaims) -> str: ...
+
+    def decode_access(self, token: str) -> AccessClaims:
+        """Verify signature, algorithm, iss, aud, exp, typ; raise ``InvalidTokenError``."""
+        ...
+
+    def decode_refresh(self, token: str) -> RefreshClaims:
+        """As ``decode_access`` for refresh tokens; raise ``InvalidTokenError``."""
+        ...
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: RateLimit) -> RateLimitDecision:
+        """Count one hit on ``key`` against ``limit`` and say whether it is allowed.
+
+        A refused hit is not counted. Atomic across concurrent callers: with N
+        allowed, no interleaving lets more than N through in one window.
+        """
+        ...
+
+
+class IdentityProvider(Protocol):
+    """An OpenID Connect provider (Google). Calls it over the network."""
+
+    name: str
+
+    async def authorization_url(
+        self,
+        client: OAuthClient,
+        *,
+        redirect_uri: str,
+        state: str,
+        nonce: str,
+        code_challenge: str,
+    ) -> str:
+        """The provider URL to send the browser to (code flow, PKCE S256)."""
+        ...
+
+    async def exchange(
+        self,
+        client: OAuthClient,
+        *,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
+        nonce: str,
+    ) -> ExternalIdentity:
+        """Exchange ``code`` and validate the ID token fully.
+
+        Raises ``OAuthFailedError`` with a safe message on any failure.
+        """
+        ...
+
+
+# --- storage -----------------------------------------------------------------
+# Every repository method that reaches tenant data takes the tenant id: there
+# is no way to read one tenant's rows without naming it. Repositories never
+# commit; the unit of work does.
+
+
+class TenantRepository(Protocol):
+    async def get_by_slug(self, slug: str) -> Tenant | None: ...
+
+    async def get(self, tenant_id: UUID) -> Tenant | None: ...
+
+    async def list(self) -> list[Tenant]: ...
+
+    async def add(self, tenant: Tenant) -> None:
+        """Raise ``TenantAlreadyExistsError`` when the slug is taken."""
+        ...
+
+    async def update(self, tenant: Tenant) -> None: ...
+
+
+class AccountRepository(Protocol):
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None: ...
+
+    async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None: ...
+
+    async def add(self, account: Account) -> None:
+        """Raise ``EmailAlreadyRegisteredError`` when (tenant, email) exists (even racing)."""
+        ...
+
+    async def update(self, account: Account) -> None: ...
+
+
+class OtpChallengeRepository(Protocol):
+    async def get(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose
+    ) -> OtpChallenge | None: ...
+
+    async def replace(self, challenge: OtpChallenge) -> None:
+        """Store ``challenge`` as the one code for its (tenant, email, purpose)."""
+        ...
+
+    async def record_check(self, challenge: OtpChallenge, attempts_before: int) -> bool:
+        """Persist the outcome of ``challenge.check`` only if nobody else checked meanwhile.
+
+        False when a concurrent check won (the caller treats that as invalid).
+        """
+        ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+
+    async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None: ...
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        """Write the rotated ``session`` only if its live token is still ``presented_jti``.
+
+        One conditional update: of many concurrent callers, exactly one gets True.
+        """
+        ...
+
+    async def revoke(self, tenant_id: UUID, session_id: UUID, now: datetime, reason: str) -> bool:
+        """End one session; False when it was not active."""
+        ...
+
+    async def revoke_all_for_account(
+        self,
+        tenant_id: UUID,
+        account_id: UUID,
+        now: datetime,
+        reason: str,
+        *,
+        keep: UUID | None = None,
+    ) -> int: ...
+
+    async def list_active_for_account(
+        self, tenant_id: UUID, account_id: UUID, now: datetime
+    ) -> list[Session]: ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class InvalidatedTokenRepository(Protocol):
+    async def add(self, tenant_id: UUID, jti: str, expires_at: datetime, now: datetime) -> None:
+        """Idempotent."""
+        ...
+
+    async def contains(self, tenant_id: UUID, jti: str) -> bool: ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, tenant_id: UUID, message: EmailMessage, now: datetime) -> None:
+        """Queue ``message``; it is stored sealed, never in clear."""
+        ...
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
+        """Lease up to ``limit`` due messages; no two workers get the same one."""
+        ...
+
+    async def mark_sent(self, item_id: UUID, now: datetime) -> None: ...
+
+    async def mark_failed(
+        self, item_id: UUID, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """Schedule a retry at ``next_attempt_at``, or give up when it is None."""
+        ...
+
+    async def pending_count(self) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
+
+    tenants: TenantRepository
+    accounts: AccountRepository
+    challenges: OtpChallengeRepository
+    sessions: SessionRepository
+    invalidated_tokens: InvalidatedTokenRepository
+    outbox: OutboxRepository
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -1,0 +1,226 @@
+"""Use cases of sessions: refresh rotation, logout, bearer authentication."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import attrs
+
+from identity.application.mail_templates import MailTemplates
+from identity.application.passwords import check_new_password
+from identity.application.policy import Policy, policy_for
+from identity.application.ports import (
+    Clock,
+    CommonPasswords,
+    PasswordHasher,
+    TokenCodec,
+    UnitOfWorkFactory,
+)
+from identity.application.tokens import SessionTokens, TokenPair, new_jti
+from identity.domain.accounts import Account
+from identity.domain.errors import (
+    AccountDisabledError,
+    InvalidCredentialsError,
+    InvalidTokenError,
+    RefreshTokenReusedError,
+    SessionNotFoundError,
+)
+from identity.domain.sessions import Presented, Session
+from identity.domain.tenants import Tenant
+from identity.domain.tokens import AccessClaims
+
+
+@attrs.frozen
+class Principal:
+    """The caller behind a valid access token whose session is still active."""
+
+    account: Account
+    tenant: Tenant
+    session_id: UUID
+    claims: AccessClaims
+
+
+@attrs.frozen
+class SessionServices:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    codec: TokenCodec
+    tokens: SessionTokens
+    hasher: PasswordHasher
+    common_passwords: CommonPasswords
+    templates: MailTemplates
+    policy: Policy
+
+    def policy_for(self, tenant: Tenant) -> Policy:
+        return policy_for(self.policy, tenant)
+
+
+class Authenticate:
+    """Bearer access token -> principal; a token of another tenant is refused."""
+
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, access_token: str) -> Principal:
+        claims = self._s.codec.decode_access(access_token)
+        if claims.tenant_id != tenant.id:
+            raise InvalidTokenError("token of another tenant")
+        async with self._s.uow() as uow:
+            session = await uow.sessions.get(tenant.id, claims.session_id)
+            now = self._s.clock.now()
+            if session is None or not session.is_active(now) or session.user_id != claims.subject:
+                raise InvalidTokenError("session ended")
+            account = await uow.accounts.get(tenant.id, claims.subject)
+        if account is None or not account.is_active:
+            raise InvalidTokenError("account gone or disabled")
+        return Principal(account, tenant, session.id, claims)
+
+
+class RefreshSession:
+    """Rotate a refresh token atomically, with a grace window for concurrent callers.
+
+    Within the grace window a just-spent token gets the same successor; after
+    it, presenting a spent token ends the whole session (token family).
+    """
+
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, refresh_token: str) -> TokenPair:
+        s = self._s
+        claims = s.codec.decode_refresh(refresh_token)
+        if claims.tenant_id != tenant.id:
+            raise InvalidTokenError("token of another tenant")
+        policy = s.policy_for(tenant)
+        grace = policy.refresh_reuse_grace
+        async with s.uow() as uow:
+            if await uow.invalidated_tokens.contains(tenant.id, claims.token_id):
+                raise InvalidTokenError("logged out")
+            account = await uow.accounts.get(tenant.id, claims.subject)
+            if account is None:
+                raise InvalidTokenError("no account")
+            for _ in range(2):
+                session = await uow.sessions.get(tenant.id, claims.session_id)
+                if session is None or session.user_id != account.id:
+                    raise InvalidTokenError("no session")
+                now = s.clock.now()
+                presented = session.classify(claims.token_id, now, grace)
+                if presented is Presented.DEAD:
+                    raise InvalidTokenError("session ended")
+                if presented is Presented.REUSED:
+                    await uow.sessions.revoke(tenant.id, session.id, now, "refresh_token_reused")
+                    await uow.commit()
+                    raise RefreshTokenReusedError("refresh token reused")
+                if not account.is_active:
+                    raise AccountDisabledError("disabled")
+                if presented is Presented.IN_GRACE:
+                    return s.tokens.pair(session, account, tenant, policy, now)
+                session.rotate(new_jti(), now, policy.refresh_token_ttl)
+                if await uow.sessions.rotate(session, claims.token_id):
+                    await uow.commit()
+                    return s.tokens.pair(session, account, tenant, policy, now)
+                # A concurrent refresh won the conditional update: look again.
+                await uow.rollback()
+            raise InvalidTokenError("could not rotate")
+
+
+class LogOut:
+    """Deny the refresh token's jti and end its session. Idempotent."""
+
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, refresh_token: str) -> None:
+        claims = self._s.codec.decode_refresh(refresh_token)
+        if claims.tenant_id != tenant.id:
+            raise InvalidTokenError("token of another tenant")
+        async with self._s.uow() as uow:
+            now = self._s.clock.now()
+            await uow.invalidated_tokens.add(tenant.id, claims.token_id, claims.expires_at, now)
+            await uow.sessions.revoke(tenant.id, claims.session_id, now, "logout")
+            await uow.commit()
+
+
+class LogOutEverywhere:
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, principal: Principal) -> int:
+        async with self._s.uow() as uow:
+            count = await uow.sessions.revoke_all_for_account(
+                principal.tenant.id, principal.account.id, self._s.clock.now(), "logout_all"
+            )
+            await uow.commit()
+        return count
+
+
+class ListSessions:
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, principal: Principal) -> list[Session]:
+        async with self._s.uow() as uow:
+            return await uow.sessions.list_active_for_account(
+                principal.tenant.id, principal.account.id, self._s.clock.now()
+            )
+
+
+class RevokeSession:
+    """End one of the caller's own sessions; another user's is 'not found'."""
+
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, principal: Principal, session_id: UUID) -> None:
+        async with self._s.uow() as uow:
+            session = await uow.sessions.get(principal.tenant.id, session_id)
+            now = self._s.clock.now()
+            if (
+                session is None
+                or session.user_id != principal.account.id
+                or not session.is_active(now)
+            ):
+                raise SessionNotFoundError("no such session")
+            await uow.sessions.revoke(principal.tenant.id, session_id, now, "revoked_by_user")
+            await uow.commit()
+
+
+@attrs.frozen
+class ChangePasswordCommand:
+    principal: Principal
+    current_password: str = attrs.field(repr=False)
+    new_password: str = attrs.field(repr=False)
+
+
+class ChangePassword:
+    """Needs the current password; every other session ends, the caller's stays."""
+
+    def __init__(self, services: SessionServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: ChangePasswordCommand) -> None:
+        s = self._s
+        account = command.principal.account
+        tenant = command.principal.tenant
+        if account.password_hash is None:
+            await s.hasher.dummy_verify(command.current_password)
+            raise InvalidCredentialsError("no password set")
+        if not await s.hasher.verify(command.current_password, account.password_hash):
+            raise InvalidCredentialsError("wrong password")
+        check_new_password(command.new_password, s.common_passwords, field="new_password")
+        new_hash = await s.hasher.hash(command.new_password)
+        async with s.uow() as uow:
+            now = s.clock.now()
+            account.set_password_hash(new_hash, now)
+            await uow.accounts.update(account)
+            await uow.sessions.revoke_all_for_account(
+                tenant.id, account.id, now, "password_changed", keep=command.principal.session_id
+            )
+            await uow.outbox.add(
+                tenant.id,
+                s.templates.password_changed_notice(
+                    account.email.value, sender=s.policy_for(tenant).email_from
+                ),
+                now,
+            )
+            await uow.commit()

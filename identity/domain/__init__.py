@@ -1,0 +1,1 @@
+"""Entities, value objects and invariants. Only the stdlib and attrs."""

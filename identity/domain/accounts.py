@@ -1,0 +1,58 @@
+"""The account entity: who a user is within one tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+
+from identity.domain.emails import Email
+from identity.domain.errors import AccountDisabledError, EmailNotVerifiedError
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+
+
+@attrs.define
+class Account:
+    id: UUID
+    tenant_id: UUID
+    email: Email
+    created_at: datetime
+    updated_at: datetime
+    password_hash: str | None = attrs.field(default=None, repr=False)
+    full_name: str | None = None
+    is_verified: bool = False
+    is_active: bool = True
+    verified_at: datetime | None = None
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
+
+    def verify_email(self, now: datetime) -> None:
+        """The inbox is proven; idempotent."""
+        if not self.is_verified:
+            self.is_verified = True
+            self.verified_at = now
+            self.updated_at = now
+
+    def ensure_can_log_in(self) -> None:
+        """Raise when a correct credential must still not open a session."""
+        if not self.is_active:
+            raise AccountDisabledError("the account is disabled")
+        if not self.is_verified:
+            raise EmailNotVerifiedError("the email address is not verified")
+
+    def set_password_hash(self, password_hash: str, now: datetime) -> None:
+        self.password_hash = password_hash
+        self.updated_at = now
+
+    def disable(self, now: datetime) -> None:
+        self.is_active = False
+        self.updated_at = now
+
+    def enable(self, now: datetime) -> None:
+        self.is_active = True
+        self.updated_at = now

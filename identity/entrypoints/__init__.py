@@ -1,0 +1,1 @@
+"""The edges: settings, container, HTTP application, CLI."""

@@ -1,0 +1,178 @@
+"""Middlewares: request id, access log, the single error path, CORS, headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from sqlalchemy import exc as sa_exc
+
+from identity.domain.errors import DomainError, StorageUnavailableError
+from identity.entrypoints.http.keys import REQUEST_ID, SETTINGS
+from identity.entrypoints.http.problems import Problem, problem_for, problem_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+access_log = logging.getLogger("identity.access")
+error_log = logging.getLogger("identity.errors")
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+MAX_BODY_BYTES = 64 * 1024
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+_UNAVAILABLE = (
+    StorageUnavailableError,
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _request_id(request: web.Request) -> str:
+    inbound = request.headers.get("X-Request-ID", "")
+    return inbound if _SANE_REQUEST_ID.match(inbound) else uuid.uuid4().hex
+
+
+def _http_problem(error: web.HTTPException) -> Problem:
+    code, title = _HTTP_CODES.get(
+        error.status, (error.reason.lower().replace(" ", "_"), error.reason)
+    )
+    headers = {}
+    if "Allow" in error.headers:
+        headers["Allow"] = error.headers["Allow"]
+    detail = {
+        404: "No such resource.",
+        405: f"{title} on this resource.",
+        413: f"The request body exceeds {MAX_BODY_BYTES // 1024} KiB.",
+    }.get(error.status, title)
+    return Problem(error.status, code, title, detail, headers=headers)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, the one error path, and the access log (path only, never the query)."""
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _answer(request, handler, request_id)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(elapsed_ms, 2),
+            "request_id": request_id,
+        }
+        slow_ms = request.app[SETTINGS].slow_request_ms
+        if elapsed_ms > slow_ms:
+            access_log.warning("slow request", extra=fields)
+        else:
+            access_log.info("request", extra=fields)
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    try:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return problem_response(_http_problem(error))
+    except DomainError as error:
+        problem = problem_for(error)
+        if problem is None:
+            error_log.exception("unmapped domain error", extra={"request_id": request_id})
+            return problem_response(Problem(500, "internal_error", "Internal server error"))
+        return problem_response(problem)
+    except _UNAVAILABLE as error:
+        error_log.warning(
+            "dependency unavailable: %s", type(error).__name__, extra={"request_id": request_id}
+        )
+        return problem_response(
+            Problem(503, "service_unavailable", "Service unavailable", "Try again shortly.")
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        error_log.exception("unexpected error", extra={"request_id": request_id})
+        return problem_response(
+            Problem(500, "internal_error", "Internal server error", "An unexpected error occurred.")
+        )
+
+
+def cors(
+    allowed_origins: tuple[str, ...],
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """CORS only for the configured origins; everything else gets no CORS headers."""
+    allowed = frozenset(allowed_origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in allowed:
+            return await handler(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, X-Request-ID, X-Tenant"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Expose-Headers"] = (
+            "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+        )
+        response.headers.add("Vary", "Origin")
+        return response
+
+    return middleware
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Runs for every response, including aiohttp's own error pages."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/auth/") or request.path == "/auth":
+        response.headers["Cache-Control"] = "no-store"
+    if request.app[SETTINGS].hsts:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    response.headers["Server"] = "identity"
+    if REQUEST_ID in request and "X-Request-ID" not in response.headers:
+        response.headers["X-Request-ID"] = request[REQUEST_ID]

@@ -1,0 +1,147 @@
+"""RFC 9457 problem details: the one error path for every failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from identity.domain import errors
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+@attrs.frozen
+class FieldError:
+    field: str
+    message: str
+
+
+class Problem(Exception):
+    """An error answer raised anywhere in a handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail or title
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def validation_problem(field_errors: list[FieldError]) -> Problem:
+    return Problem(
+        422,
+        "validation_error",
+        "Validation failed",
+        "The request body has invalid fields.",
+        errors=field_errors,
+    )
+
+
+# Exception type -> (status, code, title, detail). The detail is fixed text:
+# exception messages never reach a client.
+DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
+    errors.InvalidCredentialsError: (
+        401,
+        "invalid_credentials",
+        "Invalid credentials",
+        "The email or password is wrong.",
+    ),
+    errors.EmailNotVerifiedError: (
+        403,
+        "email_not_verified",
+        "Email not verified",
+        "Verify the email address first.",
+    ),
+    errors.AccountDisabledError: (
+        403,
+        "account_disabled",
+        "Account disabled",
+        "This account has been disabled.",
+    ),
+    errors.OtpInvalidError: (
+        400,
+        "otp_invalid",
+        "Invalid code",
+        "The code is wrong, expired or already used.",
+    ),
+    errors.InvalidTokenError: (
+        401,
+        "invalid_token",
+        "Invalid token",
+        "The token is missing, malformed, expired or revoked.",
+    ),
+    errors.RefreshTokenReusedError: (
+        401,
+        "refresh_token_reused",
+        "Refresh token reused",
+        "This refresh token was already used; the session has been ended.",
+    ),
+    errors.SessionNotFoundError: (404, "not_found", "Not found", "No such session."),
+    errors.TenantNotFoundError: (
+        404,
+        "tenant_not_found",
+        "Tenant not found",
+        "The tenant does not exist or is disabled.",
+    ),
+    errors.OAuthFailedError: (400, "oauth_failed", "Sign-in failed", "The sign-in failed."),
+    errors.ProviderNotConfiguredError: (
+        404,
+        "provider_not_configured",
+        "Provider not configured",
+        "This sign-in provider is not configured.",
+    ),
+    errors.StorageUnavailableError: (
+        503,
+        "service_unavailable",
+        "Service unavailable",
+        "Try again shortly.",
+    ),
+}
+
+
+def problem_for(error: Exception) -> Problem | None:
+    """The problem for a domain error, or None for an unexpected exception."""
+    if isinstance(error, errors.WeakPasswordError):
+        field = getattr(error, "field", "password")
+        return validation_problem([FieldError(field, str(error))])
+    if isinstance(error, errors.OAuthFailedError):
+        # OAuthFailedError messages are written to be safe for clients.
+        return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")
+    for error_type in type(error).__mro__:
+        entry = DOMAIN_PROBLEMS.get(error_type)
+        if entry is not None:
+            status, code, title, detail = entry
+            return Problem(status, code, title, detail)
+    return None
+
+
+def problem_response(problem: Problem) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"https://identity.dev/problems/{problem.code.replace('_', '-')}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
+    }
+    if problem.errors is not None:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(body),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
