@@ -26,6 +26,7 @@ class Account:
     is_verified: bool = False
     is_active: bool = True
     verified_at: datetime | None = None
+    google_linked: bool = False  # read-only: derived from linked external identities
 
     @property
     def has_password(self) -> bool:

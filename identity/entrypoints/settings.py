@@ -48,10 +48,19 @@ class Secret:
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def redact_url(url: str) -> str:
+    """The URL with any password masked, for ``repr`` and logs."""
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except Exception:
+        return "'**********'"
+
+
 @attrs.frozen
 class Settings:
     secret_key: Secret
-    database_url: str = DEFAULT_DATABASE_URL
+    # A Postgres URL may carry a password: repr shows it masked.
+    database_url: str = attrs.field(default=DEFAULT_DATABASE_URL, repr=redact_url)
     host: str = "127.0.0.1"
     port: int = 8000
     issuer: str = "http://127.0.0.1:8000"
@@ -188,9 +197,12 @@ def parse_secret(text: str) -> Secret:
 
 
 def parse_secret_key(text: str) -> Secret:
-    if len(text) < MIN_SECRET_LENGTH:
+    # Stripped: a trailing newline from a mounted secret file must not change the key,
+    # and 32 spaces are not a secret.
+    value = text.strip()
+    if len(value) < MIN_SECRET_LENGTH:
         raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-    return Secret(text)
+    return Secret(value)
 
 
 def parse_text(text: str) -> str:
@@ -298,14 +310,33 @@ def embedded_secret_key(database_url: str) -> str:
         return secrets.token_urlsafe(48)
     path = Path(database).expanduser().resolve().with_name(Path(database).name + ".secret")
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-        if len(value) < MIN_SECRET_LENGTH:
-            raise SettingsError(f"{path}: the stored secret key is damaged; remove it") from None
-        return value
-    value = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    if not path.exists():
+        _write_secret_once(path, secrets.token_urlsafe(48))
+    value = path.read_text().strip()
+    if len(value) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{env_name('secret_key')}: the generated secret key in {path} is damaged; "
+            "remove the file or set the variable"
+        )
     return value
+
+
+def _write_secret_once(path: Path, value: str) -> None:
+    """Publish a complete file atomically; the first of racing processes wins.
+
+    Written to a private temporary file and hard-linked into place: a process
+    starting at the same moment never reads a half-written (empty) file.
+    """
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from sqlalchemy import exc as sa_exc
 
 from identity.domain.errors import DomainError, StorageUnavailableError
@@ -17,6 +18,7 @@ from identity.entrypoints.http.keys import REQUEST_ID, SETTINGS
 from identity.entrypoints.http.problems import Problem, problem_for, problem_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 access_log = logging.getLogger("identity.access")
 error_log = logging.getLogger("identity.errors")
@@ -97,18 +99,18 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
         if length is not None and length > MAX_BODY_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
         return await handler(request)
-    except Problem as problem:
-        return problem_response(problem)
+    except Problem as raised:
+        return problem_response(raised)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         return problem_response(_http_problem(error))
     except DomainError as error:
-        problem = problem_for(error)
-        if problem is None:
+        mapped = problem_for(error)
+        if mapped is None:
             error_log.exception("unmapped domain error", extra={"request_id": request_id})
             return problem_response(Problem(500, "internal_error", "Internal server error"))
-        return problem_response(problem)
+        return problem_response(mapped)
     except _UNAVAILABLE as error:
         error_log.warning(
             "dependency unavailable: %s", type(error).__name__, extra={"request_id": request_id}
@@ -127,7 +129,7 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
 
 def cors(
     allowed_origins: tuple[str, ...],
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """CORS only for the configured origins; everything else gets no CORS headers."""
     allowed = frozenset(allowed_origins)
 

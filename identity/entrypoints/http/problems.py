@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import attrs
 from aiohttp import web
 
 from identity.domain import errors
+from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -113,8 +115,35 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
 }
 
 
+def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
+    """IETF draft ``RateLimit-*`` headers and their common ``X-RateLimit-*`` twins."""
+    values = {
+        "Limit": str(decision.limit),
+        "Remaining": str(decision.remaining),
+        "Reset": str(math.ceil(decision.reset_after)),
+    }
+    headers = {f"RateLimit-{name}": value for name, value in values.items()}
+    headers.update({f"X-RateLimit-{name}": value for name, value in values.items()})
+    return headers
+
+
+def rate_limited_problem(decision: RateLimitDecision) -> Problem:
+    headers = rate_limit_headers(decision)
+    headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+    return Problem(
+        429,
+        "rate_limited",
+        "Too many requests",
+        "Too many requests; retry after the time in the Retry-After header.",
+        headers=headers,
+    )
+
+
 def problem_for(error: Exception) -> Problem | None:
     """The problem for a domain error, or None for an unexpected exception."""
+    if isinstance(error, errors.RateLimitedError):
+        assert isinstance(error.decision, RateLimitDecision)
+        return rate_limited_problem(error.decision)
     if isinstance(error, errors.WeakPasswordError):
         field = getattr(error, "field", "password")
         return validation_problem([FieldError(field, str(error))])

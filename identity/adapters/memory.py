@@ -1,0 +1,657 @@
+"""In-memory storage: every repository port and a transactional unit of work.
+
+A production-grade fake, not a mock: unit tests run the use cases on it and an
+embedded single-process mode may too. It mirrors the SQL adapter's semantics:
+
+- Each unit of work is a transaction with READ COMMITTED isolation: a read
+  sees the data committed so far plus the transaction's own writes. Writes are
+  staged and reach the shared ``MemoryStore`` only on ``commit``; ``rollback``
+  and leaving ``async with`` without committing discard them. After either,
+  the same unit of work goes on with a new transaction (as SQLAlchemy's
+  autobegin does).
+- Every write takes a row lock held until the transaction ends; a second
+  writer of the same row waits for it, then re-evaluates its condition against
+  the committed row, as PostgreSQL does. So ``SessionRepository.rotate`` and
+  ``OtpChallengeRepository.record_check`` let exactly one of many concurrent
+  callers win, and a racing insert of the same email waits and then raises
+  ``EmailAlreadyRegisteredError``. A wait that could never end (a cycle, or a
+  task waiting on a lock it holds itself through another unit of work) raises
+  ``MemoryDeadlockError`` instead of hanging.
+- Entities are deep-copied in and out: mutating what a repository returned, or
+  what was passed to it, never changes stored state.
+
+The outbox keeps messages in clear (nothing leaves the process) but keeps the
+claim, lease and mark semantics of the SQL outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+from collections.abc import Callable, Hashable, Iterator
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar, cast
+from uuid import UUID, uuid4
+
+import attrs
+
+from identity.application.ports import (
+    AccountRepository,
+    InvalidatedTokenRepository,
+    OtpChallengeRepository,
+    OutboxItem,
+    OutboxRepository,
+    SessionRepository,
+    TenantRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from identity.domain.accounts import Account
+from identity.domain.errors import (
+    EmailAlreadyRegisteredError,
+    StorageUnavailableError,
+    TenantAlreadyExistsError,
+)
+from identity.domain.mail import EmailMessage
+from identity.domain.otp import OtpChallenge, OtpPurpose
+from identity.domain.sessions import Session
+from identity.domain.tenants import Tenant
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+# Revoked sessions stay a day so a replayed refresh token is still recognised.
+_REVOKED_SESSION_RETENTION = timedelta(days=1)
+_MAX_ERROR_LENGTH = 500
+
+
+class MemoryIntegrityError(Exception):
+    """A primary key inserted twice (the SQL adapter lets its ``IntegrityError`` through)."""
+
+
+class MemoryDeadlockError(RuntimeError):
+    """Waiting for a row lock could never end."""
+
+
+class MemoryUnitOfWorkClosedError(RuntimeError):
+    """A repository was used outside ``async with`` its unit of work."""
+
+
+@attrs.define
+class _InvalidatedToken:
+    tenant_id: UUID
+    expires_at: datetime
+    created_at: datetime
+
+
+@attrs.define
+class _OutboxRow:
+    id: UUID
+    tenant_id: UUID
+    message: EmailMessage | None
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    locked_until: datetime | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+
+
+_LockKey = tuple[str, Hashable]
+
+
+class MemoryStore:
+    """The committed data, shared by every unit of work made from it.
+
+    Set ``available`` to False to make new units of work raise
+    ``StorageUnavailableError`` (a database that cannot be reached).
+    """
+
+    def __init__(self) -> None:
+        self.available = True
+        self._tables: dict[str, dict[Hashable, object]] = {
+            name: {}
+            for name in (
+                "tenants",
+                "accounts",
+                "challenges",
+                "sessions",
+                "invalidated_tokens",
+                "outbox",
+            )
+        }
+        self._lock_owners: dict[_LockKey, _Transaction] = {}
+
+    def table(self, name: str) -> dict[Hashable, object]:
+        return self._tables[name]
+
+    def messages(self, to: str | None = None) -> list[EmailMessage]:
+        """Committed outbox messages not yet sent or given up, oldest first."""
+        rows = [row for row in self._tables["outbox"].values() if isinstance(row, _OutboxRow)]
+        return [
+            row.message
+            for row in rows
+            if row.message is not None and (to is None or row.message.to == to)
+        ]
+
+    # --- row locks ---------------------------------------------------------
+
+    async def lock(self, transaction: _Transaction, key: _LockKey) -> None:
+        while True:
+            owner = self._lock_owners.get(key)
+            if owner is None or owner is transaction:
+                self._lock_owners[key] = transaction
+                transaction.held.add(key)
+                transaction.task = asyncio.current_task()
+                return
+            self._check_deadlock(transaction, owner)
+            transaction.waiting_for = owner
+            try:
+                await owner.finished.wait()
+            finally:
+                transaction.waiting_for = None
+
+    def try_lock(self, transaction: _Transaction, key: _LockKey) -> bool:
+        """Take the lock only if nobody else holds it (``SKIP LOCKED``)."""
+        owner = self._lock_owners.get(key)
+        if owner is not None and owner is not transaction:
+            return False
+        self._lock_owners[key] = transaction
+        transaction.held.add(key)
+        return True
+
+    def release(self, transaction: _Transaction) -> None:
+        for key in transaction.held:
+            if self._lock_owners.get(key) is transaction:
+                del self._lock_owners[key]
+        transaction.held.clear()
+
+    @staticmethod
+    def _check_deadlock(transaction: _Transaction, owner: _Transaction) -> None:
+        current = asyncio.current_task()
+        if owner.task is not None and owner.task is current:
+            raise MemoryDeadlockError(
+                "this task already holds the row lock through another unit of work"
+            )
+        seen: set[int] = set()
+        waiting: _Transaction | None = owner
+        while waiting is not None and id(waiting) not in seen:
+            if waiting is transaction:
+                raise MemoryDeadlockError("row locks wait for each other in a cycle")
+            seen.add(id(waiting))
+            waiting = waiting.waiting_for
+
+
+class _Transaction:
+    """The staged writes and held locks of one transaction of a unit of work."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.writes: dict[str, dict[Hashable, object | None]] = {}
+        self.held: set[_LockKey] = set()
+        self.finished = asyncio.Event()
+        self.task: asyncio.Task[object] | None = None
+        self.waiting_for: _Transaction | None = None
+        self.open = True
+
+    def ensure_open(self) -> None:
+        if not self.open:
+            raise MemoryUnitOfWorkClosedError("use the repositories inside 'async with uow'")
+
+    def end(self, *, keep: bool) -> None:
+        """Apply (``keep``) or drop the staged writes, release the locks, start afresh."""
+        if keep:
+            for name, writes in self.writes.items():
+                committed = self.store.table(name)
+                for key, value in writes.items():
+                    if value is None:
+                        committed.pop(key, None)
+                    else:
+                        committed[key] = value
+        self.writes.clear()
+        self.store.release(self)
+        finished, self.finished = self.finished, asyncio.Event()
+        finished.set()
+
+
+class _Table(Generic[_K, _V]):
+    """One table as a transaction sees it: committed rows overlaid by its own writes."""
+
+    def __init__(self, transaction: _Transaction, name: str, kind: type[_V]) -> None:
+        self._tx = transaction
+        self._name = name
+        self._kind = kind
+
+    @property
+    def _committed(self) -> dict[Hashable, object]:
+        return self._tx.store.table(self._name)
+
+    @property
+    def _writes(self) -> dict[Hashable, object | None]:
+        return self._tx.writes.setdefault(self._name, {})
+
+    def _cast(self, value: object | None) -> _V | None:
+        if value is None:
+            return None
+        assert isinstance(value, self._kind)
+        return value
+
+    def get(self, key: _K) -> _V | None:
+        """A private copy of the row, or None."""
+        self._tx.ensure_open()
+        writes = self._tx.writes.get(self._name, {})
+        value = writes[key] if key in writes else self._committed.get(key)
+        return copy.deepcopy(self._cast(value))
+
+    def rows(self) -> Iterator[tuple[_K, _V]]:
+        """Private copies of every visible row, committed order first."""
+        self._tx.ensure_open()
+        writes = self._tx.writes.get(self._name, {})
+        keys = list(self._committed) + [key for key in writes if key not in self._committed]
+        for key in keys:
+            value = self._cast(writes[key] if key in writes else self._committed.get(key))
+            if value is not None:
+                yield cast(_K, key), copy.deepcopy(value)
+
+    def put(self, key: _K, value: _V) -> None:
+        """Stage a copy of ``value``; the caller holds the row lock."""
+        self._tx.ensure_open()
+        self._writes[key] = copy.deepcopy(value)
+
+    def delete(self, key: _K) -> None:
+        self._tx.ensure_open()
+        self._writes[key] = None
+
+    async def lock(self, key: Hashable, index: str | None = None) -> None:
+        self._tx.ensure_open()
+        await self._tx.store.lock(self._tx, (index or self._name, key))
+
+    def try_lock(self, key: Hashable) -> bool:
+        self._tx.ensure_open()
+        return self._tx.store.try_lock(self._tx, (self._name, key))
+
+    async def update_where(
+        self, matches: Callable[[_V], bool], change: Callable[[_V], None]
+    ) -> int:
+        """``UPDATE ... WHERE``: lock each matching row, re-check it, change it."""
+        count = 0
+        for key, _ in [(key, row) for key, row in self.rows() if matches(row)]:
+            await self.lock(key)
+            row = self.get(key)
+            if row is not None and matches(row):
+                change(row)
+                self.put(key, row)
+                count += 1
+        return count
+
+    async def delete_where(self, matches: Callable[[_V], bool]) -> int:
+        count = 0
+        for key, _ in [(key, row) for key, row in self.rows() if matches(row)]:
+            await self.lock(key)
+            row = self.get(key)
+            if row is not None and matches(row):
+                self.delete(key)
+                count += 1
+        return count
+
+
+class MemoryTenantRepository(TenantRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[UUID, Tenant] = _Table(transaction, "tenants", Tenant)
+
+    async def get_by_slug(self, slug: str) -> Tenant | None:
+        return next((tenant for _, tenant in self._t.rows() if tenant.slug == slug), None)
+
+    async def get(self, tenant_id: UUID) -> Tenant | None:
+        return self._t.get(tenant_id)
+
+    async def list(self) -> list[Tenant]:
+        return sorted((tenant for _, tenant in self._t.rows()), key=lambda tenant: tenant.slug)
+
+    async def add(self, tenant: Tenant) -> None:
+        await self._claim_slug(tenant)
+        await self._t.lock(tenant.id)
+        if self._t.get(tenant.id) is not None:
+            raise MemoryIntegrityError(f"tenant {tenant.id} exists")
+        self._t.put(tenant.id, tenant)
+
+    async def update(self, tenant: Tenant) -> None:
+        await self._t.lock(tenant.id)
+        current = self._t.get(tenant.id)
+        if current is None:
+            return
+        if current.slug != tenant.slug:
+            await self._claim_slug(tenant)
+        self._t.put(tenant.id, tenant)
+
+    async def _claim_slug(self, tenant: Tenant) -> None:
+        await self._t.lock(tenant.slug, index="tenants.slug")
+        taken = await self.get_by_slug(tenant.slug)
+        if taken is not None and taken.id != tenant.id:
+            raise TenantAlreadyExistsError(tenant.slug)
+
+
+class MemoryAccountRepository(AccountRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[UUID, Account] = _Table(transaction, "accounts", Account)
+
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
+        account = self._t.get(account_id)
+        return account if account is not None and account.tenant_id == tenant_id else None
+
+    async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
+        return next(
+            (
+                account
+                for _, account in self._t.rows()
+                if account.tenant_id == tenant_id and account.email.key == email_key
+            ),
+            None,
+        )
+
+    async def add(self, account: Account) -> None:
+        await self._claim_email(account)
+        await self._t.lock(account.id)
+        if self._t.get(account.id) is not None:
+            raise MemoryIntegrityError(f"account {account.id} exists")
+        self._t.put(account.id, account)
+
+    async def update(self, account: Account) -> None:
+        await self._t.lock(account.id)
+        current = self._t.get(account.id)
+        if current is None or current.tenant_id != account.tenant_id:
+            return
+        if current.email.key != account.email.key:
+            await self._claim_email(account)
+        self._t.put(account.id, account)
+
+    async def _claim_email(self, account: Account) -> None:
+        # The lock stands for the unique index entry: a racing insert waits, then sees the row.
+        await self._t.lock((account.tenant_id, account.email.key), index="accounts.email")
+        taken = await self.get_by_email(account.tenant_id, account.email.key)
+        if taken is not None and taken.id != account.id:
+            raise EmailAlreadyRegisteredError("email already registered")
+
+
+_ChallengeKey = tuple[UUID, str, OtpPurpose]
+
+
+class MemoryOtpChallengeRepository(OtpChallengeRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[_ChallengeKey, OtpChallenge] = _Table(
+            transaction, "challenges", OtpChallenge
+        )
+
+    async def get(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose
+    ) -> OtpChallenge | None:
+        return self._t.get((tenant_id, email_key, purpose))
+
+    async def replace(self, challenge: OtpChallenge) -> None:
+        key = (challenge.tenant_id, challenge.email_key, challenge.purpose)
+        await self._t.lock(key)
+        self._t.put(key, challenge)
+
+    async def record_check(self, challenge: OtpChallenge, attempts_before: int) -> bool:
+        key = (challenge.tenant_id, challenge.email_key, challenge.purpose)
+        await self._t.lock(key)
+        current = self._t.get(key)
+        if (
+            current is None
+            or current.id != challenge.id
+            or current.attempts != attempts_before
+            or current.consumed_at is not None
+        ):
+            return False
+        current.attempts = challenge.attempts
+        current.consumed_at = challenge.consumed_at
+        self._t.put(key, current)
+        return True
+
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._t.delete_where(
+            lambda row: row.expires_at < now or row.consumed_at is not None
+        )
+
+
+class MemorySessionRepository(SessionRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[UUID, Session] = _Table(transaction, "sessions", Session)
+
+    async def add(self, session: Session) -> None:
+        await self._t.lock(session.id)
+        if self._t.get(session.id) is not None:
+            raise MemoryIntegrityError(f"session {session.id} exists")
+        self._t.put(session.id, session)
+
+    async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
+        session = self._t.get(session_id)
+        return session if session is not None and session.tenant_id == tenant_id else None
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        await self._t.lock(session.id)
+        current = self._t.get(session.id)
+        if (
+            current is None
+            or current.tenant_id != session.tenant_id
+            or current.refresh_jti != presented_jti
+            or current.revoked_at is not None
+        ):
+            return False
+        # Only the rotation columns, as the SQL update: a concurrent revoke is not undone.
+        current.refresh_jti = session.refresh_jti
+        current.previous_refresh_jti = session.previous_refresh_jti
+        current.rotated_at = session.rotated_at
+        current.refresh_issued_at = session.refresh_issued_at
+        current.last_used_at = session.last_used_at
+        current.expires_at = session.expires_at
+        self._t.put(session.id, current)
+        return True
+
+    async def revoke(self, tenant_id: UUID, session_id: UUID, now: datetime, reason: str) -> bool:
+        await self._t.lock(session_id)
+        current = self._t.get(session_id)
+        if current is None or current.tenant_id != tenant_id or current.revoked_at is not None:
+            return False
+        current.revoked_at = now
+        current.revoked_reason = reason
+        self._t.put(session_id, current)
+        return True
+
+    async def revoke_all_for_account(
+        self,
+        tenant_id: UUID,
+        account_id: UUID,
+        now: datetime,
+        reason: str,
+        *,
+        keep: UUID | None = None,
+    ) -> int:
+        def matches(session: Session) -> bool:
+            return (
+                session.tenant_id == tenant_id
+                and session.user_id == account_id
+                and session.revoked_at is None
+                and session.expires_at > now
+                and session.id != keep
+            )
+
+        def end(session: Session) -> None:
+            session.revoked_at = now
+            session.revoked_reason = reason
+
+        return await self._t.update_where(matches, end)
+
+    async def list_active_for_account(
+        self, tenant_id: UUID, account_id: UUID, now: datetime
+    ) -> list[Session]:
+        sessions = [
+            session
+            for _, session in self._t.rows()
+            if session.tenant_id == tenant_id
+            and session.user_id == account_id
+            and session.revoked_at is None
+            and session.expires_at > now
+        ]
+        return sorted(sessions, key=lambda session: session.created_at)
+
+    async def delete_expired(self, now: datetime) -> int:
+        cutoff = now - _REVOKED_SESSION_RETENTION
+        return await self._t.delete_where(
+            lambda row: (
+                row.expires_at < now or (row.revoked_at is not None and row.revoked_at < cutoff)
+            )
+        )
+
+
+class MemoryInvalidatedTokenRepository(InvalidatedTokenRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[str, _InvalidatedToken] = _Table(
+            transaction, "invalidated_tokens", _InvalidatedToken
+        )
+
+    async def add(self, tenant_id: UUID, jti: str, expires_at: datetime, now: datetime) -> None:
+        if self._t.get(jti) is not None:
+            return
+        await self._t.lock(jti)
+        if self._t.get(jti) is not None:
+            return  # a concurrent logout recorded it first
+        self._t.put(jti, _InvalidatedToken(tenant_id, expires_at, now))
+
+    async def contains(self, tenant_id: UUID, jti: str) -> bool:
+        entry = self._t.get(jti)
+        return entry is not None and entry.tenant_id == tenant_id
+
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._t.delete_where(lambda row: row.expires_at < now)
+
+
+class MemoryOutboxRepository(OutboxRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[UUID, _OutboxRow] = _Table(transaction, "outbox", _OutboxRow)
+
+    async def add(self, tenant_id: UUID, message: EmailMessage, now: datetime) -> None:
+        row = _OutboxRow(
+            id=uuid4(),
+            tenant_id=tenant_id,
+            message=message,
+            state="pending",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        await self._t.lock(row.id)
+        self._t.put(row.id, row)
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
+        def due(row: _OutboxRow) -> bool:
+            return (
+                row.state == "pending"
+                and row.next_attempt_at <= now
+                and (row.locked_until is None or row.locked_until < now)
+            )
+
+        candidates = sorted(
+            (row for _, row in self._t.rows() if due(row)), key=lambda row: row.next_attempt_at
+        )
+        items: list[OutboxItem] = []
+        for candidate in candidates:
+            if len(items) >= limit:
+                break
+            # Several workers poll at once: each takes different rows (SKIP LOCKED).
+            if not self._t.try_lock(candidate.id):
+                continue
+            row = self._t.get(candidate.id)
+            if row is None or row.message is None or not due(row):
+                continue
+            row.locked_until = now + lease
+            row.attempts += 1
+            self._t.put(row.id, row)
+            items.append(
+                OutboxItem(
+                    id=row.id, tenant_id=row.tenant_id, message=row.message, attempts=row.attempts
+                )
+            )
+        return items
+
+    async def mark_sent(self, item_id: UUID, now: datetime) -> None:
+        def sent(row: _OutboxRow) -> None:
+            row.state, row.sent_at, row.message, row.locked_until = "sent", now, None, None
+
+        await self._change(item_id, sent)
+
+    async def mark_failed(
+        self, item_id: UUID, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        def failed(row: _OutboxRow) -> None:
+            row.last_error = error[:_MAX_ERROR_LENGTH]
+            row.locked_until = None
+            if next_attempt_at is None:
+                row.state, row.message = "dead", None
+            else:
+                row.next_attempt_at = next_attempt_at
+
+        await self._change(item_id, failed)
+
+    async def pending_count(self) -> int:
+        return sum(1 for _, row in self._t.rows() if row.state == "pending")
+
+    async def _change(self, item_id: UUID, change: Callable[[_OutboxRow], None]) -> None:
+        await self._t.lock(item_id)
+        row = self._t.get(item_id)
+        if row is not None:
+            change(row)
+            self._t.put(item_id, row)
+
+
+class MemoryUnitOfWork(UnitOfWork):
+    """One transaction over a ``MemoryStore``; see the module docstring for the semantics."""
+
+    tenants: MemoryTenantRepository
+    accounts: MemoryAccountRepository
+    challenges: MemoryOtpChallengeRepository
+    sessions: MemorySessionRepository
+    invalidated_tokens: MemoryInvalidatedTokenRepository
+    outbox: MemoryOutboxRepository
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._transaction: _Transaction | None = None
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        if not self._store.available:
+            raise StorageUnavailableError("memory store marked unavailable")
+        if self._transaction is not None:
+            raise RuntimeError("this unit of work is already open")
+        transaction = _Transaction(self._store)
+        transaction.task = asyncio.current_task()
+        self._transaction = transaction
+        self.tenants = MemoryTenantRepository(transaction)
+        self.accounts = MemoryAccountRepository(transaction)
+        self.challenges = MemoryOtpChallengeRepository(transaction)
+        self.sessions = MemorySessionRepository(transaction)
+        self.invalidated_tokens = MemoryInvalidatedTokenRepository(transaction)
+        self.outbox = MemoryOutboxRepository(transaction)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is None:
+            return
+        transaction.end(keep=False)
+        transaction.open = False
+
+    async def commit(self) -> None:
+        assert self._transaction is not None, "commit outside 'async with'"
+        self._transaction.end(keep=True)
+
+    async def rollback(self) -> None:
+        assert self._transaction is not None, "rollback outside 'async with'"
+        self._transaction.end(keep=False)
+
+
+def memory_uow_factory(store: MemoryStore) -> UnitOfWorkFactory:
+    """A factory of units of work over ``store`` (what the use cases are given)."""
+    return functools.partial(MemoryUnitOfWork, store)

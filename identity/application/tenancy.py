@@ -1,0 +1,89 @@
+"""Tenant resolution and administration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from identity.application.policy import parse_tenant_setting
+from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.domain.errors import TenantNotFoundError
+from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant, validate_slug
+
+
+class ResolveTenant:
+    """Slug -> active tenant, cached briefly so hot paths skip a query.
+
+    A tenant disabled in another process is refused here at most
+    ``cache_seconds`` later.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, *, cache_seconds: float = 5.0) -> None:
+        self._uow = uow
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+
+    async def __call__(self, slug: str | None) -> Tenant:
+        slug = (slug or DEFAULT_TENANT_SLUG).strip().lower()
+        now = time.monotonic()
+        cached = self._cache.get(slug)
+        if cached is not None and now - cached[0] < self._ttl:
+            tenant = cached[1]
+        else:
+            async with self._uow() as uow:
+                tenant = await uow.tenants.get_by_slug(slug)
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[slug] = (now, tenant)
+        if tenant is None or tenant.disabled:
+            raise TenantNotFoundError(slug)
+        return tenant
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+class TenantAdmin:
+    """What the ``identity tenants`` commands do."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def create(self, slug: str, name: str | None = None) -> Tenant:
+        tenant = Tenant(
+            id=uuid.uuid4(),
+            slug=validate_slug(slug),
+            name=name or slug,
+            created_at=self._clock.now(),
+        )
+        async with self._uow() as uow:
+            await uow.tenants.add(tenant)
+            await uow.commit()
+        return tenant
+
+    async def list(self) -> list[Tenant]:
+        async with self._uow() as uow:
+            return await uow.tenants.list()
+
+    async def set(self, slug: str, key: str, value: Any) -> Tenant:
+        parse_tenant_setting(key, value)  # refuse a bad value before storing it
+        async with self._uow() as uow:
+            tenant = await uow.tenants.get_by_slug(slug)
+            if tenant is None:
+                raise TenantNotFoundError(slug)
+            tenant.settings = {**tenant.settings, key: value}
+            await uow.tenants.update(tenant)
+            await uow.commit()
+        return tenant
+
+    async def set_disabled(self, slug: str, disabled: bool) -> Tenant:
+        async with self._uow() as uow:
+            tenant = await uow.tenants.get_by_slug(slug)
+            if tenant is None:
+                raise TenantNotFoundError(slug)
+            tenant.disabled = disabled
+            await uow.tenants.update(tenant)
+            await uow.commit()
+        return tenant

@@ -1,0 +1,157 @@
+"""The ``identity`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from identity.adapters.sqlalchemy import migrate
+from identity.domain.errors import DomainError
+from identity.entrypoints.container import Container
+from identity.entrypoints.logs import configure_logging
+from identity.entrypoints.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+log = logging.getLogger("identity.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="identity", description="Self-hosted identity service")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="bind address (default IDENTITY_HOST)")
+    serve.add_argument("--port", type=int, help="port (default IDENTITY_PORT)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+
+    commands.add_parser("migrate", help="apply pending database migrations")
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", help="add a new signing key; the old ones keep verifying")
+
+    tenants = commands.add_parser("tenants", help="tenants").add_subparsers(
+        dest="action", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant")
+    create.add_argument("slug")
+    create.add_argument("--name")
+    tenants.add_parser("list", help="list tenants")
+    setting = tenants.add_parser("set", help="set a per-tenant setting")
+    setting.add_argument("slug")
+    setting.add_argument("key")
+    setting.add_argument("value")
+    for action in ("disable", "enable"):
+        tenants.add_parser(action, help=f"{action} a tenant").add_argument("slug")
+
+    users = commands.add_parser("users", help="user accounts").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("show", "disable", "enable"):
+        command = users.add_parser(action, help=f"{action} a user")
+        command.add_argument("email")
+        command.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"identity: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    if args.command == "serve":
+        from identity.entrypoints.server import serve
+
+        return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    if args.command == "migrate":
+        migrate.upgrade(settings.database_url)
+        print("migrations applied")
+        return 0
+    if settings.is_embedded_database:
+        migrate.upgrade(settings.database_url)
+    try:
+        return asyncio.run(_admin(settings, args))
+    except (DomainError, ValueError) as error:
+        print(f"identity: {type(error).__name__.removesuffix('Error')}: {error}", file=sys.stderr)
+        return 1
+
+
+async def _with_container(settings: Settings, work: Callable[[Container], Awaitable[T]]) -> T:
+    container = Container()
+    container.settings.override(settings)
+    try:
+        return await work(container)
+    finally:
+        await container.engine().dispose()
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+async def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    from identity.entrypoints.http.bodies import normalise_email
+
+    async def run(container: Container) -> int:
+        if args.command == "keys":
+            key = await container.key_store().add_new(container.clock().now())
+            _print({"kid": key.kid, "algorithm": key.algorithm, "created_at": key.created_at})
+            return 0
+        if args.command == "tenants":
+            admin = container.tenant_admin()
+            if args.action == "create":
+                tenant = await admin.create(args.slug, args.name)
+                _print({"id": tenant.id, "slug": tenant.slug, "name": tenant.name})
+            elif args.action == "list":
+                _print(
+                    [
+                        {"id": t.id, "slug": t.slug, "name": t.name, "disabled": t.disabled}
+                        for t in await admin.list()
+                    ]
+                )
+            elif args.action == "set":
+                tenant = await admin.set(args.slug, args.key, args.value)
+                shown = {
+                    k: ("********" if "secret" in k else v) for k, v in tenant.settings.items()
+                }
+                _print({"slug": tenant.slug, "settings": shown})
+            else:
+                tenant = await admin.set_disabled(args.slug, args.action == "disable")
+                _print({"slug": tenant.slug, "disabled": tenant.disabled})
+            return 0
+        users = container.user_admin()
+        email = normalise_email(args.email)
+        if args.action == "show":
+            account = await users.show(args.tenant, email)
+            ended = None
+        else:
+            account, ended = await users.set_active(args.tenant, email, args.action == "enable")
+        view: dict[str, Any] = {
+            "id": account.id,
+            "email": account.email.value,
+            "full_name": account.full_name,
+            "is_active": account.is_active,
+            "is_verified": account.is_verified,
+            "has_password": account.has_password,
+            "created_at": account.created_at,
+            "tenant": args.tenant,
+        }
+        if ended is not None:
+            view["sessions_revoked"] = ended
+        _print(view)
+        return 0
+
+    return await _with_container(settings, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

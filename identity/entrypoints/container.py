@@ -1,0 +1,203 @@
+"""The dependency-injector container: the single composition root.
+
+Infrastructure is ``Singleton``; use cases are ``Factory``; the choice of
+backend (mailer, rate limiter) is a ``Selector`` on settings. The token codec
+needs the key ring, which is read from the database at start-up: the app
+overrides ``keyring`` then (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dependency_injector import containers, providers
+
+from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
+from identity.adapters.clock import SystemClock
+from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.jwt_tokens import JwtTokenCodec
+from identity.adapters.mail import LogMailer, SmtpMailer
+from identity.adapters.ratelimit import (
+    FallbackRateLimiter,
+    MemoryRateLimiter,
+    RedisRateLimiter,
+    create_rate_limit_redis,
+)
+from identity.adapters.sealing import Sealer
+from identity.adapters.signing_keys import KeyEncryptor, KeyRing
+from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.keys import SigningKeyStore
+from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
+from identity.application import accounts, sessions
+from identity.application.admin import UserAdmin
+from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
+from identity.application.mail_templates import MailTemplates
+from identity.application.otp_codes import CodeDigester
+from identity.application.policy import Policy
+from identity.application.tenancy import ResolveTenant, TenantAdmin
+from identity.application.throttle import Throttle
+from identity.application.tokens import SessionTokens
+from identity.entrypoints.settings import Settings
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        access_token_ttl=timedelta(seconds=settings.access_token_ttl),
+        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl),
+        otp_ttl=timedelta(seconds=settings.otp_ttl),
+        otp_max_attempts=settings.otp_max_attempts,
+        refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace),
+        email_from=settings.email_from,
+        rate_limit_login=settings.rate_limit_login,
+        rate_limit_otp_request=settings.rate_limit_otp_request,
+        rate_limit_otp_verify=settings.rate_limit_otp_verify,
+        google_client_id=settings.google_client_id,
+        google_client_secret=(
+            settings.google_client_secret.value if settings.google_client_secret else None
+        ),
+        oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
+    )
+
+
+def mailer_kind(settings: Settings) -> str:
+    return "smtp" if settings.smtp_host else "log"
+
+
+def limiter_kind(settings: Settings) -> str:
+    return "redis" if settings.redis_url else "memory"
+
+
+def secret(settings: Settings) -> str:
+    return settings.secret_key.value
+
+
+def redis_url(settings: Settings) -> str:
+    return settings.redis_url.value if settings.redis_url else ""
+
+
+def hasher_threads(settings: Settings) -> int | None:
+    return settings.hasher_threads or None  # 0: one thread per CPU
+
+
+def smtp_password(settings: Settings) -> str | None:
+    return settings.smtp_password.value if settings.smtp_password else None
+
+
+class Container(containers.DeclarativeContainer):
+    wiring_config = containers.WiringConfiguration(
+        modules=[
+            "identity.entrypoints.http.handlers.accounts",
+            "identity.entrypoints.http.handlers.sessions",
+            "identity.entrypoints.http.handlers.system",
+        ]
+    )
+
+    settings = providers.Dependency(instance_of=Settings)
+    secret_key = providers.Callable(secret, settings)
+
+    clock = providers.Singleton(SystemClock)
+    engine = providers.Singleton(
+        make_engine,
+        settings.provided.database_url,
+        pool_size=settings.provided.db_pool_size,
+        pool_timeout=settings.provided.db_pool_timeout,
+    )
+    outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
+    uow = providers.Factory(SqlUnitOfWork, engine=engine, outbox_sealer=outbox_sealer)
+
+    key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
+    key_store = providers.Singleton(SigningKeyStore, engine, key_encryptor, "EdDSA")
+    keyring = providers.Dependency(instance_of=KeyRing)
+    token_codec = providers.Singleton(
+        JwtTokenCodec,
+        keyring,
+        issuer=settings.provided.issuer,
+        audience=settings.provided.audience,
+        leeway_seconds=settings.provided.clock_skew,
+    )
+
+    hasher_executor = providers.Singleton(
+        make_hasher_executor, providers.Callable(hasher_threads, settings)
+    )
+    hasher = providers.Singleton(
+        BcryptSha256Hasher, settings.provided.bcrypt_rounds, hasher_executor
+    )
+    common_passwords = providers.Singleton(ZxcvbnCommonPasswords)
+
+    mailer = providers.Selector(
+        providers.Callable(mailer_kind, settings),
+        smtp=providers.Singleton(
+            SmtpMailer,
+            settings.provided.smtp_host,
+            settings.provided.smtp_port,
+            tls_mode=settings.provided.smtp_tls,
+            username=settings.provided.smtp_username,
+            password=providers.Callable(smtp_password, settings),
+            timeout_seconds=settings.provided.smtp_timeout,
+        ),
+        log=providers.Singleton(LogMailer),
+    )
+
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    redis_client = providers.Singleton(
+        create_rate_limit_redis, providers.Callable(redis_url, settings)
+    )
+    rate_limiter = providers.Selector(
+        providers.Callable(limiter_kind, settings),
+        memory=memory_rate_limiter,
+        redis=providers.Singleton(
+            FallbackRateLimiter,
+            providers.Singleton(RedisRateLimiter, redis_client),
+            memory_rate_limiter,
+        ),
+    )
+
+    policy = providers.Singleton(policy_from, settings)
+    digester = providers.Singleton(CodeDigester, secret_key)
+    templates = providers.Singleton(MailTemplates, settings.provided.email_from)
+    session_tokens = providers.Singleton(SessionTokens, token_codec, clock)
+    throttle = providers.Singleton(Throttle, rate_limiter)
+
+    account_services = providers.Singleton(
+        accounts.AccountServices,
+        uow=uow.provider,
+        clock=clock,
+        hasher=hasher,
+        common_passwords=common_passwords,
+        digester=digester,
+        templates=templates,
+        tokens=session_tokens,
+        throttle=throttle,
+        policy=policy,
+    )
+    session_services = providers.Singleton(
+        sessions.SessionServices,
+        uow=uow.provider,
+        clock=clock,
+        codec=token_codec,
+        tokens=session_tokens,
+        hasher=hasher,
+        common_passwords=common_passwords,
+        templates=templates,
+        policy=policy,
+    )
+
+    resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)
+    register_user = providers.Factory(accounts.RegisterUser, account_services)
+    request_otp = providers.Factory(accounts.RequestOtp, account_services)
+    verify_otp = providers.Factory(accounts.VerifyOtp, account_services)
+    reset_password = providers.Factory(accounts.ResetPasswordWithCode, account_services)
+    log_in = providers.Factory(accounts.LogInWithPassword, account_services)
+
+    authenticate = providers.Factory(sessions.Authenticate, session_services)
+    refresh_session = providers.Factory(sessions.RefreshSession, session_services)
+    log_out = providers.Factory(sessions.LogOut, session_services)
+    log_out_everywhere = providers.Factory(sessions.LogOutEverywhere, session_services)
+    list_sessions = providers.Factory(sessions.ListSessions, session_services)
+    revoke_session = providers.Factory(sessions.RevokeSession, session_services)
+    change_password = providers.Factory(sessions.ChangePassword, session_services)
+
+    deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
+    purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
+    tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
+    user_admin = providers.Factory(UserAdmin, uow.provider, clock)

@@ -1,0 +1,114 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from identity.entrypoints.container import Container
+from identity.entrypoints.http.handlers import accounts, sessions, system
+from identity.entrypoints.http.keys import CONTAINER, SETTINGS
+from identity.entrypoints.http.middlewares import (
+    MAX_BODY_BYTES,
+    add_security_headers,
+    cors,
+    observe,
+)
+from identity.entrypoints.http.protection import protect
+from identity.entrypoints.settings import Settings
+
+log = logging.getLogger("identity.server")
+
+OUTBOX_POLL_SECONDS = 0.5
+KEY_RELOAD_SECONDS = 15.0
+PURGE_SECONDS = 600.0
+
+
+def build_container(settings: Settings) -> Container:
+    container = Container()
+    container.settings.override(settings)
+    return container
+
+
+def create_app(settings: Settings, container: Container | None = None) -> web.Application:
+    """The application; ``container`` may carry test overrides."""
+    container = container or build_container(settings)
+    container.wire()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            observe,
+            cors(settings.cors_origins),
+            protect(settings, container.rate_limiter(), container.resolve_tenant()),
+        ],
+        handler_args={"max_field_size": 16 * 1024},
+    )
+    app[SETTINGS] = settings
+    app[CONTAINER] = container
+    app.on_response_prepare.append(add_security_headers)
+    app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(background_jobs)
+    app.add_routes(accounts.routes)
+    app.add_routes(sessions.routes)
+    app.add_routes(system.routes)
+    return app
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    """Load the signing keys at start; close pools and clients at the end."""
+    container = app[CONTAINER]
+    store = container.key_store()
+    ring = await store.load_ring(container.clock().now())
+    container.keyring.override(ring)
+    yield
+    limiter_client = container.redis_client
+    if app[SETTINGS].redis_url:
+        await limiter_client().aclose()
+    container.hasher_executor().shutdown(wait=False, cancel_futures=True)
+    await container.engine().dispose()
+    container.unwire()
+
+
+async def _repeat(
+    name: str, job: Callable[[], Awaitable[object]], every: float, *, busy_again: bool = False
+) -> None:
+    """Run ``job`` forever; a failure is logged and retried, never fatal."""
+    while True:
+        try:
+            result = await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job failed", extra={"job": name})
+            result = 0
+        if busy_again and result:
+            continue  # more may be waiting
+        await asyncio.sleep(every)
+
+
+async def background_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The outbox worker, the key reloader and the purge of expired rows."""
+    container = app[CONTAINER]
+    codec = container.token_codec()
+    store = container.key_store()
+
+    async def reload_keys() -> None:
+        codec.replace_keyring(await store.load_ring(container.clock().now()))
+
+    tasks = [
+        asyncio.create_task(
+            _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True)
+        ),
+        asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS)),
+        asyncio.create_task(_repeat("purge", container.purge_expired(), PURGE_SECONDS)),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

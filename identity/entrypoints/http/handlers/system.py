@@ -1,0 +1,94 @@
+"""Health, JWKS and discovery."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from dependency_injector.wiring import Provide, inject
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from identity.adapters.jwt_tokens import JwtTokenCodec
+from identity.application.mail_delivery import DeliverPendingMail
+from identity.application.ports import RateLimiter
+from identity.entrypoints.container import Container
+from identity.entrypoints.settings import Settings
+
+routes = web.RouteTableDef()
+
+HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
+
+
+async def database_ok(engine: AsyncEngine) -> bool:
+    async def ping() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(ping(), HEALTH_DATABASE_TIMEOUT)
+    except Exception:
+        return False
+    return True
+
+
+@routes.get("/health")
+@inject
+async def health(
+    request: web.Request,
+    engine: AsyncEngine = Provide[Container.engine],
+    limiter: RateLimiter = Provide[Container.rate_limiter],
+    delivery: DeliverPendingMail = Provide[Container.deliver_mail],
+) -> web.Response:
+    database = await database_ok(engine)
+    checks = {
+        "database": "ok" if database else "unavailable",
+        "email": "degraded" if delivery.last_failed else "ok",
+        "rate_limiter": getattr(limiter, "status", "ok"),
+    }
+    if not database:
+        return web.json_response({"status": "unavailable", "checks": checks}, status=503)
+    return web.json_response({"status": "ok", "checks": checks})
+
+
+@routes.get("/.well-known/jwks.json")
+@inject
+async def jwks(
+    request: web.Request, codec: JwtTokenCodec = Provide[Container.token_codec]
+) -> web.Response:
+    return web.json_response(codec.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@routes.get("/.well-known/openid-configuration")
+@inject
+async def openid_configuration(
+    request: web.Request,
+    settings: Settings = Provide[Container.settings],
+    codec: JwtTokenCodec = Provide[Container.token_codec],
+) -> web.Response:
+    issuer = settings.issuer.rstrip("/")
+    document: dict[str, Any] = {
+        "issuer": settings.issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "id_token_signing_alg_values_supported": sorted(
+            {key.algorithm for key in codec.keyring.keys}
+        ),
+        "token_endpoint": f"{issuer}/auth/login",
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["token"],
+        "claims_supported": [
+            "iss",
+            "aud",
+            "sub",
+            "iat",
+            "exp",
+            "jti",
+            "sid",
+            "typ",
+            "tid",
+            "email",
+            "email_verified",
+        ],
+    }
+    return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,39 @@
+"""Per-request protection: client address, the global per-IP limit, the tenant."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from identity.application.ports import RateLimiter
+from identity.application.tenancy import ResolveTenant
+from identity.entrypoints.client_ip import client_ip
+from identity.entrypoints.http.keys import CLIENT_IP, TENANT
+from identity.entrypoints.http.middlewares import Handler
+from identity.entrypoints.http.problems import rate_limit_headers, rate_limited_problem
+from identity.entrypoints.settings import Settings
+
+NOT_LIMITED = frozenset({"/health", "/metrics"})
+
+
+def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Middleware:
+    trusted = settings.trusted_proxies
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+        address = client_ip(request.remote, forwarded or None, trusted)
+        request[CLIENT_IP] = address
+        if request.path in NOT_LIMITED:
+            return await handler(request)
+        decision = await limiter.hit(f"ip:{address}", settings.rate_limit_global)
+        if not decision.allowed:
+            raise rate_limited_problem(decision)
+        if request.path.startswith("/auth/"):
+            request[TENANT] = await resolve_tenant(request.headers.get("X-Tenant"))
+        response = await handler(request)
+        for name, value in rate_limit_headers(decision).items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return middleware
