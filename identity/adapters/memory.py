@@ -29,16 +29,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Coroutine, Hashable, Iterator
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 from uuid import UUID, uuid4
 
 import attrs
 
 from identity.application.ports import (
     AccountRepository,
+    ExternalIdentityRepository,
     InvalidatedTokenRepository,
+    OAuthStateRepository,
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
@@ -53,6 +55,11 @@ from identity.domain.errors import (
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
+from identity.domain.external_sign_in import (
+    IdentityAlreadyLinkedError,
+    LinkedIdentity,
+    PendingSignIn,
+)
 from identity.domain.mail import EmailMessage
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
@@ -60,10 +67,30 @@ from identity.domain.tenants import Tenant
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 # Revoked sessions stay a day so a replayed refresh token is still recognised.
 _REVOKED_SESSION_RETENTION = timedelta(days=1)
 _MAX_ERROR_LENGTH = 500
+
+
+def _round_trip(
+    method: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Yield to the event loop once per call, as a database round trip does.
+
+    Without it a whole transaction would run without a suspension point and
+    concurrent use cases could never interleave, hiding the races the row
+    locks exist for.
+    """
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        await asyncio.sleep(0)
+        return await method(*args, **kwargs)
+
+    return call
 
 
 class MemoryIntegrityError(Exception):
@@ -120,6 +147,8 @@ class MemoryStore:
                 "sessions",
                 "invalidated_tokens",
                 "outbox",
+                "external_identities",
+                "oauth_states",
             )
         }
         self._lock_owners: dict[_LockKey, _Transaction] = {}
@@ -160,6 +189,7 @@ class MemoryStore:
             return False
         self._lock_owners[key] = transaction
         transaction.held.add(key)
+        transaction.task = asyncio.current_task()
         return True
 
     def release(self, transaction: _Transaction) -> None:
@@ -301,15 +331,19 @@ class MemoryTenantRepository(TenantRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Tenant] = _Table(transaction, "tenants", Tenant)
 
+    @_round_trip
     async def get_by_slug(self, slug: str) -> Tenant | None:
         return next((tenant for _, tenant in self._t.rows() if tenant.slug == slug), None)
 
+    @_round_trip
     async def get(self, tenant_id: UUID) -> Tenant | None:
         return self._t.get(tenant_id)
 
+    @_round_trip
     async def list(self) -> list[Tenant]:
         return sorted((tenant for _, tenant in self._t.rows()), key=lambda tenant: tenant.slug)
 
+    @_round_trip
     async def add(self, tenant: Tenant) -> None:
         await self._claim_slug(tenant)
         await self._t.lock(tenant.id)
@@ -317,6 +351,7 @@ class MemoryTenantRepository(TenantRepository):
             raise MemoryIntegrityError(f"tenant {tenant.id} exists")
         self._t.put(tenant.id, tenant)
 
+    @_round_trip
     async def update(self, tenant: Tenant) -> None:
         await self._t.lock(tenant.id)
         current = self._t.get(tenant.id)
@@ -337,10 +372,12 @@ class MemoryAccountRepository(AccountRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Account] = _Table(transaction, "accounts", Account)
 
+    @_round_trip
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         account = self._t.get(account_id)
         return account if account is not None and account.tenant_id == tenant_id else None
 
+    @_round_trip
     async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
         return next(
             (
@@ -351,6 +388,7 @@ class MemoryAccountRepository(AccountRepository):
             None,
         )
 
+    @_round_trip
     async def add(self, account: Account) -> None:
         await self._claim_email(account)
         await self._t.lock(account.id)
@@ -358,6 +396,7 @@ class MemoryAccountRepository(AccountRepository):
             raise MemoryIntegrityError(f"account {account.id} exists")
         self._t.put(account.id, account)
 
+    @_round_trip
     async def update(self, account: Account) -> None:
         await self._t.lock(account.id)
         current = self._t.get(account.id)
@@ -384,16 +423,19 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
             transaction, "challenges", OtpChallenge
         )
 
+    @_round_trip
     async def get(
         self, tenant_id: UUID, email_key: str, purpose: OtpPurpose
     ) -> OtpChallenge | None:
         return self._t.get((tenant_id, email_key, purpose))
 
+    @_round_trip
     async def replace(self, challenge: OtpChallenge) -> None:
         key = (challenge.tenant_id, challenge.email_key, challenge.purpose)
         await self._t.lock(key)
         self._t.put(key, challenge)
 
+    @_round_trip
     async def record_check(self, challenge: OtpChallenge, attempts_before: int) -> bool:
         key = (challenge.tenant_id, challenge.email_key, challenge.purpose)
         await self._t.lock(key)
@@ -410,6 +452,7 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
         self._t.put(key, current)
         return True
 
+    @_round_trip
     async def delete_expired(self, now: datetime) -> int:
         return await self._t.delete_where(
             lambda row: row.expires_at < now or row.consumed_at is not None
@@ -420,16 +463,19 @@ class MemorySessionRepository(SessionRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Session] = _Table(transaction, "sessions", Session)
 
+    @_round_trip
     async def add(self, session: Session) -> None:
         await self._t.lock(session.id)
         if self._t.get(session.id) is not None:
             raise MemoryIntegrityError(f"session {session.id} exists")
         self._t.put(session.id, session)
 
+    @_round_trip
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
         session = self._t.get(session_id)
         return session if session is not None and session.tenant_id == tenant_id else None
 
+    @_round_trip
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         await self._t.lock(session.id)
         current = self._t.get(session.id)
@@ -450,6 +496,7 @@ class MemorySessionRepository(SessionRepository):
         self._t.put(session.id, current)
         return True
 
+    @_round_trip
     async def revoke(self, tenant_id: UUID, session_id: UUID, now: datetime, reason: str) -> bool:
         await self._t.lock(session_id)
         current = self._t.get(session_id)
@@ -460,6 +507,7 @@ class MemorySessionRepository(SessionRepository):
         self._t.put(session_id, current)
         return True
 
+    @_round_trip
     async def revoke_all_for_account(
         self,
         tenant_id: UUID,
@@ -484,6 +532,7 @@ class MemorySessionRepository(SessionRepository):
 
         return await self._t.update_where(matches, end)
 
+    @_round_trip
     async def list_active_for_account(
         self, tenant_id: UUID, account_id: UUID, now: datetime
     ) -> list[Session]:
@@ -497,6 +546,7 @@ class MemorySessionRepository(SessionRepository):
         ]
         return sorted(sessions, key=lambda session: session.created_at)
 
+    @_round_trip
     async def delete_expired(self, now: datetime) -> int:
         cutoff = now - _REVOKED_SESSION_RETENTION
         return await self._t.delete_where(
@@ -512,6 +562,7 @@ class MemoryInvalidatedTokenRepository(InvalidatedTokenRepository):
             transaction, "invalidated_tokens", _InvalidatedToken
         )
 
+    @_round_trip
     async def add(self, tenant_id: UUID, jti: str, expires_at: datetime, now: datetime) -> None:
         if self._t.get(jti) is not None:
             return
@@ -520,10 +571,12 @@ class MemoryInvalidatedTokenRepository(InvalidatedTokenRepository):
             return  # a concurrent logout recorded it first
         self._t.put(jti, _InvalidatedToken(tenant_id, expires_at, now))
 
+    @_round_trip
     async def contains(self, tenant_id: UUID, jti: str) -> bool:
         entry = self._t.get(jti)
         return entry is not None and entry.tenant_id == tenant_id
 
+    @_round_trip
     async def delete_expired(self, now: datetime) -> int:
         return await self._t.delete_where(lambda row: row.expires_at < now)
 
@@ -532,6 +585,7 @@ class MemoryOutboxRepository(OutboxRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, _OutboxRow] = _Table(transaction, "outbox", _OutboxRow)
 
+    @_round_trip
     async def add(self, tenant_id: UUID, message: EmailMessage, now: datetime) -> None:
         row = _OutboxRow(
             id=uuid4(),
@@ -545,6 +599,7 @@ class MemoryOutboxRepository(OutboxRepository):
         await self._t.lock(row.id)
         self._t.put(row.id, row)
 
+    @_round_trip
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
         def due(row: _OutboxRow) -> bool:
             return (
@@ -576,12 +631,14 @@ class MemoryOutboxRepository(OutboxRepository):
             )
         return items
 
+    @_round_trip
     async def mark_sent(self, item_id: UUID, now: datetime) -> None:
         def sent(row: _OutboxRow) -> None:
             row.state, row.sent_at, row.message, row.locked_until = "sent", now, None, None
 
         await self._change(item_id, sent)
 
+    @_round_trip
     async def mark_failed(
         self, item_id: UUID, error: str, next_attempt_at: datetime | None
     ) -> None:
@@ -595,6 +652,7 @@ class MemoryOutboxRepository(OutboxRepository):
 
         await self._change(item_id, failed)
 
+    @_round_trip
     async def pending_count(self) -> int:
         return sum(1 for _, row in self._t.rows() if row.state == "pending")
 
@@ -606,6 +664,56 @@ class MemoryOutboxRepository(OutboxRepository):
             self._t.put(item_id, row)
 
 
+_LinkKey = tuple[UUID, str, str]
+
+
+class MemoryExternalIdentityRepository(ExternalIdentityRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[_LinkKey, LinkedIdentity] = _Table(
+            transaction, "external_identities", LinkedIdentity
+        )
+
+    @_round_trip
+    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None:
+        return self._t.get((tenant_id, provider, subject))
+
+    @_round_trip
+    async def add(self, link: LinkedIdentity) -> None:
+        key = (link.tenant_id, link.provider, link.subject)
+        # A racing first sign-in waits here, then finds the winner's link.
+        await self._t.lock(key)
+        if self._t.get(key) is not None:
+            raise IdentityAlreadyLinkedError(f"{link.provider} identity already linked")
+        if any(row.id == link.id for _, row in self._t.rows()):
+            raise MemoryIntegrityError(f"linked identity {link.id} exists")
+        self._t.put(key, link)
+
+
+class MemoryOAuthStateRepository(OAuthStateRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[str, PendingSignIn] = _Table(transaction, "oauth_states", PendingSignIn)
+
+    @_round_trip
+    async def add(self, pending: PendingSignIn) -> None:
+        await self._t.lock(pending.key)
+        if self._t.get(pending.key) is not None:
+            raise MemoryIntegrityError("pending sign-in key exists")
+        self._t.put(pending.key, pending)
+
+    @_round_trip
+    async def take(self, key: str) -> PendingSignIn | None:
+        # Like DELETE ... RETURNING: concurrent takers wait, then find nothing.
+        await self._t.lock(key)
+        pending = self._t.get(key)
+        if pending is not None:
+            self._t.delete(key)
+        return pending
+
+    @_round_trip
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._t.delete_where(lambda row: row.is_expired(now))
+
+
 class MemoryUnitOfWork(UnitOfWork):
     """One transaction over a ``MemoryStore``; see the module docstring for the semantics."""
 
@@ -615,6 +723,8 @@ class MemoryUnitOfWork(UnitOfWork):
     sessions: MemorySessionRepository
     invalidated_tokens: MemoryInvalidatedTokenRepository
     outbox: MemoryOutboxRepository
+    external_identities: MemoryExternalIdentityRepository
+    oauth_states: MemoryOAuthStateRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -634,6 +744,8 @@ class MemoryUnitOfWork(UnitOfWork):
         self.sessions = MemorySessionRepository(transaction)
         self.invalidated_tokens = MemoryInvalidatedTokenRepository(transaction)
         self.outbox = MemoryOutboxRepository(transaction)
+        self.external_identities = MemoryExternalIdentityRepository(transaction)
+        self.oauth_states = MemoryOAuthStateRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -643,13 +755,22 @@ class MemoryUnitOfWork(UnitOfWork):
         transaction.end(keep=False)
         transaction.open = False
 
+    @_round_trip
     async def commit(self) -> None:
         assert self._transaction is not None, "commit outside 'async with'"
         self._transaction.end(keep=True)
 
+    @_round_trip
     async def rollback(self) -> None:
         assert self._transaction is not None, "rollback outside 'async with'"
         self._transaction.end(keep=False)
+
+    @_round_trip
+    async def try_lock(self, name: str) -> bool:
+        """An advisory lock held until this transaction ends; False when another holds it."""
+        assert self._transaction is not None, "try_lock outside 'async with'"
+        self._transaction.ensure_open()
+        return self._store.try_lock(self._transaction, ("advisory", name))
 
 
 def memory_uow_factory(store: MemoryStore) -> UnitOfWorkFactory:

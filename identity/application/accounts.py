@@ -308,6 +308,8 @@ class ResetPasswordWithCode:
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             if account is None:
                 raise OtpInvalidError("no account")
+            if not account.is_active:
+                raise AccountDisabledError("disabled")
             await s.spend_code(
                 uow, command.tenant, command.email, OtpPurpose.PASSWORD_RESET, command.code, now
             )
@@ -343,16 +345,23 @@ class LogInWithPassword:
         if account is None or account.password_hash is None:
             await s.hasher.dummy_verify(command.password)
             raise InvalidCredentialsError("invalid credentials")
-        if not await s.hasher.verify(command.password, account.password_hash):
+        checked_hash = account.password_hash
+        if not await s.hasher.verify(command.password, checked_hash):
             raise InvalidCredentialsError("invalid credentials")
         account.ensure_can_log_in()
         new_hash = None
-        if s.hasher.needs_rehash(account.password_hash):
+        if s.hasher.needs_rehash(checked_hash):
             new_hash = await s.hasher.hash(command.password)
         async with s.uow() as uow:
+            # Read again: the account may have been disabled or its password
+            # changed while the hash was being checked.
+            current = await uow.accounts.get(command.tenant.id, account.id)
+            if current is None or current.password_hash != checked_hash:
+                raise InvalidCredentialsError("invalid credentials")
+            current.ensure_can_log_in()
             if new_hash is not None:
-                account.set_password_hash(new_hash, s.clock.now())
-                await uow.accounts.update(account)
-            pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
+                current.set_password_hash(new_hash, s.clock.now())
+                await uow.accounts.update(current)
+            pair = await s.tokens.start(uow, current, command.tenant, policy, command.client)
             await uow.commit()
         return pair

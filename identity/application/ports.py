@@ -14,6 +14,7 @@ from uuid import UUID
 import attrs
 
 from identity.domain.accounts import Account
+from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
 from identity.domain.otp import OtpChallenge, OtpPurpose
@@ -254,6 +255,28 @@ class OutboxRepository(Protocol):
     async def pending_count(self) -> int: ...
 
 
+class ExternalIdentityRepository(Protocol):
+    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None: ...
+
+    async def add(self, link: LinkedIdentity) -> None:
+        """Raise ``IdentityAlreadyLinkedError`` when (tenant, provider, subject) exists
+        (even racing)."""
+        ...
+
+
+class OAuthStateRepository(Protocol):
+    async def add(self, pending: PendingSignIn) -> None: ...
+
+    async def take(self, key: str) -> PendingSignIn | None:
+        """Delete the pending sign-in stored under ``key`` and return it, expired or not.
+
+        Atomic: of many concurrent callers with one key, at most one gets it.
+        """
+        ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -263,6 +286,8 @@ class UnitOfWork(Protocol):
     sessions: SessionRepository
     invalidated_tokens: InvalidatedTokenRepository
     outbox: OutboxRepository
+    external_identities: ExternalIdentityRepository
+    oauth_states: OAuthStateRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -271,6 +296,17 @@ class UnitOfWork(Protocol):
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...
+
+    async def try_lock(self, name: str) -> bool:
+        """Take the lock ``name`` until this transaction ends, without waiting.
+
+        True when taken (released by ``commit``, ``rollback`` or leaving the
+        block); False when another transaction holds it, in this process or
+        another process or host sharing the store. For periodic jobs that
+        must not run twice at once: skip the run on False. Must be called
+        inside ``async with``.
+        """
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

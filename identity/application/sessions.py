@@ -208,9 +208,17 @@ class ChangePassword:
         if not await s.hasher.verify(command.current_password, account.password_hash):
             raise InvalidCredentialsError("wrong password")
         check_new_password(command.new_password, s.common_passwords, field="new_password")
+        checked_hash = account.password_hash
         new_hash = await s.hasher.hash(command.new_password)
         async with s.uow() as uow:
             now = s.clock.now()
+            # Read again: the slow checks above ran on the copy read at authentication.
+            current = await uow.accounts.get(tenant.id, account.id)
+            if current is None or not current.is_active:
+                raise InvalidTokenError("account gone or disabled")
+            if current.password_hash != checked_hash:
+                raise InvalidCredentialsError("password changed meanwhile")
+            account = current
             account.set_password_hash(new_hash, now)
             await uow.accounts.update(account)
             await uow.sessions.revoke_all_for_account(
