@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -12,6 +13,9 @@ def make_engine(
     url: str, *, pool_size: int = 10, pool_timeout: float = 5.0, echo: bool = False
 ) -> AsyncEngine:
     """An engine for Postgres (asyncpg) or SQLite (aiosqlite).
+
+    Connections idle for a few seconds are pinged before use (see
+    ``_pre_ping_idle_connections``).
 
     ``pool_timeout`` bounds the wait for a free connection: past it the unit of
     work raises ``StorageUnavailableError`` (a 503), never a hang.
@@ -28,16 +32,48 @@ def make_engine(
         )
         _serialise_sqlite_transactions(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max(2, pool_size // 2),
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"timeout": pool_timeout, "command_timeout": 30},
     )
+    _pre_ping_idle_connections(engine)
+    return engine
+
+
+PING_IDLE_AFTER_SECONDS = 5.0
+
+
+def _pre_ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping a pooled connection at checkout when it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` costs three round trips on asyncpg (BEGIN,
+    ping, ROLLBACK) on every checkout, more than a whole ``/auth/me``. A
+    connection used moments ago is known good; one that idled may have been
+    dropped by a restart or a proxy, so it is pinged and replaced if dead.
+    A failure on a busy connection still surfaces as a 503 and SQLAlchemy
+    discards that connection.
+    """
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_AFTER_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another.
+            raise exc.DisconnectionError("stale pooled connection") from error
 
 
 def _serialise_sqlite_transactions(engine: AsyncEngine) -> None:
