@@ -18,7 +18,12 @@ import attrs
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
-from identity.adapters.memory import MemoryStore, MemoryUnitOfWork, memory_uow_factory
+from identity.adapters.memory import (
+    MemoryActiveSessionReader,
+    MemoryStore,
+    MemoryUnitOfWork,
+    memory_uow_factory,
+)
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
 from identity.application.accounts import (
@@ -219,6 +224,7 @@ async def make_services(
         common_passwords=common,
         templates=templates,
         policy=policy,
+        session_reader=MemoryActiveSessionReader(store),
     )
     if tenant is None:
         tenant = Tenant(

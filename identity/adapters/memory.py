@@ -38,6 +38,7 @@ import attrs
 
 from identity.application.ports import (
     AccountRepository,
+    ActiveSessionReader,
     ExternalIdentityRepository,
     InvalidatedTokenRepository,
     OAuthStateRepository,
@@ -776,3 +777,22 @@ class MemoryUnitOfWork(UnitOfWork):
 def memory_uow_factory(store: MemoryStore) -> UnitOfWorkFactory:
     """A factory of units of work over ``store`` (what the use cases are given)."""
     return functools.partial(MemoryUnitOfWork, store)
+
+
+class MemoryActiveSessionReader(ActiveSessionReader):
+    """The hot read of ``Authenticate`` over a ``MemoryStore``."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def account_for_session(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
+    ) -> Account | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            session = await uow.sessions.get(tenant_id, session_id)
+            if session is None or session.user_id != account_id or not session.is_active(now):
+                return None
+            account = await uow.accounts.get(tenant_id, account_id)
+        if account is None or not account.is_active:
+            return None
+        return account

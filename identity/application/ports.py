@@ -310,3 +310,17 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class ActiveSessionReader(Protocol):
+    """The hot read behind every bearer-authenticated request."""
+
+    async def account_for_session(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
+    ) -> Account | None:
+        """The active account behind an active session that belongs to it.
+
+        One read outside any transaction. None when the session ended,
+        expired or belongs to someone else, or the account is gone or disabled.
+        """
+        ...

@@ -10,6 +10,7 @@ from identity.application.mail_templates import MailTemplates
 from identity.application.passwords import check_new_password
 from identity.application.policy import Policy, policy_for
 from identity.application.ports import (
+    ActiveSessionReader,
     Clock,
     CommonPasswords,
     PasswordHasher,
@@ -50,6 +51,7 @@ class SessionServices:
     common_passwords: CommonPasswords
     templates: MailTemplates
     policy: Policy
+    session_reader: ActiveSessionReader
 
     def policy_for(self, tenant: Tenant) -> Policy:
         return policy_for(self.policy, tenant)
@@ -65,15 +67,12 @@ class Authenticate:
         claims = self._s.codec.decode_access(access_token)
         if claims.tenant_id != tenant.id:
             raise InvalidTokenError("token of another tenant")
-        async with self._s.uow() as uow:
-            session = await uow.sessions.get(tenant.id, claims.session_id)
-            now = self._s.clock.now()
-            if session is None or not session.is_active(now) or session.user_id != claims.subject:
-                raise InvalidTokenError("session ended")
-            account = await uow.accounts.get(tenant.id, claims.subject)
-        if account is None or not account.is_active:
-            raise InvalidTokenError("account gone or disabled")
-        return Principal(account, tenant, session.id, claims)
+        account = await self._s.session_reader.account_for_session(
+            tenant.id, claims.session_id, claims.subject, self._s.clock.now()
+        )
+        if account is None:
+            raise InvalidTokenError("session ended, or account gone or disabled")
+        return Principal(account, tenant, claims.session_id, claims)
 
 
 class RefreshSession:
