@@ -372,14 +372,31 @@ class MemoryTenantRepository(TenantRepository):
 class MemoryAccountRepository(AccountRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Account] = _Table(transaction, "accounts", Account)
+        self._links: _Table[_LinkKey, LinkedIdentity] = _Table(
+            transaction, "external_identities", LinkedIdentity
+        )
+
+    def _with_links(self, account: Account | None) -> Account | None:
+        """``google_linked`` is derived from the linked identities, as in SQL."""
+        if account is not None:
+            account.google_linked = any(
+                link.user_id == account.id and link.provider == "google"
+                for _, link in self._links.rows()
+            )
+        return account
 
     @_round_trip
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         account = self._t.get(account_id)
-        return account if account is not None and account.tenant_id == tenant_id else None
+        if account is None or account.tenant_id != tenant_id:
+            return None
+        return self._with_links(account)
 
     @_round_trip
     async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
+        return self._with_links(self._find_by_email(tenant_id, email_key))
+
+    def _find_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
         return next(
             (
                 account
@@ -410,7 +427,7 @@ class MemoryAccountRepository(AccountRepository):
     async def _claim_email(self, account: Account) -> None:
         # The lock stands for the unique index entry: a racing insert waits, then sees the row.
         await self._t.lock((account.tenant_id, account.email.key), index="accounts.email")
-        taken = await self.get_by_email(account.tenant_id, account.email.key)
+        taken = self._find_by_email(account.tenant_id, account.email.key)
         if taken is not None and taken.id != account.id:
             raise EmailAlreadyRegisteredError("email already registered")
 

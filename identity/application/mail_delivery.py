@@ -71,19 +71,30 @@ class DeliverPendingMail:
 
 
 class PurgeExpired:
-    """Delete expired codes, denylist rows and sessions."""
+    """Delete expired codes, denylist rows, sessions and pending external sign-ins.
+
+    Every server process runs it periodically; a lock held for the transaction
+    lets one process purge at a time and the others skip their turn.
+    """
+
+    LOCK = "purge_expired"
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
 
-    async def __call__(self) -> dict[str, int]:
+    async def __call__(self) -> dict[str, int] | None:
+        """The rows deleted per kind, or None when another process is purging."""
         async with self._uow() as uow:
+            if not await uow.try_lock(self.LOCK):
+                log.debug("purge skipped: another process is purging")
+                return None
             now = self._clock.now()
             counts = {
                 "otp_challenges": await uow.challenges.delete_expired(now),
                 "invalidated_tokens": await uow.invalidated_tokens.delete_expired(now),
                 "sessions": await uow.sessions.delete_expired(now),
+                "oauth_states": await uow.oauth_states.delete_expired(now),
             }
             await uow.commit()
         return counts

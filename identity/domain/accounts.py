@@ -39,6 +39,17 @@ class Account:
             self.verified_at = now
             self.updated_at = now
 
+    def verify_email_by_provider(self, now: datetime) -> None:
+        """An identity provider vouched for the inbox while linking a sign-in to this account.
+
+        A password set while the address was never proven may have been chosen by
+        whoever registered someone else's address first (account pre-hijacking):
+        it is dropped; the inbox owner can set one with a reset code.
+        """
+        if not self.is_verified:
+            self.password_hash = None
+        self.verify_email(now)
+
     def ensure_can_log_in(self) -> None:
         """Raise when a correct credential must still not open a session."""
         if not self.is_active:

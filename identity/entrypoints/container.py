@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import aiohttp
 from dependency_injector import containers, providers
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
@@ -17,6 +18,7 @@ from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
+from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.ratelimit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
@@ -27,8 +29,9 @@ from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
+from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
-from identity.application import accounts, sessions
+from identity.application import accounts, external_sign_in, sessions
 from identity.application.admin import UserAdmin
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
@@ -37,6 +40,7 @@ from identity.application.policy import Policy
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
+from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
 
@@ -57,6 +61,13 @@ def policy_from(settings: Settings) -> Policy:
         ),
         oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
     )
+
+
+def google_redirect_uri(settings: Settings) -> str:
+    """Where the provider sends the browser back: explicit, or derived from the issuer."""
+    if settings.google_redirect_uri:
+        return settings.google_redirect_uri
+    return f"{settings.issuer.rstrip('/')}/auth/google/callback"
 
 
 def mailer_kind(settings: Settings) -> str:
@@ -87,6 +98,7 @@ class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
         modules=[
             "identity.entrypoints.http.handlers.accounts",
+            "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
         ]
@@ -103,7 +115,13 @@ class Container(containers.DeclarativeContainer):
         pool_timeout=settings.provided.db_pool_timeout,
     )
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
-    uow = providers.Factory(SqlUnitOfWork, engine=engine, outbox_sealer=outbox_sealer)
+    oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    uow = providers.Factory(
+        SqlUnitOfWork,
+        engine=engine,
+        outbox_sealer=outbox_sealer,
+        oauth_state_sealer=oauth_state_sealer,
+    )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
     key_store = providers.Singleton(SigningKeyStore, engine, key_encryptor, "EdDSA")
@@ -180,6 +198,7 @@ class Container(containers.DeclarativeContainer):
         common_passwords=common_passwords,
         templates=templates,
         policy=policy,
+        session_reader=providers.Singleton(SqlActiveSessionReader, engine),
     )
 
     resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)
@@ -196,6 +215,33 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
+
+    # The HTTP client session lives in the running loop: the app overrides it at start-up.
+    http_client = providers.Dependency(instance_of=aiohttp.ClientSession)
+    google_redirect_uri = providers.Callable(google_redirect_uri, settings)
+    google_provider = providers.Singleton(
+        GoogleIdentityProvider,
+        settings.provided.google_discovery_url,
+        http=http_client,
+        leeway_seconds=settings.provided.clock_skew,
+        clock=clock,
+    )
+    google_sign_in_services = providers.Singleton(
+        external_sign_in.ExternalSignInServices,
+        uow=uow.provider,
+        clock=clock,
+        provider=google_provider,
+        tokens=session_tokens,
+        policy=policy,
+        redirect_uri=google_redirect_uri,
+        normalise_email=providers.Object(normalise_email),
+    )
+    start_google_sign_in = providers.Factory(
+        external_sign_in.StartExternalSignIn, google_sign_in_services
+    )
+    finish_google_sign_in = providers.Factory(
+        external_sign_in.FinishExternalSignIn, google_sign_in_services
+    )
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
     purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)

@@ -10,15 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealer, UnsealError
 from identity.adapters.sqlalchemy import tables as t
 from identity.application.ports import (
     AccountRepository,
+    ExternalIdentityRepository,
     InvalidatedTokenRepository,
+    OAuthStateRepository,
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
@@ -28,6 +30,11 @@ from identity.application.ports import (
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import EmailAlreadyRegisteredError, TenantAlreadyExistsError
+from identity.domain.external_sign_in import (
+    IdentityAlreadyLinkedError,
+    LinkedIdentity,
+    PendingSignIn,
+)
 from identity.domain.mail import EmailMessage
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
@@ -94,6 +101,17 @@ class SqlTenantRepository(TenantRepository):
         }
 
 
+# ``Account.google_linked`` is derived: one indexed EXISTS per account read.
+_GOOGLE_LINKED = (
+    exists()
+    .where(
+        t.external_identities.c.user_id == t.users.c.id,
+        t.external_identities.c.provider == "google",
+    )
+    .label("google_linked")
+)
+
+
 class SqlAccountRepository(AccountRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -111,6 +129,7 @@ class SqlAccountRepository(AccountRepository):
             verified_at=row.verified_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            google_linked=bool(row.google_linked),
         )
 
     @staticmethod
@@ -130,12 +149,14 @@ class SqlAccountRepository(AccountRepository):
         }
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
-        query = select(t.users).where(t.users.c.tenant_id == tenant_id, t.users.c.id == account_id)
+        query = select(t.users, _GOOGLE_LINKED).where(
+            t.users.c.tenant_id == tenant_id, t.users.c.id == account_id
+        )
         row = (await self._c.execute(query)).first()
         return self._to_entity(row) if row else None
 
     async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
-        query = select(t.users).where(
+        query = select(t.users, _GOOGLE_LINKED).where(
             t.users.c.tenant_id == tenant_id, t.users.c.normalized_email == email_key
         )
         row = (await self._c.execute(query)).first()
@@ -482,3 +503,97 @@ class SqlOutboxRepository(OutboxRepository):
     async def pending_count(self) -> int:
         query = select(func.count()).select_from(t.outbox).where(t.outbox.c.state == "pending")
         return int((await self._c.execute(query)).scalar_one())
+
+
+class SqlExternalIdentityRepository(ExternalIdentityRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None:
+        c = t.external_identities.c
+        query = select(t.external_identities).where(
+            c.tenant_id == tenant_id, c.provider == provider, c.subject == subject
+        )
+        row = (await self._c.execute(query)).first()
+        if row is None:
+            return None
+        return LinkedIdentity(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            user_id=row.user_id,
+            provider=row.provider,
+            subject=row.subject,
+            email_at_link=row.email_at_link,
+            created_at=row.created_at,
+        )
+
+    async def add(self, link: LinkedIdentity) -> None:
+        try:
+            async with self._c.begin_nested():
+                await self._c.execute(
+                    insert(t.external_identities).values(
+                        id=link.id,
+                        tenant_id=link.tenant_id,
+                        user_id=link.user_id,
+                        provider=link.provider,
+                        subject=link.subject,
+                        email_at_link=link.email_at_link,
+                        created_at=link.created_at,
+                    )
+                )
+        except IntegrityError as error:
+            name = _constraint_name(error)
+            if t.UQ_EXTERNAL_IDENTITIES_SUBJECT in name or "external_identities.subject" in name:
+                raise IdentityAlreadyLinkedError(link.provider) from None
+            raise
+
+
+class SqlOAuthStateRepository(OAuthStateRepository):
+    """Pending sign-ins; the PKCE verifier is stored sealed."""
+
+    def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
+        self._c = connection
+        self._sealer = sealer
+
+    async def add(self, pending: PendingSignIn) -> None:
+        await self._c.execute(
+            insert(t.oauth_states).values(
+                id=pending.key,
+                tenant_id=pending.tenant_id,
+                state_hash=pending.state_digest,
+                nonce=pending.nonce,
+                code_verifier=self._sealer.seal(pending.code_verifier.encode()),
+                redirect_to=pending.redirect_to,
+                created_at=pending.created_at,
+                expires_at=pending.expires_at,
+            )
+        )
+
+    async def take(self, key: str) -> PendingSignIn | None:
+        # One DELETE ... RETURNING: the row goes to exactly one of several racing callbacks.
+        statement = (
+            delete(t.oauth_states).where(t.oauth_states.c.id == key).returning(*t.oauth_states.c)
+        )
+        row = (await self._c.execute(statement)).first()
+        if row is None:
+            return None
+        try:
+            code_verifier = self._sealer.unseal(row.code_verifier).decode()
+        except UnsealError:
+            return None  # sealed under a previous secret key: the flow cannot finish
+        return PendingSignIn(
+            key=row.id,
+            tenant_id=row.tenant_id,
+            state_digest=row.state_hash,
+            nonce=row.nonce,
+            code_verifier=code_verifier,
+            redirect_to=row.redirect_to,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    async def delete_expired(self, now: datetime) -> int:
+        result = await self._c.execute(
+            delete(t.oauth_states).where(t.oauth_states.c.expires_at <= now)
+        )
+        return result.rowcount

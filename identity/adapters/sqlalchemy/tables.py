@@ -135,3 +135,35 @@ signing_keys = Table(
     Column("public_jwk", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+UQ_EXTERNAL_IDENTITIES_SUBJECT = "uq_external_identities_tenant_id_provider_subject"
+
+external_identities = Table(
+    "external_identities",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("email_at_link", String(320), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "provider", "subject"),
+    Index(None, "user_id"),
+)
+
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    # SHA-256 hex of the value in the browser's cookie: the cookie itself is never stored.
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("state_hash", String(64), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    # Sealed with a key of its own purpose ("oauth-state").
+    Column("code_verifier", LargeBinary, nullable=False),
+    Column("redirect_to", String(2048), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
+    SqlExternalIdentityRepository,
     SqlInvalidatedTokenRepository,
+    SqlOAuthStateRepository,
     SqlOtpChallengeRepository,
     SqlOutboxRepository,
     SqlSessionRepository,
@@ -21,9 +26,16 @@ UNAVAILABLE = (sa_exc.TimeoutError, sa_exc.InterfaceError, sa_exc.OperationalErr
 
 
 class SqlUnitOfWork(UnitOfWork):
-    def __init__(self, engine: AsyncEngine, outbox_sealer: Sealer) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox_sealer: Sealer,
+        oauth_state_sealer: Sealer | None = None,
+    ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
+        # Without its own sealer (older callers), OAuth states share the outbox key.
+        self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -40,6 +52,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.sessions = SqlSessionRepository(connection)
         self.invalidated_tokens = SqlInvalidatedTokenRepository(connection)
         self.outbox = SqlOutboxRepository(connection, self._sealer)
+        self.external_identities = SqlExternalIdentityRepository(connection)
+        self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -59,3 +73,23 @@ class SqlUnitOfWork(UnitOfWork):
     async def rollback(self) -> None:
         assert self._connection is not None, "rollback outside 'async with'"
         await self._connection.rollback()
+
+    async def try_lock(self, name: str) -> bool:
+        assert self._connection is not None, "try_lock outside 'async with'"
+        if self._connection.dialect.name == "postgresql":
+            # A transaction-level advisory lock: released at commit or rollback,
+            # also when the connection dies, so a crashed holder never blocks others.
+            taken = await self._connection.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": advisory_key(name)}
+            )
+            return bool(taken)
+        # SQLite: every transaction begins IMMEDIATE (engine.py) and so already
+        # holds the database's write lock once its first statement has run.
+        await self._connection.execute(text("SELECT 1"))
+        return True
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``name`` (Postgres advisory locks take a bigint)."""
+    digest = hashlib.sha256(f"identity:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -7,10 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from identity.entrypoints.container import Container
-from identity.entrypoints.http.handlers import accounts, sessions, system
+from identity.entrypoints.http.handlers import accounts, google, sessions, system
 from identity.entrypoints.http.keys import CONTAINER, SETTINGS
 from identity.entrypoints.http.middlewares import (
     MAX_BODY_BYTES,
@@ -51,9 +52,11 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app[CONTAINER] = container
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(http_client)
     app.cleanup_ctx.append(background_jobs)
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
+    app.add_routes(google.routes)
     app.add_routes(system.routes)
     return app
 
@@ -71,6 +74,21 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     container.hasher_executor().shutdown(wait=False, cancel_futures=True)
     await container.engine().dispose()
     container.unwire()
+
+
+async def http_client(app: web.Application) -> AsyncIterator[None]:
+    """The outbound HTTP session (Google), made inside the running loop and closed at the end."""
+    container = app[CONTAINER]
+    session = aiohttp.ClientSession(
+        headers={"User-Agent": "identity"}, timeout=aiohttp.ClientTimeout(total=10)
+    )
+    container.http_client.override(session)
+    yield
+    # Nothing may keep the closed session: the next start makes a new provider.
+    container.google_sign_in_services.reset()
+    container.google_provider.reset()
+    container.http_client.reset_override()
+    await session.close()
 
 
 async def _repeat(

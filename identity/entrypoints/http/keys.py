@@ -10,10 +10,12 @@ from identity.domain.tenants import Tenant
 
 if TYPE_CHECKING:
     from identity.entrypoints.container import Container
+    from identity.entrypoints.http.metrics import Metrics
     from identity.entrypoints.settings import Settings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CONTAINER: web.AppKey[Container] = web.AppKey("container")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REQUEST_ID = "identity.request_id"
 TENANT = "identity.tenant"
 CLIENT_IP = "identity.client_ip"

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Middleware
 from sqlalchemy import exc as sa_exc
 
 from identity.domain.errors import DomainError, StorageUnavailableError
-from identity.entrypoints.http.keys import REQUEST_ID, SETTINGS
+from identity.entrypoints.http.keys import METRICS, REQUEST_ID, SETTINGS
 from identity.entrypoints.http.problems import Problem, problem_for, problem_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +86,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             "duration_ms": round(elapsed_ms, 2),
             "request_id": request_id,
         }
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.observe(request, status, elapsed_ms / 1000)
         slow_ms = request.app[SETTINGS].slow_request_ms
         if elapsed_ms > slow_ms:
             access_log.warning("slow request", extra=fields)

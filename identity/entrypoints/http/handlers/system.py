@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
-from identity.application.ports import RateLimiter
+from identity.application.ports import RateLimiter, UnitOfWorkFactory
 from identity.entrypoints.container import Container
+from identity.entrypoints.http.keys import METRICS
+from identity.entrypoints.http.metrics import METRICS_CONTENT_TYPE
 from identity.entrypoints.settings import Settings
 
 routes = web.RouteTableDef()
@@ -50,6 +52,23 @@ async def health(
     if not database:
         return web.json_response({"status": "unavailable", "checks": checks}, status=503)
     return web.json_response({"status": "ok", "checks": checks})
+
+
+@routes.get("/metrics")
+@inject
+async def metrics(
+    request: web.Request,
+    uow: UnitOfWorkFactory = Provide[Container.uow.provider],
+) -> web.Response:
+    registry = request.app[METRICS]
+    try:
+        async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT), uow() as unit:
+            registry.outbox_depth.set(await unit.outbox.pending_count())
+    except Exception:
+        registry.outbox_depth.set(float("nan"))  # unknown while the database is away
+    response = web.Response(body=registry.render())
+    response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+    return response
 
 
 @routes.get("/.well-known/jwks.json")
