@@ -274,11 +274,12 @@ class VerifyOtp:
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             if account is None:
                 raise OtpInvalidError("no account")
-            if not account.is_active:
-                raise AccountDisabledError("disabled")
             await s.spend_code(
                 uow, command.tenant, command.email, command.purpose, command.code, now
             )
+            # Only a right code learns that the account is disabled (and it stays unspent).
+            if not account.is_active:
+                raise AccountDisabledError("disabled")
             account.verify_email(now)
             await uow.accounts.update(account)
             pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
@@ -308,11 +309,11 @@ class ResetPasswordWithCode:
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             if account is None:
                 raise OtpInvalidError("no account")
-            if not account.is_active:
-                raise AccountDisabledError("disabled")
             await s.spend_code(
                 uow, command.tenant, command.email, OtpPurpose.PASSWORD_RESET, command.code, now
             )
+            if not account.is_active:
+                raise AccountDisabledError("disabled")
             account.set_password_hash(password_hash, now)
             account.verify_email(now)
             await uow.accounts.update(account)

@@ -87,8 +87,9 @@ class Body:
         return self.password(field)
 
     def email(self, field: str = "email") -> Email:
+        errors_before = len(self._errors)
         raw = self.text(field, max_length=MAX_EMAIL_LENGTH)
-        if not raw:
+        if not raw or len(self._errors) > errors_before:
             return Email("invalid@invalid")
         try:
             return normalise_email(raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address, IPv6Network, ip_address
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -14,6 +16,22 @@ from identity.entrypoints.http.problems import rate_limit_headers, rate_limited_
 from identity.entrypoints.settings import Settings
 
 NOT_LIMITED = frozenset({"/health", "/metrics"})
+IPV6_CLIENT_PREFIX = 64
+
+
+def rate_limit_client(address: str) -> str:
+    """The key the per-IP limit counts ``address`` under.
+
+    An IPv6 client usually holds a whole /64 and can pick any address in it,
+    so the /64 is one client; IPv4 addresses count alone.
+    """
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address  # "unknown", a Unix socket
+    if isinstance(parsed, IPv6Address):
+        return str(IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
+    return str(parsed)
 
 
 def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Middleware:
@@ -26,7 +44,7 @@ def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTen
         request[CLIENT_IP] = address
         if request.path in NOT_LIMITED:
             return await handler(request)
-        decision = await limiter.hit(f"ip:{address}", settings.rate_limit_global)
+        decision = await limiter.hit(f"ip:{rate_limit_client(address)}", settings.rate_limit_global)
         if not decision.allowed:
             raise rate_limited_problem(decision)
         if request.path.startswith("/auth/"):
