@@ -10,8 +10,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from identity.adapters.sqlalchemy import migrate
-from identity.domain.errors import DomainError
+from identity.domain.errors import DomainError, StorageUnavailableError
 from identity.entrypoints.container import Container
 from identity.entrypoints.logs import configure_logging
 from identity.entrypoints.settings import Settings, SettingsError, load_settings
@@ -72,16 +74,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         from identity.entrypoints.server import serve
 
         return serve(settings, host=args.host, port=args.port, workers=args.workers)
-    if args.command == "migrate":
-        migrate.upgrade(settings.database_url)
-        print("migrations applied")
-        return 0
-    if settings.is_embedded_database:
-        migrate.upgrade(settings.database_url)
     try:
+        if args.command == "migrate":
+            migrate.upgrade(settings.database_url)
+            print("migrations applied")
+            return 0
+        if settings.is_embedded_database:
+            migrate.upgrade(settings.database_url)
         return asyncio.run(_admin(settings, args))
     except (DomainError, ValueError) as error:
         print(f"identity: {type(error).__name__.removesuffix('Error')}: {error}", file=sys.stderr)
+        return 1
+    except StorageUnavailableError:
+        print("identity: database unavailable: check IDENTITY_DATABASE_URL", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as error:
+        # One line, no URL and no SQL: the cause's type is enough to act on.
+        cause = type(getattr(error, "orig", None) or error).__name__
+        print(
+            f"identity: database error ({cause}); is it reachable and migrated? "
+            "run 'identity migrate'",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -80,8 +80,10 @@ def _serialise_sqlite_transactions(engine: AsyncEngine) -> None:
     """SQLite: every transaction takes the write lock up front (BEGIN IMMEDIATE).
 
     pysqlite defers BEGIN, so a read-then-write transaction can fail to upgrade
-    its lock under concurrency; the embedded default trades parallel writes
-    for correctness. WAL keeps readers of other connections unblocked.
+    its lock under concurrency; the embedded default trades parallel
+    transactions for correctness. Single reads on an AUTOCOMMIT connection
+    (``SqlActiveSessionReader``) begin nothing and, with WAL, are not blocked
+    by an open transaction.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -95,4 +97,6 @@ def _serialise_sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
         connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -34,8 +34,6 @@ _ACCOUNT_FOR_SESSION = (
 class SqlActiveSessionReader(ActiveSessionReader):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # No BEGIN/ROLLBACK around a single read on Postgres.
-        self._autocommit = engine.dialect.name == "postgresql"
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -47,7 +45,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
             "now": now,
         }
         async with self._engine.connect() as connection:
-            if self._autocommit:
-                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            # A single read needs no transaction: no BEGIN/ROLLBACK round trips.
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             row = (await connection.execute(_ACCOUNT_FOR_SESSION, params)).first()
         return SqlAccountRepository._to_entity(row) if row else None

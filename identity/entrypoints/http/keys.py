@@ -16,12 +16,10 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CONTAINER: web.AppKey[Container] = web.AppKey("container")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-REQUEST_ID = "identity.request_id"
-TENANT = "identity.tenant"
-CLIENT_IP = "identity.client_ip"
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+TENANT: web.RequestKey[Tenant] = web.RequestKey("tenant")
+CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
 
 
 def request_tenant(request: web.Request) -> Tenant:
-    tenant = request[TENANT]
-    assert isinstance(tenant, Tenant)
-    return tenant
+    return request[TENANT]
