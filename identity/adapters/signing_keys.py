@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Final, Literal, TypeAlias
 
 import attrs
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from identity.adapters.sealing import Sealer, UnsealError
 
 Algorithm: TypeAlias = Literal["EdDSA", "RS256"]
 ALGORITHMS: Final[frozenset[str]] = frozenset({"EdDSA", "RS256"})
@@ -29,7 +29,6 @@ PublicKey: TypeAlias = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 # A fixed label binds the derived key to this one use: the same master secret
 # also keys OTP hashes and OAuth state, and those must never share a key.
-_HKDF_INFO: Final = b"identity/signing-keys/v1"
 _RSA_BITS: Final = 2048
 
 
@@ -47,22 +46,19 @@ class KeyEncryptor:
     def __init__(self, secret_key: str) -> None:
         if not secret_key:
             raise ValueError("the master secret must not be empty")
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
-            secret_key.encode("utf-8")
-        )
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._sealer = Sealer(secret_key, "signing-keys")
 
     def __repr__(self) -> str:
         return "KeyEncryptor(<redacted>)"
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        return self._fernet.encrypt(plaintext)
+        return self._sealer.seal(plaintext)
 
     def decrypt(self, ciphertext: bytes) -> bytes:
         """Decrypt; raise ``SigningKeyError`` when the secret is wrong or data is corrupt."""
         try:
-            return self._fernet.decrypt(ciphertext)
-        except InvalidToken:
+            return self._sealer.unseal(ciphertext)
+        except UnsealError:
             raise SigningKeyError(
                 "cannot decrypt a stored signing key: IDENTITY_SECRET_KEY differs from "
                 "the one the key was stored with, or the stored key is corrupt"
