@@ -26,6 +26,11 @@ class ResolveTenant:
 
     async def __call__(self, slug: str | None) -> Tenant:
         slug = (slug or DEFAULT_TENANT_SLUG).strip().lower()
+        try:
+            validate_slug(slug)
+        except ValueError:
+            # Junk never reaches the database or the cache.
+            raise TenantNotFoundError("not a tenant slug") from None
         now = time.monotonic()
         cached = self._cache.get(slug)
         if cached is not None and now - cached[0] < self._ttl:

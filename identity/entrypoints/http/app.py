@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from identity.entrypoints.container import Container
+from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import accounts, google, sessions, system
 from identity.entrypoints.http.keys import CONTAINER, SETTINGS
 from identity.entrypoints.http.middlewares import (
@@ -39,6 +40,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     """The application; ``container`` may carry test overrides."""
     container = container or build_container(settings)
     container.wire()
+    protocol_errors.install()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[

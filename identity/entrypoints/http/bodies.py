@@ -48,6 +48,14 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Body:
     """Collects every field error of one body, then raises them together."""
 
@@ -65,6 +73,9 @@ class Body:
             return ""
         if not isinstance(value, str):
             self._fail(field, "must be a string")
+            return ""
+        if "\x00" in value or not _encodable(value):
+            self._fail(field, "must be text without NUL characters or unpaired surrogates")
             return ""
         if not value:
             self._fail(field, "must not be empty")
