@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -87,6 +88,9 @@ def _string(value: object) -> str:
     return value
 
 
+VERIFIED_ACCESS_CACHE_SIZE = 10_000
+
+
 class JwtTokenCodec(TokenCodec):
     """Signs tokens with the ring's current key; verifies with the key named by ``kid``.
 
@@ -102,6 +106,7 @@ class JwtTokenCodec(TokenCodec):
         self._leeway = leeway_seconds
         self._keyring = keyring
         self._verifiers = self._build_verifiers(keyring)
+        self._verified_access: dict[str, AccessClaims] = {}
 
     @staticmethod
     def _build_verifiers(keyring: KeyRing) -> dict[str, _Verifier]:
@@ -116,6 +121,7 @@ class JwtTokenCodec(TokenCodec):
         verifiers = self._build_verifiers(keyring)
         # Rebinding whole attributes keeps each read consistent without a lock.
         self._keyring, self._verifiers = keyring, verifiers
+        self._verified_access = {}
 
     def encode_access(self, claims: AccessClaims) -> str:
         payload = self._payload("access", claims)
@@ -128,6 +134,26 @@ class JwtTokenCodec(TokenCodec):
         return self._sign(payload)
 
     def decode_access(self, token: str) -> AccessClaims:
+        """Verify an access token; a token verified before skips the signature check.
+
+        Clients present one access token many times, and the signature check is
+        most of the cost of an authenticated request. A remembered token is the
+        exact string that verified (signature, iss, aud, typ); only its expiry
+        can change, and it is checked again on every use.
+        """
+        cached = self._verified_access.get(token)
+        if cached is not None:
+            if time.time() < cached.expires_at.timestamp() + self._leeway:
+                return cached
+            del self._verified_access[token]
+        claims = self._decode_access(token)
+        if len(self._verified_access) >= VERIFIED_ACCESS_CACHE_SIZE:
+            # Drop the oldest entry (dicts keep insertion order).
+            self._verified_access.pop(next(iter(self._verified_access)), None)
+        self._verified_access[token] = claims
+        return claims
+
+    def _decode_access(self, token: str) -> AccessClaims:
         payload = self._verify(token, "access", _ACCESS_CLAIMS)
         email_verified = payload["email_verified"]
         if not isinstance(email_verified, bool):

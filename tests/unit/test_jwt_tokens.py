@@ -324,3 +324,53 @@ def test_deeply_nested_json_is_rejected_not_crashing(
     for token in (f"{nested}.e30.sig", f"{header}.{nested}.sig"):
         with pytest.raises(InvalidTokenError):
             codec.decode_access(token)
+
+
+# --- the cache of verified access tokens -------------------------------------
+
+
+def test_a_remembered_access_token_is_verified_again_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import identity.adapters.jwt_tokens as module
+
+    codec = _codec(_stored())
+    verifications = 0
+    verify = codec._verify
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal verifications
+        verifications += 1
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(codec, "_verify", counting)
+    token = codec.encode_access(_access(lifetime=timedelta(minutes=1)))
+    codec.decode_access(token)
+    codec.decode_access(token)
+    assert verifications == 1  # the second use was answered from memory
+    later = _now().timestamp() + 60 + LEEWAY + 1
+    monkeypatch.setattr(module.time, "time", lambda: later)
+    codec.decode_access(token)  # PyJWT's own clock still says valid: it re-verifies
+    assert verifications == 2
+
+
+def test_a_remembered_access_token_is_forgotten_when_the_key_ring_changes() -> None:
+    old, new = _stored(), _stored()
+    codec = _codec(old)
+    token = codec.encode_access(_access())
+    codec.decode_access(token)
+    codec.replace_keyring(KeyRing.load([new], ENCRYPTOR))  # the old key is gone
+    with pytest.raises(InvalidTokenError):
+        codec.decode_access(token)
+
+
+def test_the_cache_never_outgrows_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import identity.adapters.jwt_tokens as module
+
+    monkeypatch.setattr(module, "VERIFIED_ACCESS_CACHE_SIZE", 3)
+    codec = _codec(_stored())
+    tokens = [codec.encode_access(_access()) for _ in range(5)]
+    for token in tokens:
+        codec.decode_access(token)
+    assert len(codec._verified_access) == 3
+    assert all(codec.decode_access(token).email == "ada@example.com" for token in tokens)

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sealing import Sealer, UnsealError
 from identity.adapters.sqlalchemy import tables as t
+from identity.adapters.sqlalchemy.types import UtcDateTime
 from identity.application.ports import (
     AccountRepository,
     ExternalIdentityRepository,
@@ -112,6 +113,41 @@ _GOOGLE_LINKED = (
 )
 
 
+# The statements of the hot paths are built once: SQLAlchemy memoises a
+# statement object's cache key, so each execution skips construction and hashing.
+_ACCOUNT_BY_ID = select(t.users, _GOOGLE_LINKED).where(
+    t.users.c.tenant_id == bindparam("tenant_id"), t.users.c.id == bindparam("account_id")
+)
+_ACCOUNT_BY_EMAIL = select(t.users, _GOOGLE_LINKED).where(
+    t.users.c.tenant_id == bindparam("tenant_id"),
+    t.users.c.normalized_email == bindparam("email_key"),
+)
+_SESSION_BY_ID = select(t.sessions).where(
+    t.sessions.c.tenant_id == bindparam("tenant_id"), t.sessions.c.id == bindparam("session_id")
+)
+_ROTATE_SESSION = (
+    update(t.sessions)
+    .where(
+        t.sessions.c.id == bindparam("b_id"),
+        t.sessions.c.tenant_id == bindparam("b_tenant_id"),
+        t.sessions.c.refresh_jti == bindparam("b_presented"),
+        t.sessions.c.revoked_at.is_(None),
+    )
+    .values(
+        refresh_jti=bindparam("b_refresh_jti"),
+        previous_refresh_jti=bindparam("b_previous"),
+        rotated_at=bindparam("b_rotated_at", type_=UtcDateTime()),
+        refresh_issued_at=bindparam("b_issued_at", type_=UtcDateTime()),
+        last_used_at=bindparam("b_last_used_at", type_=UtcDateTime()),
+        expires_at=bindparam("b_expires_at", type_=UtcDateTime()),
+    )
+)
+_DENYLISTED = select(t.invalidated_tokens.c.jti).where(
+    t.invalidated_tokens.c.jti == bindparam("jti"),
+    t.invalidated_tokens.c.tenant_id == bindparam("tenant_id"),
+)
+
+
 class SqlAccountRepository(AccountRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -149,17 +185,13 @@ class SqlAccountRepository(AccountRepository):
         }
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
-        query = select(t.users, _GOOGLE_LINKED).where(
-            t.users.c.tenant_id == tenant_id, t.users.c.id == account_id
-        )
-        row = (await self._c.execute(query)).first()
+        params = {"tenant_id": tenant_id, "account_id": account_id}
+        row = (await self._c.execute(_ACCOUNT_BY_ID, params)).first()
         return self._to_entity(row) if row else None
 
     async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
-        query = select(t.users, _GOOGLE_LINKED).where(
-            t.users.c.tenant_id == tenant_id, t.users.c.normalized_email == email_key
-        )
-        row = (await self._c.execute(query)).first()
+        params = {"tenant_id": tenant_id, "email_key": email_key}
+        row = (await self._c.execute(_ACCOUNT_BY_EMAIL, params)).first()
         return self._to_entity(row) if row else None
 
     async def add(self, account: Account) -> None:
@@ -298,29 +330,24 @@ class SqlSessionRepository(SessionRepository):
         )
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
-        c = t.sessions.c
-        query = select(t.sessions).where(c.tenant_id == tenant_id, c.id == session_id)
-        row = (await self._c.execute(query)).first()
+        params = {"tenant_id": tenant_id, "session_id": session_id}
+        row = (await self._c.execute(_SESSION_BY_ID, params)).first()
         return self._to_entity(row) if row else None
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
-        c = t.sessions.c
         result = await self._c.execute(
-            update(t.sessions)
-            .where(
-                c.id == session.id,
-                c.tenant_id == session.tenant_id,
-                c.refresh_jti == presented_jti,
-                c.revoked_at.is_(None),
-            )
-            .values(
-                refresh_jti=session.refresh_jti,
-                previous_refresh_jti=session.previous_refresh_jti,
-                rotated_at=session.rotated_at,
-                refresh_issued_at=session.refresh_issued_at,
-                last_used_at=session.last_used_at,
-                expires_at=session.expires_at,
-            )
+            _ROTATE_SESSION,
+            {
+                "b_id": session.id,
+                "b_tenant_id": session.tenant_id,
+                "b_presented": presented_jti,
+                "b_refresh_jti": session.refresh_jti,
+                "b_previous": session.previous_refresh_jti,
+                "b_rotated_at": session.rotated_at,
+                "b_issued_at": session.refresh_issued_at,
+                "b_last_used_at": session.last_used_at,
+                "b_expires_at": session.expires_at,
+            },
         )
         return result.rowcount == 1
 
@@ -405,9 +432,8 @@ class SqlInvalidatedTokenRepository(InvalidatedTokenRepository):
             return  # a concurrent logout recorded it first
 
     async def contains(self, tenant_id: UUID, jti: str) -> bool:
-        c = t.invalidated_tokens.c
-        query = select(c.jti).where(c.jti == jti, c.tenant_id == tenant_id)
-        return (await self._c.execute(query)).first() is not None
+        params = {"jti": jti, "tenant_id": tenant_id}
+        return (await self._c.execute(_DENYLISTED, params)).first() is not None
 
     async def delete_expired(self, now: datetime) -> int:
         c = t.invalidated_tokens.c
