@@ -92,7 +92,7 @@ class Settings:
     slow_request_ms: float = 500.0
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     db_pool_timeout: float = 5.0
     rate_limit_global: RateLimit = RateLimit(100, 60)
     rate_limit_login: RateLimit = RateLimit(5, 60)

@@ -24,6 +24,7 @@ def make_engine(
         engine = create_async_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # error messages must not carry emails or hashes
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout,
@@ -35,8 +36,11 @@ def make_engine(
     engine = create_async_engine(
         url,
         echo=echo,
+        hide_parameters=True,
         pool_size=pool_size,
-        max_overflow=max(2, pool_size // 2),
+        # No overflow: overflow connections are closed on return and reopened
+        # on the next burst, paying a connect per request under steady load.
+        max_overflow=0,
         pool_timeout=pool_timeout,
         pool_recycle=1800,
         connect_args={"timeout": pool_timeout, "command_timeout": 30},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, bindparam, select
@@ -13,7 +15,6 @@ from identity.adapters.sqlalchemy.repositories import _GOOGLE_LINKED, SqlAccount
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
 
-# Built once: SQLAlchemy memoises the cache key of a statement object.
 _ACCOUNT_FOR_SESSION = (
     select(t.users, _GOOGLE_LINKED)
     .join(
@@ -32,13 +33,26 @@ _ACCOUNT_FOR_SESSION = (
 
 
 class SqlActiveSessionReader(ActiveSessionReader):
+    """Runs on every bearer-authenticated request, so it is kept lean.
+
+    On Postgres the statement, compiled once by SQLAlchemy, goes straight to
+    the pooled asyncpg connection (asyncpg prepares and caches it): SQLAlchemy's
+    per-execution machinery was a third of an ``/auth/me``. Elsewhere it runs
+    through SQLAlchemy on an AUTOCOMMIT connection.
+    """
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._native: tuple[str, list[str], dict[str, Any]] | None = None
+        if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+            compiled = _ACCOUNT_FOR_SESSION.compile(dialect=engine.dialect)
+            assert compiled.positiontup is not None
+            self._native = (compiled.string, list(compiled.positiontup), dict(compiled.params))
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
     ) -> Account | None:
-        params = {
+        params: dict[str, Any] = {
             "session_id": session_id,
             "tenant_id": tenant_id,
             "account_id": account_id,
@@ -47,5 +61,18 @@ class SqlActiveSessionReader(ActiveSessionReader):
         async with self._engine.connect() as connection:
             # A single read needs no transaction: no BEGIN/ROLLBACK round trips.
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await connection.execute(_ACCOUNT_FOR_SESSION, params)).first()
+            if self._native is not None:
+                sql, order, constants = self._native
+                raw = await connection.get_raw_connection()
+                values = [params[name] if name in params else constants[name] for name in order]
+                record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
+                if record is None:
+                    return None
+                row: Any = SimpleNamespace(**dict(record))
+                for name in ("verified_at", "created_at", "updated_at"):
+                    value = getattr(row, name)
+                    if value is not None:
+                        setattr(row, name, value.astimezone(UTC))
+            else:
+                row = (await connection.execute(_ACCOUNT_FOR_SESSION, params)).first()
         return SqlAccountRepository._to_entity(row) if row else None

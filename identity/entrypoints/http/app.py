@@ -13,7 +13,8 @@ from aiohttp import web
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import accounts, google, sessions, system
-from identity.entrypoints.http.keys import CONTAINER, SETTINGS
+from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
+from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
     MAX_BODY_BYTES,
     add_security_headers,
@@ -52,6 +53,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     )
     app[SETTINGS] = settings
     app[CONTAINER] = container
+    app[METRICS] = Metrics()
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(http_client)

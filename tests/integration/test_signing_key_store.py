@@ -1,0 +1,57 @@
+"""Signing keys in the database: one first key however many processes start at once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from identity.adapters.signing_keys import KeyEncryptor
+from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.keys import SigningKeyStore
+from identity.adapters.sqlalchemy.tables import signing_keys
+
+SECRET = "k" * 40
+
+
+async def test_processes_starting_together_create_one_first_key(
+    migrated_postgres_url: str,
+) -> None:
+    engines = [make_engine(migrated_postgres_url, pool_size=2) for _ in range(6)]
+    stores = [SigningKeyStore(engine, KeyEncryptor(SECRET), "EdDSA") for engine in engines]
+    gate = asyncio.Event()
+
+    async def start(store: SigningKeyStore) -> str:
+        await gate.wait()
+        return (await store.load_ring(datetime.now(UTC))).current.kid
+
+    try:
+        tasks = [asyncio.create_task(start(store)) for store in stores]
+        await asyncio.sleep(0)  # let every task reach the gate
+        gate.set()
+        kids = await asyncio.gather(*tasks)
+        async with engines[0].connect() as connection:
+            count = (
+                await connection.execute(select(func.count()).select_from(signing_keys))
+            ).scalar_one()
+        assert count == 1
+        assert len(set(kids)) == 1
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_rotation_adds_a_key_that_signs_while_the_old_one_stays(
+    migrated_postgres_url: str,
+) -> None:
+    engine = make_engine(migrated_postgres_url)
+    store = SigningKeyStore(engine, KeyEncryptor(SECRET), "EdDSA")
+    try:
+        first = (await store.load_ring(datetime.now(UTC))).current.kid
+        await store.add_new(datetime.now(UTC))
+        ring = await store.load_ring(datetime.now(UTC))
+        assert ring.current.kid != first
+        assert {key.kid for key in ring.keys} >= {first, ring.current.kid}
+    finally:
+        await engine.dispose()
