@@ -124,7 +124,9 @@ class Container(containers.DeclarativeContainer):
     )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
-    key_store = providers.Singleton(SigningKeyStore, engine, key_encryptor, "EdDSA")
+    key_store = providers.Singleton(
+        SigningKeyStore, engine, key_encryptor, settings.provided.signing_algorithm
+    )
     keyring = providers.Dependency(instance_of=KeyRing)
     token_codec = providers.Singleton(
         JwtTokenCodec,

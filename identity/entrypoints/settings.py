@@ -71,6 +71,7 @@ class Settings:
     otp_max_attempts: int = 5
     refresh_reuse_grace: float = 10.0
     clock_skew: float = 30.0
+    signing_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
     bcrypt_rounds: int = 12
     hasher_threads: int = 0  # 0: one per CPU
     smtp_host: str | None = None
@@ -205,6 +206,14 @@ def parse_secret_key(text: str) -> Secret:
     return Secret(value)
 
 
+def parse_signing_algorithm(text: str) -> str:
+    """The algorithm of new signing keys: ``EdDSA`` (Ed25519) or ``RS256``."""
+    for algorithm in ("EdDSA", "RS256"):
+        if text.strip().lower() == algorithm.lower():
+            return algorithm
+    raise ValueError("expected EdDSA or RS256")
+
+
 def parse_text(text: str) -> str:
     value = text.strip()
     if not value:
@@ -237,6 +246,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "otp_max_attempts": parse_int(1, 100),
     "refresh_reuse_grace": parse_duration,
     "clock_skew": parse_duration,
+    "signing_algorithm": parse_signing_algorithm,
     "bcrypt_rounds": parse_int(4, 31),
     "hasher_threads": parse_int(0, 256),
     "smtp_host": parse_text,

@@ -492,3 +492,16 @@ def test_processes_starting_together_agree_on_the_generated_secret(
     assert len(set(keys)) == 1
     assert secret_file(url).read_text().strip() == keys[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["identity.db.secret"]
+
+
+@pytest.mark.parametrize(("text", "algorithm"), [("EdDSA", "EdDSA"), ("rs256", "RS256")])
+def test_the_signing_algorithm_of_new_keys(env: dict[str, str], text: str, algorithm: str) -> None:
+    assert load(env, SIGNING_ALGORITHM=text).signing_algorithm == algorithm
+    assert load_settings(env).signing_algorithm == "EdDSA"
+
+
+def test_an_unknown_signing_algorithm_stops_start_up(env: dict[str, str]) -> None:
+    with pytest.raises(
+        SettingsError, match=r"^IDENTITY_SIGNING_ALGORITHM: expected EdDSA or RS256"
+    ):
+        load(env, SIGNING_ALGORITHM="HS256")

@@ -395,3 +395,13 @@ async def test_an_access_token_verifies_against_the_published_jwks(api: Api) -> 
     refresh_claims = claims_of(tokens["refresh_token"])
     assert refresh_claims["typ"] == "refresh"
     assert refresh_claims["sid"] == claims["sid"]
+
+
+async def test_rs256_is_selectable_for_signing(make_api: MakeApi) -> None:
+    api = await make_api(SIGNING_ALGORITHM="RS256")
+    tokens = await api.register_verified("rsa@example.com")
+    jwks = await (await api.get("/.well-known/jwks.json")).json()
+    assert [(key["kty"], key["alg"]) for key in jwks["keys"]] == [("RSA", "RS256")]
+    header = jwt.get_unverified_header(tokens["access_token"])
+    assert header["alg"] == "RS256" and header["kid"] == jwks["keys"][0]["kid"]
+    assert (await api.me(tokens["access_token"])).status == 200
