@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import protocol_errors
-from identity.entrypoints.http.handlers import accounts, google, sessions, system
+from identity.entrypoints.http.handlers import accounts, docs, google, sessions, system
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
@@ -29,6 +28,7 @@ log = logging.getLogger("identity.server")
 OUTBOX_POLL_SECONDS = 0.5
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
+BACKGROUND_STOP_SECONDS = 5.0
 
 
 def build_container(settings: Settings) -> Container:
@@ -62,6 +62,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
     app.add_routes(system.routes)
+    app.add_routes(docs.routes)
     return app
 
 
@@ -99,6 +100,7 @@ async def _repeat(
     name: str, job: Callable[[], Awaitable[object]], every: float, *, busy_again: bool = False
 ) -> None:
     """Run ``job`` forever; a failure is logged and retried, never fatal."""
+    this = asyncio.current_task()
     while True:
         try:
             result = await job()
@@ -107,6 +109,9 @@ async def _repeat(
         except Exception:
             log.exception("background job failed", extra={"job": name})
             result = 0
+        if this is not None and this.cancelling():
+            # A library turned our cancellation into its own error: stop anyway.
+            raise asyncio.CancelledError
         if busy_again and result:
             continue  # more may be waiting
         await asyncio.sleep(every)
@@ -123,14 +128,20 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
 
     tasks = [
         asyncio.create_task(
-            _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True)
+            _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
+            name="outbox",
         ),
-        asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS)),
-        asyncio.create_task(_repeat("purge", container.purge_expired(), PURGE_SECONDS)),
+        asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS), name="keys"),
+        asyncio.create_task(
+            _repeat("purge", container.purge_expired(), PURGE_SECONDS), name="purge"
+        ),
     ]
     yield
     for task in tasks:
         task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
+    for task in stuck:
+        log.error("background job did not stop", extra={"job": task.get_name()})
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("background job ended with an error", exc_info=task.exception())
