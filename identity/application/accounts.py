@@ -272,11 +272,13 @@ class VerifyOtp:
         async with s.uow() as uow:
             now = s.clock.now()
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-            if account is None:
-                raise OtpInvalidError("no account")
+            # An unknown email goes through the same code check (it finds no code),
+            # so the answer and its timing do not tell whether the account exists.
             await s.spend_code(
                 uow, command.tenant, command.email, command.purpose, command.code, now
             )
+            if account is None:
+                raise OtpInvalidError("no account")
             # Only a right code learns that the account is disabled (and it stays unspent).
             if not account.is_active:
                 raise AccountDisabledError("disabled")
@@ -307,11 +309,11 @@ class ResetPasswordWithCode:
         async with s.uow() as uow:
             now = s.clock.now()
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-            if account is None:
-                raise OtpInvalidError("no account")
             await s.spend_code(
                 uow, command.tenant, command.email, OtpPurpose.PASSWORD_RESET, command.code, now
             )
+            if account is None:
+                raise OtpInvalidError("no account")
             if not account.is_active:
                 raise AccountDisabledError("disabled")
             account.set_password_hash(password_hash, now)

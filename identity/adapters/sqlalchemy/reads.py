@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,6 +15,7 @@ from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.repositories import _GOOGLE_LINKED, SqlAccountRepository
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
+from identity.domain.errors import StorageUnavailableError
 
 _ACCOUNT_FOR_SESSION = (
     select(t.users, _GOOGLE_LINKED)
@@ -65,7 +67,13 @@ class SqlActiveSessionReader(ActiveSessionReader):
                 sql, order, constants = self._native
                 raw = await connection.get_raw_connection()
                 values = [params[name] if name in params else constants[name] for name in order]
-                record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
+                try:
+                    record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as error:
+                    # Outside SQLAlchemy nobody else notices a dead connection:
+                    # drop it from the pool, and answer 503 like every other path.
+                    await connection.invalidate()
+                    raise StorageUnavailableError(type(error).__name__) from error
                 if record is None:
                     return None
                 row: Any = SimpleNamespace(**dict(record))

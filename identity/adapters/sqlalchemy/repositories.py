@@ -151,6 +151,17 @@ _DENYLISTED = select(t.invalidated_tokens.c.jti).where(
 class SqlAccountRepository(AccountRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
+        # Column values as read, per account: ``update`` writes only what changed,
+        # so a use case holding an older copy cannot undo a concurrent change to
+        # another column (a disable, a new password) by writing its stale copy.
+        self._read: dict[UUID, dict[str, Any]] = {}
+
+    def _remember(self, row: Any) -> Account | None:
+        if row is None:
+            return None
+        account = self._to_entity(row)
+        self._read[account.id] = self._values(account)
+        return account
 
     @staticmethod
     def _to_entity(row: Any) -> Account:
@@ -186,13 +197,11 @@ class SqlAccountRepository(AccountRepository):
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         params = {"tenant_id": tenant_id, "account_id": account_id}
-        row = (await self._c.execute(_ACCOUNT_BY_ID, params)).first()
-        return self._to_entity(row) if row else None
+        return self._remember((await self._c.execute(_ACCOUNT_BY_ID, params)).first())
 
     async def get_by_email(self, tenant_id: UUID, email_key: str) -> Account | None:
         params = {"tenant_id": tenant_id, "email_key": email_key}
-        row = (await self._c.execute(_ACCOUNT_BY_EMAIL, params)).first()
-        return self._to_entity(row) if row else None
+        return self._remember((await self._c.execute(_ACCOUNT_BY_EMAIL, params)).first())
 
     async def add(self, account: Account) -> None:
         try:
@@ -204,13 +213,20 @@ class SqlAccountRepository(AccountRepository):
             if t.UQ_USERS_TENANT_EMAIL in name or "normalized_email" in name:
                 raise EmailAlreadyRegisteredError("email already registered") from None
             raise
+        self._read[account.id] = self._values(account)
 
     async def update(self, account: Account) -> None:
+        values = self._values(account)
+        read = self._read.get(account.id)
+        changed = {k: v for k, v in values.items() if read is None or read.get(k) != v}
+        if not changed:
+            return
         await self._c.execute(
             update(t.users)
             .where(t.users.c.tenant_id == account.tenant_id, t.users.c.id == account.id)
-            .values(**self._values(account))
+            .values(**changed)
         )
+        self._read[account.id] = values
 
 
 class SqlOtpChallengeRepository(OtpChallengeRepository):
@@ -493,8 +509,14 @@ class SqlOutboxRepository(OutboxRepository):
             .returning(c.id, c.tenant_id, c.sealed_message, c.attempts)
         )
         items = []
+        unreadable = []
         for row in rows:
-            data = json.loads(self._sealer.unseal(row.sealed_message))
+            try:
+                data = json.loads(self._sealer.unseal(row.sealed_message))
+            except (UnsealError, ValueError, TypeError):
+                # Sealed under another secret or damaged: give it up, keep the rest moving.
+                unreadable.append(row.id)
+                continue
             message = EmailMessage(
                 to=data["to"],
                 subject=data["subject"],
@@ -506,6 +528,12 @@ class SqlOutboxRepository(OutboxRepository):
                 OutboxItem(
                     id=row.id, tenant_id=row.tenant_id, message=message, attempts=row.attempts
                 )
+            )
+        if unreadable:
+            await self._c.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id.in_(unreadable))
+                .values(state="dead", sealed_message=None, last_error="unreadable sealed message")
             )
         return items
 

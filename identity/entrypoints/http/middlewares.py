@@ -133,32 +133,43 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
 def cors(
     allowed_origins: tuple[str, ...],
 ) -> Middleware:
-    """CORS only for the configured origins; everything else gets no CORS headers."""
+    """Answers CORS preflights from the configured origins.
+
+    The allow headers of actual responses are added in ``add_security_headers``,
+    so error answers (which leave handlers as exceptions) carry them too and a
+    browser app can read a 401 or a 422.
+    """
     allowed = frozenset(allowed_origins)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is None or origin not in allowed:
-            return await handler(request)
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            response: web.StreamResponse = web.Response(status=204)
+        if (
+            request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers
+            and request.headers.get("Origin") in allowed
+        ):
+            response = web.Response(status=204)
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = (
                 "Authorization, Content-Type, X-Request-ID, X-Tenant"
             )
             response.headers["Access-Control-Max-Age"] = "600"
-        else:
-            response = await handler(request)
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Access-Control-Expose-Headers"] = (
-            "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
-        )
-        response.headers.add("Vary", "Origin")
-        return response
+            return response
+        return await handler(request)
 
     return middleware
+
+
+def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None or origin not in request.app[SETTINGS].cors_origins:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Access-Control-Expose-Headers"] = (
+        "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+    )
+    response.headers.add("Vary", "Origin")
 
 
 SECURITY_HEADERS = {
@@ -181,3 +192,4 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     response.headers["Server"] = "identity"
     if REQUEST_ID in request and "X-Request-ID" not in response.headers:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
+    _add_cors_headers(request, response)

@@ -307,6 +307,24 @@ async def test_cors_only_for_configured_origins(make_api: MakeApi) -> None:
     assert "Access-Control-Allow-Origin" not in other.headers
     assert preflight.status == 204
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert preflight.headers["X-Request-ID"]
+
+
+async def test_cors_headers_are_on_error_answers_too(make_api: MakeApi) -> None:
+    api = await make_api(CORS_ORIGINS="https://app.example")
+    origin = {"Origin": "https://app.example"}
+
+    wrong = await api.post(
+        "/auth/login", {"email": "a@example.com", "password": "x" * 12}, headers=origin
+    )
+    invalid = await api.post("/auth/login", {}, headers=origin)
+    unknown_tenant = await api.get("/auth/me", headers={**origin, "X-Tenant": "nope"})
+
+    for response in (wrong, invalid, unknown_tenant):
+        assert response.status in {401, 404, 422}
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
 
 
 # --- /health while the database is away ------------------------------------------------
