@@ -119,3 +119,59 @@ async def test_serve_needs_no_configuration_and_stops_cleanly(tmp_path: Path) ->
     )
     assert "SECRET123" not in output
     assert secret.read_text().strip() not in output
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+async def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+    """Graceful shutdown: a slow request under way when SIGTERM arrives is answered."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = newcomer_environment()
+    env["IDENTITY_BCRYPT_ROUNDS"] = "15"  # a register that hashes for a second or more
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "identity.entrypoints.cli",
+            "serve",
+            "--port",
+            str(port),
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_until_healthy(session, f"http://127.0.0.1:{port}/health", process, log)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = json.dumps({"email": "ada@example.com", "password": "correct horse battery"})
+        before = cpu_ticks(process.pid)
+        writer.write(
+            (
+                "POST /auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+            ).encode()
+        )
+        await writer.drain()
+        # The handler is under way once the server burns CPU on the hash (0.2 s of it).
+        for _ in range(1000):  # at most 10 s
+            if cpu_ticks(process.pid) - before >= 20:
+                break
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        answer = await asyncio.wait_for(reader.read(), STOP_TIMEOUT)
+        writer.close()
+        returncode = await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert answer.startswith(b"HTTP/1.1 202"), (answer[:200], server_output(log))
+    assert returncode == 0, server_output(log)
