@@ -173,6 +173,14 @@ def operation(
 # Request fields, named and bounded as the handlers read them (bodies.py).
 EMAIL = text("an email address; normalised before any lookup", max_length=320, format="email")
 PASSWORD = text("a password", max_length=4096)
+NEW_PASSWORD: Schema = {
+    **text(
+        "a new password: 8 to 256 characters, no composition rules; the most common "
+        "passwords are refused (422)",
+        max_length=256,
+    ),
+    "minLength": 8,
+}
 OTP_CODE: Schema = {
     "type": "string",
     "maxLength": 16,
@@ -362,7 +370,7 @@ def _paths() -> dict[str, Schema]:
                 body=obj(
                     {
                         "email": EMAIL,
-                        "password": nullable(PASSWORD),
+                        "password": nullable(NEW_PASSWORD),
                         "full_name": nullable(text("a display name", max_length=200)),
                     },
                     required=("email",),
@@ -404,7 +412,7 @@ def _paths() -> dict[str, Schema]:
                 "Set a new password with a `password_reset` code",
                 tag="accounts",
                 description="Every session of the account is ended.",
-                body=obj({"email": EMAIL, "otp_code": OTP_CODE, "new_password": PASSWORD}),
+                body=obj({"email": EMAIL, "otp_code": OTP_CODE, "new_password": NEW_PASSWORD}),
                 responses=message("The password is set."),
                 error_codes=("otp_invalid", "account_disabled", *AUTH),
             )
@@ -469,7 +477,7 @@ def _paths() -> dict[str, Schema]:
                 tag="sessions",
                 description="Every other session of the account is ended.",
                 bearer=True,
-                body=obj({"current_password": PASSWORD, "new_password": PASSWORD}),
+                body=obj({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
                 responses=message("The password is changed."),
                 error_codes=("invalid_credentials", *AUTH),
             )

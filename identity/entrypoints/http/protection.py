@@ -47,7 +47,8 @@ def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTen
         decision = await limiter.hit(f"ip:{rate_limit_client(address)}", settings.rate_limit_global)
         if not decision.allowed:
             raise rate_limited_problem(decision)
-        if request.path.startswith("/auth/"):
+        # Unknown routes and methods answer 404/405 before any tenant lookup.
+        if request.path.startswith("/auth/") and request.match_info.http_exception is None:
             request[TENANT] = await resolve_tenant(request.headers.get("X-Tenant"))
         response = await handler(request)
         for name, value in rate_limit_headers(decision).items():

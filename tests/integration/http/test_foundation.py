@@ -508,3 +508,10 @@ async def test_an_undecodable_tenant_header_is_not_a_500(api: Api) -> None:
 
     assert status == 404, body
     assert json.loads(body)["code"] == "tenant_not_found"
+
+
+async def test_unknown_routes_and_methods_answer_before_any_tenant_lookup(api: Api) -> None:
+    wrong_method = await api.client.request("TRACE", "/auth/login", headers={"X-Tenant": "nope"})
+    no_route = await api.get("/auth/nothing-here", headers={"X-Tenant": "nope"})
+    assert wrong_method.status == 405
+    assert (await problem_of(no_route, 404, "not_found"))["status"] == 404
