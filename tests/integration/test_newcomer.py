@@ -92,6 +92,7 @@ async def test_serve_needs_no_configuration_and_stops_cleanly(tmp_path: Path) ->
                 server_header = response.headers.get("Server", "")
 
         assert health["status"] == "ok"
+        assert health["checks"]["email"] == "log"  # no SMTP host: mail goes to the log
         assert "aiohttp" not in server_header.lower()
         database = tmp_path / "identity.db"
         secret = tmp_path / "identity.db.secret"

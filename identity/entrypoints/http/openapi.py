@@ -287,7 +287,11 @@ SCHEMAS: dict[str, Schema] = {
             "checks": obj(
                 {
                     "database": {"type": "string", "enum": ["ok", "unavailable"]},
-                    "email": {"type": "string", "enum": ["ok", "degraded"]},
+                    "email": {
+                        "type": "string",
+                        "enum": ["ok", "degraded", "log"],
+                        "description": "`log`: no SMTP host, mail goes to the log (development)",
+                    },
                     "rate_limiter": {"type": "string", "enum": ["ok", "degraded"]},
                 }
             ),

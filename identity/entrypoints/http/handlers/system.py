@@ -14,7 +14,7 @@ from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
 from identity.entrypoints.container import Container
-from identity.entrypoints.http.keys import METRICS
+from identity.entrypoints.http.keys import METRICS, SETTINGS
 from identity.entrypoints.http.metrics import METRICS_CONTENT_TYPE
 from identity.entrypoints.settings import Settings
 
@@ -35,6 +35,12 @@ async def database_ok(engine: AsyncEngine) -> bool:
     return True
 
 
+def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
+    if not settings.smtp_host:
+        return "log"  # development mailer: an operator should notice it
+    return "degraded" if delivery.last_failed else "ok"
+
+
 @routes.get("/health")
 @inject
 async def health(
@@ -46,7 +52,7 @@ async def health(
     database = await database_ok(engine)
     checks = {
         "database": "ok" if database else "unavailable",
-        "email": "degraded" if delivery.last_failed else "ok",
+        "email": email_status(request.app[SETTINGS], delivery),
         "rate_limiter": getattr(limiter, "status", "ok"),
     }
     if not database:
