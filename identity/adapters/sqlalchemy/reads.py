@@ -38,7 +38,8 @@ class SqlActiveSessionReader(ActiveSessionReader):
     """Runs on every bearer-authenticated request, so it is kept lean.
 
     On Postgres the statement, compiled once by SQLAlchemy, goes straight to
-    the pooled asyncpg connection (asyncpg prepares and caches it): SQLAlchemy's
+    the pooled asyncpg connection (asyncpg prepares and caches it, and runs it
+    outside any transaction since SQLAlchemy began none): SQLAlchemy's
     per-execution machinery was a third of an ``/auth/me``. Elsewhere it runs
     through SQLAlchemy on an AUTOCOMMIT connection.
     """
@@ -61,15 +62,18 @@ class SqlActiveSessionReader(ActiveSessionReader):
             "now": now,
         }
         async with self._engine.connect() as connection:
-            # A single read needs no transaction: no BEGIN/ROLLBACK round trips.
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             if self._native is not None:
                 sql, order, constants = self._native
                 raw = await connection.get_raw_connection()
                 values = [params[name] if name in params else constants[name] for name in order]
                 try:
                     record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as error:
+                except (
+                    asyncpg.PostgresConnectionError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,  # a connection the server ended meanwhile
+                    OSError,
+                ) as error:
                     # Outside SQLAlchemy nobody else notices a dead connection:
                     # drop it from the pool, and answer 503 like every other path.
                     await connection.invalidate()
@@ -82,5 +86,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
                     if value is not None:
                         setattr(row, name, value.astimezone(UTC))
             else:
+                # A single read needs no transaction: no BEGIN/ROLLBACK round trips.
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 row = (await connection.execute(_ACCOUNT_FOR_SESSION, params)).first()
         return SqlAccountRepository._to_entity(row) if row else None

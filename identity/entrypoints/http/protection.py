@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from ipaddress import IPv6Address, IPv6Network, ip_address
 
 from aiohttp import web
@@ -37,14 +38,21 @@ def rate_limit_client(address: str) -> str:
 def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Middleware:
     trusted = settings.trusted_proxies
 
+    # Parsing addresses is a measurable share of a cheap request; the same
+    # clients come back again and again.
+    @functools.lru_cache(maxsize=4096)
+    def addresses(peer: str | None, forwarded: str | None) -> tuple[str, str]:
+        address = client_ip(peer, forwarded, trusted)
+        return address, f"ip:{rate_limit_client(address)}"
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
-        address = client_ip(request.remote, forwarded or None, trusted)
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        address, limit_key = addresses(request.remote, forwarded or None)
         request[CLIENT_IP] = address
         if request.path in NOT_LIMITED:
             return await handler(request)
-        decision = await limiter.hit(f"ip:{rate_limit_client(address)}", settings.rate_limit_global)
+        decision = await limiter.hit(limit_key, settings.rate_limit_global)
         if not decision.allowed:
             raise rate_limited_problem(decision)
         # Unknown routes and methods answer 404/405 before any tenant lookup.

@@ -20,13 +20,16 @@ from identity.entrypoints.settings import Settings
 
 routes = web.RouteTableDef()
 
+_PING = text("SELECT 1")
 HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
 
 
 async def database_ok(engine: AsyncEngine) -> bool:
     async def ping() -> None:
         async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            # One round trip: no BEGIN/ROLLBACK around the probe.
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(_PING)
 
     try:
         await asyncio.wait_for(ping(), HEALTH_DATABASE_TIMEOUT)
