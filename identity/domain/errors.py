@@ -37,10 +37,6 @@ class OtpInvalidError(DomainError):
     """Wrong, expired, used, exhausted or unknown code: one error for all."""
 
 
-class OtpRequestTooSoonError(DomainError):
-    pass
-
-
 class InvalidTokenError(DomainError):
     pass
 

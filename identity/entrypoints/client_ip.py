@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from ipaddress import (
     IPv4Address,
@@ -10,31 +9,12 @@ from ipaddress import (
     IPv6Address,
     IPv6Network,
     ip_address,
-    ip_network,
 )
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
 
 UNKNOWN_CLIENT = "unknown"
-
-
-def parse_trusted_proxies(text: str) -> tuple[Network, ...]:
-    """Parse a comma or space separated list of addresses and CIDR networks.
-
-    ``"10.0.0.0/8, 127.0.0.1, ::1"``; an empty string trusts nobody. Raises
-    ``ValueError`` naming the first bad entry (including host bits set, as in
-    ``10.0.0.1/8``, which is more likely a typo than intended).
-    """
-    networks: list[Network] = []
-    for entry in re.split(r"[\s,]+", text.strip()):
-        if not entry:
-            continue
-        try:
-            networks.append(ip_network(entry))
-        except ValueError as error:
-            raise ValueError(f"invalid trusted proxy {entry!r}: {error}") from None
-    return tuple(networks)
 
 
 def client_ip(

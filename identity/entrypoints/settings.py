@@ -225,7 +225,7 @@ def parse_milliseconds(text: str) -> float:
     """A bare number is milliseconds; ``1s`` or ``250ms`` carry their unit."""
     stripped = text.strip()
     if stripped.replace(".", "", 1).isdigit():
-        return parse_duration(stripped) if float(stripped) > 0 else parse_duration("0")
+        return parse_duration(stripped)  # a bare number: read as is, in milliseconds
     return parse_duration(stripped) * 1000.0
 
 

@@ -81,7 +81,7 @@ class SqlTenantRepository(TenantRepository):
             async with self._c.begin_nested():
                 await self._c.execute(insert(t.tenants).values(**self._values(tenant)))
         except IntegrityError as error:
-            if "slug" in _constraint_name(error):
+            if "slug" in _constraint_name(error):  # uq_tenants_slug; SQLite names the column
                 raise TenantAlreadyExistsError(tenant.slug) from None
             raise
 

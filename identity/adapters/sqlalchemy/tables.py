@@ -30,7 +30,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 UQ_USERS_TENANT_EMAIL = "uq_users_tenant_id_normalized_email"
-UQ_TENANTS_SLUG = "uq_tenants_slug"
 
 tenants = Table(
     "tenants",
