@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from identity.application.redirects import is_valid_allowlist_entry
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
 
@@ -58,6 +59,14 @@ def _list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in str(value).split(",") if item.strip())
 
 
+def redirect_allowlist(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse an entry that could never match, rather than ignore it silently."""
+    for entry in entries:
+        if not is_valid_allowlist_entry(entry):
+            raise ValueError(f"{entry!r} is not an absolute http(s) URL prefix")
+    return entries
+
+
 # Setting name (as stored in tenants.settings and typed in the CLI) -> parser.
 TENANT_SETTINGS: dict[str, Any] = {
     "access_token_ttl": _seconds,
@@ -71,7 +80,7 @@ TENANT_SETTINGS: dict[str, Any] = {
     "rate_limit_otp_verify": parse_rate_limit,
     "google_client_id": _text,
     "google_client_secret": _text,
-    "oauth_redirect_allowlist": _list,
+    "oauth_redirect_allowlist": lambda value: redirect_allowlist(_list(value)),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 from sqlalchemy.engine import make_url
 
+from identity.application.policy import redirect_allowlist
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./identity.db"
@@ -261,7 +262,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "google_client_secret": parse_secret,
     "google_discovery_url": parse_url("https", "http"),
     "google_redirect_uri": parse_url("https", "http"),
-    "oauth_redirect_allowlist": parse_list,
+    "oauth_redirect_allowlist": lambda text: redirect_allowlist(parse_list(text)),
     "cors_origins": parse_list,
     "trusted_proxies": parse_networks,
     "hsts": parse_bool,

@@ -117,3 +117,11 @@ def test_the_secret_is_kept_out_of_repr() -> None:
     policy = policy_for(default_policy(), _tenant(google_client_secret="s3cr3t-value"))
     assert policy.google_client_secret == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(policy)
+
+
+def test_a_tenant_redirect_allowlist_must_hold_url_prefixes() -> None:
+    assert parse_tenant_setting("oauth_redirect_allowlist", "https://a.example/cb") == (
+        "https://a.example/cb",
+    )
+    with pytest.raises(ValueError, match="oauth_redirect_allowlist"):
+        parse_tenant_setting("oauth_redirect_allowlist", "https://a.example, not a url")

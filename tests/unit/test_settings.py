@@ -505,3 +505,11 @@ def test_an_unknown_signing_algorithm_stops_start_up(env: dict[str, str]) -> Non
         SettingsError, match=r"^IDENTITY_SIGNING_ALGORITHM: expected EdDSA or RS256"
     ):
         load(env, SIGNING_ALGORITHM="HS256")
+
+
+@pytest.mark.parametrize("entry", ["app.example/callback", "javascript:alert(1)", "//evil.example"])
+def test_a_redirect_allowlist_entry_that_can_never_match_stops_start_up(
+    env: dict[str, str], entry: str
+) -> None:
+    with pytest.raises(SettingsError, match=r"^IDENTITY_OAUTH_REDIRECT_ALLOWLIST: "):
+        load(env, OAUTH_REDIRECT_ALLOWLIST=f"https://app.example/cb, {entry}")

@@ -72,6 +72,9 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     store = container.key_store()
     ring = await store.load_ring(container.clock().now())
     container.keyring.override(ring)
+    # The dummy hash unknown-email logins check against is made now, so the very
+    # first such login takes no longer than a known one.
+    await container.hasher().warm_up()
     yield
     limiter_client = container.redis_client
     if app[SETTINGS].redis_url:
