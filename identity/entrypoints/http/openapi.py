@@ -321,12 +321,15 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": {"type": "string"},
             },
-            "token_endpoint": {"type": "string", "format": "uri"},
-            "subject_types_supported": {"type": "array", "items": {"type": "string"}},
-            "response_types_supported": {"type": "array", "items": {"type": "string"}},
             "claims_supported": {"type": "array", "items": {"type": "string"}},
+            "introspection_endpoint": {"type": "string", "format": "uri"},
         },
-        required=("issuer", "jwks_uri", "id_token_signing_alg_values_supported"),
+        required=(
+            "issuer",
+            "jwks_uri",
+            "id_token_signing_alg_values_supported",
+            "claims_supported",
+        ),
     ),
 }
 

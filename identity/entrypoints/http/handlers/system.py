@@ -88,6 +88,25 @@ async def jwks(
     return web.json_response(codec.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
+# Endpoints published in the discovery document (RFC 8414 metadata name -> path),
+# each added once it exists, e.g. "introspection_endpoint": "/auth/introspect".
+DISCOVERY_ENDPOINTS: dict[str, str] = {}
+
+CLAIMS_SUPPORTED = (
+    "iss",
+    "aud",
+    "sub",
+    "iat",
+    "exp",
+    "jti",
+    "sid",
+    "typ",
+    "tid",
+    "email",
+    "email_verified",
+)
+
+
 @routes.get("/.well-known/openid-configuration")
 @inject
 async def openid_configuration(
@@ -95,28 +114,22 @@ async def openid_configuration(
     settings: Settings = Provide[Container.settings],
     codec: JwtTokenCodec = Provide[Container.token_codec],
 ) -> web.Response:
+    """Where a token verifier finds the keys, and nothing it could mistake for OAuth.
+
+    No authorization, token or response-type entries: this service is not an
+    OAuth authorization server, and OIDC client libraries would try to run
+    flows it does not offer.
+    """
     issuer = settings.issuer.rstrip("/")
     document: dict[str, Any] = {
         "issuer": settings.issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        # The algorithms of the keys in the JWKS: what tokens from here are signed with.
         "id_token_signing_alg_values_supported": sorted(
             {key.algorithm for key in codec.keyring.keys}
         ),
-        "token_endpoint": f"{issuer}/auth/login",
-        "subject_types_supported": ["public"],
-        "response_types_supported": ["token"],
-        "claims_supported": [
-            "iss",
-            "aud",
-            "sub",
-            "iat",
-            "exp",
-            "jti",
-            "sid",
-            "typ",
-            "tid",
-            "email",
-            "email_verified",
-        ],
+        "claims_supported": list(CLAIMS_SUPPORTED),
     }
+    for name, path in DISCOVERY_ENDPOINTS.items():
+        document[name] = f"{issuer}{path}"
     return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})
