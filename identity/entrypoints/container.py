@@ -28,6 +28,7 @@ from identity.adapters.ratelimit import (
 from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
 from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
@@ -114,6 +115,7 @@ class Container(containers.DeclarativeContainer):
         pool_size=settings.provided.db_pool_size,
         pool_timeout=settings.provided.db_pool_timeout,
     )
+    database_probe = providers.Singleton(DatabaseProbe, engine)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
     uow = providers.Factory(

@@ -130,6 +130,8 @@ def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
         if status == 429:
             response_headers["Retry-After"] = header("seconds to wait", "integer")
             response_headers.update(RATE_LIMIT_HEADERS)
+        if status == 503:
+            response_headers["Retry-After"] = header("seconds to wait", "integer")
         if status == 401 and bearer:
             response_headers["WWW-Authenticate"] = header(
                 '`Bearer error="invalid_token"` (with `invalid_token`)', required=False

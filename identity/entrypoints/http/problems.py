@@ -106,13 +106,20 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "Provider not configured",
         "This sign-in provider is not configured.",
     ),
-    errors.StorageUnavailableError: (
+}
+
+RETRY_UNAVAILABLE_SECONDS = 2
+
+
+def unavailable_problem() -> Problem:
+    """503 while the database (or another dependency) cannot serve: retry shortly."""
+    return Problem(
         503,
         "service_unavailable",
         "Service unavailable",
         "Try again shortly.",
-    ),
-}
+        headers={"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)},
+    )
 
 
 def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
@@ -147,6 +154,8 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, errors.WeakPasswordError):
         field = getattr(error, "field", "password")
         return validation_problem([FieldError(field, str(error))])
+    if isinstance(error, errors.StorageUnavailableError):
+        return unavailable_problem()
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")
