@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
 import sys
 import time
@@ -184,7 +185,7 @@ async def bench(args: argparse.Namespace) -> bool:
         await server.stop()
         await bare.stop()
         await drop_database(args.database_server_url, name)
-        Path(log.name).unlink(missing_ok=True)
+        os.unlink(log.name)
 
 
 def main() -> int:

@@ -121,7 +121,8 @@ def test_zero_leeway_and_zero_grace_are_accepted(env: dict[str, str], variable: 
 
 
 @pytest.mark.parametrize(
-    "variable", ["ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "OTP_TTL", "SMTP_TIMEOUT", "DB_POOL_TIMEOUT"]
+    "variable",
+    ["ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "OTP_TTL", "SMTP_TIMEOUT", "DB_POOL_TIMEOUT"],
 )
 def test_a_zero_lifetime_or_timeout_is_refused(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=f"IDENTITY_{variable}: a duration must be positive"):
