@@ -14,6 +14,7 @@ from uuid import UUID
 import attrs
 
 from identity.domain.accounts import Account
+from identity.domain.code_requests import CodeRequest
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -189,6 +190,17 @@ class OtpChallengeRepository(Protocol):
         """
         ...
 
+    async def record_failure(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> None:
+        """Count one failed check against the code of (tenant, email, purpose).
+
+        The same write whether or not a code exists: without one, a dead
+        placeholder (it matches no code and expires after ``ttl``) is stored,
+        so a failed check costs the same for every email.
+        """
+        ...
+
     async def delete_expired(self, now: datetime) -> int: ...
 
 
@@ -277,6 +289,25 @@ class OAuthStateRepository(Protocol):
     async def delete_expired(self, now: datetime) -> int: ...
 
 
+class CodeRequestQueue(Protocol):
+    """Pending code requests (``register``, ``request-otp``), durable until carried out.
+
+    ``take_next`` removes the oldest request and returns it, within the caller's
+    transaction: a rollback puts it back. Safe with several processes: each
+    request goes to one of them (row locks skipped, not waited for).
+    """
+
+    async def add(self, request: CodeRequest) -> None: ...
+
+    async def take_next(self) -> CodeRequest | None: ...
+
+
+class WorkSignal(Protocol):
+    """Tells a background worker that work is waiting. Never blocks, never fails."""
+
+    def notify(self) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -288,6 +319,7 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     external_identities: ExternalIdentityRepository
     oauth_states: OAuthStateRepository
+    code_requests: CodeRequestQueue
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -32,6 +32,7 @@ from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
+from identity.adapters.work_signal import EventWorkSignal
 from identity.application import accounts, external_sign_in, sessions
 from identity.application.admin import UserAdmin
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
@@ -118,11 +119,13 @@ class Container(containers.DeclarativeContainer):
     database_probe = providers.Singleton(DatabaseProbe, engine)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    code_request_sealer = providers.Singleton(Sealer, secret_key, "code-request")
     uow = providers.Factory(
         SqlUnitOfWork,
         engine=engine,
         outbox_sealer=outbox_sealer,
         oauth_state_sealer=oauth_state_sealer,
+        code_request_sealer=code_request_sealer,
     )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
@@ -179,6 +182,7 @@ class Container(containers.DeclarativeContainer):
     templates = providers.Singleton(MailTemplates, settings.provided.email_from)
     session_tokens = providers.Singleton(SessionTokens, token_codec, clock)
     throttle = providers.Singleton(Throttle, rate_limiter)
+    code_requests_signal = providers.Singleton(EventWorkSignal)
 
     account_services = providers.Singleton(
         accounts.AccountServices,
@@ -191,6 +195,7 @@ class Container(containers.DeclarativeContainer):
         tokens=session_tokens,
         throttle=throttle,
         policy=policy,
+        code_requests_signal=code_requests_signal,
     )
     session_services = providers.Singleton(
         sessions.SessionServices,
@@ -248,6 +253,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
+    issue_requested_codes = providers.Factory(accounts.IssueRequestedCodes, account_services)
     purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)

@@ -155,7 +155,8 @@ class MemoryStore:
         self._lock_owners: dict[_LockKey, _Transaction] = {}
 
     def table(self, name: str) -> dict[Hashable, object]:
-        return self._tables[name]
+        # A port's fake in a module of its own gets its table on first use.
+        return self._tables.setdefault(name, {})
 
     def messages(self, to: str | None = None) -> list[EmailMessage]:
         """Committed outbox messages not yet sent or given up, oldest first."""
@@ -471,6 +472,27 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
         return True
 
     @_round_trip
+    async def record_failure(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> None:
+        key = (tenant_id, email_key, purpose)
+        await self._t.lock(key)
+        current = self._t.get(key)
+        if current is None:
+            current = OtpChallenge(
+                id=uuid4(),
+                tenant_id=tenant_id,
+                email_key=email_key,
+                purpose=purpose,
+                code_digest="",  # matches no code
+                created_at=now,
+                expires_at=now + ttl,
+                max_attempts=0,
+            )
+        current.attempts += 1
+        self._t.put(key, current)
+
+    @_round_trip
     async def delete_expired(self, now: datetime) -> int:
         return await self._t.delete_where(
             lambda row: row.expires_at < now or row.consumed_at is not None
@@ -743,6 +765,7 @@ class MemoryUnitOfWork(UnitOfWork):
     outbox: MemoryOutboxRepository
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
+    code_requests: MemoryCodeRequestQueue
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -764,6 +787,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.outbox = MemoryOutboxRepository(transaction)
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
+        self.code_requests = MemoryCodeRequestQueue(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -813,3 +837,7 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
+
+
+# Each further port's fake has a module of its own, built on the pieces above.
+from identity.adapters.memory.code_requests import MemoryCodeRequestQueue  # noqa: E402

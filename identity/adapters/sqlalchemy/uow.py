@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
+    SqlCodeRequestQueue,
     SqlExternalIdentityRepository,
     SqlInvalidatedTokenRepository,
     SqlOAuthStateRepository,
@@ -29,11 +30,13 @@ class SqlUnitOfWork(UnitOfWork):
         engine: AsyncEngine,
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
+        code_request_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
-        # Without its own sealer (older callers), OAuth states share the outbox key.
+        # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
+        self._code_request_sealer = code_request_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -55,6 +58,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutboxRepository(connection, self._sealer)
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
+        self.code_requests = SqlCodeRequestQueue(connection, self._code_request_sealer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

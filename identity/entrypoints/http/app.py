@@ -28,6 +28,7 @@ from identity.entrypoints.settings import Settings
 log = logging.getLogger("identity.server")
 
 OUTBOX_POLL_SECONDS = 0.5
+CODE_REQUESTS_POLL_SECONDS = 0.5
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
 BACKGROUND_STOP_SECONDS = 5.0
@@ -169,7 +170,19 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
     async def reload_keys() -> None:
         codec.replace_keyring(await store.load_ring(container.clock().now()))
 
+    codes_signal = container.code_requests_signal()
     tasks = [
+        asyncio.create_task(
+            # Woken by each register/request-otp of this process; polls for the others'.
+            _repeat(
+                "codes",
+                container.issue_requested_codes(),
+                CODE_REQUESTS_POLL_SECONDS,
+                busy_again=True,
+                sleep=codes_signal.wait,
+            ),
+            name="codes",
+        ),
         asyncio.create_task(
             _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
             name="outbox",
