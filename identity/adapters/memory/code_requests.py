@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from identity.adapters.memory import _round_trip, _Table, _Transaction
+from identity.adapters.memory.store import _round_trip, _Table, _Transaction
 from identity.application.ports import CodeRequestQueue
 from identity.domain.code_requests import CodeRequest
 

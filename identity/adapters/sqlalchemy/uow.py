@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlCodeRequestQueue,
@@ -59,6 +60,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
         self.code_requests = SqlCodeRequestQueue(connection, self._code_request_sealer)
+        self.api_keys = SqlApiKeyRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
