@@ -92,6 +92,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         slow_ms = request.app[SETTINGS].slow_request_ms
         if elapsed_ms > slow_ms:
             access_log.warning("slow request", extra=fields)
+        elif status == 200 and request.path == "/health":
+            # A load balancer polls many times a second: its successful polls
+            # would drown the access log (a 503 is still logged at info).
+            access_log.debug("request", extra=fields)
         else:
             access_log.info("request", extra=fields)
 

@@ -221,18 +221,31 @@ def _access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     return [r for r in caplog.records if r.name == "identity.access"]
 
 
+async def test_successful_health_polls_are_logged_at_debug_only(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert (await api.get("/health")).status == 200
+
+    [record] = _access_records(caplog)
+    assert record.levelno == logging.DEBUG
+    assert vars(record)["path"] == "/health"
+
+
 async def test_the_access_log_records_the_path_but_never_the_query(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    response = await api.get("/health?code=SECRET123&state=xyz", headers={"X-Request-ID": "req-1"})
+    response = await api.get(
+        "/.well-known/jwks.json?code=SECRET123&state=xyz", headers={"X-Request-ID": "req-1"}
+    )
     assert response.status == 200
 
     [record] = _access_records(caplog)
-    assert record.levelno == logging.INFO  # /health is well under IDENTITY_SLOW_REQUEST_MS
+    assert record.levelno == logging.INFO  # well under IDENTITY_SLOW_REQUEST_MS
     fields = vars(record)
     assert fields["method"] == "GET"
-    assert fields["path"] == "/health"
+    assert fields["path"] == "/.well-known/jwks.json"
     assert fields["status"] == 200
     assert fields["request_id"] == "req-1"
     assert isinstance(fields["duration_ms"], float)
