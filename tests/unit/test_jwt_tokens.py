@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import attrs
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -132,9 +133,19 @@ def test_encoded_header_and_claims(codec: JwtTokenCodec, ed_key: StoredSigningKe
         "tid": str(claims.tenant_id),
         "email": "ada@example.com",
         "email_verified": True,
+        "aal": "aal1",
+        "amr": [],
     }
     assert _claims_of(codec.encode_refresh(_refresh()))["typ"] == "refresh"
     assert "email" not in _claims_of(codec.encode_refresh(_refresh()))
+
+
+def test_assurance_claims_round_trip(codec: JwtTokenCodec) -> None:
+    claims = attrs.evolve(_access(), aal="aal2", amr=("pwd", "totp"))
+    token = codec.encode_access(claims)
+    assert _claims_of(token)["aal"] == "aal2"
+    assert _claims_of(token)["amr"] == ["pwd", "totp"]
+    assert codec.decode_access(token) == claims
 
 
 # --- type confusion -----------------------------------------------------------

@@ -150,6 +150,9 @@ class MemoryStore:
                 "outbox",
                 "external_identities",
                 "oauth_states",
+                "totp_factors",
+                "recovery_codes",
+                "mfa_challenges",
             )
         }
         self._lock_owners: dict[_LockKey, _Transaction] = {}
@@ -494,6 +497,17 @@ class MemorySessionRepository(SessionRepository):
         return session if session is not None and session.tenant_id == tenant_id else None
 
     @_round_trip
+    async def set_assurance(self, session: Session) -> bool:
+        await self._t.lock(session.id)
+        current = self._t.get(session.id)
+        if current is None or current.tenant_id != session.tenant_id or current.revoked_at:
+            return False
+        current.aal = session.aal
+        current.amr = session.amr
+        self._t.put(session.id, current)
+        return True
+
+    @_round_trip
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         await self._t.lock(session.id)
         current = self._t.get(session.id)
@@ -743,6 +757,9 @@ class MemoryUnitOfWork(UnitOfWork):
     outbox: MemoryOutboxRepository
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
+    totp_factors: MemoryTotpFactorRepository
+    recovery_codes: MemoryRecoveryCodeRepository
+    mfa_challenges: MemoryMfaChallengeRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -764,6 +781,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.outbox = MemoryOutboxRepository(transaction)
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
+        self.totp_factors = MemoryTotpFactorRepository(transaction)
+        self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
+        self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -813,3 +833,12 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
+
+
+# The fakes of later ports live in modules of their own and build on the classes
+# above, so they are imported once those exist (the unit of work uses them).
+from identity.adapters.memory.mfa import (  # noqa: E402
+    MemoryMfaChallengeRepository,
+    MemoryRecoveryCodeRepository,
+    MemoryTotpFactorRepository,
+)

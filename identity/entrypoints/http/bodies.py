@@ -63,8 +63,14 @@ class Body:
         self._data = data
         self._errors: list[FieldError] = []
 
-    def _fail(self, field: str, message: str) -> None:
+    @property
+    def data(self) -> dict[str, Any]:
+        return self._data
+
+    def fail(self, field: str, message: str) -> None:
         self._errors.append(FieldError(field, message))
+
+    _fail = fail
 
     def text(self, field: str, *, max_length: int = 1024) -> str:
         value = self._data.get(field)
