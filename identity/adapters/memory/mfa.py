@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from identity.adapters.memory import _round_trip, _Table, _Transaction
+from identity.adapters.memory.store import _round_trip, _Table, _Transaction
 from identity.application.ports import (
     MfaChallengeRepository,
     RecoveryCodeRepository,

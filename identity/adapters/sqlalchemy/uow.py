@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
 from identity.adapters.sqlalchemy.mfa import (
     SqlMfaChallengeRepository,
     SqlRecoveryCodeRepository,
@@ -64,6 +65,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.totp_factors = SqlTotpFactorRepository(connection, self._totp_sealer)
         self.recovery_codes = SqlRecoveryCodeRepository(connection)
         self.mfa_challenges = SqlMfaChallengeRepository(connection)
+        self.api_keys = SqlApiKeyRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
