@@ -358,6 +358,8 @@ class MfaChallengeRepository(Protocol):
         ...
 
     async def delete_expired(self, now: datetime) -> int: ...
+
+
 class ApiKeyRepository(Protocol):
     async def get(self, key_id: UUID) -> ApiKey | None:
         """The key with this id, of any tenant (the key names its tenant): one indexed read."""

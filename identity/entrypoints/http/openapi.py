@@ -15,6 +15,7 @@ from typing import Any
 
 import identity
 from identity.domain.otp import OtpPurpose
+from identity.entrypoints.http import declare
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
 from identity.entrypoints.http.middlewares import MAX_BODY_BYTES
 from identity.entrypoints.http.problems import PROBLEM_CONTENT_TYPE
@@ -31,6 +32,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "the code is wrong, expired, already used or unknown (one answer for all)",
     ),
     "oauth_failed": (400, "the sign-in failed; `detail` says why in words safe to show"),
+    "mfa_invalid": (400, "the second-factor code is wrong or was already used"),
     "invalid_credentials": (401, "the email or password is wrong (one answer for both)"),
     "invalid_token": (
         401,
@@ -42,9 +44,23 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "email_not_verified": (403, "the password is right but the email is not verified yet"),
     "account_disabled": (403, "the account is disabled"),
-    "not_found": (404, "no such session among the caller's own"),
+    "mfa_required": (
+        403,
+        "MFA is on and the session has not passed it: step up (`/auth/mfa/step-up`) first",
+    ),
+    "not_found": (
+        404,
+        "no such object among the caller's own (or the API key's tenant's); the id may be no id",
+    ),
+    "invalid_api_key": (401, "the API key is missing, malformed, unknown or revoked"),
+    "insufficient_scope": (
+        403,
+        "the API key lacks the scope, acts outside its tenant, or would grant more than it has",
+    ),
     "tenant_not_found": (404, "the `X-Tenant` header names no enabled tenant"),
     "provider_not_configured": (404, "Google sign-in is not configured for this tenant"),
+    "mfa_already_enabled": (409, "MFA is on already; remove it before enrolling again"),
+    "mfa_not_enabled": (409, "MFA is not on for this account"),
     "payload_too_large": (413, f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"),
     "unsupported_media_type": (415, "the body is not `application/json`"),
     "validation_error": (422, "fields are missing or invalid; `errors` names each"),
@@ -109,7 +125,7 @@ RATE_LIMIT_HEADERS: Schema = {
 }
 
 
-def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
+def errors(*codes: str, bearer: bool = False, api_key: bool = False) -> dict[str, Schema]:
     """Problem responses for ``codes``, one per status, each listing its codes."""
     by_status: dict[int, list[str]] = {}
     for code in dict.fromkeys(codes):
@@ -134,6 +150,8 @@ def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
             response_headers["WWW-Authenticate"] = header(
                 '`Bearer error="invalid_token"` (with `invalid_token`)', required=False
             )
+        if status == 401 and api_key:
+            response_headers["WWW-Authenticate"] = header("`Bearer`", required=False)
         if response_headers:
             response["headers"] = response_headers
         responses[str(status)] = response
@@ -244,6 +262,7 @@ SCHEMAS: dict[str, Schema] = {
             "is_verified": {"type": "boolean"},
             "has_password": {"type": "boolean"},
             "google_linked": {"type": "boolean"},
+            "mfa_enabled": {"type": "boolean", "description": "a second factor is confirmed"},
             "created_at": {"type": "string", "format": "date-time"},
             "tenant": {"type": "string", "description": "the tenant's slug"},
         }
@@ -257,6 +276,21 @@ SCHEMAS: dict[str, Schema] = {
             "refresh_token_expires_in": {"type": "integer"},
             "user": ref("User"),
         }
+    ),
+    "MfaRequired": obj(
+        {
+            "mfa_required": {"type": "boolean", "enum": [True]},
+            "mfa_token": {
+                "type": "string",
+                "description": "for `/auth/mfa/verify`: single use, bound to this client",
+            },
+            "methods": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["totp", "recovery_code"]},
+            },
+            "expires_in": {"type": "integer", "description": "seconds the mfa_token lives"},
+        },
+        description="The first factor passed; MFA is on, so no tokens yet.",
     ),
     "CodeSent": obj(
         {
@@ -330,7 +364,13 @@ SCHEMAS: dict[str, Schema] = {
     ),
 }
 
-TOKENS = {"200": success("Signed in: a token pair.", ref("TokenResponse"))}
+SIGNED_IN: Schema = {"oneOf": [ref("TokenResponse"), ref("MfaRequired")]}
+TOKENS = {
+    "200": success(
+        "Signed in: a token pair; or, with MFA on, the `mfa_required` answer and no tokens.",
+        SIGNED_IN,
+    )
+}
 CODE_SENT = {
     "202": success("Accepted; a code is on its way if the address can receive it.", ref("CodeSent"))
 }
@@ -483,7 +523,7 @@ def _paths() -> dict[str, Schema]:
                 bearer=True,
                 body=obj({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
                 responses=message("The password is changed."),
-                error_codes=("invalid_credentials", *AUTH),
+                error_codes=("invalid_credentials", "mfa_required", *AUTH),
             )
         },
         "/auth/me": {
@@ -589,11 +629,11 @@ def _paths() -> dict[str, Schema]:
                     google_cookie,
                 ),
                 responses={
-                    "200": success("Signed in: a token pair.", ref("TokenResponse")),
+                    **TOKENS,
                     "302": {
                         "description": (
                             "Signed in: to the allowed `redirect_to`, with the token fields in "
-                            "the URL fragment."
+                            "the URL fragment (or, with MFA on, the `mfa_required` fields)."
                         ),
                         "headers": {"Location": header("`redirect_to#access_token=...`")},
                     },
@@ -684,8 +724,69 @@ Google sign-in.
 """
 
 
+TENANT_PARAMETER: Schema = {"$ref": "#/components/parameters/Tenant"}
+
+
+def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> Schema:
+    """The operation of an endpoint declared with ``declare.Endpoints``."""
+    result: Schema = {
+        "operationId": entry.operation_id,
+        "summary": entry.summary,
+        "tags": [entry.tag],
+    }
+    if entry.description:
+        result["description"] = entry.description
+    codes: list[str] = []
+    parameters: list[Schema] = []
+    if entry.path.startswith("/auth/") or (entry.auth and entry.auth.scope):
+        parameters.append(TENANT_PARAMETER)
+    if entry.path.startswith("/auth/"):
+        codes.append("tenant_not_found")
+    codes += ["rate_limited", "service_unavailable"]
+    if entry.auth is not None:
+        result["security"] = [{entry.auth.scheme: []}]
+        codes = [*entry.auth.error_codes, *codes]
+    if entry.path_params:
+        parameters += [param.schema() for param in entry.path_params]
+        codes.append("not_found")
+    if entry.query is not None:
+        parameters += declare.query_parameters(entry.query)
+        codes.append("validation_error")
+    if parameters:
+        result["parameters"] = parameters
+    if entry.body is not None:
+        schema = declare.request_schema(entry.body)
+        content = json_content(schema)
+        if entry.forms:
+            content[declare.FORM] = {"schema": schema}
+        result["requestBody"] = {"required": True, "content": content}
+        codes = [*JSON_BODY, *codes]
+    codes += entry.errors
+    ok: Schema = {"description": entry.ok_description}
+    if entry.ok is not None:
+        ok["content"] = json_content(declare.view_schema(entry.ok, schemas))
+    result["responses"] = {
+        str(entry.status): ok,
+        **errors(
+            *codes,
+            bearer=entry.auth is declare.BEARER,
+            api_key=entry.auth is not None and entry.auth.scope is not None,
+        ),
+    }
+    return result
+
+
+def declared_paths(schemas: dict[str, Schema]) -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for entry in declare.declared():
+        operation = declared_operation(entry, schemas)
+        paths.setdefault(entry.path, {})[entry.method.lower()] = operation
+    return paths
+
+
 def openapi_document(issuer: str) -> dict[str, Any]:
     """The whole document for a deployment whose public base URL is ``issuer``."""
+    schemas = copy.deepcopy(SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -698,12 +799,13 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "accounts", "description": "Registration, codes, passwords, sign-in."},
             {"name": "sessions", "description": "Tokens and sessions."},
             {"name": "google", "description": "Sign-in with Google (OpenID Connect)."},
+            {"name": "mfa", "description": "Multi-factor authentication (TOTP, recovery codes)."},
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **declared_paths(schemas)},
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": schemas,
             "parameters": {
                 "Tenant": {
                     "name": "X-Tenant",
@@ -722,7 +824,13 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "an access token from a token response",
-                }
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "idk_<id>_<secret>",
+                    "description": "an API key: `identity apikeys create`, `POST /admin/api-keys`",
+                },
             },
         },
     }

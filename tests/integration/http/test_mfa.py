@@ -8,6 +8,7 @@ chosen exactly (no sleeps); the token leeway is widened to match.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -244,6 +245,14 @@ async def test_concurrent_submissions_of_one_code_give_one_success(mfa: Mfa) -> 
     statuses = sorted(response.status for response in responses)
     assert statuses == [200, 400, 400, 400, 400], statuses
 
+    tokens = [await mfa.first_factor() for _ in range(5)]
+    recovery = mfa.recovery_codes[0]
+    responses = await asyncio.gather(
+        *(mfa.verify(token, recovery_code=recovery) for token in tokens)
+    )
+    statuses = sorted(response.status for response in responses)
+    assert statuses == [200, 400, 400, 400, 400], statuses
+
 
 async def test_other_sessions_stay_aal1_until_they_step_up(
     mfa_app: Callable[..., Any],
@@ -396,3 +405,24 @@ async def test_wrong_codes_count_against_the_login_limit_per_account(
     for _ in range(3):
         await problem_of(await mfa.verify(token, code=wrong), 400, "mfa_invalid")
     await problem_of(await mfa.verify(token, code=mfa.code()), 429, "rate_limited")
+
+
+async def test_an_administrator_removes_every_factor(mfa: Mfa) -> None:
+    user_id = mfa.tokens["user"]["id"]
+    path = f"/admin/users/{user_id}/mfa"
+    reader = await mfa.api.api_key("users:read")
+    await mfa.api.container.tenant_admin().create("other")
+    other_tenant = await mfa.api.api_key("users:write", tenant="other")
+    await problem_of(await mfa.api.delete(path, token=reader), 403, "insufficient_scope")
+    await problem_of(await mfa.api.delete(path, token=other_tenant), 404, "not_found")
+    writer = await mfa.api.api_key("users:write")
+    await problem_of(
+        await mfa.api.delete(f"/admin/users/{uuid.uuid4()}/mfa", token=writer), 404, "not_found"
+    )
+
+    response = await mfa.api.delete(path, token=writer)
+    assert response.status == 200, await response.text()
+    assert (await mfa.api.me(mfa.tokens["access_token"])).status == 401
+    tokens = await mfa.api.login(EMAIL)
+    assert tokens["user"]["mfa_enabled"] is False
+    assert claims(tokens["access_token"])["aal"] == "aal1"
