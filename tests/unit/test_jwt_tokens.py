@@ -279,6 +279,29 @@ def test_missing_required_claim_is_rejected(codec: JwtTokenCodec) -> None:
         codec.decode_access(token)
 
 
+@pytest.mark.parametrize(
+    "claims", [{"aal": "aal3"}, {"aal": None}, {"amr": "pwd"}, {"amr": [1]}], ids=str
+)
+def test_malformed_assurance_claims_are_rejected(
+    codec: JwtTokenCodec, claims: dict[str, Any]
+) -> None:
+    key = codec.keyring.current
+    token = jwt.encode(
+        _payload(codec) | claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid}
+    )
+    with pytest.raises(InvalidTokenError):
+        codec.decode_access(token)
+
+
+def test_a_token_from_before_assurance_levels_is_aal1(codec: JwtTokenCodec) -> None:
+    payload = _payload(codec)
+    del payload["aal"], payload["amr"]
+    key = codec.keyring.current
+    token = jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+    claims = codec.decode_access(token)
+    assert (claims.aal, claims.amr) == ("aal1", ())
+
+
 def test_malformed_subject_is_rejected(codec: JwtTokenCodec) -> None:
     payload = _payload(codec) | {"sub": "not-a-uuid"}
     key = codec.keyring.current
