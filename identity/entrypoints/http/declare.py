@@ -102,7 +102,9 @@ def _declare(
     return attrs.field(metadata={_WIRE: wire}, default=default)
 
 
-def text(description: str, *, max_length: int = 1024, required: bool = True, **schema: Any) -> Any:
+def text(
+    description: str, *, max_length: int = 1024, required: bool = True, **schema: Any
+) -> Any:
     return _declare(
         {
             "type": "string",
