@@ -38,9 +38,10 @@ from identity.application.accounts import (
 )
 from identity.application.first_factor import SignInResult
 from identity.application.mail_templates import MailTemplates
-from identity.application.mfa import MfaServices, RecoveryCodeDigester
+from identity.application.mfa import MfaServices
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
+from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.sessions import Authenticate, Principal, SessionServices
 from identity.application.throttle import Throttle
 from identity.application.tokens import ClientInfo, SessionTokens, TokenPair

@@ -39,6 +39,7 @@ from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
+from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
@@ -230,7 +231,7 @@ class Container(containers.DeclarativeContainer):
         uow=uow.provider,
         clock=clock,
         totp=totp,
-        digester=providers.Singleton(mfa.RecoveryCodeDigester, secret_key),
+        digester=providers.Singleton(RecoveryCodeDigester, secret_key),
         tokens=session_tokens,
         throttle=throttle,
         policy=policy,

@@ -20,8 +20,8 @@ from identity.application.mfa import (
     StepUp,
     VerifyMfa,
     VerifySecondFactor,
-    normalise_recovery_code,
 )
+from identity.application.recovery_codes import normalise_recovery_code
 from identity.application.sessions import (
     ChangePassword,
     ChangePasswordCommand,

@@ -11,6 +11,7 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import mfa
+from identity.application.recovery_codes import normalise_recovery_code
 from identity.domain.api_keys import Scope
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
@@ -37,7 +38,7 @@ def _proof(code: str | None, recovery_code: str | None) -> mfa.SecondFactorProof
 
     ``declare.parse`` made sure exactly one of the two is there (``one_of``).
     """
-    if recovery_code is not None and mfa.normalise_recovery_code(recovery_code) is None:
+    if recovery_code is not None and normalise_recovery_code(recovery_code) is None:
         raise validation_problem(
             [FieldError("recovery_code", "must be a recovery code like abcd-efgh-jkmn")]
         )
