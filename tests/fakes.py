@@ -26,6 +26,7 @@ from identity.adapters.memory import (
 )
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
+from identity.adapters.totp import PyotpTotpEngine
 from identity.application.accounts import (
     AccountServices,
     IssueRequestedCodes,
@@ -36,9 +37,12 @@ from identity.application.accounts import (
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.first_factor import SignInResult
 from identity.application.mail_templates import MailTemplates
+from identity.application.mfa import MfaServices
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
+from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.sessions import Authenticate, Principal, SessionServices
 from identity.application.throttle import Throttle
 from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
@@ -120,6 +124,7 @@ class Services:
     tenant: Tenant
     accounts: AccountServices
     sessions: SessionServices
+    mfa: MfaServices
 
     def uow(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
@@ -161,9 +166,11 @@ class Services:
         await RegisterUser(self.accounts)(Register(tenant, address, password))
         await self.issue_requested_codes()
         code = self.last_code(email)
-        return await VerifyOtp(self.accounts)(
+        result = await VerifyOtp(self.accounts)(
             VerifyCode(tenant, address, code, OtpPurpose.VERIFICATION, client or ClientInfo())
         )
+        assert isinstance(result, TokenPair), result
+        return result
 
     async def issue_requested_codes(self) -> int:
         """What the server's background worker does after register and request-otp."""
@@ -172,8 +179,21 @@ class Services:
     async def log_in(
         self, email: str, password: str = PASSWORD, *, tenant: Tenant | None = None
     ) -> TokenPair:
+        result = await self.sign_in(email, password, tenant=tenant)
+        assert isinstance(result, TokenPair), result
+        return result
+
+    async def sign_in(
+        self,
+        email: str,
+        password: str = PASSWORD,
+        *,
+        tenant: Tenant | None = None,
+        client: ClientInfo | None = None,
+    ) -> SignInResult:
+        """Password login: tokens, or ``MfaRequired`` for an account with MFA on."""
         return await LogInWithPassword(self.accounts)(
-            LogIn(tenant or self.tenant, Email(email), password)
+            LogIn(tenant or self.tenant, Email(email), password, client or ClientInfo())
         )
 
     async def principal(self, pair: TokenPair) -> Principal:
@@ -232,6 +252,15 @@ async def make_services(
         policy=policy,
         session_reader=MemoryActiveSessionReader(store),
     )
+    mfa = MfaServices(
+        uow=uow,
+        clock=clock,
+        totp=PyotpTotpEngine(),
+        digester=RecoveryCodeDigester(SECRET_KEY),
+        tokens=tokens,
+        throttle=Throttle(limiter),
+        policy=policy,
+    )
     if tenant is None:
         tenant = Tenant(
             id=uuid.uuid4(), slug=DEFAULT_TENANT_SLUG, name="Default", created_at=clock.now()
@@ -249,4 +278,5 @@ async def make_services(
         tenant=tenant,
         accounts=accounts,
         sessions=sessions,
+        mfa=mfa,
     )

@@ -9,6 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.mfa import (
+    SqlMfaChallengeRepository,
+    SqlRecoveryCodeRepository,
+    SqlTotpFactorRepository,
+)
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlCodeRequestQueue,
@@ -32,12 +37,14 @@ class SqlUnitOfWork(UnitOfWork):
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
         code_request_sealer: Sealer | None = None,
+        totp_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
         # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
         self._code_request_sealer = code_request_sealer or outbox_sealer
+        self._totp_sealer = totp_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -60,6 +67,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
         self.code_requests = SqlCodeRequestQueue(connection, self._code_request_sealer)
+        self.totp_factors = SqlTotpFactorRepository(connection, self._totp_sealer)
+        self.recovery_codes = SqlRecoveryCodeRepository(connection)
+        self.mfa_challenges = SqlMfaChallengeRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
         return self
 
