@@ -651,10 +651,17 @@ def _paths() -> dict[str, Schema]:
                 "health",
                 "Liveness and dependencies",
                 tag="system",
-                description="Not rate limited.",
+                description=(
+                    "Not rate limited. The database check is at most one second old "
+                    "(one probe a second however often this is polled)."
+                ),
                 responses={
                     "200": success("Serving.", ref("Health")),
-                    "503": success("The database is unreachable.", ref("Health")),
+                    "503": success(
+                        "The database is unreachable.",
+                        ref("Health"),
+                        headers={"Retry-After": header("seconds to wait", "integer")},
+                    ),
                 },
             )
         },
