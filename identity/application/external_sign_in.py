@@ -86,6 +86,8 @@ class SignInStarted:
     browser_binding: str = attrs.field(repr=False)
     """The value the browser keeps in its cookie until the callback."""
     max_age_seconds: int
+    redirect_uri: str
+    """Where the provider sends the browser back (our callback)."""
 
 
 @attrs.frozen
@@ -188,7 +190,7 @@ class StartExternalSignIn:
                 )
             )
             await uow.commit()
-        return SignInStarted(url, binding, int(SIGN_IN_TTL.total_seconds()))
+        return SignInStarted(url, binding, int(SIGN_IN_TTL.total_seconds()), provider.redirect_uri)
 
 
 class FinishExternalSignIn:

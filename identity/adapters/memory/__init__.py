@@ -97,7 +97,6 @@ class _InvalidatedToken:
     created_at: datetime
 
 
-
 class MemoryTenantRepository(TenantRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Tenant] = _Table(transaction, "tenants", Tenant)

@@ -619,6 +619,10 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             if t.UQ_EXTERNAL_IDENTITIES_SUBJECT in name or "external_identities.subject" in name:
                 raise IdentityAlreadyLinkedError(link.provider) from None
             if t.UQ_EXTERNAL_IDENTITIES_ACCOUNT in name or "external_identities.user_id" in name:
+                # Both may be violated and only one is named: the subject's wins, so
+                # a racing first sign-in finds the link that was made.
+                if await self.get(link.tenant_id, link.provider, link.subject) is not None:
+                    raise IdentityAlreadyLinkedError(link.provider) from None
                 raise IdentityInUseError(link.provider) from None
             raise
 
