@@ -10,7 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -109,7 +119,9 @@ class SqlTenantRepository(TenantRepository):
 # ``Account.identities`` is derived: one correlated aggregate over the indexed
 # ``user_id`` per account read (NULL when there is no link).
 IDENTITIES = (
-    select(func.aggregate_strings(t.external_identities.c.provider, ","))
+    # The separator as a literal: a bound one would be a post-compile parameter,
+    # which the hot read's precompiled native statement cannot carry.
+    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))
     .where(t.external_identities.c.user_id == t.users.c.id)
     .scalar_subquery()
     .label("identities")
