@@ -121,7 +121,7 @@ class SqlTenantRepository(TenantRepository):
 IDENTITIES = (
     # The separator as a literal: a bound one would be a post-compile parameter,
     # which the hot read's precompiled native statement cannot carry.
-    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))
+    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))  # type: ignore[arg-type]
     .where(t.external_identities.c.user_id == t.users.c.id)
     .scalar_subquery()
     .label("identities")

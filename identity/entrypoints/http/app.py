@@ -14,6 +14,7 @@ from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
+    api_keys,
     docs,
     google,
     providers,
@@ -69,9 +70,11 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
-    app.add_routes(providers.routes)
+    app.add_routes(providers.providers.routes)
+    app.add_routes(providers.identities.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
+    app.add_routes(api_keys.endpoints.routes)
     return app
 
 

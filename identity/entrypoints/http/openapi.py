@@ -15,6 +15,7 @@ from typing import Any
 
 import identity
 from identity.domain.otp import OtpPurpose
+from identity.entrypoints.http import declare
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
 from identity.entrypoints.http.middlewares import MAX_BODY_BYTES
 from identity.entrypoints.http.problems import PROBLEM_CONTENT_TYPE
@@ -42,13 +43,33 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "email_not_verified": (403, "the password is right but the email is not verified yet"),
     "account_disabled": (403, "the account is disabled"),
-    "not_found": (404, "no such session among the caller's own"),
+    "not_found": (
+        404,
+        "no such object among the caller's own (or the API key's tenant's); the id may be no id",
+    ),
+    "invalid_api_key": (401, "the API key is missing, malformed, unknown or revoked"),
+    "insufficient_scope": (
+        403,
+        "the API key lacks the scope, acts outside its tenant, or would grant more than it has",
+    ),
     "tenant_not_found": (404, "the `X-Tenant` header names no enabled tenant"),
-    "provider_not_configured": (404, "Google sign-in is not configured for this tenant"),
+    "provider_not_configured": (404, "the sign-in provider is not configured for this tenant"),
     "payload_too_large": (413, f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"),
     "unsupported_media_type": (415, "the body is not `application/json`"),
     "validation_error": (422, "fields are missing or invalid; `errors` names each"),
     "rate_limited": (429, "too many requests; retry after `Retry-After` seconds"),
+    "identity_in_use": (
+        409,
+        "the provider account is linked to another user, or the caller has one there already",
+    ),
+    "last_sign_in_method": (
+        409,
+        "removing it would leave the account without a password or another linked identity",
+    ),
+    "provider_unavailable": (
+        503,
+        "the sign-in provider cannot be reached, timed out or failed; retry shortly",
+    ),
     "service_unavailable": (503, "a dependency (the database) is unreachable; retry shortly"),
 }
 
@@ -109,7 +130,7 @@ RATE_LIMIT_HEADERS: Schema = {
 }
 
 
-def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
+def errors(*codes: str, bearer: bool = False, api_key: bool = False) -> dict[str, Schema]:
     """Problem responses for ``codes``, one per status, each listing its codes."""
     by_status: dict[int, list[str]] = {}
     for code in dict.fromkeys(codes):
@@ -134,6 +155,8 @@ def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
             response_headers["WWW-Authenticate"] = header(
                 '`Bearer error="invalid_token"` (with `invalid_token`)', required=False
             )
+        if status == 401 and api_key:
+            response_headers["WWW-Authenticate"] = header("`Bearer`", required=False)
         if response_headers:
             response["headers"] = response_headers
         responses[str(status)] = response
@@ -244,6 +267,11 @@ SCHEMAS: dict[str, Schema] = {
             "is_verified": {"type": "boolean"},
             "has_password": {"type": "boolean"},
             "google_linked": {"type": "boolean"},
+            "identities": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the providers the account has linked identities at",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "tenant": {"type": "string", "description": "the tenant's slug"},
         }
@@ -553,7 +581,12 @@ def _paths() -> dict[str, Schema]:
                         },
                     }
                 },
-                error_codes=("oauth_failed", "provider_not_configured", *AUTH),
+                error_codes=(
+                    "oauth_failed",
+                    "provider_not_configured",
+                    "provider_unavailable",
+                    *AUTH,
+                ),
             )
         },
         CALLBACK_PATH: {
@@ -589,16 +622,26 @@ def _paths() -> dict[str, Schema]:
                     google_cookie,
                 ),
                 responses={
-                    "200": success("Signed in: a token pair.", ref("TokenResponse")),
+                    "200": success(
+                        "Signed in: a token pair; for a flow started by a link, the new link.",
+                        {"oneOf": [ref("TokenResponse"), ref("LinkedIdentityView")]},
+                    ),
                     "302": {
                         "description": (
-                            "Signed in: to the allowed `redirect_to`, with the token fields in "
-                            "the URL fragment."
+                            "Signed in: to the allowed `redirect_to`, with the token fields (or "
+                            "`linked=google`) in the URL fragment."
                         ),
                         "headers": {"Location": header("`redirect_to#access_token=...`")},
                     },
                 },
-                error_codes=("oauth_failed", "account_disabled", "provider_not_configured", *AUTH),
+                error_codes=(
+                    "oauth_failed",
+                    "account_disabled",
+                    "identity_in_use",
+                    "provider_not_configured",
+                    "provider_unavailable",
+                    *AUTH,
+                ),
             )
         },
         "/health": {
@@ -684,8 +727,78 @@ Google sign-in.
 """
 
 
+TENANT_PARAMETER: Schema = {"$ref": "#/components/parameters/Tenant"}
+
+
+def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> Schema:
+    """The operation of an endpoint declared with ``declare.Endpoints``."""
+    result: Schema = {
+        "operationId": entry.operation_id,
+        "summary": entry.summary,
+        "tags": [entry.tag],
+    }
+    if entry.description:
+        result["description"] = entry.description
+    codes: list[str] = []
+    parameters: list[Schema] = []
+    if entry.path.startswith("/auth/") or (entry.auth and entry.auth.scope):
+        parameters.append(TENANT_PARAMETER)
+    if entry.path.startswith("/auth/"):
+        codes.append("tenant_not_found")
+    codes += ["rate_limited", "service_unavailable"]
+    if entry.auth is not None:
+        result["security"] = [{entry.auth.scheme: []}]
+        codes = [*entry.auth.error_codes, *codes]
+    if entry.path_params:
+        parameters += [param.schema() for param in entry.path_params]
+        codes.append("not_found")
+    if entry.query is not None:
+        parameters += declare.query_parameters(entry.query)
+        codes.append("validation_error")
+    if parameters:
+        result["parameters"] = parameters
+    if entry.body is not None:
+        schema = declare.request_schema(entry.body)
+        content = json_content(schema)
+        if entry.forms:
+            content[declare.FORM] = {"schema": schema}
+        result["requestBody"] = {"required": True, "content": content}
+        codes = [*JSON_BODY, *codes]
+    codes += entry.errors
+    ok: Schema = {"description": entry.ok_description}
+    if entry.ok is not None:
+        ok["content"] = json_content(declare.response_schema(entry.ok, schemas))
+    if entry.headers:
+        ok["headers"] = {name: header(meaning) for name, meaning in entry.headers}
+    redirect: Schema = {}
+    if entry.redirect is not None:
+        redirect["302"] = {
+            "description": entry.redirect,
+            "headers": {"Location": header("where the browser goes next")},
+        }
+    result["responses"] = {
+        str(entry.status): ok,
+        **redirect,
+        **errors(
+            *codes,
+            bearer=entry.auth is declare.BEARER,
+            api_key=entry.auth is not None and entry.auth.scope is not None,
+        ),
+    }
+    return result
+
+
+def declared_paths(schemas: dict[str, Schema]) -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for entry in declare.declared():
+        operation = declared_operation(entry, schemas)
+        paths.setdefault(entry.path, {})[entry.method.lower()] = operation
+    return paths
+
+
 def openapi_document(issuer: str) -> dict[str, Any]:
     """The whole document for a deployment whose public base URL is ``issuer``."""
+    schemas = copy.deepcopy(SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -698,12 +811,17 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "accounts", "description": "Registration, codes, passwords, sign-in."},
             {"name": "sessions", "description": "Tokens and sessions."},
             {"name": "google", "description": "Sign-in with Google (OpenID Connect)."},
+            {
+                "name": "providers",
+                "description": "Sign-in with GitHub and the configured OpenID Connect providers.",
+            },
+            {"name": "identities", "description": "The signed-in user's linked identities."},
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **declared_paths(schemas)},
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": schemas,
             "parameters": {
                 "Tenant": {
                     "name": "X-Tenant",
@@ -722,7 +840,13 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "an access token from a token response",
-                }
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "idk_<id>_<secret>",
+                    "description": "an API key: `identity apikeys create`, `POST /admin/api-keys`",
+                },
             },
         },
     }
