@@ -27,7 +27,9 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from identity.adapters.clock import SystemClock
 from identity.adapters.sqlalchemy import migrate
+from identity.entrypoints.container import identity_providers
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.logs import configure_logging
@@ -98,10 +100,8 @@ async def _ensure_signing_key(settings: Settings) -> None:
 
 
 async def _check_providers(settings: Settings) -> None:
-    container = build_container(settings)
     async with aiohttp.ClientSession() as http:
-        container.http_client.override(http)
-        await discover_providers(settings, container.identity_providers())
+        await discover_providers(settings, identity_providers(settings, http, SystemClock()))
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -26,7 +26,9 @@ async def google_login(
     request: web.Request,
     use_case: sign_in.StartExternalSignIn = Provide[Container.start_external_sign_in],
 ) -> web.Response:
-    return await start_flow(request, "google", use_case)
+    return await start_flow(
+        request, "google", use_case, redirect_to=request.query.get("redirect_to")
+    )
 
 
 @routes.get(CALLBACK_PATH)
