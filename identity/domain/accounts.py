@@ -28,6 +28,7 @@ class Account:
     verified_at: datetime | None = None
     # Read-only, derived from the linked external identities: their provider names, sorted.
     identities: tuple[str, ...] = ()
+    mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
 
     @property
     def has_password(self) -> bool:

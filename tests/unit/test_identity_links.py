@@ -12,6 +12,7 @@ import pytest
 from identity.adapters.memory import memory_uow_factory
 from identity.application import external_sign_in as sign_in
 from identity.application.ports import IdentityProvider
+from identity.application.tokens import TokenPair
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
@@ -162,7 +163,7 @@ async def test_racing_unlinks_never_leave_an_account_without_a_way_in() -> None:
     corp, acme = FakeProvider("corp"), FakeProvider("acme")
     flows = sign_in_services(services, corp, acme)
     first = await run_flow(flows, services, "corp", None)  # no password
-    assert isinstance(first, sign_in.SignedIn)
+    assert isinstance(first, sign_in.SignedIn) and isinstance(first.tokens, TokenPair)
     owner = first.tokens.account
     acme.person = ExternalIdentity("acme", "acme-1", "other@example.com", True)
     assert isinstance(await run_flow(flows, services, "acme", owner), sign_in.Linked)

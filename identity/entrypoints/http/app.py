@@ -17,6 +17,7 @@ from identity.entrypoints.http.handlers import (
     api_keys,
     docs,
     google,
+    mfa,
     providers,
     sessions,
     system,
@@ -72,6 +73,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(google.routes)
     app.add_routes(providers.providers.routes)
     app.add_routes(providers.identities.routes)
+    app.add_routes(mfa.endpoints.routes)
+    app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)

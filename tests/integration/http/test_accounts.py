@@ -117,6 +117,7 @@ async def test_verification_logs_in_with_the_token_response(api: Api) -> None:
         "has_password",
         "google_linked",
         "identities",
+        "mfa_enabled",
         "created_at",
         "tenant",
     }
