@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from identity.application.events import security_event
 from identity.application.pkce import new_code_verifier, new_nonce, new_state, s256_challenge
 from identity.application.policy import Policy, policy_for
 from identity.application.ports import Clock, IdentityProvider, UnitOfWork, UnitOfWorkFactory
@@ -32,6 +33,7 @@ from identity.domain.errors import (
     ProviderNotConfiguredError,
     TenantNotFoundError,
 )
+from identity.domain.events import EventType
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -228,10 +230,22 @@ class FinishExternalSignIn:
         for attempt in (1, 2):
             try:
                 async with s.uow() as uow:
-                    account = await self._account_for(uow, tenant, identity)
+                    account = await self._account_for(uow, tenant, identity, client)
                     if not account.is_active:
                         raise AccountDisabledError("the account is disabled")
                     pair = await s.tokens.start(uow, account, tenant, policy, client)
+                    await uow.events.add(
+                        security_event(
+                            EventType.LOGIN_SUCCEEDED,
+                            tenant.id,
+                            s.clock.now(),
+                            client,
+                            user_id=account.id,
+                            session_id=pair.session_id,
+                            method=identity.provider,
+                            aal="aal1",
+                        )
+                    )
                     await uow.commit()
                     return pair
             except (EmailAlreadyRegisteredError, IdentityAlreadyLinkedError):
@@ -244,7 +258,7 @@ class FinishExternalSignIn:
         raise AssertionError("unreachable")
 
     async def _account_for(
-        self, uow: UnitOfWork, tenant: Tenant, identity: ExternalIdentity
+        self, uow: UnitOfWork, tenant: Tenant, identity: ExternalIdentity, client: ClientInfo
     ) -> Account:
         s = self._s
         now = s.clock.now()
@@ -276,9 +290,31 @@ class FinishExternalSignIn:
                 verified_at=now,
             )
             await uow.accounts.add(account)
+            await uow.events.add(
+                security_event(
+                    EventType.USER_CREATED,
+                    tenant.id,
+                    now,
+                    client,
+                    user_id=account.id,
+                    has_password=False,
+                    provider=identity.provider,
+                )
+            )
         else:
             if not account.is_active:
                 raise AccountDisabledError("the account is disabled")
+            if not account.is_verified:
+                await uow.events.add(
+                    security_event(
+                        EventType.USER_VERIFIED,
+                        tenant.id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        method=identity.provider,
+                    )
+                )
             account.verify_email_by_provider(now)
             await uow.accounts.update(account)
         await uow.external_identities.add(
@@ -290,6 +326,16 @@ class FinishExternalSignIn:
                 subject=identity.subject,
                 email_at_link=email.value,
                 created_at=now,
+            )
+        )
+        await uow.events.add(
+            security_event(
+                EventType.IDENTITY_LINKED,
+                tenant.id,
+                now,
+                client,
+                user_id=account.id,
+                provider=identity.provider,
             )
         )
         if identity.provider == "google":

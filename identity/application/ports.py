@@ -15,6 +15,7 @@ import attrs
 
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
+from identity.domain.events import EventCursor, EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -292,6 +293,31 @@ class ApiKeyRepository(Protocol):
     async def update(self, key: ApiKey) -> None: ...
 
 
+class EventRepository(Protocol):
+    async def add(self, event: SecurityEvent) -> None:
+        """Store ``event`` and queue one webhook delivery for every webhook of its
+        tenant subscribed to its type, in the caller's transaction (both stay only
+        if it commits). Adds at most one round trip to the transaction."""
+        ...
+
+    async def list(
+        self,
+        tenant_id: UUID,
+        *,
+        limit: int,
+        user_id: UUID | None = None,
+        type: EventType | None = None,
+        before: EventCursor | None = None,
+    ) -> list[SecurityEvent]:
+        """Up to ``limit`` events of the tenant, newest first (ties by id, descending),
+        strictly older than ``before`` when given."""
+        ...
+
+    async def delete_older_than(self, cutoff: datetime) -> int:
+        """Purge events that occurred before ``cutoff`` (their deliveries go with them)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -304,6 +330,7 @@ class UnitOfWork(Protocol):
     external_identities: ExternalIdentityRepository
     oauth_states: OAuthStateRepository
     api_keys: ApiKeyRepository
+    events: EventRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

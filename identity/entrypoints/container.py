@@ -34,6 +34,7 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application import accounts, external_sign_in, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.events import ListEvents
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -100,6 +101,7 @@ class Container(containers.DeclarativeContainer):
         modules=[
             "identity.entrypoints.http.handlers.accounts",
             "identity.entrypoints.http.handlers.api_keys",
+            "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
@@ -255,3 +257,5 @@ class Container(containers.DeclarativeContainer):
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
     authenticate_api_key = providers.Singleton(AuthenticateApiKey, uow.provider, api_key_digester)
+
+    list_events = providers.Factory(ListEvents, uow.provider)

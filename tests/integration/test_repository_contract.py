@@ -44,6 +44,7 @@ from identity.domain.errors import (
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
+from identity.domain.events import EventCursor, EventType, SecurityEvent
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -1322,3 +1323,82 @@ async def test_sql_pending_sign_in_keeps_the_pkce_verifier_sealed(
     async with engine.connect() as connection:
         [row] = list(await connection.execute(select(t.oauth_states)))
     assert pending_sign_in.code_verifier.encode() not in bytes(row.code_verifier)
+
+
+# --- security events -------------------------------------------------------------
+
+
+def new_event(
+    tenant: Tenant, type: EventType, at: datetime, user_id: uuid.UUID | None = None
+) -> SecurityEvent:
+    return SecurityEvent.new(
+        type, tenant.id, at, user_id=user_id, ip="198.51.100.4", user_agent="ua", reason="x"
+    )
+
+
+async def test_events_are_listed_newest_first_with_filters_and_cursor(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    ada, bob = uuid.uuid4(), uuid.uuid4()
+    made = [
+        new_event(tenant, EventType.LOGIN_FAILED, NOW + timedelta(seconds=i), ada if i % 2 else bob)
+        for i in range(5)
+    ]
+    async with storage.uow() as uow:
+        for event in made:
+            await uow.events.add(event)
+        await uow.events.add(new_event(other_tenant, EventType.USER_CREATED, NOW, ada))
+        await uow.commit()
+
+    async with storage.uow() as uow:
+        everything = await uow.events.list(tenant.id, limit=10)
+        adas = await uow.events.list(tenant.id, limit=10, user_id=ada)
+        created = await uow.events.list(tenant.id, limit=10, type=EventType.USER_CREATED)
+        first = await uow.events.list(tenant.id, limit=2)
+        last = first[-1]
+        rest = await uow.events.list(
+            tenant.id, limit=10, before=EventCursor(last.occurred_at, last.id)
+        )
+    assert everything == list(reversed(made))  # exactly what was stored, newest first
+    assert [e.id for e in adas] == [made[3].id, made[1].id]
+    assert created == []
+    assert [e.id for e in first + rest] == [e.id for e in everything]
+
+
+async def test_an_event_is_kept_only_if_its_transaction_commits(
+    storage: Storage, tenant: Tenant
+) -> None:
+    async with storage.uow() as uow:
+        await uow.events.add(new_event(tenant, EventType.PASSWORD_CHANGED, NOW))
+        await uow.rollback()
+        await uow.events.add(new_event(tenant, EventType.PASSWORD_RESET, NOW))
+    async with storage.uow() as uow:
+        assert await uow.events.list(tenant.id, limit=10) == []
+
+
+async def test_old_events_are_purged(storage: Storage, tenant: Tenant) -> None:
+    old = new_event(tenant, EventType.LOGIN_FAILED, NOW - timedelta(days=91))
+    recent = new_event(tenant, EventType.LOGIN_FAILED, NOW - timedelta(days=1))
+    async with storage.uow() as uow:
+        await uow.events.add(old)
+        await uow.events.add(recent)
+        await uow.commit()
+    async with storage.uow() as uow:
+        assert await uow.events.delete_older_than(NOW - timedelta(days=90)) == 1
+        await uow.commit()
+    async with storage.uow() as uow:
+        assert [e.id for e in await uow.events.list(tenant.id, limit=10)] == [recent.id]
+
+
+async def test_sql_events_outlive_their_user(storage: Storage, tenant: Tenant) -> None:
+    if storage.engine is None:
+        pytest.skip("the in-memory store has no user deletion to survive")
+    account = await add_account(storage, tenant)
+    event = new_event(tenant, EventType.USER_DELETED, NOW, account.id)
+    async with storage.uow() as uow:
+        await uow.events.add(event)
+        await uow.commit()
+    async with storage.engine.begin() as connection:
+        await connection.execute(delete(t.users).where(t.users.c.id == account.id))
+    async with storage.uow() as uow:
+        assert await uow.events.list(tenant.id, limit=10) == [event]

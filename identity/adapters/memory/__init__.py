@@ -35,6 +35,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -94,7 +95,6 @@ class _InvalidatedToken:
     tenant_id: UUID
     expires_at: datetime
     created_at: datetime
-
 
 
 class MemoryTenantRepository(TenantRepository):
@@ -513,6 +513,7 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    events: MemoryEventRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -535,6 +536,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.events = MemoryEventRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.events import SqlEventRepository
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlExternalIdentityRepository,
@@ -56,6 +57,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
         self.api_keys = SqlApiKeyRepository(connection)
+        self.events = SqlEventRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
