@@ -46,6 +46,7 @@ from identity.adapters.memory.store import (
     _Table,
     _Transaction,
 )
+from identity.adapters.memory.webhooks import MemoryWebhookDeliveryQueue, MemoryWebhookRepository
 
 __all__ = [
     "MemoryDeadlockError",
@@ -514,6 +515,8 @@ class MemoryUnitOfWork(UnitOfWork):
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
     events: MemoryEventRepository
+    webhooks: MemoryWebhookRepository
+    webhook_deliveries: MemoryWebhookDeliveryQueue
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -537,6 +540,8 @@ class MemoryUnitOfWork(UnitOfWork):
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
         self.events = MemoryEventRepository(transaction)
+        self.webhooks = MemoryWebhookRepository(transaction)
+        self.webhook_deliveries = MemoryWebhookDeliveryQueue(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

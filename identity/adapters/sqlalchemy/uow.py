@@ -21,6 +21,7 @@ from identity.adapters.sqlalchemy.repositories import (
     SqlSessionRepository,
     SqlTenantRepository,
 )
+from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
 from identity.application.ports import UnitOfWork
 from identity.domain.errors import StorageUnavailableError
 
@@ -33,11 +34,13 @@ class SqlUnitOfWork(UnitOfWork):
         engine: AsyncEngine,
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
+        webhook_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
         # Without its own sealer (older callers), OAuth states share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
+        self._webhook_sealer = webhook_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -58,6 +61,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
         self.api_keys = SqlApiKeyRepository(connection)
         self.events = SqlEventRepository(connection)
+        self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
+        self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
