@@ -32,6 +32,8 @@ from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import (
     ActiveSessionReader,
+    DeliveryOutcome,
+    DueDelivery,
     OutboxItem,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -54,6 +56,7 @@ from identity.domain.mail import EmailMessage
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
+from identity.domain.webhooks import DeliveryStatus, Webhook
 from tests.databases import PostgresDatabases
 
 SECRET_KEY = "contract-test-secret-key-0123456789abcdef"
@@ -1402,3 +1405,117 @@ async def test_sql_events_outlive_their_user(storage: Storage, tenant: Tenant) -
         await connection.execute(delete(t.users).where(t.users.c.id == account.id))
     async with storage.uow() as uow:
         assert await uow.events.list(tenant.id, limit=10) == [event]
+
+
+# --- webhooks and their delivery queue -------------------------------------------
+
+
+def new_webhook(tenant: Tenant, *types: EventType) -> Webhook:
+    return Webhook(
+        id=uuid.uuid4(),
+        tenant_id=tenant.id,
+        url="https://hooks.example.test/in",
+        event_types=frozenset(types),
+        secret="whsec_" + "A" * 43 + "=",
+        created_at=NOW,
+    )
+
+
+async def claim_deliveries(storage: Storage, now: datetime, limit: int = 50) -> list[DueDelivery]:
+    async def run(uow: UnitOfWork) -> list[DueDelivery]:
+        return await uow.webhook_deliveries.claim_due(now, limit, timedelta(seconds=60))
+
+    return await write(storage, run)
+
+
+async def test_an_event_queues_one_delivery_per_subscribed_webhook_of_its_tenant(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    logins = new_webhook(tenant, EventType.LOGIN_FAILED, EventType.USER_CREATED)
+    others = new_webhook(tenant, EventType.PASSWORD_RESET)
+    foreign = new_webhook(other_tenant, EventType.LOGIN_FAILED)
+    event = new_event(tenant, EventType.LOGIN_FAILED, NOW)
+
+    async def setup(uow: UnitOfWork) -> None:
+        for hook in (logins, others, foreign):
+            await uow.webhooks.add(hook)
+        await uow.events.add(event)
+
+    await write(storage, setup)
+
+    [due] = await claim_deliveries(storage, NOW)
+    assert due.webhook == logins  # secrets come back unsealed
+    assert due.event == event and due.tenant_slug == "acme"
+    assert due.delivery.attempts == 1 and due.delivery.status is DeliveryStatus.PENDING
+    assert await claim_deliveries(storage, NOW) == []  # leased
+
+
+async def test_recorded_outcomes_settle_deliveries_and_stale_ones_are_ignored(
+    storage: Storage, tenant: Tenant
+) -> None:
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        for second in range(3):
+            await uow.events.add(
+                new_event(tenant, EventType.LOGIN_FAILED, NOW + timedelta(seconds=second))
+            )
+
+    await write(storage, setup)
+    ok, retry, dead = await claim_deliveries(storage, NOW + timedelta(seconds=5))
+    later = NOW + timedelta(minutes=1)
+    outcomes = [
+        DeliveryOutcome(ok.delivery.id, 1, later, 204, None),
+        DeliveryOutcome(retry.delivery.id, 1, later, 500, "answered 500", retry_at=later),
+        DeliveryOutcome(dead.delivery.id, 1, later, None, "timed out"),
+        # A worker whose lease was taken over reports an older attempt: ignored.
+        DeliveryOutcome(ok.delivery.id, 0, later, 500, "stale"),
+    ]
+    await write(storage, lambda uow: uow.webhook_deliveries.record(outcomes))
+
+    listed = await read(
+        storage, lambda uow: uow.webhook_deliveries.list_for_webhook(hook.id, limit=10)
+    )
+    by_id = {item.id: item for item in listed}
+    assert by_id[ok.delivery.id].status is DeliveryStatus.DELIVERED
+    assert by_id[ok.delivery.id].last_status_code == 204
+    assert by_id[retry.delivery.id].status is DeliveryStatus.PENDING
+    assert by_id[retry.delivery.id].next_attempt_at == later
+    assert by_id[dead.delivery.id].status is DeliveryStatus.FAILED
+    assert by_id[dead.delivery.id].last_error == "timed out"
+    [again] = await claim_deliveries(storage, later)
+    assert again.delivery.id == retry.delivery.id and again.delivery.attempts == 2
+    assert await read(storage, lambda uow: uow.webhook_deliveries.pending_count()) == 1
+
+
+async def test_racing_delivery_claims_never_hand_one_attempt_to_two_workers(
+    storage: Storage, tenant: Tenant
+) -> None:
+    total = 25
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        for _ in range(total):
+            await uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW))
+
+    await write(storage, setup)
+    results = await race(RACERS, lambda: claim_deliveries(storage, NOW, limit=3))
+
+    assert unexpected(results) == []
+    claimed = [due.delivery.id for batch in results if isinstance(batch, list) for due in batch]
+    assert len(claimed) == len(set(claimed)) == total
+
+
+async def test_deleting_a_webhook_drops_its_deliveries(storage: Storage, tenant: Tenant) -> None:
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        await uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW))
+
+    await write(storage, setup)
+    assert await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
+    assert not await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
+    assert await claim_deliveries(storage, NOW) == []
