@@ -182,12 +182,14 @@ async def hot_paths(
     return refresh, login
 
 
-async def part_one(args: argparse.Namespace, database_url: str, receiver: Receiver) -> bool:
+async def part_one(
+    args: argparse.Namespace, database_url: str, secret_key: str, receiver: Receiver
+) -> bool:
     port = free_port()
     env = _child_env(
         {
             "IDENTITY_DATABASE_URL": database_url,
-            "IDENTITY_SECRET_KEY": secrets.token_urlsafe(36),
+            "IDENTITY_SECRET_KEY": secret_key,
             "IDENTITY_PORT": str(port),
             "IDENTITY_LOG_LEVEL": "warning",
             "IDENTITY_BCRYPT_ROUNDS": str(args.rounds),
@@ -254,9 +256,11 @@ async def part_one(args: argparse.Namespace, database_url: str, receiver: Receiv
     return passed
 
 
-async def part_two(args: argparse.Namespace, database_url: str, receiver: Receiver) -> bool:
+async def part_two(
+    args: argparse.Namespace, database_url: str, secret_key: str, receiver: Receiver
+) -> bool:
     engine = make_engine(database_url, pool_size=10)
-    sealer = Sealer(secrets.token_urlsafe(36), "webhook-secret")
+    sealer = Sealer(secret_key, "webhook-secret")
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, sealer, webhook_sealer=sealer)
@@ -326,15 +330,16 @@ async def bench(args: argparse.Namespace) -> bool:
     try:
         await create_database(args.database_server_url, name)
         created = True
+        secret_key = secrets.token_urlsafe(36)
         env = _child_env({"IDENTITY_DATABASE_URL": database_url})
-        env["IDENTITY_SECRET_KEY"] = secrets.token_urlsafe(36)
+        env["IDENTITY_SECRET_KEY"] = secret_key
         await run_command(
             [sys.executable, "-m", "identity.entrypoints.cli", "migrate"], env, "migrate"
         )
         async with aiohttp.ClientSession() as http:
             await receiver.start(http)
-        one = await part_one(args, database_url, receiver)
-        two = await part_two(args, database_url, receiver)
+        one = await part_one(args, database_url, secret_key, receiver)
+        two = await part_two(args, database_url, secret_key, receiver)
         return one and two
     finally:
         await receiver.stop()

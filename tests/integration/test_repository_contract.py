@@ -1519,3 +1519,28 @@ async def test_deleting_a_webhook_drops_its_deliveries(storage: Storage, tenant:
     assert await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
     assert not await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
     assert await claim_deliveries(storage, NOW) == []
+
+
+async def test_sql_a_webhook_sealed_under_another_secret_fails_without_blocking_the_queue(
+    storage: Storage, tenant: Tenant
+) -> None:
+    if storage.engine is None:
+        pytest.skip("the in-memory store seals nothing")
+    engine = storage.engine
+    foreign = functools.partial(SqlUnitOfWork, engine, Sealer("another-secret-" * 3, "outbox"))
+    lost, fine = (
+        new_webhook(tenant, EventType.LOGIN_FAILED),
+        new_webhook(tenant, EventType.LOGIN_FAILED),
+    )
+    async with foreign() as uow:
+        await uow.webhooks.add(lost)
+        await uow.commit()
+    await write(storage, lambda uow: uow.webhooks.add(fine))
+    await write(storage, lambda uow: uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW)))
+
+    [due] = await claim_deliveries(storage, NOW)
+    assert due.webhook.id == fine.id
+    [failed] = await read(
+        storage, lambda uow: uow.webhook_deliveries.list_for_webhook(lost.id, limit=10)
+    )
+    assert failed.status is DeliveryStatus.FAILED and "unsealed" in (failed.last_error or "")

@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealer, UnsealError
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.events import _to_entity as _event_entity
 from identity.adapters.sqlalchemy.types import UtcDateTime
@@ -184,21 +184,27 @@ class SqlWebhookDeliveryQueue(WebhookDeliveryQueue):
             .where(c.id.in_(ids))
         )
         claimed = []
+        unreadable = []
         for row in rows:
             delivery = _delivery(row)
-            webhook = webhook_entity(
-                _Row(
-                    id=row.webhook_id,
-                    tenant_id=row.tenant_id,
-                    url=row.url,
-                    event_types=row.event_types,
-                    secret=row.secret,
-                    previous_secret=row.previous_secret,
-                    previous_secret_expires_at=row.previous_secret_expires_at,
-                    created_at=row.webhook_created_at,
-                ),
-                self._sealer,
-            )
+            try:
+                webhook = webhook_entity(
+                    _Row(
+                        id=row.webhook_id,
+                        tenant_id=row.tenant_id,
+                        url=row.url,
+                        event_types=row.event_types,
+                        secret=row.secret,
+                        previous_secret=row.previous_secret,
+                        previous_secret_expires_at=row.previous_secret_expires_at,
+                        created_at=row.webhook_created_at,
+                    ),
+                    self._sealer,
+                )
+            except UnsealError:
+                # Sealed under another master secret: give it up, keep the rest moving.
+                unreadable.append(row.id)
+                continue
             event = _event_entity(
                 _Row(
                     id=row.event_id,
@@ -213,6 +219,17 @@ class SqlWebhookDeliveryQueue(WebhookDeliveryQueue):
                 )
             )
             claimed.append(DueDelivery(delivery, webhook, event, row.slug))
+        if unreadable:
+            await self._c.execute(
+                update(_D)
+                .where(c.id.in_(unreadable))
+                .values(
+                    status=DeliveryStatus.FAILED.value,
+                    locked_until=None,
+                    next_attempt_at=None,
+                    last_error="the webhook's secret cannot be unsealed with this secret key",
+                )
+            )
         return claimed
 
     async def record(self, outcomes: list[DeliveryOutcome]) -> None:
