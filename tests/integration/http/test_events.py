@@ -7,7 +7,7 @@ import uuid
 import weakref
 from typing import Any
 
-from tests.integration.http.conftest import PASSWORD, Api, MakeApi, problem_of
+from tests.integration.http.conftest import PASSWORD, Api, MakeApi, other_code, problem_of
 
 UA = {"User-Agent": "events-test/1.0"}
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -95,6 +95,17 @@ async def test_login_failed_for_a_wrong_password_and_for_an_unknown_email(api: A
     assert unknown["data"] == {"method": "password", "reason": "unknown_email"}
     assert "wrong password" not in str([unknown, wrong])
     assert "nobody-here" not in str(unknown)
+
+
+async def test_a_wrong_login_code_records_login_failed(api: Api) -> None:
+    account = await api.register_verified("ev-otp@example.com")
+    code = await api.request_code("ev-otp@example.com", "login")
+    body = {"email": "ev-otp@example.com", "otp_code": other_code(code), "purpose": "login"}
+    await problem_of(await api.post("/auth/verify-otp", body), 400, "otp_invalid")
+    event = await one(api, "login.failed")
+    assert event["user_id"] == account["user"]["id"]
+    assert event["data"] == {"method": "otp", "reason": "otp_invalid"}
+    assert code not in str(event) and other_code(code) not in str(event)
 
 
 async def test_a_reused_refresh_token_records_reuse_and_the_revoked_session(
