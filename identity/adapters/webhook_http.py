@@ -73,7 +73,7 @@ class PublicTargetGuard(WebhookTargetGuard):
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
-        except (OSError, UnicodeError):
+        except (OSError, ValueError):
             raise WebhookUrlRefusedError("must name a host that resolves") from None
         found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not found:
