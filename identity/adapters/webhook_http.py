@@ -81,6 +81,10 @@ class PublicTargetGuard(WebhookTargetGuard):
         return found
 
 
+class _RefusedTargetError(OSError):
+    """A name resolved to a non-public address (raised inside aiohttp's connector)."""
+
+
 class _PublicOnlyResolver(AbstractResolver):
     """The connector's resolver: any non-public address fails the whole lookup."""
 
@@ -93,7 +97,7 @@ class _PublicOnlyResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         for result in results:
             if not is_public(ipaddress.ip_address(result["host"])):
-                raise OSError(REFUSED_ADDRESS)
+                raise _RefusedTargetError(REFUSED_ADDRESS)
         return results
 
     async def close(self) -> None:
@@ -138,7 +142,7 @@ class AiohttpWebhookSender(WebhookSender):
         except TimeoutError:
             raise WebhookDeliveryError("timed out") from None
         except aiohttp.ClientConnectorError as error:
-            if REFUSED_ADDRESS in str(error):
+            if isinstance(error.os_error, _RefusedTargetError):
                 raise WebhookDeliveryError(f"refused target: {REFUSED_ADDRESS}") from None
             raise WebhookDeliveryError("could not connect") from None
         except (aiohttp.ClientError, OSError, ValueError) as error:
