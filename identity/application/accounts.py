@@ -8,6 +8,7 @@ from datetime import datetime
 import attrs
 
 from identity.application.events import security_event
+from identity.application.first_factor import SignInResult, complete_sign_in
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester, generate_code
 from identity.application.passwords import check_new_password
@@ -32,6 +33,7 @@ from identity.domain.errors import (
 )
 from identity.domain.events import EventType
 from identity.domain.mail import EmailMessage
+from identity.domain.mfa import Amr
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.tenants import Tenant
 
@@ -276,7 +278,7 @@ class VerifyOtp:
     def __init__(self, services: AccountServices) -> None:
         self._s = services
 
-    async def __call__(self, command: VerifyCode) -> TokenPair:
+    async def __call__(self, command: VerifyCode) -> SignInResult:
         s = self._s
         policy = s.policy_for(command.tenant)
         await s.throttle.check(
@@ -317,7 +319,9 @@ class VerifyOtp:
             was_verified = account.is_verified
             account.verify_email(now)
             await uow.accounts.update(account)
-            pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
+            result = await complete_sign_in(
+                uow, s.tokens, account, command.tenant, policy, command.client, Amr.EMAILED_CODE
+            )
             if not was_verified:
                 await uow.events.add(
                     security_event(
@@ -326,24 +330,12 @@ class VerifyOtp:
                         now,
                         command.client,
                         user_id=account.id,
-                        session_id=pair.session_id,
+                        session_id=result.session_id if isinstance(result, TokenPair) else None,
                         method="otp",
                     )
                 )
-            await uow.events.add(
-                security_event(
-                    EventType.LOGIN_SUCCEEDED,
-                    command.tenant.id,
-                    now,
-                    command.client,
-                    user_id=account.id,
-                    session_id=pair.session_id,
-                    method="otp",
-                    aal="aal1",
-                )
-            )
             await uow.commit()
-        return pair
+        return result
 
 
 class ResetPasswordWithCode:
@@ -421,7 +413,7 @@ class LogInWithPassword:
     def __init__(self, services: AccountServices) -> None:
         self._s = services
 
-    async def __call__(self, command: LogIn) -> TokenPair:
+    async def __call__(self, command: LogIn) -> SignInResult:
         s = self._s
         policy = s.policy_for(command.tenant)
         await s.throttle.check(
@@ -462,21 +454,11 @@ class LogInWithPassword:
             if new_hash is not None:
                 current.set_password_hash(new_hash, s.clock.now())
                 await uow.accounts.update(current)
-            pair = await s.tokens.start(uow, current, command.tenant, policy, command.client)
-            await uow.events.add(
-                security_event(
-                    EventType.LOGIN_SUCCEEDED,
-                    command.tenant.id,
-                    s.clock.now(),
-                    command.client,
-                    user_id=current.id,
-                    session_id=pair.session_id,
-                    method="password",
-                    aal="aal1",
-                )
+            result = await complete_sign_in(
+                uow, s.tokens, current, command.tenant, policy, command.client, Amr.PASSWORD
             )
             await uow.commit()
-        return pair
+        return result
 
     async def _failed(self, command: LogIn, account: Account | None, reason: str) -> None:
         async with self._s.uow() as uow:

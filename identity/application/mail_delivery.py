@@ -71,8 +71,8 @@ class DeliverPendingMail:
 
 
 class PurgeExpired:
-    """Delete expired codes, denylist rows, sessions and pending external sign-ins,
-    and security events older than ``event_retention``.
+    """Delete expired codes, denylist rows, sessions, pending external sign-ins and
+    pending second steps, and security events older than ``event_retention``.
 
     Every server process runs it periodically; a lock held for the transaction
     lets one process purge at a time and the others skip their turn.
@@ -105,6 +105,7 @@ class PurgeExpired:
                 "security_events": await uow.events.delete_older_than(
                     now - self._event_retention
                 ),
+                "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
             }
             await uow.commit()
         return counts

@@ -1,7 +1,7 @@
 """Security events, webhooks and their delivery queue.
 
 Revision ID: 0012
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
