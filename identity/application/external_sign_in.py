@@ -20,12 +20,13 @@ from typing import Literal
 
 import attrs
 
+from identity.application.events import security_event
 from identity.application.first_factor import SignInResult, complete_sign_in
 from identity.application.pkce import new_code_verifier, new_nonce, new_state, s256_challenge
 from identity.application.policy import Policy, policy_for
 from identity.application.ports import Clock, IdentityProvider, UnitOfWork, UnitOfWorkFactory
 from identity.application.redirects import is_allowed_redirect
-from identity.application.tokens import ClientInfo, SessionTokens
+from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
@@ -38,6 +39,7 @@ from identity.domain.errors import (
     ProviderNotConfiguredError,
     TenantNotFoundError,
 )
+from identity.domain.events import EventType
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -239,7 +241,7 @@ class FinishExternalSignIn:
             nonce=pending.nonce,
         )
         if pending.link_user_id is not None:
-            link = await self._link(tenant, pending.link_user_id, identity)
+            link = await self._link(tenant, pending.link_user_id, identity, command.client)
             return Linked(link, pending.redirect_to)
         tokens = await self._sign_in(tenant, policy, provider, identity, command.client)
         return SignedIn(tokens, pending.redirect_to)
@@ -273,7 +275,11 @@ class FinishExternalSignIn:
         )
 
     async def _link(
-        self, tenant: Tenant, user_id: uuid.UUID, identity: ExternalIdentity
+        self,
+        tenant: Tenant,
+        user_id: uuid.UUID,
+        identity: ExternalIdentity,
+        client: ClientInfo,
     ) -> LinkedIdentity:
         s = self._s
         async with s.uow() as uow:
@@ -303,7 +309,16 @@ class FinishExternalSignIn:
             except IdentityAlreadyLinkedError:
                 # Another user linked it a moment ago.
                 raise IdentityInUseError(identity.provider) from None
-            # The events branch records identity.linked here, in this transaction.
+            await uow.events.add(
+                security_event(
+                    EventType.IDENTITY_LINKED,
+                    tenant.id,
+                    link.created_at,
+                    client,
+                    user_id=account.id,
+                    provider=identity.provider,
+                )
+            )
             await uow.commit()
         return link
 
@@ -319,12 +334,18 @@ class FinishExternalSignIn:
         for attempt in (1, 2):
             try:
                 async with s.uow() as uow:
-                    account = await self._account_for(uow, tenant, identity)
+                    account = await self._account_for(uow, tenant, identity, client)
                     if not account.is_active:
                         raise AccountDisabledError("the account is disabled")
-                    # login.succeeded (events branch) names the method: provider.method.
                     result = await complete_sign_in(
-                        uow, s.tokens, account, tenant, policy, client, Amr.FEDERATED
+                        uow,
+                        s.tokens,
+                        account,
+                        tenant,
+                        policy,
+                        client,
+                        Amr.FEDERATED,
+                        provider=provider.method,
                     )
                     await uow.commit()
                     return result
@@ -338,7 +359,7 @@ class FinishExternalSignIn:
         raise AssertionError("unreachable")
 
     async def _account_for(
-        self, uow: UnitOfWork, tenant: Tenant, identity: ExternalIdentity
+        self, uow: UnitOfWork, tenant: Tenant, identity: ExternalIdentity, client: ClientInfo
     ) -> Account:
         s = self._s
         now = s.clock.now()
@@ -370,6 +391,17 @@ class FinishExternalSignIn:
                 verified_at=now,
             )
             await uow.accounts.add(account)
+            await uow.events.add(
+                security_event(
+                    EventType.USER_CREATED,
+                    tenant.id,
+                    now,
+                    client,
+                    user_id=account.id,
+                    has_password=False,
+                    provider=identity.provider,
+                )
+            )
         else:
             if not account.is_active:
                 raise AccountDisabledError("the account is disabled")
@@ -377,6 +409,17 @@ class FinishExternalSignIn:
                 # Same email, another person at that provider (or a re-created account).
                 raise OAuthFailedError(
                     "this email's account is linked to another account at this provider"
+                )
+            if not account.is_verified:
+                await uow.events.add(
+                    security_event(
+                        EventType.USER_VERIFIED,
+                        tenant.id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        method=identity.provider,
+                    )
                 )
             account.verify_email_by_provider(now)
             await uow.accounts.update(account)
@@ -391,7 +434,16 @@ class FinishExternalSignIn:
                 created_at=now,
             )
         )
-        # The events branch records identity.linked here, in this transaction.
+        await uow.events.add(
+            security_event(
+                EventType.IDENTITY_LINKED,
+                tenant.id,
+                now,
+                client,
+                user_id=account.id,
+                provider=identity.provider,
+            )
+        )
         account.identities = tuple(sorted({*account.identities, identity.provider}))
         return account
 
@@ -419,7 +471,13 @@ class UnlinkIdentity:
     def __init__(self, services: ExternalSignInServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, account_id: uuid.UUID, provider: str) -> None:
+    async def __call__(
+        self,
+        tenant: Tenant,
+        account_id: uuid.UUID,
+        provider: str,
+        client: ClientInfo = NO_CLIENT,
+    ) -> None:
         s = self._s
         async with s.uow() as uow:
             account = await uow.accounts.get(tenant.id, account_id)
@@ -432,5 +490,14 @@ class UnlinkIdentity:
             links = await uow.external_identities.list_for_account(tenant.id, account.id)
             target = identity_to_unlink(account, links, provider)
             await uow.external_identities.delete(tenant.id, target.id)
-            # The events branch records identity.unlinked here, in this transaction.
+            await uow.events.add(
+                security_event(
+                    EventType.IDENTITY_UNLINKED,
+                    tenant.id,
+                    s.clock.now(),
+                    client,
+                    user_id=account.id,
+                    provider=provider,
+                )
+            )
             await uow.commit()

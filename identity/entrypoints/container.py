@@ -34,9 +34,11 @@ from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
+from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.application import accounts, external_sign_in, mfa, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.events import ListEvents
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -45,6 +47,8 @@ from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
+from identity.application.webhooks import DeliverWebhooks, Webhooks
+from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
@@ -161,6 +165,10 @@ def hasher_threads(settings: Settings) -> int | None:
     return settings.hasher_threads or None  # 0: one thread per CPU
 
 
+def event_retention(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.event_retention)
+
+
 def smtp_password(settings: Settings) -> str | None:
     return settings.smtp_password.value if settings.smtp_password else None
 
@@ -170,11 +178,13 @@ class Container(containers.DeclarativeContainer):
         modules=[
             "identity.entrypoints.http.handlers.accounts",
             "identity.entrypoints.http.handlers.api_keys",
+            "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.providers",
             "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
+            "identity.entrypoints.http.handlers.webhooks",
         ]
     )
 
@@ -190,12 +200,14 @@ class Container(containers.DeclarativeContainer):
     )
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
     totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
     uow = providers.Factory(
         SqlUnitOfWork,
         engine=engine,
         outbox_sealer=outbox_sealer,
         oauth_state_sealer=oauth_state_sealer,
+        webhook_sealer=webhook_sealer,
         totp_sealer=totp_sealer,
     )
 
@@ -337,10 +349,28 @@ class Container(containers.DeclarativeContainer):
     unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
-    purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
+    purge_expired = providers.Factory(
+        PurgeExpired, uow.provider, clock, providers.Callable(event_retention, settings)
+    )
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)
 
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
     authenticate_api_key = providers.Singleton(AuthenticateApiKey, uow.provider, api_key_digester)
+
+    list_events = providers.Factory(ListEvents, uow.provider)
+
+    webhook_guard = providers.Singleton(
+        PublicTargetGuard, allow_private=settings.provided.webhook_allow_private
+    )
+    # Tests shorten these; the contract's values otherwise.
+    webhook_timeout = providers.Object(10.0)
+    webhook_retry_schedule = providers.Object(RETRY_SCHEDULE)
+    webhook_sender = providers.Singleton(
+        AiohttpWebhookSender, webhook_guard, timeout_seconds=webhook_timeout
+    )
+    webhooks = providers.Factory(Webhooks, uow.provider, clock, webhook_guard)
+    deliver_webhooks = providers.Singleton(
+        DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
+    )

@@ -123,6 +123,8 @@ class Settings:
     rate_limit_login: RateLimit = RateLimit(5, 60)
     rate_limit_otp_request: RateLimit = RateLimit(5, 3600)
     rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
+    event_retention: float = 90 * 86400.0
+    webhook_allow_private: bool = False
 
     @property
     def is_embedded_database(self) -> bool:
@@ -304,6 +306,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_login": parse_rate_limit,
     "rate_limit_otp_request": parse_rate_limit,
     "rate_limit_otp_verify": parse_rate_limit,
+    "event_retention": parse_duration,
+    "webhook_allow_private": parse_bool,
 }
 
 ENV_PREFIX = "IDENTITY_"

@@ -166,6 +166,19 @@ def add_account(email: str, tenant: str = "default", sessions: int = 0) -> uuid.
     return with_container(work)
 
 
+def recorded_events(account_id: uuid.UUID) -> list[tuple[str, dict[str, object]]]:
+    """The account's security events, oldest first: (type, data)."""
+
+    async def work(container: Container) -> list[tuple[str, dict[str, object]]]:
+        async with container.uow() as uow:
+            tenant = await uow.tenants.get_by_slug("default")
+            assert tenant is not None
+            found = await uow.events.list(tenant.id, limit=50, user_id=account_id)
+        return [(event.type.value, dict(event.data)) for event in reversed(found)]
+
+    return with_container(work)
+
+
 def stored_keys() -> list[StoredSigningKey]:
     async def work(container: Container) -> list[StoredSigningKey]:
         return await container.key_store().stored()
@@ -286,6 +299,12 @@ def test_users_disable_ends_sessions_and_enable_restores(postgres_cli: Cli) -> N
     enabled = postgres_cli.ok("users", "enable", EMAIL)
     assert (enabled["is_active"], enabled["sessions_revoked"]) == (True, 0)
     assert postgres_cli.ok("users", "show", EMAIL)["is_active"] is True
+    # The second disable changed nothing and recorded nothing.
+    assert sorted(recorded_events(account_id), key=lambda e: e[0]) == [
+        ("session.revoked", {"reason": "account_disabled", "sessions_revoked": 2}),
+        ("user.disabled", {}),
+        ("user.enabled", {}),
+    ]
 
 
 def test_users_commands_are_scoped_by_tenant(postgres_cli: Cli) -> None:

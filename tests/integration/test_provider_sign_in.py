@@ -572,3 +572,24 @@ async def test_a_discovery_url_that_can_never_work_stops_start_up(
     message = str(failure.value)
     assert message.startswith("IDENTITY_OIDC_CORP_DISCOVERY_URL: ")
     assert "\n" not in message and "404" in message
+
+
+async def test_links_unlinks_and_provider_sign_ins_are_recorded_as_events(
+    app: App, github: FakeGitHub, corp: FakeOidcProvider
+) -> None:
+    token = await app.password_user("eve-events@example.com")
+    github.next_user(id=777, login="eve", emails=[primary("eve@users.example")])
+    assert (await app.link("github", token)).status == 200
+    assert (await app.bearer("DELETE", "/auth/identities/github", token)).status == 204
+    corp.next_identity(sub="corp-eve", email="eve-corp@corp.example", name="Eve")
+    url, cookie = await app.start("corp")
+    corp_tokens = await (await app.callback(await app.authorize("corp", url), cookie)).json()
+
+    mine = await (await app.bearer("GET", "/auth/me/events", token)).json()
+    by_type = {event["type"]: event for event in mine["items"]}
+    assert by_type["identity.linked"]["data"] == {"provider": "github"}
+    assert by_type["identity.unlinked"]["data"] == {"provider": "github"}
+    assert mine["items"][0]["type"] == "identity.unlinked"  # newest first
+    theirs = await (await app.bearer("GET", "/auth/me/events", corp_tokens["access_token"])).json()
+    logins = [event for event in theirs["items"] if event["type"] == "login.succeeded"]
+    assert [event["data"]["method"] for event in logins] == ["oidc"]

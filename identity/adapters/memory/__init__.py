@@ -35,6 +35,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.mfa import (
     MemoryMfaChallengeRepository,
     MemoryRecoveryCodeRepository,
@@ -50,6 +51,7 @@ from identity.adapters.memory.store import (
     _Table,
     _Transaction,
 )
+from identity.adapters.memory.webhooks import MemoryWebhookDeliveryQueue, MemoryWebhookRepository
 
 __all__ = [
     "MemoryDeadlockError",
@@ -557,6 +559,9 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    events: MemoryEventRepository
+    webhooks: MemoryWebhookRepository
+    webhook_deliveries: MemoryWebhookDeliveryQueue
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
@@ -582,6 +587,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.events = MemoryEventRepository(transaction)
+        self.webhooks = MemoryWebhookRepository(transaction)
+        self.webhook_deliveries = MemoryWebhookDeliveryQueue(transaction)
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)

@@ -16,11 +16,13 @@ from identity.entrypoints.http.handlers import (
     accounts,
     api_keys,
     docs,
+    events,
     google,
     mfa,
     providers,
     sessions,
     system,
+    webhooks,
 )
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
@@ -36,6 +38,7 @@ from identity.entrypoints.settings import Settings
 log = logging.getLogger("identity.server")
 
 OUTBOX_POLL_SECONDS = 0.5
+WEBHOOK_POLL_SECONDS = 0.5
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
 BACKGROUND_STOP_SECONDS = 5.0
@@ -78,6 +81,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)
+    app.add_routes(events.endpoints.routes)
+    app.add_routes(webhooks.endpoints.routes)
     return app
 
 
@@ -158,6 +163,12 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
             _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
             name="outbox",
         ),
+        asyncio.create_task(
+            _repeat(
+                "webhooks", container.deliver_webhooks(), WEBHOOK_POLL_SECONDS, busy_again=True
+            ),
+            name="webhooks",
+        ),
         asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS), name="keys"),
         asyncio.create_task(
             _repeat("purge", container.purge_expired(), PURGE_SECONDS), name="purge"
@@ -167,6 +178,7 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
+    await container.webhook_sender().close()
     for task in stuck:
         log.error("background job did not stop", extra={"job": task.get_name()})
     for task in tasks:

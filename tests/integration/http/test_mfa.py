@@ -467,3 +467,35 @@ async def test_an_administrator_removes_every_factor(mfa: Mfa) -> None:
     tokens = await mfa.api.login(EMAIL)
     assert tokens["user"]["mfa_enabled"] is False
     assert claims(tokens["access_token"])["aal"] == "aal1"
+
+
+async def test_mfa_records_its_events(mfa: Mfa) -> None:
+    reader = await mfa.api.api_key("events:read")
+
+    async def events(type: str) -> list[dict[str, Any]]:
+        response = await mfa.api.get("/admin/events", token=reader, params={"type": type})
+        return list((await response.json())["items"])
+
+    [enabled] = await events("mfa.enabled")
+    assert enabled["data"] == {"factor": "totp"}
+    token = await mfa.first_factor()
+    assert [e["data"]["aal"] for e in await events("login.succeeded")] == ["aal1"]  # before MFA
+    tokens = await (await mfa.verify(token, recovery_code=mfa.recovery_codes[0])).json()
+    [used] = await events("mfa.recovery_code_used")
+    aal2 = (await events("login.succeeded"))[0]
+    assert aal2["data"] == {
+        "method": "password",
+        "aal": "aal2",
+        "second_factor": "recovery",
+    }
+    assert used["session_id"] == aal2["session_id"] and aal2["user_agent"] == "browser/1.0"
+    access = mfa.tokens["access_token"]
+    response = await mfa.api.client.delete(
+        "/auth/mfa/totp", json={"code": mfa.code()}, headers={"Authorization": f"Bearer {access}"}
+    )
+    assert response.status == 200, await response.text()
+    [disabled] = await events("mfa.disabled")
+    assert disabled["data"] == {"by": "user"}
+    [revoked] = await events("session.revoked")
+    assert revoked["data"] == {"reason": "revoked_by_user", "sessions_revoked": 1}
+    assert tokens["access_token"] not in str(await events("login.succeeded"))

@@ -339,4 +339,4 @@ async def unlink_identity(
     use_case: sign_in.UnlinkIdentity = Provide[Container.unlink_identity],
 ) -> None:
     principal = d.user(request)
-    await use_case(principal.tenant, principal.account.id, provider)
+    await use_case(principal.tenant, principal.account.id, provider, client_info(request))
