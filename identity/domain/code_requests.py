@@ -23,6 +23,9 @@ class Registration:
 
     password_hash: str | None = attrs.field(default=None, repr=False)
     full_name: str | None = None
+    # Where the request came from, for the ``user.created`` event.
+    client_ip: str | None = None
+    user_agent: str | None = None
 
 
 @attrs.frozen

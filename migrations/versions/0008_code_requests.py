@@ -1,7 +1,7 @@
 """Pending code requests: register and request-otp answer at once, the worker issues codes.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0012
 Create Date: 2026-11-28
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

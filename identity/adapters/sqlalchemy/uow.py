@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.events import SqlEventRepository
 from identity.adapters.sqlalchemy.mfa import (
     SqlMfaChallengeRepository,
     SqlRecoveryCodeRepository,
@@ -26,6 +27,7 @@ from identity.adapters.sqlalchemy.repositories import (
     SqlTenantRepository,
 )
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
+from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
 from identity.application.ports import UnitOfWork
 from identity.domain.errors import StorageUnavailableError
 
@@ -37,6 +39,7 @@ class SqlUnitOfWork(UnitOfWork):
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
         code_request_sealer: Sealer | None = None,
+        webhook_sealer: Sealer | None = None,
         totp_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
@@ -44,6 +47,7 @@ class SqlUnitOfWork(UnitOfWork):
         # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
         self._code_request_sealer = code_request_sealer or outbox_sealer
+        self._webhook_sealer = webhook_sealer or outbox_sealer
         self._totp_sealer = totp_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
@@ -71,6 +75,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.recovery_codes = SqlRecoveryCodeRepository(connection)
         self.mfa_challenges = SqlMfaChallengeRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
+        self.events = SqlEventRepository(connection)
+        self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
+        self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
