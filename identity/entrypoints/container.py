@@ -34,6 +34,7 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application import accounts, external_sign_in, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -101,6 +102,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.accounts",
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.google",
+            "identity.entrypoints.http.handlers.introspection",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
         ]
@@ -219,6 +221,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
+    introspect = providers.Factory(Introspect, authenticate)
 
     # The HTTP client session lives in the running loop: the app overrides it at start-up.
     http_client = providers.Dependency(instance_of=aiohttp.ClientSession)

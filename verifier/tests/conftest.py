@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from identity.entrypoints.http import app as identity_app
 from identity_server import Databases, IdentityServer
+
 from identity_verifier import Verifier
 
 

@@ -29,8 +29,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from sqlalchemy.engine import make_url
-
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail.log import DEV_MAIL_LOGGER
 from identity.adapters.sqlalchemy.migrate import upgrade
@@ -39,6 +37,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import create_app
 from identity.entrypoints.http.keys import CONTAINER
 from identity.entrypoints.settings import load_settings
+from sqlalchemy.engine import make_url
 
 DATABASE_VARIABLE = "IDENTITY_TEST_DATABASE_URL"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity_server import IdentityServer
+
 from identity_verifier import InvalidToken, Verifier
 
 
