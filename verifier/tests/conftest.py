@@ -27,9 +27,10 @@ from typing import Any
 import aiohttp
 import pytest
 from identity.entrypoints.http import app as identity_app
-from identity_server import Databases, IdentityServer
 
 from identity_verifier import Verifier
+
+from identity_server import Databases, IdentityServer
 
 
 class ManualClock:

@@ -32,6 +32,8 @@ from aiohttp import web
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail.log import DEV_MAIL_LOGGER
 from identity.adapters.sqlalchemy.migrate import upgrade
+from identity.application.api_keys import CreateKey
+from identity.domain.api_keys import Scope
 from identity.domain.tokens import AccessClaims
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import create_app
@@ -205,10 +207,22 @@ class IdentityServer:
         )
         return answer
 
+    async def api_key(self, *scopes: str, tenant: str = "default") -> str:
+        """A new API key, minted by the server's own use case (what the CLI runs)."""
+        container = self.app_container()
+        owner = await container.resolve_tenant()(tenant)
+        new = await container.api_keys().create(
+            CreateKey(owner, "verifier-test", frozenset(Scope(scope) for scope in scopes))
+        )
+        return str(new.token)
+
+    async def log_out(self, refresh_token: str) -> None:
+        await self.post("/auth/logout", {"refresh_token": refresh_token})
+
     def expired_access_token(self) -> str:
         """Signed with the server's own current key, but an hour past its expiry."""
         now = datetime.now(UTC)
-        return self.codec.encode_access(
+        token: str = self.codec.encode_access(
             AccessClaims(
                 subject=uuid4(),
                 session_id=uuid4(),
@@ -220,6 +234,7 @@ class IdentityServer:
                 expires_at=now - timedelta(hours=1),
             )
         )
+        return token
 
     async def rotate_keys(self) -> str:
         """Run ``identity keys rotate`` (the real CLI, its own process); the new kid."""

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+
+from identity_verifier import InvalidToken, IssuerUnavailable, Verifier
+
 from conftest import ManualClock, RequestLog
 from identity_server import IdentityServer
 from test_verify import forge, segments
-
-from identity_verifier import InvalidToken, IssuerUnavailable, Verifier
 
 JWKS = "/.well-known/jwks.json"
 DISCOVERY = "/.well-known/openid-configuration"
@@ -73,8 +74,9 @@ async def test_a_key_made_by_identity_keys_rotate_is_accepted_without_restart(
 
     new_kid = await identity_server.rotate_keys()
     async with asyncio.timeout(10):
-        while identity_server.codec.keyring.current.kid != new_kid:
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 - the server reloads on a timer; polled, with a deadline
+        # The server reloads on a timer of its own: polled, with a deadline.
+        while identity_server.codec.keyring.current.kid != new_kid:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
     new_token = (await identity_server.login(account["user"]["email"]))["access_token"]
     assert segments(new_token)[0]["kid"] == new_kid != old_kid
     clock.advance(31)  # a rotation comes long after a verifier's last fetch

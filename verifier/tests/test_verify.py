@@ -12,28 +12,29 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from identity.adapters.jwt_tokens import JwtTokenCodec
-from identity_server import IdentityServer
 
 from identity_verifier import InvalidToken, Verifier
+
+from identity_server import IdentityServer
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def unb64(segment: str) -> dict[str, Any]:
+    padded = segment + "=" * (-len(segment) % 4)
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
+    return decoded
+
+
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     header, payload, signature = token.split(".")
-    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
-    return (
-        json.loads(base64.urlsafe_b64decode(pad(header))),
-        json.loads(base64.urlsafe_b64decode(pad(payload))),
-        signature,
-    )
+    return unb64(header), unb64(payload), signature
 
 
 def forge(header: dict[str, Any], payload: dict[str, Any], signature: str = "") -> str:
-    encoded = lambda part: b64(json.dumps(part).encode())  # noqa: E731
-    return f"{encoded(header)}.{encoded(payload)}.{signature}"
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{signature}"
 
 
 async def reason_of(verifier: Verifier, token: str) -> str:

@@ -17,7 +17,8 @@ from identity_verifier._introspection import Introspection
 from identity_verifier._keys import ALGORITHMS, KeyCache
 
 if TYPE_CHECKING:
-    from identity_verifier._aiohttp import Middleware
+    from aiohttp.typedefs import Middleware
+
     from identity_verifier._asgi import AsgiMiddlewareFactory
     from identity_verifier._starlette import Dependency
 
