@@ -6,7 +6,9 @@
 ``identity_server`` (function)
     An ``IdentityServer`` started on it. A test marked
     ``@pytest.mark.key_reload_seconds(0.05)`` gets a server that reloads its
-    signing keys that often (instead of every 15 s).
+    signing keys that often (instead of every 15 s); one marked
+    ``@pytest.mark.server_env(SIGNING_ALGORITHM="RS256")`` gets those
+    ``IDENTITY_*`` settings.
 ``make_verifier`` (function)
     ``make_verifier(**kwargs)``: a ``Verifier`` for that server (issuer and
     audience filled in), closed after the test.
@@ -97,7 +99,8 @@ async def identity_server(
     if marker is not None:
         # The server reloads its key ring every 15 s; a test of rotation needs it sooner.
         monkeypatch.setattr(identity_app, "KEY_RELOAD_SECONDS", marker.args[0])
-    server = IdentityServer(database_url)
+    env = request.node.get_closest_marker("server_env")
+    server = IdentityServer(database_url, **(env.kwargs if env is not None else {}))
     await server.start()
     yield server
     await server.close()
@@ -135,9 +138,3 @@ async def make_verifier(
     for verifier in made:
         await verifier.close()
     await session.close()
-
-
-@pytest.fixture
-def no_warnings_from_verifier(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield
-    assert not [r for r in caplog.records if r.name == "identity_verifier"]

@@ -56,6 +56,20 @@ async def test_a_valid_access_token_gives_its_claims(
     assert claims["iss"] == identity_server.issuer
 
 
+@pytest.mark.server_env(SIGNING_ALGORITHM="RS256")
+async def test_rs256_tokens_verify_and_an_eddsa_header_on_them_is_refused(
+    identity_server: IdentityServer, make_verifier: Callable[..., Verifier]
+) -> None:
+    token = (await identity_server.sign_up())["access_token"]
+    header, payload, signature = segments(token)
+    assert header["alg"] == "RS256"
+    verifier = make_verifier()
+
+    assert (await verifier.verify(token))["typ"] == "access"
+    forged = forge({**header, "alg": "EdDSA"}, payload, signature)
+    assert await reason_of(verifier, forged) == "algorithm not allowed"
+
+
 async def test_expired_token_is_refused(
     identity_server: IdentityServer, make_verifier: Callable[..., Verifier]
 ) -> None:
