@@ -16,12 +16,9 @@ import os
 import re
 import secrets
 import socket
-import subprocess
-import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -237,20 +234,11 @@ class IdentityServer:
         return token
 
     async def rotate_keys(self) -> str:
-        """Run ``identity keys rotate`` (the real CLI, its own process); the new kid."""
-        process = await asyncio.to_thread(
-            subprocess.run,
-            [str(Path(sys.executable).parent / "identity"), "keys", "rotate"],
-            env={"PATH": "/usr/bin:/bin", **self.environ},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert process.returncode == 0, process.stderr
-        match = re.search(r'"kid": "([^"]+)"', process.stdout)
-        assert match is not None, process.stdout
-        return match[1]
+        """What ``identity keys rotate`` runs (the key store adds a new key to the
+        database); the server signs with it from its next reload. The new kid."""
+        container = self.app_container()
+        key = await container.key_store().add_new(container.clock().now())
+        return str(key.kid)
 
     async def _code_for(self, email: str) -> str:
         key = email.lower()
