@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
+import pyotp
 import pytest
 from aiohttp import web
 from identity.adapters.jwt_tokens import JwtTokenCodec
@@ -195,6 +196,22 @@ class IdentityServer:
             "/auth/verify-otp",
             {"email": email, "otp_code": code, "purpose": "verification"},
             **kwargs,
+        )
+        return answer
+
+    async def sign_up_with_second_factor(self) -> dict[str, Any]:
+        """A new account with TOTP on, signed in with password and a recovery code:
+        the token response of an aal2 session."""
+        email = f"user-{uuid4().hex[:12]}@example.com"
+        first = await self.sign_up(email)
+        bearer = {"Authorization": f"Bearer {first['access_token']}"}
+        enrolled = await self.post("/auth/mfa/totp/enroll", {}, headers=bearer)
+        code = pyotp.TOTP(enrolled["secret"]).now()
+        confirmed = await self.post("/auth/mfa/totp/confirm", {"code": code}, headers=bearer)
+        challenge = await self.post("/auth/login", {"email": email, "password": PASSWORD})
+        answer: dict[str, Any] = await self.post(
+            "/auth/mfa/verify",
+            {"mfa_token": challenge["mfa_token"], "recovery_code": confirmed["recovery_codes"][0]},
         )
         return answer
 

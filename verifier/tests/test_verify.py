@@ -185,12 +185,14 @@ async def test_tenant_pins_the_tid_claim(
     assert await reason_of(verifier, default_token) == "token of another tenant"
 
 
-async def test_require_aal2_refuses_a_password_only_session(
+async def test_require_aal2_refuses_a_single_factor_session_and_takes_a_second(
     identity_server: IdentityServer, make_verifier: Callable[..., Verifier]
 ) -> None:
-    token = (await identity_server.sign_up())["access_token"]
+    single = (await identity_server.sign_up())["access_token"]
+    double = (await identity_server.sign_up_with_second_factor())["access_token"]
+    verifier = make_verifier(require_aal2=True)
 
-    reason = await reason_of(make_verifier(require_aal2=True), token)
-
-    assert "aal2" in reason
-    assert (await make_verifier().verify(token))["typ"] == "access"
+    assert "aal2" in await reason_of(verifier, single)
+    claims = await verifier.verify(double)
+    assert claims["aal"] == "aal2" and claims["amr"][0] == "pwd" and len(claims["amr"]) == 2
+    assert (await make_verifier().verify(single))["aal"] == "aal1"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyotp
+
 from identity.domain.emails import Email
-from tests.integration.http.conftest import Api, problem_of
+from tests.integration.http.conftest import PASSWORD, Api, problem_of
 
 ACTIVE_MEMBERS = {"active", "sub", "tid", "sid", "exp", "iat", "aal", "amr", "email", "token_type"}
 
@@ -39,7 +41,9 @@ async def test_a_live_access_token_is_active_with_its_claims(api: Api) -> None:
         assert answer["iat"] == int(claims.issued_at.timestamp())
         assert answer["email"] == "ada-introspect@example.com"
         assert answer["token_type"] == "access"
-        assert answer["aal"] == "aal1" and answer["amr"] == []
+        # Verified by an emailed code, no second factor.
+        assert answer["aal"] == claims.aal == "aal1"
+        assert answer["amr"] == list(claims.amr) == ["otp"]
 
 
 async def test_refresh_tokens_junk_and_ended_sessions_are_inactive(api: Api) -> None:
@@ -122,3 +126,29 @@ async def test_discovery_names_the_introspection_endpoint(api: Api) -> None:
     assert document["introspection_endpoint"] == (
         api.settings.issuer.rstrip("/") + "/auth/introspect"
     )
+
+
+async def test_an_aal2_session_is_introspected_as_aal2(api: Api) -> None:
+    key = await api.api_key("tokens:introspect")
+    first = await api.register_verified("fa-introspect@example.com")
+    enrolled = await (await api.post("/auth/mfa/totp/enroll", token=first["access_token"])).json()
+    confirm = await api.post(
+        "/auth/mfa/totp/confirm",
+        {"code": pyotp.TOTP(enrolled["secret"]).now()},
+        token=first["access_token"],
+    )
+    recovery_codes = (await confirm.json())["recovery_codes"]
+    challenge = await (
+        await api.post("/auth/login", {"email": "fa-introspect@example.com", "password": PASSWORD})
+    ).json()
+    second = await api.post(
+        "/auth/mfa/verify",
+        {"mfa_token": challenge["mfa_token"], "recovery_code": recovery_codes[0]},
+    )
+    tokens = await second.json()
+
+    answer = await introspect(api, key, tokens["access_token"])
+
+    assert answer["active"] is True
+    assert answer["aal"] == "aal2"
+    assert answer["amr"][0] == "pwd" and len(answer["amr"]) == 2
