@@ -111,7 +111,14 @@ class RateLimiter(Protocol):
 
 
 class IdentityProvider(Protocol):
-    """An OpenID Connect provider (Google). Calls it over the network."""
+    """An external identity provider (OpenID Connect, or OAuth 2 such as GitHub).
+
+    Calls the provider over the network, each call bounded by a timeout. Two
+    errors only: ``OAuthFailedError`` (safe message) when the provider refuses
+    or answers something that does not prove who the person is, and
+    ``ProviderUnavailableError`` when it cannot be reached, times out or fails
+    on its side (5xx).
+    """
 
     name: str
 
@@ -124,7 +131,7 @@ class IdentityProvider(Protocol):
         nonce: str,
         code_challenge: str,
     ) -> str:
-        """The provider URL to send the browser to (code flow, PKCE S256)."""
+        """The provider URL to send the browser to (code flow, PKCE S256; OIDC adds the nonce)."""
         ...
 
     async def exchange(
@@ -136,9 +143,11 @@ class IdentityProvider(Protocol):
         code_verifier: str,
         nonce: str,
     ) -> ExternalIdentity:
-        """Exchange ``code`` and validate the ID token fully.
+        """Redeem ``code`` with the PKCE verifier and establish who signed in.
 
-        Raises ``OAuthFailedError`` with a safe message on any failure.
+        OIDC validates the ID token fully (signature, ``iss``, ``aud``, ``azp``,
+        ``exp``, ``nonce``); OAuth 2 providers read the person from their API.
+        ``email_verified`` is True only when the provider vouches for the address.
         """
         ...
 
@@ -282,11 +291,22 @@ class OutboxRepository(Protocol):
 
 
 class ExternalIdentityRepository(Protocol):
+    """Links between accounts and provider identities: at most one per (tenant, provider,
+    subject), and at most one per (account, provider)."""
+
     async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None: ...
 
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        """The account's links, oldest first."""
+        ...
+
     async def add(self, link: LinkedIdentity) -> None:
-        """Raise ``IdentityAlreadyLinkedError`` when (tenant, provider, subject) exists
-        (even racing)."""
+        """Raise ``IdentityAlreadyLinkedError`` when (tenant, provider, subject) exists, and
+        ``IdentityInUseError`` when the account has a link at that provider (even racing)."""
+        ...
+
+    async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
+        """Remove one link; False when it was gone already."""
         ...
 
 

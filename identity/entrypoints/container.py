@@ -16,9 +16,11 @@ from dependency_injector import containers, providers
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.oidc.google import GoogleIdentityProvider
+from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
@@ -64,7 +66,19 @@ def policy_from(settings: Settings) -> Policy:
             settings.google_client_secret.value if settings.google_client_secret else None
         ),
         oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
+        provider_clients=provider_clients(settings),
     )
+
+
+def provider_clients(settings: Settings) -> dict[str, tuple[str | None, str | None]]:
+    """The deployment's clients of GitHub and the named OIDC providers, by settings key."""
+    github_secret = settings.github_client_secret
+    clients: dict[str, tuple[str | None, str | None]] = {
+        "github": (settings.github_client_id, github_secret.value if github_secret else None)
+    }
+    for oidc in settings.oidc_providers:
+        clients[f"oidc_{oidc.name}"] = (oidc.client_id, oidc.client_secret.value)
+    return clients
 
 
 def google_redirect_uri(settings: Settings) -> str:
@@ -72,6 +86,60 @@ def google_redirect_uri(settings: Settings) -> str:
     if settings.google_redirect_uri:
         return settings.google_redirect_uri
     return f"{settings.issuer.rstrip('/')}/auth/google/callback"
+
+
+def identity_providers(
+    settings: Settings, http: aiohttp.ClientSession, clock: SystemClock
+) -> dict[str, external_sign_in.ConfiguredProvider]:
+    """Every provider by name: Google and GitHub always (a tenant may bring the
+    client), and each provider of ``IDENTITY_OIDC_PROVIDERS``."""
+    issuer = settings.issuer.rstrip("/")
+    timeout, leeway = settings.provider_timeout, settings.clock_skew
+    configured = external_sign_in.ConfiguredProvider
+    found = {
+        "google": configured(
+            name="google",
+            method="google",
+            settings_key="google",
+            adapter=GoogleIdentityProvider(
+                settings.google_discovery_url,
+                http=http,
+                leeway_seconds=leeway,
+                timeout_seconds=timeout,
+                clock=clock,
+            ),
+            redirect_uri=google_redirect_uri(settings),
+        ),
+        "github": configured(
+            name="github",
+            method="github",
+            settings_key="github",
+            adapter=GitHubIdentityProvider(
+                http=http,
+                base_url=settings.github_base_url,
+                api_url=settings.github_api_url,
+                timeout_seconds=timeout,
+            ),
+            redirect_uri=settings.github_redirect_uri or f"{issuer}/auth/github/callback",
+        ),
+    }
+    for oidc in settings.oidc_providers:
+        found[oidc.name] = configured(
+            name=oidc.name,
+            method="oidc",
+            settings_key=f"oidc_{oidc.name}",
+            adapter=OidcIdentityProvider(
+                oidc.name,
+                oidc.discovery_url,
+                http=http,
+                scopes=oidc.scopes,
+                leeway_seconds=leeway,
+                timeout_seconds=timeout,
+                clock=clock,
+            ),
+            redirect_uri=oidc.redirect_uri or f"{issuer}/auth/oidc/{oidc.name}/callback",
+        )
+    return found
 
 
 def mailer_kind(settings: Settings) -> str:
@@ -105,6 +173,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.introspection",
+            "identity.entrypoints.http.handlers.providers",
             "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
@@ -249,30 +318,26 @@ class Container(containers.DeclarativeContainer):
 
     # The HTTP client session lives in the running loop: the app overrides it at start-up.
     http_client = providers.Dependency(instance_of=aiohttp.ClientSession)
-    google_redirect_uri = providers.Callable(google_redirect_uri, settings)
-    google_provider = providers.Singleton(
-        GoogleIdentityProvider,
-        settings.provided.google_discovery_url,
-        http=http_client,
-        leeway_seconds=settings.provided.clock_skew,
-        clock=clock,
+    identity_providers = providers.Singleton(
+        identity_providers, settings, http=http_client, clock=clock
     )
-    google_sign_in_services = providers.Singleton(
+    sign_in_services = providers.Singleton(
         external_sign_in.ExternalSignInServices,
         uow=uow.provider,
         clock=clock,
-        provider=google_provider,
+        providers=identity_providers,
         tokens=session_tokens,
         policy=policy,
-        redirect_uri=google_redirect_uri,
         normalise_email=providers.Object(normalise_email),
     )
-    start_google_sign_in = providers.Factory(
-        external_sign_in.StartExternalSignIn, google_sign_in_services
+    start_external_sign_in = providers.Factory(
+        external_sign_in.StartExternalSignIn, sign_in_services
     )
-    finish_google_sign_in = providers.Factory(
-        external_sign_in.FinishExternalSignIn, google_sign_in_services
+    finish_external_sign_in = providers.Factory(
+        external_sign_in.FinishExternalSignIn, sign_in_services
     )
+    list_identities = providers.Factory(external_sign_in.ListIdentities, sign_in_services)
+    unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
     purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)

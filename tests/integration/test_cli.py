@@ -8,11 +8,13 @@ work, on a loop of their own.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
 import os
 import secrets
 import stat
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -404,3 +406,55 @@ def test_the_embedded_default_migrates_itself_and_keeps_a_private_secret(
     assert slugs(cli.ok("tenants", "list")) == {"default": False, "acme": False}
     assert secret_file.read_text() == secret  # made once, then reused
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_tenants_set_takes_each_providers_client(postgres_cli: Cli) -> None:
+    postgres_cli.ok("tenants", "create", "acme")
+    secret = "gh-secret-" + secrets.token_hex(8)
+
+    postgres_cli.ok("tenants", "set", "acme", "oidc_corp_client_id", "acme-at-corp")
+    run = postgres_cli("tenants", "set", "acme", "github_client_secret", secret)
+
+    assert secret not in run.out + run.err
+    assert run.json()["settings"] == {
+        "oidc_corp_client_id": "acme-at-corp",
+        "github_client_secret": "********",
+    }
+    message = postgres_cli.fails("tenants", "set", "acme", "gitlab_client_id", "x")
+    assert "gitlab_client_id" in message and "oidc_<name>_client_id" in message
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_serve_stops_with_one_line_naming_a_discovery_url_that_can_never_work(
+    postgres_cli: Cli, clean_env: pytest.MonkeyPatch
+) -> None:
+    # A live server without a discovery document: serve runs its own event loop
+    # here, so this one answers from a thread.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    clean_env.setenv("IDENTITY_OIDC_PROVIDERS", "corp")
+    clean_env.setenv("IDENTITY_OIDC_CORP_CLIENT_ID", "corp-client")
+    clean_env.setenv("IDENTITY_OIDC_CORP_CLIENT_SECRET", "corp-secret")
+    clean_env.setenv(
+        "IDENTITY_OIDC_CORP_DISCOVERY_URL",
+        f"http://127.0.0.1:{server.server_address[1]}/.well-known/openid-configuration",
+    )
+    try:
+        message = postgres_cli.fails("serve", "--port", "0", code=2)
+    finally:
+        server.shutdown()
+        thread.join()
+
+    assert message.startswith(
+        "identity: configuration error: IDENTITY_OIDC_CORP_DISCOVERY_URL: discovery failed"
+    ), message
+    assert "404" in message

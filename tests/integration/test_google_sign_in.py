@@ -332,7 +332,7 @@ async def test_an_allowed_redirect_receives_the_tokens_in_the_fragment(app: App)
         {"alg": "none"},
         {"alg": "HS256"},
         {"authorize_error": "access_denied"},
-        {"token_status": 500},
+        {"token_status": 400},
     ],
     ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()),
 )
@@ -345,6 +345,16 @@ async def test_a_bad_answer_from_the_provider_issues_no_token(
 
     await assert_refused(app, response)
     assert (await response.json())["code"] == "oauth_failed"
+    assert await app.count(tables.users) == 0
+
+
+async def test_a_failing_provider_is_a_503_and_issues_no_token(app: App) -> None:
+    app.provider.misbehave(token_status=500)
+
+    response = await app.sign_in()
+
+    await assert_refused(app, response, status=503)
+    assert (await response.json())["code"] == "provider_unavailable"
     assert await app.count(tables.users) == 0
 
 

@@ -40,6 +40,7 @@ from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
     EmailAlreadyRegisteredError,
+    IdentityInUseError,
     OtpInvalidError,
     StorageUnavailableError,
     TenantAlreadyExistsError,
@@ -1180,6 +1181,7 @@ def new_pending(tenant: Tenant, key: str = "k" * 64, **fields: Any) -> PendingSi
     values: dict[str, Any] = {
         "key": key,
         "tenant_id": tenant.id,
+        "provider": "google",
         "state_digest": "s" * 64,
         "nonce": "nonce-" + uuid.uuid4().hex,
         "code_verifier": "verifier-" + uuid.uuid4().hex,
@@ -1299,6 +1301,65 @@ async def test_an_account_read_says_whether_google_is_linked(
     assert by_email is not None and by_email.google_linked
     plain = await read(storage, lambda uow: uow.accounts.get(tenant.id, other_provider.id))
     assert plain is not None and not plain.google_linked
+    assert by_id.identities == ("google",) and plain.identities == ("github",)
+
+
+async def test_an_account_has_one_identity_per_provider_listed_and_removable(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    account = await add_account(storage, tenant)
+    google = new_link(tenant, account)
+    github = attrs.evolve(
+        new_link(tenant, account, "12345"),
+        provider="github",
+        created_at=NOW + timedelta(seconds=1),
+    )
+    await write(storage, lambda uow: uow.external_identities.add(github))
+    await write(storage, lambda uow: uow.external_identities.add(google))
+
+    second_google = new_link(tenant, account, "another-google-subject")
+    with pytest.raises(IdentityInUseError):
+        await write(storage, lambda uow: uow.external_identities.add(second_google))
+
+    listed = await read(
+        storage, lambda uow: uow.external_identities.list_for_account(tenant.id, account.id)
+    )
+    assert listed == [google, github]  # oldest first
+    read_back = await read(storage, lambda uow: uow.accounts.get(tenant.id, account.id))
+    assert read_back is not None and read_back.identities == ("github", "google")
+    assert (
+        await read(
+            storage,
+            lambda uow: uow.external_identities.list_for_account(other_tenant.id, account.id),
+        )
+        == []
+    )
+
+    # Another tenant cannot remove it; then it goes once.
+    assert not await write(
+        storage, lambda uow: uow.external_identities.delete(other_tenant.id, google.id)
+    )
+    assert await write(storage, lambda uow: uow.external_identities.delete(tenant.id, google.id))
+    assert not await write(
+        storage, lambda uow: uow.external_identities.delete(tenant.id, google.id)
+    )
+    left = await read(
+        storage, lambda uow: uow.external_identities.list_for_account(tenant.id, account.id)
+    )
+    assert left == [github]
+    # With the old link gone, another subject at that provider may be linked.
+    await write(storage, lambda uow: uow.external_identities.add(second_google))
+
+
+async def test_a_pending_link_keeps_its_provider_and_user(storage: Storage, tenant: Tenant) -> None:
+    account = await add_account(storage, tenant)
+    pending = new_pending(tenant, provider="keycloak", link_user_id=account.id)
+    await write(storage, lambda uow: uow.oauth_states.add(pending))
+
+    taken = await write(storage, lambda uow: uow.oauth_states.take(pending.key))
+
+    assert taken == pending
+    assert taken is not None and taken.provider == "keycloak" and taken.link_user_id == account.id
 
 
 async def test_an_expired_pending_sign_in_is_still_taken(storage: Storage, tenant: Tenant) -> None:

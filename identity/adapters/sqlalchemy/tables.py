@@ -143,6 +143,7 @@ signing_keys = Table(
 )
 
 UQ_EXTERNAL_IDENTITIES_SUBJECT = "uq_external_identities_tenant_id_provider_subject"
+UQ_EXTERNAL_IDENTITIES_ACCOUNT = "uq_external_identities_tenant_id_user_id_provider"
 
 external_identities = Table(
     "external_identities",
@@ -155,6 +156,8 @@ external_identities = Table(
     Column("email_at_link", String(320), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("tenant_id", "provider", "subject"),
+    # One identity per provider and account: unlinking names the provider alone.
+    UniqueConstraint("tenant_id", "user_id", "provider"),
     Index(None, "user_id"),
 )
 
@@ -164,6 +167,7 @@ oauth_states = Table(
     # SHA-256 hex of the value in the browser's cookie: the cookie itself is never stored.
     Column("id", String(64), primary_key=True),
     Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(32), nullable=False),
     Column("state_hash", String(64), nullable=False),
     Column("nonce", String(128), nullable=False),
     # Sealed with a key of its own purpose ("oauth-state").
@@ -171,6 +175,8 @@ oauth_states = Table(
     Column("redirect_to", String(2048), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # A flow started by a signed-in user to link an identity to that user.
+    Column("link_user_id", Uuid, nullable=True),
     Index(None, "expires_at"),
 )
 

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from identity.entrypoints.container import Container
+from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
@@ -18,6 +19,7 @@ from identity.entrypoints.http.handlers import (
     google,
     introspection,
     mfa,
+    providers,
     sessions,
     system,
 )
@@ -70,6 +72,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
+    app.add_routes(providers.providers.routes)
+    app.add_routes(providers.identities.routes)
     app.add_routes(mfa.endpoints.routes)
     app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
@@ -98,16 +102,25 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client(app: web.Application) -> AsyncIterator[None]:
-    """The outbound HTTP session (Google), made inside the running loop and closed at the end."""
+    """The outbound HTTP session (identity providers), made inside the running loop and
+    closed at the end. The configured OpenID Connect providers are discovered now: a
+    discovery URL that can never work stops start-up (``SettingsError`` naming it); a
+    provider that is down answers 503 for itself only, until it is back."""
     container = app[CONTAINER]
     session = aiohttp.ClientSession(
         headers={"User-Agent": "identity"}, timeout=aiohttp.ClientTimeout(total=10)
     )
     container.http_client.override(session)
+    try:
+        await discover_providers(app[SETTINGS], container.identity_providers())
+    except BaseException:
+        container.http_client.reset_override()
+        await session.close()
+        raise
     yield
     # Nothing may keep the closed session: the next start makes a new provider.
-    container.google_sign_in_services.reset()
-    container.google_provider.reset()
+    container.sign_in_services.reset()
+    container.identity_providers.reset()
     container.http_client.reset_override()
     await session.close()
 

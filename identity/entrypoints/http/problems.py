@@ -107,6 +107,30 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "Provider not configured",
         "This sign-in provider is not configured.",
     ),
+    errors.ProviderUnavailableError: (
+        503,
+        "provider_unavailable",
+        "Provider unavailable",
+        "The sign-in provider cannot be reached; try again shortly.",
+    ),
+    errors.IdentityInUseError: (
+        409,
+        "identity_in_use",
+        "Identity in use",
+        "This provider account is linked to another user, or you have one linked there.",
+    ),
+    errors.LastSignInMethodError: (
+        409,
+        "last_sign_in_method",
+        "Last sign-in method",
+        "This is the account's only way to sign in; set a password or link another first.",
+    ),
+    errors.IdentityNotLinkedError: (
+        404,
+        "not_found",
+        "Not found",
+        "No identity of yours at this provider.",
+    ),
     mfa.MfaInvalidError: (
         400,
         "mfa_invalid",

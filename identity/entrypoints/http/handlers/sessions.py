@@ -17,6 +17,7 @@ from identity.entrypoints.http.views import session_view, token_view, user_view
 
 routes = web.RouteTableDef()
 
+
 @routes.post("/auth/refresh-token")
 @inject
 async def refresh_token(
