@@ -377,7 +377,9 @@ async def test_jwks_and_discovery_describe_the_signing_keys(api: Api) -> None:
         "jwks_uri",
         "id_token_signing_alg_values_supported",
         "claims_supported",
+        "introspection_endpoint",
     }
+    assert discovery["introspection_endpoint"] == f"{api.settings.issuer}/auth/introspect"
 
 
 async def test_an_access_token_verifies_against_the_published_jwks(api: Api) -> None:

@@ -91,7 +91,7 @@ async def jwks(
 
 # Endpoints published in the discovery document (RFC 8414 metadata name -> path),
 # each added once it exists, e.g. "introspection_endpoint": "/auth/introspect".
-DISCOVERY_ENDPOINTS: dict[str, str] = {}
+DISCOVERY_ENDPOINTS: dict[str, str] = {"introspection_endpoint": "/auth/introspect"}
 
 CLAIMS_SUPPORTED = (
     "iss",
