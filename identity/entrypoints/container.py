@@ -1,7 +1,10 @@
 """The dependency-injector container: the single composition root.
 
 Infrastructure is ``Singleton``; use cases are ``Factory``; the choice of
-backend (mailer, rate limiter) is a ``Selector`` on settings. The token codec
+backend (mailer, rate limiter) is a ``Selector`` on settings. Storage is a
+``Selector`` on ``storage``: ``"sql"`` (the database of
+``IDENTITY_DATABASE_URL``) unless ``identity.testing`` overrides it with
+``"memory"`` (one process, nothing kept). The token codec
 needs the key ring, which is read from the database at start-up: the app
 overrides ``keyring`` then (see ``app.py``).
 """
@@ -18,6 +21,9 @@ from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
+from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
+from identity.adapters.memory.keys import MemorySigningKeyStore
+from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.ratelimit import (
     FallbackRateLimiter,
@@ -27,7 +33,7 @@ from identity.adapters.ratelimit import (
 )
 from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
-from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.engine import DatabaseProbe, make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
@@ -108,24 +114,46 @@ class Container(containers.DeclarativeContainer):
     secret_key = providers.Callable(secret, settings)
 
     clock = providers.Singleton(SystemClock)
+    storage = providers.Object("sql")
     engine = providers.Singleton(
         make_engine,
         settings.provided.database_url,
         pool_size=settings.provided.db_pool_size,
         pool_timeout=settings.provided.db_pool_timeout,
     )
+    memory_store = providers.Singleton(MemoryStore)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
-    uow = providers.Factory(
-        SqlUnitOfWork,
-        engine=engine,
-        outbox_sealer=outbox_sealer,
-        oauth_state_sealer=oauth_state_sealer,
+    uow = providers.Selector(
+        storage,
+        sql=providers.Factory(
+            SqlUnitOfWork,
+            engine=engine,
+            outbox_sealer=outbox_sealer,
+            oauth_state_sealer=oauth_state_sealer,
+        ),
+        memory=providers.Factory(MemoryUnitOfWork, memory_store),
+    )
+    session_reader = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlActiveSessionReader, engine),
+        memory=providers.Singleton(MemoryActiveSessionReader, memory_store),
+    )
+    storage_probe = providers.Selector(
+        storage,
+        sql=providers.Singleton(DatabaseProbe, engine),
+        memory=providers.Singleton(MemoryStoreProbe, memory_store),
     )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
-    key_store = providers.Singleton(
-        SigningKeyStore, engine, key_encryptor, settings.provided.signing_algorithm
+    key_store = providers.Selector(
+        storage,
+        sql=providers.Singleton(
+            SigningKeyStore, engine, key_encryptor, settings.provided.signing_algorithm
+        ),
+        memory=providers.Singleton(
+            MemorySigningKeyStore, key_encryptor, settings.provided.signing_algorithm
+        ),
     )
     keyring = providers.Dependency(instance_of=KeyRing)
     token_codec = providers.Singleton(
@@ -134,6 +162,7 @@ class Container(containers.DeclarativeContainer):
         issuer=settings.provided.issuer,
         audience=settings.provided.audience,
         leeway_seconds=settings.provided.clock_skew,
+        clock=clock,
     )
 
     hasher_executor = providers.Singleton(
@@ -200,7 +229,7 @@ class Container(containers.DeclarativeContainer):
         common_passwords=common_passwords,
         templates=templates,
         policy=policy,
-        session_reader=providers.Singleton(SqlActiveSessionReader, engine),
+        session_reader=session_reader,
     )
 
     resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)

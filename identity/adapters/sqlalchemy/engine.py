@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -104,3 +105,28 @@ def _serialise_sqlite_transactions(engine: AsyncEngine) -> None:
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_PING = text("SELECT 1")
+
+
+class DatabaseProbe:
+    """Whether the database answers, for ``/health``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def answers(self, within_seconds: float) -> bool:
+        """True when one ``SELECT 1`` succeeds within ``within_seconds``; never raises."""
+
+        async def ping() -> None:
+            async with self._engine.connect() as connection:
+                # One round trip: no BEGIN/ROLLBACK around the probe.
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.execute(_PING)
+
+        try:
+            await asyncio.wait_for(ping(), within_seconds)
+        except Exception:
+            return False
+        return True

@@ -80,7 +80,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].redis_url:
         await limiter_client().aclose()
     container.hasher_executor().shutdown(wait=False, cancel_futures=True)
-    await container.engine().dispose()
+    if container.storage() == "sql":
+        await container.engine().dispose()
     container.unwire()
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
@@ -20,22 +18,13 @@ from identity.entrypoints.settings import Settings
 
 routes = web.RouteTableDef()
 
-_PING = text("SELECT 1")
 HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
 
 
-async def database_ok(engine: AsyncEngine) -> bool:
-    async def ping() -> None:
-        async with engine.connect() as connection:
-            # One round trip: no BEGIN/ROLLBACK around the probe.
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(_PING)
+class StorageProbe(Protocol):
+    """``DatabaseProbe`` (SQL) or ``MemoryStoreProbe``, as the container picks."""
 
-    try:
-        await asyncio.wait_for(ping(), HEALTH_DATABASE_TIMEOUT)
-    except Exception:
-        return False
-    return True
+    async def answers(self, within_seconds: float) -> bool: ...
 
 
 def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
@@ -48,11 +37,11 @@ def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
 @inject
 async def health(
     request: web.Request,
-    engine: AsyncEngine = Provide[Container.engine],
+    storage: StorageProbe = Provide[Container.storage_probe],
     limiter: RateLimiter = Provide[Container.rate_limiter],
     delivery: DeliverPendingMail = Provide[Container.deliver_mail],
 ) -> web.Response:
-    database = await database_ok(engine)
+    database = await storage.answers(HEALTH_DATABASE_TIMEOUT)
     checks = {
         "database": "ok" if database else "unavailable",
         "email": email_status(request.app[SETTINGS], delivery),
