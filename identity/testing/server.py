@@ -52,6 +52,9 @@ POSTGRES_IMAGE: Final = "postgres:16-alpine"
 
 # Defaults that make a test server fast; any of them can be overridden.
 _TEST_DEFAULTS: Final[Mapping[str, str]] = {"BCRYPT_ROUNDS": "4", "HASHER_THREADS": "2"}
+# A database given by URL outlives the server, and its signing keys are sealed
+# with the secret: the next server on it must have the same one. Test data only.
+SHARED_DATABASE_SECRET: Final = "identity-test-server-secret-for-test-databases-only"
 
 T = TypeVar("T")
 
@@ -124,18 +127,24 @@ def _free_socket(host: str) -> socket.socket:
 def _start_postgres_container() -> tuple[Any, str]:
     """A testcontainers Postgres and its URL; a clear error without a container engine."""
     try:
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
     except ImportError:
-        raise TestServerError(
-            "storage='testcontainers' needs the testcontainers package: "
-            "pip install 'identity[testing]'"
-        ) from None
-    container = PostgresContainer(POSTGRES_IMAGE, driver="asyncpg")
+        try:  # testcontainers before the "community" modules
+            from testcontainers.postgres import PostgresContainer
+        except ImportError:
+            raise TestServerError(
+                "storage='testcontainers' needs the testcontainers package: "
+                "pip install 'identity[testing]'"
+            ) from None
+    container = None
     try:
+        # The docker client looks for the engine as soon as the container is made.
+        container = PostgresContainer(POSTGRES_IMAGE, driver="asyncpg")
         container.start()
     except Exception as error:
-        with contextlib.suppress(Exception):
-            container.stop()
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.stop()
         raise TestServerError(
             "storage='testcontainers' needs a running container engine (Docker or a "
             f"Docker-compatible one) and none answered ({type(error).__name__}). Pass "
@@ -158,7 +167,9 @@ class IdentityTestServer:
     ``settings`` take the names of the ``IDENTITY_*`` variables without the
     prefix (``{"ACCESS_TOKEN_TTL": "15m"}``) and are parsed exactly as the
     environment is; a bad value raises ``SettingsError`` naming it. Unless
-    given, ``BCRYPT_ROUNDS`` is 4 and ``SECRET_KEY`` random.
+    given, ``BCRYPT_ROUNDS`` is 4 and ``SECRET_KEY`` random (with
+    ``storage="postgres"``: a fixed test-only value, so later servers on the
+    same database can read the signing keys the first one stored).
 
     ``overrides`` replace container providers by name for this server, e.g.
     ``{"mailer": MyMailer()}`` (mail is still captured, after your mailer
@@ -373,7 +384,11 @@ class IdentityTestServer:
         try:
             environ = {
                 "DATABASE_URL": database_url,
-                "SECRET_KEY": secrets.token_urlsafe(32),
+                "SECRET_KEY": (
+                    SHARED_DATABASE_SECRET
+                    if self.storage == "postgres"
+                    else secrets.token_urlsafe(32)
+                ),
                 **_TEST_DEFAULTS,
                 "HOST": "127.0.0.1",
                 "PORT": str(port),
@@ -388,10 +403,10 @@ class IdentityTestServer:
                 await container.tenant_admin().create(DEFAULT_TENANT_SLUG, "Default")
             app = create_app(settings, container)
             app.middlewares.append(_mail_before_answer(self._drain_mail))
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
             await runner.setup()
             self._runner = runner
-            await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+            await web.SockSite(runner, sock).start()
         except BaseException:
             sock.close()
             raise
