@@ -14,6 +14,7 @@ from uuid import UUID
 import attrs
 
 from identity.domain.accounts import Account
+from identity.domain.api_keys import ApiKey
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -277,6 +278,20 @@ class OAuthStateRepository(Protocol):
     async def delete_expired(self, now: datetime) -> int: ...
 
 
+class ApiKeyRepository(Protocol):
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        """The key with this id, of any tenant (the key names its tenant): one indexed read."""
+        ...
+
+    async def list_for_tenant(self, tenant_id: UUID) -> list[ApiKey]:
+        """Every key of the tenant, revoked ones included, oldest first."""
+        ...
+
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def update(self, key: ApiKey) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -288,6 +303,7 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     external_identities: ExternalIdentityRepository
     oauth_states: OAuthStateRepository
+    api_keys: ApiKeyRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

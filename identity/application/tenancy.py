@@ -23,6 +23,7 @@ class ResolveTenant:
         self._uow = uow
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._by_id: dict[uuid.UUID, tuple[float, Tenant | None]] = {}
 
     async def __call__(self, slug: str | None) -> Tenant:
         slug = (slug or DEFAULT_TENANT_SLUG).strip().lower()
@@ -45,8 +46,25 @@ class ResolveTenant:
             raise TenantNotFoundError(slug)
         return tenant
 
+    async def by_id(self, tenant_id: uuid.UUID) -> Tenant:
+        """As a call by slug, for a tenant named by its id (an API key's)."""
+        now = time.monotonic()
+        cached = self._by_id.get(tenant_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            tenant = cached[1]
+        else:
+            async with self._uow() as uow:
+                tenant = await uow.tenants.get(tenant_id)
+            if len(self._by_id) > 1000:
+                self._by_id.clear()
+            self._by_id[tenant_id] = (now, tenant)
+        if tenant is None or tenant.disabled:
+            raise TenantNotFoundError(str(tenant_id))
+        return tenant
+
     def forget(self) -> None:
         self._cache.clear()
+        self._by_id.clear()
 
 
 class TenantAdmin:

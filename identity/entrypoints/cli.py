@@ -7,12 +7,15 @@ import asyncio
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from identity.adapters.sqlalchemy import migrate
+from identity.application.api_keys import CreateKey
+from identity.domain.api_keys import ApiKey, ApiKeyNotFoundError, Scope
 from identity.domain.errors import DomainError, StorageUnavailableError
 from identity.entrypoints.container import Container
 from identity.entrypoints.logs import configure_logging
@@ -59,7 +62,39 @@ def _parser() -> argparse.ArgumentParser:
         command = users.add_parser(action, help=f"{action} a user")
         command.add_argument("email")
         command.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+
+    apikeys = commands.add_parser("apikeys", help="API keys of the admin API").add_subparsers(
+        dest="action", required=True
+    )
+    mint = apikeys.add_parser("create", help="create a key (printed once, last)")
+    mint.add_argument("--name", required=True)
+    mint.add_argument("--scopes", required=True, help="comma list, e.g. users:read,users:write")
+    mint.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+    listing = apikeys.add_parser("list", help="list keys (no secrets)")
+    listing.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+    revoke = apikeys.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("id")
+    revoke.add_argument("--tenant", default="default", help="tenant slug (default: default)")
     return parser
+
+
+def _scopes(raw: str) -> frozenset[Scope]:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    known = {scope.value: scope for scope in Scope}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; one of: {', '.join(known)}")
+    return frozenset(known[name] for name in names)
+
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +155,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             key = await container.key_store().add_new(container.clock().now())
             _print({"kid": key.kid, "algorithm": key.algorithm, "created_at": key.created_at})
             return 0
+        if args.command == "apikeys":
+            return await _apikeys(container, args)
         if args.command == "tenants":
             admin = container.tenant_admin()
             if args.action == "create":
@@ -165,6 +202,24 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_container(settings, run)
+
+
+async def _apikeys(container: Container, args: argparse.Namespace) -> int:
+    tenant = await container.resolve_tenant()(args.tenant)
+    keys = container.api_keys()
+    if args.action == "create":
+        new = await keys.create(CreateKey(tenant, args.name, _scopes(args.scopes)))
+        _print({**_key_view(new.key), "tenant": tenant.slug})
+        print(new.token)  # shown once, on a line of its own, last
+    elif args.action == "list":
+        _print([_key_view(key) for key in await keys.list(tenant.id)])
+    else:
+        try:
+            key_id = uuid.UUID(args.id)
+        except ValueError:
+            raise ApiKeyNotFoundError(args.id) from None
+        _print(_key_view(await keys.revoke(tenant.id, key_id)))
+    return 0
 
 
 if __name__ == "__main__":

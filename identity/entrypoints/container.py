@@ -39,6 +39,7 @@ from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application import accounts, external_sign_in, sessions
 from identity.application.admin import UserAdmin
+from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -104,6 +105,7 @@ class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
         modules=[
             "identity.entrypoints.http.handlers.accounts",
+            "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
@@ -278,3 +280,7 @@ class Container(containers.DeclarativeContainer):
     purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)
+
+    api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
+    api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
+    authenticate_api_key = providers.Singleton(AuthenticateApiKey, uow.provider, api_key_digester)

@@ -27,15 +27,33 @@ claim, lease and mark semantics of the SQL outbox.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
-from collections.abc import Callable, Coroutine, Hashable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, cast
 from uuid import UUID, uuid4
 
 import attrs
 
+from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.store import (
+    MemoryDeadlockError,
+    MemoryIntegrityError,
+    MemoryStore,
+    MemoryUnitOfWorkClosedError,
+    _OutboxRow,
+    _round_trip,
+    _Table,
+    _Transaction,
+)
+
+__all__ = [
+    "MemoryDeadlockError",
+    "MemoryIntegrityError",
+    "MemoryStore",
+    "MemoryUnitOfWork",
+    "MemoryUnitOfWorkClosedError",
+    "memory_uow_factory",
+]
 from identity.application.ports import (
     AccountRepository,
     ActiveSessionReader,
@@ -66,44 +84,9 @@ from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 
-_K = TypeVar("_K", bound=Hashable)
-_V = TypeVar("_V")
-_R = TypeVar("_R")
-_P = ParamSpec("_P")
-
 # Revoked sessions stay a day so a replayed refresh token is still recognised.
 _REVOKED_SESSION_RETENTION = timedelta(days=1)
 _MAX_ERROR_LENGTH = 500
-
-
-def _round_trip(
-    method: Callable[_P, Coroutine[Any, Any, _R]],
-) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Yield to the event loop once per call, as a database round trip does.
-
-    Without it a whole transaction would run without a suspension point and
-    concurrent use cases could never interleave, hiding the races the row
-    locks exist for.
-    """
-
-    @functools.wraps(method)
-    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        await asyncio.sleep(0)
-        return await method(*args, **kwargs)
-
-    return call
-
-
-class MemoryIntegrityError(Exception):
-    """A primary key inserted twice (the SQL adapter lets its ``IntegrityError`` through)."""
-
-
-class MemoryDeadlockError(RuntimeError):
-    """Waiting for a row lock could never end."""
-
-
-class MemoryUnitOfWorkClosedError(RuntimeError):
-    """A repository was used outside ``async with`` its unit of work."""
 
 
 @attrs.define
@@ -112,220 +95,6 @@ class _InvalidatedToken:
     expires_at: datetime
     created_at: datetime
 
-
-@attrs.define
-class _OutboxRow:
-    id: UUID
-    tenant_id: UUID
-    message: EmailMessage | None
-    state: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
-    locked_until: datetime | None = None
-    sent_at: datetime | None = None
-    last_error: str | None = None
-
-
-_LockKey = tuple[str, Hashable]
-
-
-class MemoryStore:
-    """The committed data, shared by every unit of work made from it.
-
-    Set ``available`` to False to make new units of work raise
-    ``StorageUnavailableError`` (a database that cannot be reached).
-    """
-
-    def __init__(self) -> None:
-        self.available = True
-        self._tables: dict[str, dict[Hashable, object]] = {
-            name: {}
-            for name in (
-                "tenants",
-                "accounts",
-                "challenges",
-                "sessions",
-                "invalidated_tokens",
-                "outbox",
-                "external_identities",
-                "oauth_states",
-            )
-        }
-        self._lock_owners: dict[_LockKey, _Transaction] = {}
-
-    def table(self, name: str) -> dict[Hashable, object]:
-        return self._tables[name]
-
-    def messages(self, to: str | None = None) -> list[EmailMessage]:
-        """Committed outbox messages not yet sent or given up, oldest first."""
-        rows = [row for row in self._tables["outbox"].values() if isinstance(row, _OutboxRow)]
-        return [
-            row.message
-            for row in rows
-            if row.message is not None and (to is None or row.message.to == to)
-        ]
-
-    # --- row locks ---------------------------------------------------------
-
-    async def lock(self, transaction: _Transaction, key: _LockKey) -> None:
-        while True:
-            owner = self._lock_owners.get(key)
-            if owner is None or owner is transaction:
-                self._lock_owners[key] = transaction
-                transaction.held.add(key)
-                transaction.task = asyncio.current_task()
-                return
-            self._check_deadlock(transaction, owner)
-            transaction.waiting_for = owner
-            try:
-                await owner.finished.wait()
-            finally:
-                transaction.waiting_for = None
-
-    def try_lock(self, transaction: _Transaction, key: _LockKey) -> bool:
-        """Take the lock only if nobody else holds it (``SKIP LOCKED``)."""
-        owner = self._lock_owners.get(key)
-        if owner is not None and owner is not transaction:
-            return False
-        self._lock_owners[key] = transaction
-        transaction.held.add(key)
-        transaction.task = asyncio.current_task()
-        return True
-
-    def release(self, transaction: _Transaction) -> None:
-        for key in transaction.held:
-            if self._lock_owners.get(key) is transaction:
-                del self._lock_owners[key]
-        transaction.held.clear()
-
-    @staticmethod
-    def _check_deadlock(transaction: _Transaction, owner: _Transaction) -> None:
-        current = asyncio.current_task()
-        if owner.task is not None and owner.task is current:
-            raise MemoryDeadlockError(
-                "this task already holds the row lock through another unit of work"
-            )
-        seen: set[int] = set()
-        waiting: _Transaction | None = owner
-        while waiting is not None and id(waiting) not in seen:
-            if waiting is transaction:
-                raise MemoryDeadlockError("row locks wait for each other in a cycle")
-            seen.add(id(waiting))
-            waiting = waiting.waiting_for
-
-
-class _Transaction:
-    """The staged writes and held locks of one transaction of a unit of work."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.writes: dict[str, dict[Hashable, object | None]] = {}
-        self.held: set[_LockKey] = set()
-        self.finished = asyncio.Event()
-        self.task: asyncio.Task[object] | None = None
-        self.waiting_for: _Transaction | None = None
-        self.open = True
-
-    def ensure_open(self) -> None:
-        if not self.open:
-            raise MemoryUnitOfWorkClosedError("use the repositories inside 'async with uow'")
-
-    def end(self, *, keep: bool) -> None:
-        """Apply (``keep``) or drop the staged writes, release the locks, start afresh."""
-        if keep:
-            for name, writes in self.writes.items():
-                committed = self.store.table(name)
-                for key, value in writes.items():
-                    if value is None:
-                        committed.pop(key, None)
-                    else:
-                        committed[key] = value
-        self.writes.clear()
-        self.store.release(self)
-        finished, self.finished = self.finished, asyncio.Event()
-        finished.set()
-
-
-class _Table(Generic[_K, _V]):
-    """One table as a transaction sees it: committed rows overlaid by its own writes."""
-
-    def __init__(self, transaction: _Transaction, name: str, kind: type[_V]) -> None:
-        self._tx = transaction
-        self._name = name
-        self._kind = kind
-
-    @property
-    def _committed(self) -> dict[Hashable, object]:
-        return self._tx.store.table(self._name)
-
-    @property
-    def _writes(self) -> dict[Hashable, object | None]:
-        return self._tx.writes.setdefault(self._name, {})
-
-    def _cast(self, value: object | None) -> _V | None:
-        if value is None:
-            return None
-        assert isinstance(value, self._kind)
-        return value
-
-    def get(self, key: _K) -> _V | None:
-        """A private copy of the row, or None."""
-        self._tx.ensure_open()
-        writes = self._tx.writes.get(self._name, {})
-        value = writes[key] if key in writes else self._committed.get(key)
-        return copy.deepcopy(self._cast(value))
-
-    def rows(self) -> Iterator[tuple[_K, _V]]:
-        """Private copies of every visible row, committed order first."""
-        self._tx.ensure_open()
-        writes = self._tx.writes.get(self._name, {})
-        keys = list(self._committed) + [key for key in writes if key not in self._committed]
-        for key in keys:
-            value = self._cast(writes[key] if key in writes else self._committed.get(key))
-            if value is not None:
-                yield cast(_K, key), copy.deepcopy(value)
-
-    def put(self, key: _K, value: _V) -> None:
-        """Stage a copy of ``value``; the caller holds the row lock."""
-        self._tx.ensure_open()
-        self._writes[key] = copy.deepcopy(value)
-
-    def delete(self, key: _K) -> None:
-        self._tx.ensure_open()
-        self._writes[key] = None
-
-    async def lock(self, key: Hashable, index: str | None = None) -> None:
-        self._tx.ensure_open()
-        await self._tx.store.lock(self._tx, (index or self._name, key))
-
-    def try_lock(self, key: Hashable) -> bool:
-        self._tx.ensure_open()
-        return self._tx.store.try_lock(self._tx, (self._name, key))
-
-    async def update_where(
-        self, matches: Callable[[_V], bool], change: Callable[[_V], None]
-    ) -> int:
-        """``UPDATE ... WHERE``: lock each matching row, re-check it, change it."""
-        count = 0
-        for key, _ in [(key, row) for key, row in self.rows() if matches(row)]:
-            await self.lock(key)
-            row = self.get(key)
-            if row is not None and matches(row):
-                change(row)
-                self.put(key, row)
-                count += 1
-        return count
-
-    async def delete_where(self, matches: Callable[[_V], bool]) -> int:
-        count = 0
-        for key, _ in [(key, row) for key, row in self.rows() if matches(row)]:
-            await self.lock(key)
-            row = self.get(key)
-            if row is not None and matches(row):
-                self.delete(key)
-                count += 1
-        return count
 
 
 class MemoryTenantRepository(TenantRepository):
@@ -743,6 +512,7 @@ class MemoryUnitOfWork(UnitOfWork):
     outbox: MemoryOutboxRepository
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
+    api_keys: MemoryApiKeyRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -764,6 +534,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.outbox = MemoryOutboxRepository(transaction)
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
+        self.api_keys = MemoryApiKeyRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -166,3 +166,18 @@ oauth_states = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    # Space-separated scope names.
+    Column("scopes", String(1000), nullable=False),
+    # HMAC-SHA256 hex of the secret: the key itself is never stored.
+    Column("secret_digest", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "created_at"),
+)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlExternalIdentityRepository,
@@ -54,6 +55,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutboxRepository(connection, self._sealer)
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
+        self.api_keys = SqlApiKeyRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import protocol_errors
-from identity.entrypoints.http.handlers import accounts, docs, google, sessions, system
+from identity.entrypoints.http.handlers import accounts, api_keys, docs, google, sessions, system
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
@@ -63,6 +63,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(google.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
+    app.add_routes(api_keys.endpoints.routes)
     return app
 
 

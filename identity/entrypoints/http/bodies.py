@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -63,8 +64,10 @@ class Body:
         self._data = data
         self._errors: list[FieldError] = []
 
-    def _fail(self, field: str, message: str) -> None:
+    def fail(self, field: str, message: str) -> None:
         self._errors.append(FieldError(field, message))
+
+    _fail = fail
 
     def text(self, field: str, *, max_length: int = 1024) -> str:
         value = self._data.get(field)
@@ -124,6 +127,61 @@ class Body:
             names = ", ".join(str(option.value) for option in options)
             self._fail(field, f"must be one of: {names}")
         return options[0]
+
+    def digits(self, field: str, length: int) -> str:
+        raw = self.text(field, max_length=16).strip()
+        if raw and not (raw.isascii() and raw.isdigit() and len(raw) == length):
+            self._fail(field, f"must be {length} digits")
+        return raw
+
+    def boolean(self, field: str) -> bool:
+        value = self._data.get(field)
+        # Query strings carry text; JSON bodies carry true/false.
+        if isinstance(value, str) and value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, bool):
+            self._fail(field, "must be true or false")
+            return False
+        return value
+
+    def integer(self, field: str, *, minimum: int, maximum: int) -> int:
+        value = self._data.get(field)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self._fail(field, "must be an integer")
+            return minimum
+        if not minimum <= value <= maximum:
+            self._fail(field, f"must be between {minimum} and {maximum}")
+        return value
+
+    def uuid(self, field: str) -> uuid.UUID:
+        raw = self.text(field, max_length=64)
+        try:
+            return uuid.UUID(raw)
+        except ValueError:
+            if raw:
+                self._fail(field, "must be a UUID")
+            return uuid.UUID(int=0)
+
+    def string_list(
+        self, field: str, *, choices: tuple[str, ...] | None, max_items: int, max_length: int
+    ) -> list[str]:
+        value = self._data.get(field)
+        if not isinstance(value, list):
+            self._fail(field, "must be a list of strings")
+            return []
+        if len(value) > max_items:
+            self._fail(field, f"must have at most {max_items} items")
+            return []
+        for item in value:
+            if not isinstance(item, str) or not item or len(item) > max_length:
+                self._fail(field, f"each item must be a string of 1 to {max_length} characters")
+                return []
+            if choices is not None and item not in choices:
+                self._fail(field, f"unknown value {item[:64]!r}; one of: {', '.join(choices)}")
+                return []
+        return list(dict.fromkeys(value))
 
     def check(self) -> None:
         if self._errors:

@@ -15,6 +15,7 @@ from typing import Any
 
 import identity
 from identity.domain.otp import OtpPurpose
+from identity.entrypoints.http import declare
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
 from identity.entrypoints.http.middlewares import MAX_BODY_BYTES
 from identity.entrypoints.http.problems import PROBLEM_CONTENT_TYPE
@@ -42,7 +43,15 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "email_not_verified": (403, "the password is right but the email is not verified yet"),
     "account_disabled": (403, "the account is disabled"),
-    "not_found": (404, "no such session among the caller's own"),
+    "not_found": (
+        404,
+        "no such object among the caller's own (or the API key's tenant's); the id may be no id",
+    ),
+    "invalid_api_key": (401, "the API key is missing, malformed, unknown or revoked"),
+    "insufficient_scope": (
+        403,
+        "the API key lacks the scope, acts outside its tenant, or would grant more than it has",
+    ),
     "tenant_not_found": (404, "the `X-Tenant` header names no enabled tenant"),
     "provider_not_configured": (404, "Google sign-in is not configured for this tenant"),
     "payload_too_large": (413, f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"),
@@ -109,7 +118,7 @@ RATE_LIMIT_HEADERS: Schema = {
 }
 
 
-def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
+def errors(*codes: str, bearer: bool = False, api_key: bool = False) -> dict[str, Schema]:
     """Problem responses for ``codes``, one per status, each listing its codes."""
     by_status: dict[int, list[str]] = {}
     for code in dict.fromkeys(codes):
@@ -134,6 +143,8 @@ def errors(*codes: str, bearer: bool = False) -> dict[str, Schema]:
             response_headers["WWW-Authenticate"] = header(
                 '`Bearer error="invalid_token"` (with `invalid_token`)', required=False
             )
+        if status == 401 and api_key:
+            response_headers["WWW-Authenticate"] = header("`Bearer`", required=False)
         if response_headers:
             response["headers"] = response_headers
         responses[str(status)] = response
@@ -684,8 +695,69 @@ Google sign-in.
 """
 
 
+TENANT_PARAMETER: Schema = {"$ref": "#/components/parameters/Tenant"}
+
+
+def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> Schema:
+    """The operation of an endpoint declared with ``declare.Endpoints``."""
+    result: Schema = {
+        "operationId": entry.operation_id,
+        "summary": entry.summary,
+        "tags": [entry.tag],
+    }
+    if entry.description:
+        result["description"] = entry.description
+    codes: list[str] = []
+    parameters: list[Schema] = []
+    if entry.path.startswith("/auth/") or (entry.auth and entry.auth.scope):
+        parameters.append(TENANT_PARAMETER)
+    if entry.path.startswith("/auth/"):
+        codes.append("tenant_not_found")
+    codes += ["rate_limited", "service_unavailable"]
+    if entry.auth is not None:
+        result["security"] = [{entry.auth.scheme: []}]
+        codes = [*entry.auth.error_codes, *codes]
+    if entry.path_params:
+        parameters += [param.schema() for param in entry.path_params]
+        codes.append("not_found")
+    if entry.query is not None:
+        parameters += declare.query_parameters(entry.query)
+        codes.append("validation_error")
+    if parameters:
+        result["parameters"] = parameters
+    if entry.body is not None:
+        schema = declare.request_schema(entry.body)
+        content = json_content(schema)
+        if entry.forms:
+            content[declare.FORM] = {"schema": schema}
+        result["requestBody"] = {"required": True, "content": content}
+        codes = [*JSON_BODY, *codes]
+    codes += entry.errors
+    ok: Schema = {"description": entry.ok_description}
+    if entry.ok is not None:
+        ok["content"] = json_content(declare.view_schema(entry.ok, schemas))
+    result["responses"] = {
+        str(entry.status): ok,
+        **errors(
+            *codes,
+            bearer=entry.auth is declare.BEARER,
+            api_key=entry.auth is not None and entry.auth.scope is not None,
+        ),
+    }
+    return result
+
+
+def declared_paths(schemas: dict[str, Schema]) -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for entry in declare.declared():
+        operation = declared_operation(entry, schemas)
+        paths.setdefault(entry.path, {})[entry.method.lower()] = operation
+    return paths
+
+
 def openapi_document(issuer: str) -> dict[str, Any]:
     """The whole document for a deployment whose public base URL is ``issuer``."""
+    schemas = copy.deepcopy(SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -701,9 +773,9 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **declared_paths(schemas)},
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": schemas,
             "parameters": {
                 "Tenant": {
                     "name": "X-Tenant",
@@ -722,7 +794,13 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "an access token from a token response",
-                }
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "idk_<id>_<secret>",
+                    "description": "an API key: `identity apikeys create`, `POST /admin/api-keys`",
+                },
             },
         },
     }

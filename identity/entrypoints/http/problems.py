@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import errors
+from identity.domain import api_keys, errors
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -106,6 +106,14 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "Provider not configured",
         "This sign-in provider is not configured.",
     ),
+    api_keys.ScopeNotGrantableError: (
+        403,
+        "insufficient_scope",
+        "Insufficient scope",
+        "A key cannot grant scopes it lacks itself; tenants:manage is only for the default "
+        "tenant's keys.",
+    ),
+    api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
     errors.StorageUnavailableError: (
         503,
         "service_unavailable",

@@ -39,6 +39,8 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from identity.application.api_keys import CreateKey
+from identity.domain.api_keys import Scope
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import app as http_app
 from identity.entrypoints.http.app import create_app
@@ -144,9 +146,13 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return await self.client.get(path, headers=headers, **kwargs)
 
-    async def delete(self, path: str, *, token: str | None = None) -> ClientResponse:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return await self.client.delete(path, headers=headers)
+    async def delete(
+        self, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> ClientResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self.client.delete(path, headers=headers, **kwargs)
 
     def mail_for(self, address: str) -> list[EmailMessage]:
         return [m for m in self.smtp.messages if str(m["To"]).lower() == address.lower()]
@@ -196,6 +202,24 @@ class Api:
 
     async def me(self, access_token: str) -> ClientResponse:
         return await self.get("/auth/me", token=access_token)
+
+    async def api_key(self, *scopes: str, tenant: str = "default", name: str = "test") -> str:
+        """A new API key with ``scopes`` in ``tenant``, minted by the real use case."""
+        owner = await self.container.resolve_tenant()(tenant)
+        new = await self.container.api_keys().create(
+            CreateKey(owner, name, frozenset(Scope(scope) for scope in scopes))
+        )
+        return new.token
+
+    async def patch(
+        self, path: str, body: Any = None, *, token: str | None = None, **kwargs: Any
+    ) -> ClientResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            kwargs["json"] = body
+        return await self.client.patch(path, headers=headers, **kwargs)
 
 
 class MakeApi(Protocol):

