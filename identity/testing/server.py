@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +34,10 @@ from identity.adapters.clock import ManualClock
 from identity.adapters.ratelimit import MemoryRateLimiter
 from identity.adapters.sqlalchemy import migrate
 from identity.application import accounts
+from identity.application.api_keys import ApiKeys, CreateKey
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import Clock, Mailer, UnitOfWorkFactory
+from identity.domain.api_keys import Scope
 from identity.domain.errors import AccountNotFoundError
 from identity.domain.otp import OtpPurpose
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant
@@ -325,6 +327,29 @@ class IdentityTestServer:
             access_token=tokens["access_token"],
             refresh_token=tokens["refresh_token"],
         )
+
+    async def api_key(
+        self,
+        scopes: Iterable[str],
+        tenant: str = DEFAULT_TENANT_SLUG,
+        name: str = "test",
+    ) -> str:
+        """A new API key of ``tenant`` with ``scopes`` (``"users:read"``, ...), made as
+        ``identity apikeys create`` makes one: the key to send as a bearer token.
+
+        Raises ``ValueError`` for an unknown scope, and ``ScopeNotGrantableError``
+        for a scope the tenant may not hold (``tenants:manage`` outside the default).
+        """
+        known = {scope.value: scope for scope in Scope}
+        wanted = [scopes] if isinstance(scopes, str) else list(scopes)
+        unknown = [scope for scope in wanted if scope not in known]
+        if unknown:
+            raise ValueError(f"unknown scope {unknown[0]!r}; one of: {', '.join(known)}")
+        keys: ApiKeys = self.container.api_keys()
+        new = await keys.create(
+            CreateKey(await self._tenant(tenant), name, frozenset(known[s] for s in wanted))
+        )
+        return new.token
 
     async def _tenant(self, slug: str) -> Tenant:
         container = self.container
@@ -645,3 +670,9 @@ class SyncIdentityTestServer:
     ) -> SignedInUser:
         """As ``IdentityTestServer.sign_in``."""
         return self._run(self._server.sign_in(email, password, tenant))
+
+    def api_key(
+        self, scopes: Iterable[str], tenant: str = DEFAULT_TENANT_SLUG, name: str = "test"
+    ) -> str:
+        """As ``IdentityTestServer.api_key``."""
+        return self._run(self._server.api_key(scopes, tenant, name))

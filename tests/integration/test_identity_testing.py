@@ -221,3 +221,17 @@ async def test_users_of_another_tenant_are_apart(
     assert (status, problem["code"]) == (401, "invalid_credentials")  # not in "default"
     with pytest.raises(ValueError, match="already registered"):
         await server.create_user(ada, password=PASSWORD, tenant="acme")
+
+
+async def test_an_api_key_is_a_service_principal_with_its_scopes(
+    server: IdentityTestServer, http: aiohttp.ClientSession
+) -> None:
+    manager = await server.api_key(["api-keys:manage"])
+    reader = await server.api_key(["users:read"], tenant="acme")
+    status, listed = await call(http, "GET", f"{server.url}/admin/api-keys", token=manager)
+    assert status == 200, listed
+    assert [key["scopes"] for key in listed["items"]] == [["api-keys:manage"]]
+    status, problem = await call(http, "GET", f"{server.url}/admin/api-keys", token=reader)
+    assert status == 403, problem
+    with pytest.raises(ValueError, match="unknown scope 'users:everything'"):
+        await server.api_key(["users:everything"])
