@@ -10,13 +10,9 @@ project's own ``tests/``.
 
 from identity.adapters.clock import ManualClock
 from identity.testing.mail import CapturedMail, MailCapture
-from identity.testing.server import (
-    IdentityTestServer,
-    IdentityUser,
-    SignedInUser,
-    SyncIdentityTestServer,
-    TestServerError,
-)
+from identity.testing.server import IdentityTestServer, IdentityUser, SignedInUser
+from identity.testing.storage import TestServerError
+from identity.testing.sync import SyncIdentityTestServer
 
 __all__ = [
     "CapturedMail",

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 if TYPE_CHECKING:
-    from identity.testing.server import SignedInUser, Storage, SyncIdentityTestServer
+    from identity.testing.server import SignedInUser, Storage
+    from identity.testing.sync import SyncIdentityTestServer
 
 STORAGE_OPTION = "--identity-storage"
 DATABASE_URL_OPTION = "--identity-database-url"

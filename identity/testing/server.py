@@ -11,18 +11,16 @@ one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -47,10 +45,13 @@ from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.http.views import token_view
 from identity.entrypoints.settings import Settings, load_settings
 from identity.testing.mail import MailCapture, code_purposes
+from identity.testing.storage import TestServerError, in_thread, start_postgres_container
+
+if TYPE_CHECKING:
+    from identity.testing.sync import SyncIdentityTestServer
 
 Storage = Literal["memory", "sqlite", "postgres", "testcontainers"]
 STORAGES: Final[tuple[str, ...]] = ("memory", "sqlite", "postgres", "testcontainers")
-POSTGRES_IMAGE: Final = "postgres:16-alpine"
 
 # Defaults that make a test server fast; any of them can be overridden.
 _TEST_DEFAULTS: Final[Mapping[str, str]] = {"BCRYPT_ROUNDS": "4", "HASHER_THREADS": "2"}
@@ -64,12 +65,6 @@ T = TypeVar("T")
 # wiring is per module), so two servers in one process would answer from
 # each other's containers.
 _RUNNING = threading.Lock()
-
-
-class TestServerError(RuntimeError):
-    """The test server cannot start as asked; the message says what to pass instead."""
-
-    __test__ = False
 
 
 @attrs.frozen
@@ -124,36 +119,6 @@ def _free_socket(host: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock
-
-
-def _start_postgres_container() -> tuple[Any, str]:
-    """A testcontainers Postgres and its URL; a clear error without a container engine."""
-    try:
-        from testcontainers.community.postgres import PostgresContainer
-    except ImportError:
-        try:  # testcontainers before the "community" modules
-            from testcontainers.postgres import PostgresContainer
-        except ImportError:
-            raise TestServerError(
-                "storage='testcontainers' needs the testcontainers package: "
-                "pip install 'identity[testing]'"
-            ) from None
-    container = None
-    try:
-        # The docker client looks for the engine as soon as the container is made.
-        container = PostgresContainer(POSTGRES_IMAGE, driver="asyncpg")
-        container.start()
-    except Exception as error:
-        if container is not None:
-            with contextlib.suppress(Exception):
-                container.stop()
-        raise TestServerError(
-            "storage='testcontainers' needs a running container engine (Docker or a "
-            f"Docker-compatible one) and none answered ({type(error).__name__}). Pass "
-            "storage='memory' or storage='sqlite', or storage='postgres' with "
-            "database_url='postgresql+asyncpg://...'"
-        ) from None
-    return container, str(container.get_connection_url())
 
 
 class IdentityTestServer:
@@ -399,6 +364,8 @@ class IdentityTestServer:
 
     def sync(self) -> SyncIdentityTestServer:
         """The same server for non-async code: it runs on its own loop in its own thread."""
+        from identity.testing.sync import SyncIdentityTestServer
+
         return SyncIdentityTestServer(self)
 
     async def _start(self) -> None:
@@ -476,8 +443,8 @@ class IdentityTestServer:
             assert self._database_url is not None
             url = self._database_url
         else:
-            self._postgres_container, url = await _in_thread(_start_postgres_container)
-        await _in_thread(lambda: migrate.upgrade(url))
+            self._postgres_container, url = await in_thread(start_postgres_container)
+        await in_thread(lambda: migrate.upgrade(url))
         return url
 
     async def _stop(self) -> None:
@@ -495,42 +462,12 @@ class IdentityTestServer:
                 self._temporary_dir = None
             postgres, self._postgres_container = self._postgres_container, None
             if postgres is not None:
-                await _in_thread(postgres.stop)
+                await in_thread(postgres.stop)
         finally:
             self._container = self._settings = self._url = None
             if self._holds_lock:
                 self._holds_lock = False
                 _RUNNING.release()
-
-
-async def _in_thread(work: Callable[[], T]) -> T:
-    """Blocking work (migrations, containers) on a short-lived thread of its own, so
-    nothing lingers in the loop's default executor after the server stops."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def run() -> None:
-        try:
-            result = work()
-        except BaseException as error:
-            loop.call_soon_threadsafe(_settle, done, None, error)
-        else:
-            loop.call_soon_threadsafe(_settle, done, result, None)
-
-    thread = threading.Thread(target=run, name="identity-test-server-setup", daemon=True)
-    thread.start()
-    result = await done
-    thread.join()  # it has handed over its result: only its exit is left
-    return result
-
-
-def _settle(done: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
-    if done.cancelled():
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(cast(T, result))
 
 
 def _mail_before_answer(drain: Callable[[], Awaitable[None]]) -> Middleware:
@@ -546,133 +483,3 @@ def _mail_before_answer(drain: Callable[[], Awaitable[None]]) -> Middleware:
                 await drain()
 
     return deliver_first
-
-
-async def _finish_loop() -> None:
-    loop = asyncio.get_running_loop()
-    await loop.shutdown_asyncgens()
-    await loop.shutdown_default_executor()
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    loop.run_forever()
-
-
-class SyncIdentityTestServer:
-    """``IdentityTestServer`` for plain (non-async) code: the same properties, and
-    the helpers as ordinary methods. The server runs on a loop in its own thread,
-    so it also serves an ``async def`` test that calls these methods."""
-
-    __test__ = False
-
-    def __init__(self, server: IdentityTestServer) -> None:
-        self._server = server
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> SyncIdentityTestServer:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=_run_loop, args=(loop,), name="identity-test-server", daemon=True
-        )
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self._run(self._server.__aenter__())
-        except BaseException:
-            self._close_loop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            self._run(self._server.__aexit__(None, None, None))
-        finally:
-            self._close_loop()
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coroutine.close()
-            raise TestServerError("the test server is not running: use 'with' first")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result()
-
-    def _close_loop(self) -> None:
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(_finish_loop(), loop).result()
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def issuer(self) -> str:
-        return self._server.issuer
-
-    @property
-    def audience(self) -> str:
-        return self._server.audience
-
-    @property
-    def jwks_url(self) -> str:
-        return self._server.jwks_url
-
-    @property
-    def mail(self) -> MailCapture:
-        return self._server.mail
-
-    @property
-    def clock(self) -> ManualClock:
-        return self._server.clock
-
-    @property
-    def settings(self) -> Settings:
-        return self._server.settings
-
-    @property
-    def storage(self) -> Storage:
-        return self._server.storage
-
-    def create_user(
-        self,
-        email: str,
-        password: str | None = None,
-        verified: bool = True,
-        tenant: str = DEFAULT_TENANT_SLUG,
-        full_name: str | None = None,
-    ) -> IdentityUser:
-        """As ``IdentityTestServer.create_user``."""
-        return self._run(self._server.create_user(email, password, verified, tenant, full_name))
-
-    def login(self, email: str, password: str, tenant: str = DEFAULT_TENANT_SLUG) -> dict[str, Any]:
-        """As ``IdentityTestServer.login``."""
-        return self._run(self._server.login(email, password, tenant))
-
-    def sign_in(
-        self,
-        email: str | None = None,
-        password: str | None = None,
-        tenant: str = DEFAULT_TENANT_SLUG,
-    ) -> SignedInUser:
-        """As ``IdentityTestServer.sign_in``."""
-        return self._run(self._server.sign_in(email, password, tenant))
-
-    def api_key(
-        self, scopes: Iterable[str], tenant: str = DEFAULT_TENANT_SLUG, name: str = "test"
-    ) -> str:
-        """As ``IdentityTestServer.api_key``."""
-        return self._run(self._server.api_key(scopes, tenant, name))
