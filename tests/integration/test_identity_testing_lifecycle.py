@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import threading
@@ -14,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from identity.application.ports import RateLimiter
+from identity.application.ports import PasswordHasher, RateLimiter
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
+from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import SettingsError
 from identity.testing import IdentityTestServer, TestServerError
 
@@ -147,6 +150,40 @@ async def test_overrides_replace_a_provider_of_the_server() -> None:
     ):
         assert response.status == 429
         assert (await response.json())["code"] == "rate_limited"
+
+
+class ScryptHasher(PasswordHasher):
+    """A hasher without ``warm_up``: the service must start without that step."""
+
+    async def hash(self, password: str) -> str:
+        salt = os.urandom(16)
+        return f"scrypt${salt.hex()}${self._digest(password, salt).hex()}"
+
+    async def verify(self, password: str, hashed: str) -> bool:
+        kind, salt, digest = hashed.split("$")
+        expected = self._digest(password, bytes.fromhex(salt))
+        return kind == "scrypt" and hmac.compare_digest(expected.hex(), digest)
+
+    async def dummy_verify(self, password: str) -> None:
+        self._digest(password, b"0" * 16)
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return not hashed.startswith("scrypt$")
+
+    @staticmethod
+    def _digest(password: str, salt: bytes) -> bytes:
+        return hashlib.scrypt(password.encode(), salt=salt, n=2**10, r=8, p=1)
+
+
+async def test_a_swapped_hasher_makes_and_checks_the_stored_hashes() -> None:
+    async with IdentityTestServer(overrides={"hasher": ScryptHasher()}) as server:
+        user = await server.create_user("ada@example.com", password=PASSWORD)
+        tokens = await server.login("ada@example.com", PASSWORD)
+        assert tokens["user"]["id"] == str(user.id)
+        stored = await server.container.user_admin().show(
+            "default", normalise_email("ada@example.com")
+        )
+        assert stored.password_hash is not None and stored.password_hash.startswith("scrypt$")
 
 
 def test_the_plugin_fixtures_options_and_marker(pytester: pytest.Pytester) -> None:
