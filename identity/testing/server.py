@@ -142,6 +142,11 @@ class IdentityTestServer:
     ``{"mailer": MyMailer()}`` (mail is still captured, after your mailer
     accepted it) or ``{"rate_limiter": ...}``: see ``docs/adapters.md``.
 
+    ``now`` starts the server's clock (default: the real time); ``clock.advance``
+    moves it for every part of the server: token issue and verification, code
+    expiry, refresh grace and the in-process rate limits (with ``REDIS_URL``
+    the windows are Redis's and do not move).
+
     One server runs at a time per process.
     """
 

@@ -215,3 +215,23 @@ def test_the_plugin_fixtures_options_and_marker(pytester: pytest.Pytester) -> No
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("--identity-storage=sqlite", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_plugin_database_url_option_picks_postgres(
+    pytester: pytest.Pytester, migrated_postgres_url: str
+) -> None:
+    pytester.makepyfile(
+        test_downstream_postgres="""
+        def test_user(identity_server, identity_user):
+            assert identity_server.storage == "postgres"
+            assert identity_server.settings.database_url.startswith("postgresql")
+            assert identity_server.login(identity_user.email, identity_user.password)["user"][
+                "id"
+            ] == str(identity_user.id)
+        """
+    )
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest(
+        f"--identity-database-url={migrated_postgres_url}", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1)
