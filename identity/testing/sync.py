@@ -90,34 +90,42 @@ class SyncIdentityTestServer:
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
         return self._server.url
 
     @property
     def issuer(self) -> str:
+        """The ``iss`` of its tokens."""
         return self._server.issuer
 
     @property
     def audience(self) -> str:
+        """The ``aud`` of its tokens."""
         return self._server.audience
 
     @property
     def jwks_url(self) -> str:
+        """Where its public signing keys are served."""
         return self._server.jwks_url
 
     @property
     def mail(self) -> MailCapture:
+        """Every mail it sent (safe to read from this thread)."""
         return self._server.mail
 
     @property
     def clock(self) -> ManualClock:
+        """Its clock: ``clock.advance(minutes=16)``."""
         return self._server.clock
 
     @property
     def settings(self) -> Settings:
+        """The settings it runs with."""
         return self._server.settings
 
     @property
     def storage(self) -> Storage:
+        """``memory``, ``sqlite``, ``postgres`` or ``testcontainers``."""
         return self._server.storage
 
     def create_user(
