@@ -419,18 +419,16 @@ class IdentityTestServer:
         container.memory_rate_limiter.override(
             providers.Singleton(MemoryRateLimiter, clock=clock.seconds)
         )
-        forward = self._overrides.pop("mailer", None)
-        mail = MailCapture(
-            code_purposes(container.templates()), clock, cast(Mailer | None, forward)
-        )
+        # A swapped mailer sits behind the capture: a test still reads server.mail.
+        forward = cast(Mailer | None, self._overrides.get("mailer"))
+        mail = MailCapture(code_purposes(container.templates()), clock, forward)
         container.mailer.override(providers.Object(mail))
         for name, value in self._overrides.items():
             provider = getattr(container, name, None)
             if not isinstance(provider, providers.Provider):
                 raise TestServerError(f"the container has no provider named {name!r}")
-            provider.override(providers.Object(value))
-        if forward is not None:
-            self._overrides["mailer"] = forward
+            if name != "mailer":
+                provider.override(providers.Object(value))
         delivery = _DeliverInOrder(container.uow, mail, clock)
         container.deliver_mail.override(providers.Object(delivery))
         self._mail, self._delivery = mail, delivery
