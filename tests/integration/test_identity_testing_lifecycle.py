@@ -55,7 +55,8 @@ def test_the_sync_server_serves_a_plain_test_on_sqlite_and_leaves_no_thread() ->
         database = Path(server.settings.database_url.removeprefix("sqlite+aiosqlite:///"))
         assert database.exists()
     assert not database.exists()  # the temporary file goes with the server
-    assert set(threading.enumerate()) == before
+    # Only new threads count: one a previous test left may end meanwhile.
+    assert set(threading.enumerate()) - before == set()
 
 
 async def test_the_sync_server_serves_an_async_test_while_its_loop_runs() -> None:
@@ -96,8 +97,8 @@ async def test_starting_and_stopping_many_times_leaks_no_task_socket_or_thread()
         async with IdentityTestServer() as server:
             assert server.url
     assert asyncio.all_tasks() == tasks
-    assert set(threading.enumerate()) == threads
-    assert _open_descriptors() == descriptors
+    assert set(threading.enumerate()) - threads == set()
+    assert _open_descriptors() <= descriptors  # one a previous test left may close meanwhile
 
 
 async def test_bad_arguments_say_what_to_pass() -> None:

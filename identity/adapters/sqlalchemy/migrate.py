@@ -7,7 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+# identity/_migrations: a link to the repository's migrations/ in a checkout,
+# the migrations themselves in an installed wheel.
+MIGRATIONS_DIR = Path(__file__).parents[2] / "_migrations"
 
 
 def alembic_config(database_url: str) -> Config:
