@@ -45,6 +45,9 @@ class SessionTokens:
         self._codec = codec
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     async def start(
         self,
         uow: UnitOfWork,
@@ -52,7 +55,11 @@ class SessionTokens:
         tenant: Tenant,
         policy: Policy,
         client: ClientInfo,
+        *,
+        amr: tuple[str, ...],
+        aal: str = "aal1",
     ) -> TokenPair:
+        """Open a session proven by ``amr`` (RFC 8176 methods) at assurance ``aal``."""
         now = self._clock.now()
         session = Session(
             id=uuid.uuid4(),
@@ -65,6 +72,8 @@ class SessionTokens:
             expires_at=now + policy.refresh_token_ttl,
             user_agent=(client.user_agent or None) and client.user_agent[:512],
             ip=client.ip,
+            aal=aal,
+            amr=amr,
         )
         await uow.sessions.add(session)
         return self.pair(session, account, tenant, policy, now)
@@ -85,6 +94,8 @@ class SessionTokens:
                 email_verified=account.is_verified,
                 issued_at=now,
                 expires_at=access_expires,
+                aal=session.aal,
+                amr=session.amr,
             )
         )
         refresh = self._codec.encode_refresh(

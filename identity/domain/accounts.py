@@ -27,6 +27,7 @@ class Account:
     is_active: bool = True
     verified_at: datetime | None = None
     google_linked: bool = False  # read-only: derived from linked external identities
+    mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
 
     @property
     def has_password(self) -> bool:

@@ -42,7 +42,7 @@ from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.http.bodies import normalise_email
-from identity.entrypoints.http.views import token_view
+from identity.entrypoints.http.views import sign_in_view
 from identity.entrypoints.settings import Settings, load_settings
 from identity.testing.mail import MailCapture, code_purposes
 from identity.testing.storage import TestServerError, in_thread, start_postgres_container
@@ -266,17 +266,18 @@ class IdentityTestServer:
     async def login(
         self, email: str, password: str, tenant: str = DEFAULT_TENANT_SLUG
     ) -> dict[str, Any]:
-        """Sign in with a password: the token response ``/auth/login`` answers.
+        """Sign in with a password: the body ``/auth/login`` answers (the token
+        response, or ``{"mfa_required": true, ...}`` for a user with a second factor).
 
         Raises ``InvalidCredentialsError`` (and the other errors of login) as the
         use case does.
         """
         container = self.container
         log_in: accounts.LogInWithPassword = container.log_in()
-        pair = await log_in(
+        result = await log_in(
             accounts.LogIn(await self._tenant(tenant), normalise_email(email), password)
         )
-        return token_view(pair)
+        return sign_in_view(result)
 
     async def sign_in(
         self,

@@ -35,6 +35,11 @@ from uuid import UUID, uuid4
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.mfa import (
+    MemoryMfaChallengeRepository,
+    MemoryRecoveryCodeRepository,
+    MemoryTotpFactorRepository,
+)
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -261,6 +266,17 @@ class MemorySessionRepository(SessionRepository):
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
         session = self._t.get(session_id)
         return session if session is not None and session.tenant_id == tenant_id else None
+
+    @_round_trip
+    async def set_assurance(self, session: Session) -> bool:
+        await self._t.lock(session.id)
+        current = self._t.get(session.id)
+        if current is None or current.tenant_id != session.tenant_id or current.revoked_at:
+            return False
+        current.aal = session.aal
+        current.amr = session.amr
+        self._t.put(session.id, current)
+        return True
 
     @_round_trip
     async def rotate(self, session: Session, presented_jti: str) -> bool:
@@ -513,6 +529,9 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    totp_factors: MemoryTotpFactorRepository
+    recovery_codes: MemoryRecoveryCodeRepository
+    mfa_challenges: MemoryMfaChallengeRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -535,6 +554,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.totp_factors = MemoryTotpFactorRepository(transaction)
+        self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
+        self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -11,7 +11,15 @@ from aiohttp import web
 
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import protocol_errors
-from identity.entrypoints.http.handlers import accounts, api_keys, docs, google, sessions, system
+from identity.entrypoints.http.handlers import (
+    accounts,
+    api_keys,
+    docs,
+    google,
+    mfa,
+    sessions,
+    system,
+)
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
@@ -61,6 +69,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
+    app.add_routes(mfa.endpoints.routes)
+    app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)

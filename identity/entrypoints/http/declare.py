@@ -267,17 +267,26 @@ def parse(cls: type[T], data: Mapping[str, Any]) -> T:
         if not wire.required and data.get(name) is None:
             continue  # the declared default
         values[name] = wire.read(body, name)
+    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
+    if one_of and sum(data.get(name) is not None for name in one_of) != 1:
+        body.fail(one_of[0], f"give exactly one of: {', '.join(one_of)}")
     body.check()
     return cls(**values)
 
 
 def request_schema(cls: type) -> Schema:
     wires = _wires(cls)
-    return {
+    schema: Schema = {
         "type": "object",
         "properties": {name: wire.schema for name, wire in wires},
         "required": [name for name, wire in wires if wire.required],
     }
+    # A body that needs exactly one of several optional fields names them in a
+    # class attribute ``one_of = ("a", "b")``; ``parse`` refuses none or several (422).
+    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
+    if one_of:
+        schema["oneOf"] = [{"required": [name]} for name in one_of]
+    return schema
 
 
 def query_parameters(cls: type) -> list[Schema]:
