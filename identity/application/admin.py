@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from identity.application.events import security_event
 from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.application.tokens import ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import AccountNotFoundError, TenantNotFoundError
+from identity.domain.events import EventType
 
 
 class UserAdmin:
@@ -34,6 +37,7 @@ class UserAdmin:
                 raise AccountNotFoundError(email.value)
             now = self._clock.now()
             ended = 0
+            was_active = account.is_active
             if active:
                 account.enable(now)
             else:
@@ -42,5 +46,24 @@ class UserAdmin:
                     tenant.id, account.id, now, "account_disabled"
                 )
             await uow.accounts.update(account)
+            # The operator at the command line: no request, so no ip or user agent.
+            operator = ClientInfo()
+            if was_active != active:
+                kind = EventType.USER_ENABLED if active else EventType.USER_DISABLED
+                await uow.events.add(
+                    security_event(kind, tenant.id, now, operator, user_id=account.id)
+                )
+            if ended:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant.id,
+                        now,
+                        operator,
+                        user_id=account.id,
+                        reason="account_disabled",
+                        sessions_revoked=ended,
+                    )
+                )
             await uow.commit()
         return account, ended

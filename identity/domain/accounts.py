@@ -26,12 +26,17 @@ class Account:
     is_verified: bool = False
     is_active: bool = True
     verified_at: datetime | None = None
-    google_linked: bool = False  # read-only: derived from linked external identities
+    # Read-only, derived from the linked external identities: their provider names, sorted.
+    identities: tuple[str, ...] = ()
     mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
 
     @property
     def has_password(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def google_linked(self) -> bool:
+        return "google" in self.identities
 
     def verify_email(self, now: datetime) -> None:
         """The inbox is proven; idempotent."""
@@ -60,6 +65,10 @@ class Account:
 
     def set_password_hash(self, password_hash: str, now: datetime) -> None:
         self.password_hash = password_hash
+        self.updated_at = now
+
+    def touch(self, now: datetime) -> None:
+        """Record a change to what belongs to the account (a linked identity removed)."""
         self.updated_at = now
 
     def disable(self, now: datetime) -> None:

@@ -23,6 +23,7 @@ _V = TypeVar("_V")
 _R = TypeVar("_R")
 _P = ParamSpec("_P")
 
+
 def _round_trip(
     method: Callable[_P, Coroutine[Any, Any, _R]],
 ) -> Callable[_P, Coroutine[Any, Any, _R]]:

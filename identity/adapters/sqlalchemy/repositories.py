@@ -10,7 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +40,11 @@ from identity.application.ports import (
 )
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
-from identity.domain.errors import EmailAlreadyRegisteredError, TenantAlreadyExistsError
+from identity.domain.errors import (
+    EmailAlreadyRegisteredError,
+    IdentityInUseError,
+    TenantAlreadyExistsError,
+)
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -102,23 +116,29 @@ class SqlTenantRepository(TenantRepository):
         }
 
 
-# ``Account.google_linked`` is derived: one indexed EXISTS per account read.
-_GOOGLE_LINKED = (
-    exists()
-    .where(
-        t.external_identities.c.user_id == t.users.c.id,
-        t.external_identities.c.provider == "google",
-    )
-    .label("google_linked")
+# ``Account.identities`` is derived: one correlated aggregate over the indexed
+# ``user_id`` per account read (NULL when there is no link).
+IDENTITIES = (
+    # The separator as a literal: a bound one would be a post-compile parameter,
+    # which the hot read's precompiled native statement cannot carry.
+    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))  # type: ignore[arg-type]
+    .where(t.external_identities.c.user_id == t.users.c.id)
+    .scalar_subquery()
+    .label("identities")
 )
+
+
+def identity_names(value: str | None) -> tuple[str, ...]:
+    """The aggregated provider names as the sorted tuple ``Account.identities`` holds."""
+    return tuple(sorted(value.split(","))) if value else ()
 
 
 # The statements of the hot paths are built once: SQLAlchemy memoises a
 # statement object's cache key, so each execution skips construction and hashing.
-_ACCOUNT_BY_ID = select(t.users, _GOOGLE_LINKED).where(
+_ACCOUNT_BY_ID = select(t.users, IDENTITIES).where(
     t.users.c.tenant_id == bindparam("tenant_id"), t.users.c.id == bindparam("account_id")
 )
-_ACCOUNT_BY_EMAIL = select(t.users, _GOOGLE_LINKED).where(
+_ACCOUNT_BY_EMAIL = select(t.users, IDENTITIES).where(
     t.users.c.tenant_id == bindparam("tenant_id"),
     t.users.c.normalized_email == bindparam("email_key"),
 )
@@ -176,7 +196,7 @@ class SqlAccountRepository(AccountRepository):
             verified_at=row.verified_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            google_linked=bool(row.google_linked),
+            identities=identity_names(row.identities),
             mfa_enabled=row.mfa_enabled,
         )
 
@@ -578,14 +598,8 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
 
-    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None:
-        c = t.external_identities.c
-        query = select(t.external_identities).where(
-            c.tenant_id == tenant_id, c.provider == provider, c.subject == subject
-        )
-        row = (await self._c.execute(query)).first()
-        if row is None:
-            return None
+    @staticmethod
+    def _to_entity(row: Any) -> LinkedIdentity:
         return LinkedIdentity(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -595,6 +609,23 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             email_at_link=row.email_at_link,
             created_at=row.created_at,
         )
+
+    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None:
+        c = t.external_identities.c
+        query = select(t.external_identities).where(
+            c.tenant_id == tenant_id, c.provider == provider, c.subject == subject
+        )
+        row = (await self._c.execute(query)).first()
+        return self._to_entity(row) if row is not None else None
+
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        c = t.external_identities.c
+        query = (
+            select(t.external_identities)
+            .where(c.tenant_id == tenant_id, c.user_id == account_id)
+            .order_by(c.created_at, c.provider)
+        )
+        return [self._to_entity(row) for row in await self._c.execute(query)]
 
     async def add(self, link: LinkedIdentity) -> None:
         try:
@@ -614,7 +645,20 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             name = _constraint_name(error)
             if t.UQ_EXTERNAL_IDENTITIES_SUBJECT in name or "external_identities.subject" in name:
                 raise IdentityAlreadyLinkedError(link.provider) from None
+            if t.UQ_EXTERNAL_IDENTITIES_ACCOUNT in name or "external_identities.user_id" in name:
+                # Both may be violated and only one is named: the subject's wins, so
+                # a racing first sign-in finds the link that was made.
+                if await self.get(link.tenant_id, link.provider, link.subject) is not None:
+                    raise IdentityAlreadyLinkedError(link.provider) from None
+                raise IdentityInUseError(link.provider) from None
             raise
+
+    async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
+        c = t.external_identities.c
+        result = await self._c.execute(
+            delete(t.external_identities).where(c.tenant_id == tenant_id, c.id == link_id)
+        )
+        return bool(result.rowcount)
 
 
 class SqlOAuthStateRepository(OAuthStateRepository):
@@ -629,6 +673,8 @@ class SqlOAuthStateRepository(OAuthStateRepository):
             insert(t.oauth_states).values(
                 id=pending.key,
                 tenant_id=pending.tenant_id,
+                provider=pending.provider,
+                link_user_id=pending.link_user_id,
                 state_hash=pending.state_digest,
                 nonce=pending.nonce,
                 code_verifier=self._sealer.seal(pending.code_verifier.encode()),
@@ -653,6 +699,8 @@ class SqlOAuthStateRepository(OAuthStateRepository):
         return PendingSignIn(
             key=row.id,
             tenant_id=row.tenant_id,
+            provider=row.provider,
+            link_user_id=row.link_user_id,
             state_digest=row.state_hash,
             nonce=row.nonce,
             code_verifier=code_verifier,

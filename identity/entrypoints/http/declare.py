@@ -102,9 +102,7 @@ def _declare(
     return attrs.field(metadata={_WIRE: wire}, default=default)
 
 
-def text(
-    description: str, *, max_length: int = 1024, required: bool = True, **schema: Any
-) -> Any:
+def text(description: str, *, max_length: int = 1024, required: bool = True, **schema: Any) -> Any:
     return _declare(
         {
             "type": "string",
@@ -331,6 +329,31 @@ def path_id(name: str, description: str) -> PathId:
     return PathId(name, description)
 
 
+@attrs.frozen
+class PathText:
+    """A path segment taken as text (the handler decides what an unknown value means)."""
+
+    name: str
+    description: str
+    pattern: str
+
+    def parse(self, request: web.Request) -> str:
+        return request.match_info[self.name]
+
+    def schema(self) -> Schema:
+        return {
+            "name": self.name,
+            "in": "path",
+            "required": True,
+            "description": self.description,
+            "schema": {"type": "string", "pattern": self.pattern},
+        }
+
+
+def path_text(name: str, description: str, *, pattern: str) -> PathText:
+    return PathText(name, description, pattern)
+
+
 # --- response views ------------------------------------------------------------------
 
 
@@ -383,6 +406,15 @@ def _type_schema(hint: Any, components: dict[str, Schema]) -> Schema:
     if hint in simple:
         return dict(simple[hint])
     raise TypeError(f"no schema for {hint!r}")
+
+
+def response_schema(view: View, components: dict[str, Schema]) -> Schema:
+    """The schema of a declared ``ok`` (see ``View``)."""
+    if isinstance(view, tuple):
+        return {"oneOf": [response_schema(one, components) for one in view]}
+    if isinstance(view, str):
+        return {"$ref": f"#/components/schemas/{view}"}
+    return view_schema(view, components)
 
 
 def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
@@ -456,12 +488,21 @@ class Declared:
     body: type | None
     forms: bool
     query: type | None
-    path_params: tuple[PathId, ...]
-    ok: type | None
+    path_params: tuple[PathId | PathText, ...]
+    ok: View | None
     status: int
     ok_description: str
     auth: Auth | None
     errors: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers of the success answer, and what each holds."""
+    redirect: str | None = None
+    """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
+
+
+# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
+# or a tuple of those when the answer is one of several shapes.
+View = type | str | tuple[type | str, ...]
 
 
 _REGISTRY: list[Endpoints] = []
@@ -482,16 +523,18 @@ class Endpoints:
         path: str,
         *,
         summary: str,
-        ok: type | None = None,
+        ok: View | None = None,
         status: int | None = None,
         ok_description: str | None = None,
         body: type | None = None,
         forms: bool = False,
         query: type | None = None,
-        path_params: tuple[PathId, ...] = (),
+        path_params: tuple[PathId | PathText, ...] = (),
         auth: Auth | None = None,
         errors: tuple[str, ...] = (),
         description: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        redirect: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -510,6 +553,8 @@ class Endpoints:
                 ok_description=ok_description or summary,
                 auth=auth,
                 errors=errors,
+                headers=headers,
+                redirect=redirect,
             )
             self.declared.append(declared)
 
