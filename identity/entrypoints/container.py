@@ -45,6 +45,7 @@ from identity.application import accounts, external_sign_in, mfa, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
+from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -186,6 +187,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
+            "identity.entrypoints.http.handlers.introspection",
             "identity.entrypoints.http.handlers.providers",
             "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
@@ -334,6 +336,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
+    introspect = providers.Factory(Introspect, authenticate)
 
     totp = providers.Singleton(PyotpTotpEngine)
     mfa_services = providers.Singleton(

@@ -18,6 +18,7 @@ from identity.entrypoints.http.handlers import (
     docs,
     events,
     google,
+    introspection,
     mfa,
     providers,
     sessions,
@@ -83,6 +84,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(api_keys.endpoints.routes)
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
+    app.add_routes(introspection.endpoints.routes)
     return app
 
 
