@@ -26,11 +26,7 @@ MakeClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 async def notes(
     identity_server: SyncIdentityTestServer, aiohttp_client: MakeClient
 ) -> TestClient[Any, Any]:
-    app = create_app(
-        jwks_url=identity_server.jwks_url,
-        issuer=identity_server.issuer,
-        audience=identity_server.audience,
-    )
+    app = create_app(issuer=identity_server.issuer, audience=identity_server.audience)
     return await aiohttp_client(app)
 
 
