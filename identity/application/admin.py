@@ -1,14 +1,36 @@
-"""What the ``identity users`` commands do."""
+"""Administration of users: the ``identity users`` commands and the ``/admin/users`` API.
+
+Every use case acts inside one tenant, named by the caller (the API key's
+tenant at the edge): another tenant's user is simply not found.
+"""
 
 from __future__ import annotations
 
-from identity.application.ports import Clock, UnitOfWorkFactory
+import uuid
+from uuid import UUID
+
+import attrs
+
+from identity.application.pagination import Page, page_of
+from identity.application.passwords import check_new_password
+from identity.application.ports import (
+    Clock,
+    CommonPasswords,
+    PasswordHasher,
+    Position,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import AccountNotFoundError, TenantNotFoundError
+from identity.domain.sessions import Session
+from identity.domain.tenants import Tenant
 
 
 class UserAdmin:
+    """What the ``identity users`` commands do."""
+
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -44,3 +66,217 @@ class UserAdmin:
             await uow.accounts.update(account)
             await uow.commit()
         return account, ended
+
+
+# --- the admin API ---------------------------------------------------------------
+
+
+@attrs.frozen
+class ManagedUser:
+    """An account as an administrator sees it: with the providers it is linked to."""
+
+    account: Account
+    identities: list[str]
+
+
+async def erase_account(uow: UnitOfWork, account: Account) -> bool:
+    """Erase ``account`` and everything tied to it, inside the caller's transaction.
+
+    Rows with a foreign key to the account go with it; one-time codes are keyed
+    by the address, so they are deleted by it. The address is free again at commit.
+    """
+    if not await uow.accounts.delete(account.tenant_id, account.id):
+        return False
+    await uow.challenges.delete_for_email(account.tenant_id, account.email.key)
+    return True
+
+
+async def _managed(uow: UnitOfWork, accounts: list[Account]) -> list[ManagedUser]:
+    if not accounts:
+        return []
+    links = await uow.external_identities.list_for_accounts(
+        accounts[0].tenant_id, [account.id for account in accounts]
+    )
+    providers: dict[UUID, list[str]] = {}
+    for link in links:
+        providers.setdefault(link.user_id, []).append(link.provider)
+    return [
+        ManagedUser(account, sorted(set(providers.get(account.id, [])))) for account in accounts
+    ]
+
+
+async def _get(uow: UnitOfWork, tenant: Tenant, user_id: UUID) -> Account:
+    account = await uow.accounts.get(tenant.id, user_id)
+    if account is None:
+        raise AccountNotFoundError(str(user_id))
+    return account
+
+
+@attrs.frozen
+class AdminServices:
+    """What the admin use cases share; built once by the container."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PasswordHasher
+    common_passwords: CommonPasswords
+
+
+@attrs.frozen
+class FindUsers:
+    tenant: Tenant
+    email: Email | None = None  # exact (normalised) address: at most one user
+    after: Position | None = None
+    limit: int = 50
+
+
+class ListUsers:
+    """A keyset page of the tenant's users, oldest first, or the one with an address."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, query: FindUsers) -> Page[ManagedUser]:
+        async with self._s.uow() as uow:
+            if query.email is not None:
+                found = await uow.accounts.get_by_email(query.tenant.id, query.email.key)
+                return Page(await _managed(uow, [found] if found else []))
+            rows = await uow.accounts.list_page(query.tenant.id, query.after, query.limit + 1)
+            page = page_of(rows, query.limit, lambda account: (account.created_at, account.id))
+            return Page(await _managed(uow, page.items), page.next)
+
+
+@attrs.frozen
+class NewUser:
+    tenant: Tenant
+    email: Email
+    password: str | None = attrs.field(default=None, repr=False)
+    full_name: str | None = None
+    verified: bool = False
+
+
+class CreateUser:
+    """Create an account directly (no code is mailed): ``EmailAlreadyRegisteredError``
+    when the address is taken, ``WeakPasswordError`` for a refused password."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: NewUser) -> ManagedUser:
+        s = self._s
+        password_hash = None
+        if command.password is not None:
+            check_new_password(command.password, s.common_passwords, field="password")
+            password_hash = await s.hasher.hash(command.password)
+        now = s.clock.now()
+        account = Account(
+            id=uuid.uuid4(),
+            tenant_id=command.tenant.id,
+            email=command.email,
+            password_hash=password_hash,
+            full_name=command.full_name,
+            created_at=now,
+            updated_at=now,
+        )
+        if command.verified:
+            account.verify_email(now)
+        async with s.uow() as uow:
+            await uow.accounts.add(account)
+            await uow.commit()
+        return ManagedUser(account, [])
+
+
+class GetUser:
+    """One user of the tenant; ``AccountNotFoundError`` otherwise."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, user_id: UUID) -> ManagedUser:
+        async with self._s.uow() as uow:
+            (managed,) = await _managed(uow, [await _get(uow, tenant, user_id)])
+        return managed
+
+
+@attrs.frozen
+class UserChanges:
+    """What to change; None leaves a field as it is."""
+
+    tenant: Tenant
+    user_id: UUID
+    full_name: str | None = None
+    is_active: bool | None = None
+    is_verified: bool | None = None
+
+
+class UpdateUser:
+    """Rename, verify or un-verify, enable or disable; disabling ends every session."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: UserChanges) -> ManagedUser:
+        async with self._s.uow() as uow:
+            account = await _get(uow, command.tenant, command.user_id)
+            now = self._s.clock.now()
+            if command.full_name is not None:
+                account.rename(command.full_name, now)
+            if command.is_verified is not None:
+                account.set_verified(command.is_verified, now)
+            if command.is_active is True and not account.is_active:
+                account.enable(now)
+            elif command.is_active is False:
+                if account.is_active:
+                    account.disable(now)
+                # Also when already disabled: a session opened by a racing sign-in ends too.
+                await uow.sessions.revoke_all_for_account(
+                    command.tenant.id, account.id, now, "account_disabled"
+                )
+            await uow.accounts.update(account)
+            (managed,) = await _managed(uow, [account])
+            await uow.commit()
+        return managed
+
+
+class DeleteUser:
+    """Erase a user and everything tied to it in one transaction; the address is free again."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, user_id: UUID) -> None:
+        async with self._s.uow() as uow:
+            account = await _get(uow, tenant, user_id)
+            if not await erase_account(uow, account):
+                raise AccountNotFoundError(str(user_id))  # a concurrent delete won
+            await uow.commit()
+
+
+class ListUserSessions:
+    """The user's active sessions, oldest first."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, user_id: UUID) -> list[Session]:
+        async with self._s.uow() as uow:
+            account = await _get(uow, tenant, user_id)
+            return await uow.sessions.list_active_for_account(
+                tenant.id, account.id, self._s.clock.now()
+            )
+
+
+class LogOutUser:
+    """End every session of the user at once; returns how many were active."""
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
+
+    async def __call__(self, tenant: Tenant, user_id: UUID) -> int:
+        async with self._s.uow() as uow:
+            account = await _get(uow, tenant, user_id)
+            count = await uow.sessions.revoke_all_for_account(
+                tenant.id, account.id, self._s.clock.now(), "admin"
+            )
+            await uow.commit()
+        return count

@@ -6,7 +6,7 @@ what the method does, what it raises, and whether it may block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -23,6 +23,19 @@ from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims, RefreshClaims
+
+
+@attrs.frozen
+class Position:
+    """Where a keyset page starts: strictly after the row with this (created_at, id).
+
+    Lists are ordered by (created_at, id), a unique and immutable key, so a
+    walk sees every row that existed when it began exactly once, whatever is
+    inserted meanwhile.
+    """
+
+    created_at: datetime
+    id: UUID
 
 
 @attrs.frozen
@@ -173,6 +186,16 @@ class AccountRepository(Protocol):
 
     async def update(self, account: Account) -> None: ...
 
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
+        """Up to ``limit`` accounts of the tenant ordered by (created_at, id), after ``after``."""
+        ...
+
+    async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
+        """Erase the account and every row tied to it (sessions, linked identities,
+        factors); False when there was none. Codes are keyed by email: see
+        ``OtpChallengeRepository.delete_for_email``."""
+        ...
+
 
 class OtpChallengeRepository(Protocol):
     async def get(
@@ -192,9 +215,20 @@ class OtpChallengeRepository(Protocol):
 
     async def delete_expired(self, now: datetime) -> int: ...
 
+    async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
+        """Every code of the address, whatever its purpose (an erased account's)."""
+        ...
+
 
 class SessionRepository(Protocol):
-    async def add(self, session: Session) -> None: ...
+    async def add(self, session: Session) -> bool:
+        """Open ``session`` for a sign-in and record it as the account's last login.
+
+        Only while the account exists and is active, checked atomically with the
+        insert (a concurrent delete or disable either waits for this transaction,
+        and then ends the session, or wins, and nothing is stored): False then.
+        """
+        ...
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None: ...
 
@@ -264,6 +298,16 @@ class ExternalIdentityRepository(Protocol):
         (even racing)."""
         ...
 
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        """The account's links, oldest first."""
+        ...
+
+    async def list_for_accounts(
+        self, tenant_id: UUID, account_ids: Sequence[UUID]
+    ) -> list[LinkedIdentity]:
+        """The links of several accounts in one read (a page of an admin list)."""
+        ...
+
 
 class OAuthStateRepository(Protocol):
     async def add(self, pending: PendingSignIn) -> None: ...
@@ -285,6 +329,10 @@ class ApiKeyRepository(Protocol):
 
     async def list_for_tenant(self, tenant_id: UUID) -> list[ApiKey]:
         """Every key of the tenant, revoked ones included, oldest first."""
+        ...
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        """As ``list_for_tenant``, one keyset page: up to ``limit`` keys after ``after``."""
         ...
 
     async def add(self, key: ApiKey) -> None: ...

@@ -11,6 +11,7 @@ import attrs
 from identity.application.policy import Policy
 from identity.application.ports import Clock, TokenCodec, UnitOfWork
 from identity.domain.accounts import Account
+from identity.domain.errors import InvalidCredentialsError
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims, RefreshClaims
@@ -66,7 +67,10 @@ class SessionTokens:
             user_agent=(client.user_agent or None) and client.user_agent[:512],
             ip=client.ip,
         )
-        await uow.sessions.add(session)
+        if not await uow.sessions.add(session):
+            # Deleted or disabled while the credential was being checked.
+            raise InvalidCredentialsError("account gone or disabled meanwhile")
+        account.last_login_at = now
         return self.pair(session, account, tenant, policy, now)
 
     def pair(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
-from identity.application.ports import ApiKeyRepository
+from identity.application.ports import ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey
 
 
@@ -21,6 +21,16 @@ class MemoryApiKeyRepository(ApiKeyRepository):
     async def list_for_tenant(self, tenant_id: UUID) -> list[ApiKey]:
         keys = [key for _, key in self._t.rows() if key.tenant_id == tenant_id]
         return sorted(keys, key=lambda key: (key.created_at, key.id))
+
+    @_round_trip
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        keys = [
+            key
+            for _, key in self._t.rows()
+            if key.tenant_id == tenant_id
+            and (after is None or (key.created_at, key.id) > (after.created_at, after.id))
+        ]
+        return sorted(keys, key=lambda key: (key.created_at, key.id))[:limit]
 
     @_round_trip
     async def add(self, key: ApiKey) -> None:

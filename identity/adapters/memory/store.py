@@ -23,6 +23,7 @@ _V = TypeVar("_V")
 _R = TypeVar("_R")
 _P = ParamSpec("_P")
 
+
 def _round_trip(
     method: Callable[_P, Coroutine[Any, Any, _R]],
 ) -> Callable[_P, Coroutine[Any, Any, _R]]:
@@ -195,6 +196,11 @@ class _Table(Generic[_K, _V]):
         self._tx = transaction
         self._name = name
         self._kind = kind
+
+    @property
+    def transaction(self) -> _Transaction:
+        """For a repository that reaches another table in the same transaction."""
+        return self._tx
 
     @property
     def _committed(self) -> dict[Hashable, object]:

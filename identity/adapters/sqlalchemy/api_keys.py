@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.application.ports import ApiKeyRepository
+from identity.application.ports import ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey, Scope
 
 _KEYS = t.api_keys
@@ -41,6 +41,14 @@ class SqlApiKeyRepository(ApiKeyRepository):
             .where(_KEYS.c.tenant_id == tenant_id)
             .order_by(_KEYS.c.created_at, _KEYS.c.id)
         )
+        return [_to_entity(row) for row in rows]
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        c = _KEYS.c
+        query = select(_KEYS).where(c.tenant_id == tenant_id)
+        if after is not None:
+            query = query.where(tuple_(c.created_at, c.id) > tuple_(after.created_at, after.id))
+        rows = await self._c.execute(query.order_by(c.created_at, c.id).limit(limit))
         return [_to_entity(row) for row in rows]
 
     async def add(self, key: ApiKey) -> None:

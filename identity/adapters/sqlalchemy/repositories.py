@@ -6,11 +6,23 @@ They share the unit of work's connection and never commit.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +37,7 @@ from identity.application.ports import (
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
+    Position,
     SessionRepository,
     TenantRepository,
 )
@@ -177,6 +190,7 @@ class SqlAccountRepository(AccountRepository):
             created_at=row.created_at,
             updated_at=row.updated_at,
             google_linked=bool(row.google_linked),
+            last_login_at=getattr(row, "last_login_at", None),
         )
 
     @staticmethod
@@ -227,6 +241,23 @@ class SqlAccountRepository(AccountRepository):
             .values(**changed)
         )
         self._read[account.id] = values
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
+        c = t.users.c
+        query = select(t.users, _GOOGLE_LINKED).where(c.tenant_id == tenant_id)
+        if after is not None:
+            # A row comparison the (tenant_id, created_at, id) index answers directly.
+            query = query.where(tuple_(c.created_at, c.id) > tuple_(after.created_at, after.id))
+        rows = await self._c.execute(query.order_by(c.created_at, c.id).limit(limit))
+        return [account for row in rows if (account := self._remember(row)) is not None]
+
+    async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
+        # Sessions, linked identities and factors go with it (ON DELETE CASCADE).
+        result = await self._c.execute(
+            delete(t.users).where(t.users.c.tenant_id == tenant_id, t.users.c.id == account_id)
+        )
+        self._read.pop(account_id, None)
+        return result.rowcount == 1
 
 
 class SqlOtpChallengeRepository(OtpChallengeRepository):
@@ -301,6 +332,13 @@ class SqlOtpChallengeRepository(OtpChallengeRepository):
         )
         return result.rowcount
 
+    async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
+        c = t.otp_challenges.c
+        result = await self._c.execute(
+            delete(t.otp_challenges).where(c.tenant_id == tenant_id, c.email_key == email_key)
+        )
+        return result.rowcount
+
 
 class SqlSessionRepository(SessionRepository):
     def __init__(self, connection: AsyncConnection) -> None:
@@ -325,25 +363,21 @@ class SqlSessionRepository(SessionRepository):
             revoked_reason=row.revoked_reason,
         )
 
-    async def add(self, session: Session) -> None:
-        await self._c.execute(
-            insert(t.sessions).values(
-                id=session.id,
-                tenant_id=session.tenant_id,
-                user_id=session.user_id,
-                created_at=session.created_at,
-                last_used_at=session.last_used_at,
-                refresh_jti=session.refresh_jti,
-                refresh_issued_at=session.refresh_issued_at,
-                expires_at=session.expires_at,
-                user_agent=session.user_agent,
-                ip=session.ip,
-                previous_refresh_jti=session.previous_refresh_jti,
-                rotated_at=session.rotated_at,
-                revoked_at=session.revoked_at,
-                revoked_reason=session.revoked_reason,
-            )
-        )
+    async def add(self, session: Session) -> bool:
+        values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
+        params = {f"s_{name}": value for name, value in values.items()}
+        if self._c.dialect.name == "postgresql":
+            # One statement: the UPDATE locks the account row (a concurrent delete
+            # or disable waits, or has won and the UPDATE matches nothing), records
+            # the login, and the INSERT takes its values only from a matched row.
+            result = await self._c.execute(_ADD_SESSION_FOR_ACTIVE_ACCOUNT, params)
+            return result.rowcount == 1
+        # SQLite has no data-modifying CTEs; its transactions are serialised anyway.
+        touched = await self._c.execute(_TOUCH_LOGIN, params)
+        if touched.rowcount != 1:
+            return False
+        await self._c.execute(insert(t.sessions).values(**values))
+        return True
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
         params = {"tenant_id": tenant_id, "session_id": session_id}
@@ -426,6 +460,48 @@ class SqlSessionRepository(SessionRepository):
             )
         )
         return result.rowcount
+
+
+_SESSION_COLUMNS = (
+    "id",
+    "tenant_id",
+    "user_id",
+    "created_at",
+    "last_used_at",
+    "refresh_jti",
+    "refresh_issued_at",
+    "expires_at",
+    "user_agent",
+    "ip",
+    "previous_refresh_jti",
+    "rotated_at",
+    "revoked_at",
+    "revoked_reason",
+)
+
+
+# Parameters are prefixed: a bindparam named like a column is reserved by SQLAlchemy.
+_TOUCH_LOGIN = (
+    update(t.users)
+    .where(
+        t.users.c.tenant_id == bindparam("s_tenant_id"),
+        t.users.c.id == bindparam("s_user_id"),
+        t.users.c.is_active.is_(True),
+    )
+    .values(last_login_at=bindparam("s_created_at", type_=UtcDateTime()))
+)
+_TOUCHED = _TOUCH_LOGIN.returning(t.users.c.id).cte("touched")
+_ADD_SESSION_FOR_ACTIVE_ACCOUNT = insert(t.sessions).from_select(
+    list(_SESSION_COLUMNS),
+    select(
+        *(
+            _TOUCHED.c.id
+            if name == "user_id"
+            else bindparam(f"s_{name}", type_=t.sessions.c[name].type).label(name)
+            for name in _SESSION_COLUMNS
+        )
+    ).select_from(_TOUCHED),
+)
 
 
 class SqlInvalidatedTokenRepository(InvalidatedTokenRepository):
@@ -559,6 +635,18 @@ class SqlOutboxRepository(OutboxRepository):
         return int((await self._c.execute(query)).scalar_one())
 
 
+def _link(row: Any) -> LinkedIdentity:
+    return LinkedIdentity(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        user_id=row.user_id,
+        provider=row.provider,
+        subject=row.subject,
+        email_at_link=row.email_at_link,
+        created_at=row.created_at,
+    )
+
+
 class SqlExternalIdentityRepository(ExternalIdentityRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -569,17 +657,7 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             c.tenant_id == tenant_id, c.provider == provider, c.subject == subject
         )
         row = (await self._c.execute(query)).first()
-        if row is None:
-            return None
-        return LinkedIdentity(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            user_id=row.user_id,
-            provider=row.provider,
-            subject=row.subject,
-            email_at_link=row.email_at_link,
-            created_at=row.created_at,
-        )
+        return _link(row) if row is not None else None
 
     async def add(self, link: LinkedIdentity) -> None:
         try:
@@ -600,6 +678,22 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             if t.UQ_EXTERNAL_IDENTITIES_SUBJECT in name or "external_identities.subject" in name:
                 raise IdentityAlreadyLinkedError(link.provider) from None
             raise
+
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        return await self.list_for_accounts(tenant_id, [account_id])
+
+    async def list_for_accounts(
+        self, tenant_id: UUID, account_ids: Sequence[UUID]
+    ) -> list[LinkedIdentity]:
+        if not account_ids:
+            return []
+        c = t.external_identities.c
+        rows = await self._c.execute(
+            select(t.external_identities)
+            .where(c.tenant_id == tenant_id, c.user_id.in_(list(account_ids)))
+            .order_by(c.created_at, c.id)
+        )
+        return [_link(row) for row in rows]
 
 
 class SqlOAuthStateRepository(OAuthStateRepository):

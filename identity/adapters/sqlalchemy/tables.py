@@ -57,7 +57,10 @@ users = Table(
     Column("verified_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime, nullable=True),
     UniqueConstraint("tenant_id", "normalized_email"),
+    # The admin list's keyset order.
+    Index(None, "tenant_id", "created_at", "id"),
 )
 
 otp_challenges = Table(

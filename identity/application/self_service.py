@@ -1,0 +1,108 @@
+"""A signed-in user's own account: erase it, or take a copy of everything held about it."""
+
+from __future__ import annotations
+
+import attrs
+
+from identity.application.accounts import AccountServices
+from identity.application.admin import erase_account
+from identity.application.ports import UnitOfWork
+from identity.application.sessions import Principal
+from identity.domain.accounts import Account
+from identity.domain.errors import InvalidCredentialsError, InvalidTokenError
+from identity.domain.external_sign_in import LinkedIdentity
+from identity.domain.otp import OtpPurpose
+from identity.domain.sessions import Session
+
+
+@attrs.frozen
+class DeleteAccountCommand:
+    """Re-authentication: the password, or a code of purpose ``account_deletion``."""
+
+    principal: Principal
+    password: str | None = attrs.field(default=None, repr=False)
+    code: str | None = attrs.field(default=None, repr=False)
+
+
+class DeleteOwnAccount:
+    """Erase the caller's account as the admin delete does, after re-authentication.
+
+    A wrong password is ``InvalidCredentialsError`` (counted against the login
+    limit); a wrong code ``OtpInvalidError`` (counted against the code limit,
+    and against the code's own attempts).
+    """
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, command: DeleteAccountCommand) -> None:
+        s = self._s
+        account = command.principal.account
+        tenant = command.principal.tenant
+        policy = s.policy_for(tenant)
+        if command.password is not None:
+            await s.throttle.check(tenant.id, "login", account.email.key, policy.rate_limit_login)
+            await self._check_password(account, command.password)
+            async with s.uow() as uow:
+                current = await self._current(uow, account)
+                # The hash was checked outside the transaction: it must still be the one.
+                if current.password_hash != account.password_hash:
+                    raise InvalidCredentialsError("password changed meanwhile")
+                await erase_account(uow, current)
+                await uow.commit()
+            return
+        assert command.code is not None, "the edge asks for a password or a code"
+        purpose = OtpPurpose.ACCOUNT_DELETION
+        await s.throttle.check(
+            tenant.id,
+            f"otp-verify:{purpose.value}",
+            account.email.key,
+            policy.rate_limit_otp_verify,
+        )
+        async with s.uow() as uow:
+            await s.spend_code(uow, tenant, account.email, purpose, command.code, s.clock.now())
+            await erase_account(uow, await self._current(uow, account))
+            await uow.commit()
+
+    async def _check_password(self, account: Account, password: str) -> None:
+        if account.password_hash is None:
+            await self._s.hasher.dummy_verify(password)
+            raise InvalidCredentialsError("no password set")
+        if not await self._s.hasher.verify(password, account.password_hash):
+            raise InvalidCredentialsError("wrong password")
+
+    @staticmethod
+    async def _current(uow: UnitOfWork, account: Account) -> Account:
+        current = await uow.accounts.get(account.tenant_id, account.id)
+        if current is None or not current.is_active:
+            raise InvalidTokenError("account gone or disabled")
+        return current
+
+
+@attrs.frozen
+class AccountExport:
+    """Everything held about one account; secrets (hashes, tokens, codes) are not in it."""
+
+    account: Account
+    sessions: list[Session]
+    identities: list[LinkedIdentity]
+
+
+class ExportOwnAccount:
+    """A copy of the caller's data: profile, active sessions, linked identities."""
+
+    def __init__(self, services: AccountServices) -> None:
+        self._s = services
+
+    async def __call__(self, principal: Principal) -> AccountExport:
+        tenant_id = principal.tenant.id
+        account_id = principal.account.id
+        async with self._s.uow() as uow:
+            account = await uow.accounts.get(tenant_id, account_id)
+            if account is None:
+                raise InvalidTokenError("account gone")
+            sessions = await uow.sessions.list_active_for_account(
+                tenant_id, account_id, self._s.clock.now()
+            )
+            identities = await uow.external_identities.list_for_account(tenant_id, account_id)
+        return AccountExport(account, sessions, identities)
