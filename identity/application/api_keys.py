@@ -10,7 +10,8 @@ from uuid import UUID
 
 import attrs
 
-from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.application.pagination import Page, page_of
+from identity.application.ports import Clock, Position, UnitOfWorkFactory
 from identity.domain.api_keys import (
     KEY_PREFIX,
     ApiKey,
@@ -114,6 +115,12 @@ class ApiKeys:
     async def list(self, tenant_id: UUID) -> list[ApiKey]:
         async with self._uow() as uow:
             return await uow.api_keys.list_for_tenant(tenant_id)
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> Page[ApiKey]:
+        """A keyset page of the tenant's keys, oldest first."""
+        async with self._uow() as uow:
+            rows = await uow.api_keys.list_page(tenant_id, after, limit + 1)
+        return page_of(rows, limit, lambda key: (key.created_at, key.id))
 
     async def revoke(self, tenant_id: UUID, key_id: UUID) -> ApiKey:
         """End a key at once; another tenant's key is ``ApiKeyNotFoundError``. Idempotent."""

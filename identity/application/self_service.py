@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import attrs
 
 from identity.application.accounts import AccountServices
@@ -83,6 +85,7 @@ class DeleteOwnAccount:
 class AccountExport:
     """Everything held about one account; secrets (hashes, tokens, codes) are not in it."""
 
+    exported_at: datetime
     account: Account
     sessions: list[Session]
     identities: list[LinkedIdentity]
@@ -97,12 +100,11 @@ class ExportOwnAccount:
     async def __call__(self, principal: Principal) -> AccountExport:
         tenant_id = principal.tenant.id
         account_id = principal.account.id
+        now = self._s.clock.now()
         async with self._s.uow() as uow:
             account = await uow.accounts.get(tenant_id, account_id)
             if account is None:
                 raise InvalidTokenError("account gone")
-            sessions = await uow.sessions.list_active_for_account(
-                tenant_id, account_id, self._s.clock.now()
-            )
+            sessions = await uow.sessions.list_active_for_account(tenant_id, account_id, now)
             identities = await uow.external_identities.list_for_account(tenant_id, account_id)
-        return AccountExport(account, sessions, identities)
+        return AccountExport(now, account, sessions, identities)

@@ -31,7 +31,7 @@ from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
-from identity.application import accounts, external_sign_in, sessions
+from identity.application import accounts, admin, external_sign_in, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
@@ -99,7 +99,10 @@ class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
         modules=[
             "identity.entrypoints.http.handlers.accounts",
+            "identity.entrypoints.http.handlers.admin_tenants",
+            "identity.entrypoints.http.handlers.admin_users",
             "identity.entrypoints.http.handlers.api_keys",
+            "identity.entrypoints.http.handlers.self_service",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
@@ -251,6 +254,23 @@ class Container(containers.DeclarativeContainer):
     purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)
+
+    admin_services = providers.Singleton(
+        admin.AdminServices,
+        uow=uow.provider,
+        clock=clock,
+        hasher=hasher,
+        common_passwords=common_passwords,
+    )
+    list_users = providers.Factory(admin.ListUsers, admin_services)
+    create_user = providers.Factory(admin.CreateUser, admin_services)
+    get_user = providers.Factory(admin.GetUser, admin_services)
+    update_user = providers.Factory(admin.UpdateUser, admin_services)
+    delete_user = providers.Factory(admin.DeleteUser, admin_services)
+    list_user_sessions = providers.Factory(admin.ListUserSessions, admin_services)
+    log_out_user = providers.Factory(admin.LogOutUser, admin_services)
+    delete_own_account = providers.Factory(self_service.DeleteOwnAccount, account_services)
+    export_own_account = providers.Factory(self_service.ExportOwnAccount, account_services)
 
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)

@@ -11,7 +11,17 @@ from aiohttp import web
 
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import protocol_errors
-from identity.entrypoints.http.handlers import accounts, api_keys, docs, google, sessions, system
+from identity.entrypoints.http.handlers import (
+    accounts,
+    admin_tenants,
+    admin_users,
+    api_keys,
+    docs,
+    google,
+    self_service,
+    sessions,
+    system,
+)
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
@@ -64,6 +74,9 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)
+    app.add_routes(admin_users.endpoints.routes)
+    app.add_routes(admin_tenants.endpoints.routes)
+    app.add_routes(self_service.endpoints.routes)
     return app
 
 
