@@ -280,28 +280,29 @@ async def test_pagination_under_concurrent_inserts_has_no_duplicate_and_no_gap(a
     assert set(seen) <= before | added
 
 
+async def race_delete_with_logins(api: Api, key: str, email: str) -> None:
+    """One admin delete and two logins of the same user, released together."""
+    user = await create_user(api, key, email, password=PASSWORD, verified=True)
+    barrier = asyncio.Barrier(3)
+
+    async def log_in() -> Any:
+        await barrier.wait()
+        return await api.post("/auth/login", {"email": email, "password": PASSWORD})
+
+    logins = [asyncio.create_task(log_in()) for _ in range(2)]
+    await barrier.wait()
+    deleted = await api.delete(f"{USERS}/{user['id']}", token=key)
+    answers = await asyncio.gather(*logins)
+    assert deleted.status == 204, await deleted.text()
+    for answer in answers:
+        assert answer.status in (200, 401), await answer.text()
+        if answer.status == 200:
+            tokens = await answer.json()
+            await problem_of(await api.me(tokens["access_token"]), 401, "invalid_token")
+    assert await sessions_in_database(api, user["id"]) == 0, "an orphan session survived"
+
+
 async def test_delete_racing_login_leaves_no_orphan_session_and_no_500(api: Api) -> None:
     key = await api.api_key("users:write")
     for round_ in range(4):
-        email = f"race{round_}@example.com"
-        user = await create_user(api, key, email, password=PASSWORD, verified=True)
-        barrier = asyncio.Barrier(3)
-
-        async def log_in() -> Any:
-            await barrier.wait()
-            return await api.post("/auth/login", {"email": email, "password": PASSWORD})
-
-        async def delete() -> Any:
-            await barrier.wait()
-            return await api.delete(f"{USERS}/{user['id']}", token=key)
-
-        logins = [asyncio.create_task(log_in()) for _ in range(2)]
-        deleted = await delete()
-        answers = await asyncio.gather(*logins)
-        assert deleted.status == 204, await deleted.text()
-        for answer in answers:
-            assert answer.status in (200, 401), await answer.text()
-            if answer.status == 200:
-                tokens = await answer.json()
-                await problem_of(await api.me(tokens["access_token"]), 401, "invalid_token")
-        assert await sessions_in_database(api, user["id"]) == 0, "an orphan session survived"
+        await race_delete_with_logins(api, key, f"race{round_}@example.com")
