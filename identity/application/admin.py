@@ -94,9 +94,13 @@ async def erase_account(uow: UnitOfWork, account: Account) -> bool:
 async def _managed(uow: UnitOfWork, accounts: list[Account]) -> list[ManagedUser]:
     if not accounts:
         return []
-    links = await uow.external_identities.list_for_accounts(
-        accounts[0].tenant_id, [account.id for account in accounts]
-    )
+    tenant_id = accounts[0].tenant_id
+    if len(accounts) == 1:
+        links = await uow.external_identities.list_for_account(tenant_id, accounts[0].id)
+    else:
+        links = await uow.external_identities.list_for_accounts(
+            tenant_id, [account.id for account in accounts]
+        )
     providers: dict[UUID, list[str]] = {}
     for link in links:
         providers.setdefault(link.user_id, []).append(link.provider)

@@ -11,7 +11,7 @@ from uuid import UUID
 import attrs
 
 from identity.application.pagination import Page, page_of
-from identity.application.ports import Clock, Position, UnitOfWorkFactory
+from identity.application.ports import ApiKeyReader, Clock, Position, UnitOfWorkFactory
 from identity.domain.api_keys import (
     KEY_PREFIX,
     ApiKey,
@@ -137,14 +137,13 @@ class ApiKeys:
 class AuthenticateApiKey:
     """A presented key -> its principal, in one indexed read (no cache: revocation is immediate)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, digester: ApiKeyDigester) -> None:
-        self._uow = uow
+    def __init__(self, keys: ApiKeyReader, digester: ApiKeyDigester) -> None:
+        self._keys = keys
         self._digester = digester
 
     async def __call__(self, presented: str) -> ServicePrincipal:
         key_id, secret = parse_key(presented)
-        async with self._uow() as uow:
-            key = await uow.api_keys.get(key_id)
+        key = await self._keys.get(key_id)
         if key is None or not key.is_active or not self._digester.matches(key, secret):
             raise InvalidApiKeyError("unknown or revoked key")
         return ServicePrincipal(key.id, key.tenant_id, key.scopes)

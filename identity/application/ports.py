@@ -376,6 +376,15 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
+class ApiKeyReader(Protocol):
+    """The read behind every API-key-authenticated request."""
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        """The key with this id, of any tenant, revoked or not: one indexed read outside
+        any transaction (so a revocation committed anywhere is seen at once)."""
+        ...
+
+
 class ActiveSessionReader(Protocol):
     """The hot read behind every bearer-authenticated request."""
 

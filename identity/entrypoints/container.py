@@ -27,6 +27,7 @@ from identity.adapters.ratelimit import (
 )
 from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
@@ -274,4 +275,6 @@ class Container(containers.DeclarativeContainer):
 
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
-    authenticate_api_key = providers.Singleton(AuthenticateApiKey, uow.provider, api_key_digester)
+    authenticate_api_key = providers.Singleton(
+        AuthenticateApiKey, providers.Singleton(SqlApiKeyReader, engine), api_key_digester
+    )

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
-from identity.application.ports import ApiKeyRepository, Position
+from identity.adapters.memory.store import (
+    MemoryIntegrityError,
+    MemoryStore,
+    _round_trip,
+    _Table,
+    _Transaction,
+)
+from identity.application.ports import ApiKeyReader, ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey
 
 
@@ -43,3 +49,17 @@ class MemoryApiKeyRepository(ApiKeyRepository):
     async def update(self, key: ApiKey) -> None:
         await self._t.lock(key.id)
         self._t.put(key.id, key)
+
+
+class MemoryApiKeyReader(ApiKeyReader):
+    """The key read of ``AuthenticateApiKey`` over a ``MemoryStore``: committed state only."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        transaction = _Transaction(self._store)
+        try:
+            return await MemoryApiKeyRepository(transaction).get(key_id)
+        finally:
+            transaction.end(keep=False)

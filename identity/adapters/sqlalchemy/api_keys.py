@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.application.ports import ApiKeyRepository, Position
+from identity.adapters.sqlalchemy.native import OneRowRead
+from identity.application.ports import ApiKeyReader, ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey, Scope
 
 _KEYS = t.api_keys
@@ -25,6 +26,20 @@ def _to_entity(row: Any) -> ApiKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
     )
+
+
+_KEY_BY_ID = select(_KEYS).where(_KEYS.c.id == bindparam("key_id"))
+
+
+class SqlApiKeyReader(ApiKeyReader):
+    """One statement, one round trip, no transaction: it runs on every admin request."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._read = OneRowRead(engine, _KEY_BY_ID, datetimes=("created_at", "revoked_at"))
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        row = await self._read({"key_id": key_id})
+        return _to_entity(row) if row is not None else None
 
 
 class SqlApiKeyRepository(ApiKeyRepository):

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
+    Uuid,
     and_,
     bindparam,
     delete,
@@ -135,6 +136,19 @@ _ACCOUNT_BY_EMAIL = select(t.users, _GOOGLE_LINKED).where(
     t.users.c.tenant_id == bindparam("tenant_id"),
     t.users.c.normalized_email == bindparam("email_key"),
 )
+_ACCOUNTS_FIRST = (
+    select(t.users, _GOOGLE_LINKED)
+    .where(t.users.c.tenant_id == bindparam("tenant_id"))
+    .order_by(t.users.c.created_at, t.users.c.id)
+    .limit(bindparam("limit"))
+)
+# A row comparison the (tenant_id, created_at, id) index answers directly.
+_ACCOUNTS_AFTER = _ACCOUNTS_FIRST.where(
+    tuple_(t.users.c.created_at, t.users.c.id)
+    > tuple_(
+        bindparam("after_created_at", type_=UtcDateTime()), bindparam("after_id", type_=Uuid())
+    )
+)
 _SESSION_BY_ID = select(t.sessions).where(
     t.sessions.c.tenant_id == bindparam("tenant_id"), t.sessions.c.id == bindparam("session_id")
 )
@@ -243,12 +257,12 @@ class SqlAccountRepository(AccountRepository):
         self._read[account.id] = values
 
     async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
-        c = t.users.c
-        query = select(t.users, _GOOGLE_LINKED).where(c.tenant_id == tenant_id)
+        params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit}
+        statement = _ACCOUNTS_FIRST
         if after is not None:
-            # A row comparison the (tenant_id, created_at, id) index answers directly.
-            query = query.where(tuple_(c.created_at, c.id) > tuple_(after.created_at, after.id))
-        rows = await self._c.execute(query.order_by(c.created_at, c.id).limit(limit))
+            statement = _ACCOUNTS_AFTER
+            params.update(after_created_at=after.created_at, after_id=after.id)
+        rows = await self._c.execute(statement, params)
         return [account for row in rows if (account := self._remember(row)) is not None]
 
     async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
@@ -647,6 +661,16 @@ def _link(row: Any) -> LinkedIdentity:
     )
 
 
+_LINKS_OF_ACCOUNT = (
+    select(t.external_identities)
+    .where(
+        t.external_identities.c.tenant_id == bindparam("tenant_id"),
+        t.external_identities.c.user_id == bindparam("account_id"),
+    )
+    .order_by(t.external_identities.c.created_at, t.external_identities.c.id)
+)
+
+
 class SqlExternalIdentityRepository(ExternalIdentityRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -680,7 +704,8 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             raise
 
     async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
-        return await self.list_for_accounts(tenant_id, [account_id])
+        params = {"tenant_id": tenant_id, "account_id": account_id}
+        return [_link(row) for row in await self._c.execute(_LINKS_OF_ACCOUNT, params)]
 
     async def list_for_accounts(
         self, tenant_id: UUID, account_ids: Sequence[UUID]
