@@ -8,7 +8,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from identity.application.ports import Position
+from identity.adapters.memory.api_keys import MemoryApiKeyReader
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
+from identity.application.ports import ApiKeyReader, Position
+from identity.domain.api_keys import ApiKey, Scope
 from identity.domain.external_sign_in import LinkedIdentity
 from identity.domain.otp import OtpPurpose
 from identity.domain.tenants import Tenant
@@ -124,3 +127,22 @@ async def test_links_are_listed_per_account(storage: Storage, tenant: Tenant) ->
     assert sorted(link.subject for link in both) == ["a", "b"]
     none = await read(storage, lambda uow: uow.external_identities.list_for_accounts(tenant.id, []))
     assert none == []
+
+
+async def test_the_key_reader_sees_committed_keys_at_once(storage: Storage, tenant: Tenant) -> None:
+    if storage.engine is None:
+        reader: ApiKeyReader = MemoryApiKeyReader(storage.uow.args[0])  # type: ignore[attr-defined]
+    else:
+        reader = SqlApiKeyReader(storage.engine)
+    key = ApiKey(uuid.uuid4(), tenant.id, "ops", frozenset({Scope.USERS_READ}), "d" * 64, NOW)
+    async with storage.uow() as uow:
+        await uow.api_keys.add(key)
+        if not storage.serialises_transactions:
+            assert await reader.get(key.id) is None  # not committed yet
+        await uow.commit()
+    assert await reader.get(key.id) == key
+    key.revoke(NOW + timedelta(seconds=1))
+    await write(storage, lambda uow: uow.api_keys.update(key))
+    found = await reader.get(key.id)
+    assert found is not None and not found.is_active
+    assert await reader.get(uuid.uuid4()) is None

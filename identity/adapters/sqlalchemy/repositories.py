@@ -204,7 +204,7 @@ class SqlAccountRepository(AccountRepository):
             created_at=row.created_at,
             updated_at=row.updated_at,
             google_linked=bool(row.google_linked),
-            last_login_at=getattr(row, "last_login_at", None),
+            last_login_at=row.last_login_at,
         )
 
     @staticmethod
@@ -262,8 +262,8 @@ class SqlAccountRepository(AccountRepository):
         if after is not None:
             statement = _ACCOUNTS_AFTER
             params.update(after_created_at=after.created_at, after_id=after.id)
-        rows = await self._c.execute(statement, params)
-        return [account for row in rows if (account := self._remember(row)) is not None]
+        # Read-only: a page is not remembered for ``update``.
+        return [self._to_entity(row) for row in await self._c.execute(statement, params)]
 
     async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
         # Sessions, linked identities and factors go with it (ON DELETE CASCADE).
