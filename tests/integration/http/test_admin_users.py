@@ -306,3 +306,20 @@ async def test_delete_racing_login_leaves_no_orphan_session_and_no_500(api: Api)
     key = await api.api_key("users:write")
     for round_ in range(4):
         await race_delete_with_logins(api, key, f"race{round_}@example.com")
+
+
+async def test_the_admin_api_works_on_the_embedded_sqlite_database(sqlite_api: Api) -> None:
+    api = sqlite_api
+    key = await api.api_key("users:read", "users:write")
+    created = [
+        await create_user(api, key, f"lite{n}@example.com", password=PASSWORD, verified=True)
+        for n in range(3)
+    ]
+    tokens = await api.login("lite0@example.com")
+    pages = await walk(api, key, USERS, 2)
+    assert [user for page in pages for user in page] == [user["id"] for user in created]
+    read = await (await api.get(f"{USERS}/{created[0]['id']}", token=key)).json()
+    assert read["last_login_at"] is not None
+    assert (await api.delete(f"{USERS}/{created[0]['id']}", token=key)).status == 204
+    await problem_of(await api.me(tokens["access_token"]), 401, "invalid_token")
+    assert await sessions_in_database(api, created[0]["id"]) == 0
