@@ -60,10 +60,13 @@ class UserAdmin:
                 account.enable(now)
             else:
                 account.disable(now)
+            # The account row first, so a racing sign-in cannot slip a session in (see
+            # UpdateUser).
+            await uow.accounts.update(account)
+            if not active:
                 ended = await uow.sessions.revoke_all_for_account(
                     tenant.id, account.id, now, "account_disabled"
                 )
-            await uow.accounts.update(account)
             await uow.commit()
         return account, ended
 
@@ -229,14 +232,15 @@ class UpdateUser:
                 account.set_verified(command.is_verified, now)
             if command.is_active is True and not account.is_active:
                 account.enable(now)
-            elif command.is_active is False:
-                if account.is_active:
-                    account.disable(now)
-                # Also when already disabled: a session opened by a racing sign-in ends too.
+            elif command.is_active is False and account.is_active:
+                account.disable(now)
+            # The account row first: its lock makes a racing sign-in wait, and then
+            # find the account disabled (or commit first, and have its session ended).
+            await uow.accounts.update(account)
+            if command.is_active is False:
                 await uow.sessions.revoke_all_for_account(
                     command.tenant.id, account.id, now, "account_disabled"
                 )
-            await uow.accounts.update(account)
             (managed,) = await _managed(uow, [account])
             await uow.commit()
         return managed

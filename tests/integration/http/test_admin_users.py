@@ -323,3 +323,34 @@ async def test_the_admin_api_works_on_the_embedded_sqlite_database(sqlite_api: A
     assert (await api.delete(f"{USERS}/{created[0]['id']}", token=key)).status == 204
     await problem_of(await api.me(tokens["access_token"]), 401, "invalid_token")
     assert await sessions_in_database(api, created[0]["id"]) == 0
+
+
+async def active_sessions_in_database(api: Api, user_id: str) -> int:
+    async with api.container.engine().connect() as connection:
+        query = select(func.count()).select_from(t.sessions)
+        count = await connection.scalar(
+            query.where(
+                t.sessions.c.user_id == uuid.UUID(user_id), t.sessions.c.revoked_at.is_(None)
+            )
+        )
+    return int(count or 0)
+
+
+async def test_disable_racing_login_leaves_no_live_session(api: Api) -> None:
+    key = await api.api_key("users:write")
+    for round_ in range(3):
+        email = f"toggle{round_}@example.com"
+        user = await create_user(api, key, email, password=PASSWORD, verified=True)
+        barrier = asyncio.Barrier(3)
+
+        async def log_in(address: str = email, gate: asyncio.Barrier = barrier) -> Any:
+            await gate.wait()
+            return await api.post("/auth/login", {"email": address, "password": PASSWORD})
+
+        logins = [asyncio.create_task(log_in()) for _ in range(2)]
+        await barrier.wait()
+        response = await api.patch(f"{USERS}/{user['id']}", {"is_active": False}, token=key)
+        assert response.status == 200, await response.text()
+        for answer in await asyncio.gather(*logins):
+            assert answer.status in (200, 401, 403), await answer.text()
+        assert await active_sessions_in_database(api, user["id"]) == 0
