@@ -26,6 +26,7 @@ from identity.adapters.memory import (
 )
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
+from identity.adapters.totp import PyotpTotpEngine
 from identity.application.accounts import (
     AccountServices,
     LogIn,
@@ -35,9 +36,12 @@ from identity.application.accounts import (
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.first_factor import SignInResult
 from identity.application.mail_templates import MailTemplates
+from identity.application.mfa import MfaServices
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
+from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.sessions import Authenticate, Principal, SessionServices
 from identity.application.throttle import Throttle
 from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
@@ -119,6 +123,7 @@ class Services:
     tenant: Tenant
     accounts: AccountServices
     sessions: SessionServices
+    mfa: MfaServices
 
     def uow(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
@@ -159,15 +164,30 @@ class Services:
         address = Email(email)
         await RegisterUser(self.accounts)(Register(tenant, address, password))
         code = self.last_code(email)
-        return await VerifyOtp(self.accounts)(
+        result = await VerifyOtp(self.accounts)(
             VerifyCode(tenant, address, code, OtpPurpose.VERIFICATION, client or ClientInfo())
         )
+        assert isinstance(result, TokenPair), result
+        return result
 
     async def log_in(
         self, email: str, password: str = PASSWORD, *, tenant: Tenant | None = None
     ) -> TokenPair:
+        result = await self.sign_in(email, password, tenant=tenant)
+        assert isinstance(result, TokenPair), result
+        return result
+
+    async def sign_in(
+        self,
+        email: str,
+        password: str = PASSWORD,
+        *,
+        tenant: Tenant | None = None,
+        client: ClientInfo | None = None,
+    ) -> SignInResult:
+        """Password login: tokens, or ``MfaRequired`` for an account with MFA on."""
         return await LogInWithPassword(self.accounts)(
-            LogIn(tenant or self.tenant, Email(email), password)
+            LogIn(tenant or self.tenant, Email(email), password, client or ClientInfo())
         )
 
     async def principal(self, pair: TokenPair) -> Principal:
@@ -226,6 +246,15 @@ async def make_services(
         policy=policy,
         session_reader=MemoryActiveSessionReader(store),
     )
+    mfa = MfaServices(
+        uow=uow,
+        clock=clock,
+        totp=PyotpTotpEngine(),
+        digester=RecoveryCodeDigester(SECRET_KEY),
+        tokens=tokens,
+        throttle=Throttle(limiter),
+        policy=policy,
+    )
     if tenant is None:
         tenant = Tenant(
             id=uuid.uuid4(), slug=DEFAULT_TENANT_SLUG, name="Default", created_at=clock.now()
@@ -243,4 +272,5 @@ async def make_services(
         tenant=tenant,
         accounts=accounts,
         sessions=sessions,
+        mfa=mfa,
     )

@@ -88,6 +88,19 @@ def _string(value: object) -> str:
     return value
 
 
+def _aal(value: object) -> str:
+    # Tokens signed before assurance levels existed carry none: they were aal1.
+    if value not in ("aal1", "aal2"):
+        raise InvalidTokenError("malformed aal claim")
+    return str(value)
+
+
+def _amr(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidTokenError("malformed amr claim")
+    return tuple(value)
+
+
 VERIFIED_ACCESS_CACHE_SIZE = 10_000
 
 
@@ -127,6 +140,8 @@ class JwtTokenCodec(TokenCodec):
         payload = self._payload("access", claims)
         payload["email"] = claims.email
         payload["email_verified"] = claims.email_verified
+        payload["aal"] = claims.aal
+        payload["amr"] = list(claims.amr)
         return self._sign(payload)
 
     def encode_refresh(self, claims: RefreshClaims) -> str:
@@ -167,6 +182,8 @@ class JwtTokenCodec(TokenCodec):
             email_verified=email_verified,
             issued_at=_datetime(payload["iat"]),
             expires_at=_datetime(payload["exp"]),
+            aal=_aal(payload.get("aal", "aal1")),
+            amr=_amr(payload.get("amr", [])),
         )
 
     def decode_refresh(self, token: str) -> RefreshClaims:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import attrs
 
+from identity.application.first_factor import SignInResult, complete_sign_in
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester, generate_code
 from identity.application.passwords import check_new_password
@@ -19,7 +20,7 @@ from identity.application.ports import (
     UnitOfWorkFactory,
 )
 from identity.application.throttle import Throttle
-from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
+from identity.application.tokens import ClientInfo, SessionTokens
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
@@ -29,6 +30,7 @@ from identity.domain.errors import (
     OtpInvalidError,
 )
 from identity.domain.mail import EmailMessage
+from identity.domain.mfa import Amr
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.tenants import Tenant
 
@@ -261,7 +263,7 @@ class VerifyOtp:
     def __init__(self, services: AccountServices) -> None:
         self._s = services
 
-    async def __call__(self, command: VerifyCode) -> TokenPair:
+    async def __call__(self, command: VerifyCode) -> SignInResult:
         s = self._s
         policy = s.policy_for(command.tenant)
         await s.throttle.check(
@@ -285,9 +287,11 @@ class VerifyOtp:
                 raise AccountDisabledError("disabled")
             account.verify_email(now)
             await uow.accounts.update(account)
-            pair = await s.tokens.start(uow, account, command.tenant, policy, command.client)
+            result = await complete_sign_in(
+                uow, s.tokens, account, command.tenant, policy, command.client, Amr.EMAILED_CODE
+            )
             await uow.commit()
-        return pair
+        return result
 
 
 class ResetPasswordWithCode:
@@ -337,7 +341,7 @@ class LogInWithPassword:
     def __init__(self, services: AccountServices) -> None:
         self._s = services
 
-    async def __call__(self, command: LogIn) -> TokenPair:
+    async def __call__(self, command: LogIn) -> SignInResult:
         s = self._s
         policy = s.policy_for(command.tenant)
         await s.throttle.check(
@@ -366,6 +370,8 @@ class LogInWithPassword:
             if new_hash is not None:
                 current.set_password_hash(new_hash, s.clock.now())
                 await uow.accounts.update(current)
-            pair = await s.tokens.start(uow, current, command.tenant, policy, command.client)
+            result = await complete_sign_in(
+                uow, s.tokens, current, command.tenant, policy, command.client, Amr.PASSWORD
+            )
             await uow.commit()
-        return pair
+        return result

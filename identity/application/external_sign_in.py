@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from identity.application.first_factor import SignInResult, complete_sign_in
 from identity.application.pkce import new_code_verifier, new_nonce, new_state, s256_challenge
 from identity.application.policy import Policy, policy_for
 from identity.application.ports import Clock, IdentityProvider, UnitOfWork, UnitOfWorkFactory
 from identity.application.redirects import is_allowed_redirect
-from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
+from identity.application.tokens import ClientInfo, SessionTokens
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
@@ -38,6 +39,7 @@ from identity.domain.external_sign_in import (
     PendingSignIn,
 )
 from identity.domain.identities import ExternalIdentity, OAuthClient
+from identity.domain.mfa import Amr
 from identity.domain.tenants import Tenant
 
 SIGN_IN_TTL = timedelta(minutes=10)
@@ -85,7 +87,7 @@ class FinishSignIn:
 
 @attrs.frozen
 class SignedIn:
-    tokens: TokenPair
+    tokens: SignInResult
     redirect_to: str | None
 
 
@@ -223,7 +225,7 @@ class FinishExternalSignIn:
 
     async def _sign_in(
         self, tenant: Tenant, policy: Policy, identity: ExternalIdentity, client: ClientInfo
-    ) -> TokenPair:
+    ) -> SignInResult:
         s = self._s
         for attempt in (1, 2):
             try:
@@ -231,9 +233,11 @@ class FinishExternalSignIn:
                     account = await self._account_for(uow, tenant, identity)
                     if not account.is_active:
                         raise AccountDisabledError("the account is disabled")
-                    pair = await s.tokens.start(uow, account, tenant, policy, client)
+                    result = await complete_sign_in(
+                        uow, s.tokens, account, tenant, policy, client, Amr.FEDERATED
+                    )
                     await uow.commit()
-                    return pair
+                    return result
             except (EmailAlreadyRegisteredError, IdentityAlreadyLinkedError):
                 # A concurrent first sign-in of the same person won the race:
                 # once more, and the link it made is found.

@@ -71,7 +71,8 @@ class DeliverPendingMail:
 
 
 class PurgeExpired:
-    """Delete expired codes, denylist rows, sessions and pending external sign-ins.
+    """Delete expired codes, denylist rows, sessions, pending external sign-ins and
+    pending second steps.
 
     Every server process runs it periodically; a lock held for the transaction
     lets one process purge at a time and the others skip their turn.
@@ -95,6 +96,7 @@ class PurgeExpired:
                 "invalidated_tokens": await uow.invalidated_tokens.delete_expired(now),
                 "sessions": await uow.sessions.delete_expired(now),
                 "oauth_states": await uow.oauth_states.delete_expired(now),
+                "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
             }
             await uow.commit()
         return counts

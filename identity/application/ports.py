@@ -18,6 +18,7 @@ from identity.domain.api_keys import ApiKey
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
+from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
@@ -155,6 +156,26 @@ class IdentityProvider(Protocol):
         ...
 
 
+class TotpEngine(Protocol):
+    """RFC 6238 TOTP (SHA-1, 6 digits, 30 s steps). Pure CPU work, does not block."""
+
+    def new_secret(self) -> str:
+        """A fresh random base32 secret (160 bits) for an authenticator app."""
+        ...
+
+    def provisioning_uri(self, secret: str, *, account_name: str, issuer: str) -> str:
+        """The ``otpauth://totp/...`` URI an authenticator app scans."""
+        ...
+
+    def matching_step(self, secret: str, code: str, now: datetime) -> int | None:
+        """The time step whose code ``code`` is, allowing one step of drift each way.
+
+        None when it matches none of them (or is not six digits). The caller
+        refuses a step it accepted before (replay).
+        """
+        ...
+
+
 # --- storage -----------------------------------------------------------------
 # Every repository method that reaches tenant data takes the tenant id: there
 # is no way to read one tenant's rows without naming it. Repositories never
@@ -243,6 +264,10 @@ class SessionRepository(Protocol):
         """End one session; False when it was not active."""
         ...
 
+    async def set_assurance(self, session: Session) -> bool:
+        """Write ``session.aal`` and ``session.amr`` only; False when it is no longer active."""
+        ...
+
     async def revoke_all_for_account(
         self,
         tenant_id: UUID,
@@ -322,6 +347,63 @@ class OAuthStateRepository(Protocol):
     async def delete_expired(self, now: datetime) -> int: ...
 
 
+class TotpFactorRepository(Protocol):
+    """At most one TOTP factor per account, pending or confirmed; the secret is sealed."""
+
+    async def get(self, tenant_id: UUID, user_id: UUID) -> TotpFactor | None: ...
+
+    async def replace_pending(self, factor: TotpFactor) -> None:
+        """Store ``factor`` (unconfirmed) instead of any pending one of its account.
+
+        Raises ``MfaAlreadyEnabledError`` when a confirmed factor exists, even
+        when a concurrent confirmation committed it meanwhile.
+        """
+        ...
+
+    async def record_use(self, factor: TotpFactor, previous_step: int | None) -> bool:
+        """Write ``last_used_step`` (and ``confirmed_at``) only if the stored step is still
+        ``previous_step``: of concurrent submissions of one code, exactly one gets True."""
+        ...
+
+    async def delete_for_account(self, tenant_id: UUID, user_id: UUID) -> int: ...
+
+
+class RecoveryCodeRepository(Protocol):
+    """Single-use recovery codes, stored as keyed digests; used ones are kept as a record."""
+
+    async def replace_all(self, tenant_id: UUID, user_id: UUID, codes: list[RecoveryCode]) -> None:
+        """The account's set becomes ``codes``; every older code is gone."""
+        ...
+
+    async def use(self, tenant_id: UUID, user_id: UUID, code_digest: str, now: datetime) -> bool:
+        """Mark the unused code with this digest used; False when there is none.
+
+        Atomic: of concurrent uses of one code, exactly one gets True.
+        """
+        ...
+
+    async def count_unused(self, tenant_id: UUID, user_id: UUID) -> int: ...
+
+    async def delete_for_account(self, tenant_id: UUID, user_id: UUID) -> int: ...
+
+
+class MfaChallengeRepository(Protocol):
+    """Pending second steps of sign-ins (``mfa_token``), keyed by the token's digest."""
+
+    async def add(self, challenge: MfaChallenge) -> None: ...
+
+    async def get(self, tenant_id: UUID, key: str) -> MfaChallenge | None: ...
+
+    async def record_check(self, challenge: MfaChallenge, attempts_before: int) -> bool:
+        """Persist ``attempts`` and ``consumed_at`` only if nobody checked meanwhile.
+
+        False when a concurrent check won (the caller treats the token as spent).
+        """
+        ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
 class ApiKeyRepository(Protocol):
     async def get(self, key_id: UUID) -> ApiKey | None:
         """The key with this id, of any tenant (the key names its tenant): one indexed read."""
@@ -351,6 +433,9 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     external_identities: ExternalIdentityRepository
     oauth_states: OAuthStateRepository
+    totp_factors: TotpFactorRepository
+    recovery_codes: RecoveryCodeRepository
+    mfa_challenges: MfaChallengeRepository
     api_keys: ApiKeyRepository
 
     async def __aenter__(self) -> UnitOfWork: ...

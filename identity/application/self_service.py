@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 import attrs
 
 from identity.application.accounts import AccountServices
 from identity.application.admin import erase_account
+from identity.application.assurance import require_aal2
 from identity.application.ports import UnitOfWork
 from identity.application.sessions import Principal
 from identity.domain.accounts import Account
 from identity.domain.errors import InvalidCredentialsError, InvalidTokenError
 from identity.domain.external_sign_in import LinkedIdentity
+from identity.domain.mfa import TotpFactor
 from identity.domain.otp import OtpPurpose
 from identity.domain.sessions import Session
 
@@ -29,6 +32,8 @@ class DeleteAccountCommand:
 class DeleteOwnAccount:
     """Erase the caller's account as the admin delete does, after re-authentication.
 
+    With MFA on, the caller's session must be aal2 (``MfaRequiredError``).
+
     A wrong password is ``InvalidCredentialsError`` (counted against the login
     limit); a wrong code ``OtpInvalidError`` (counted against the code limit,
     and against the code's own attempts).
@@ -42,11 +47,16 @@ class DeleteOwnAccount:
         account = command.principal.account
         tenant = command.principal.tenant
         policy = s.policy_for(tenant)
+        session_id = command.principal.session_id
+        if account.mfa_enabled:
+            # Before the slow checks: an aal1 session is refused without spending anything.
+            async with s.uow() as uow:
+                await require_aal2(uow, account, session_id)
         if command.password is not None:
             await s.throttle.check(tenant.id, "login", account.email.key, policy.rate_limit_login)
             await self._check_password(account, command.password)
             async with s.uow() as uow:
-                current = await self._current(uow, account)
+                current = await self._current(uow, account, session_id)
                 # The hash was checked outside the transaction: it must still be the one.
                 if current.password_hash != account.password_hash:
                     raise InvalidCredentialsError("password changed meanwhile")
@@ -63,7 +73,7 @@ class DeleteOwnAccount:
         )
         async with s.uow() as uow:
             await s.spend_code(uow, tenant, account.email, purpose, command.code, s.clock.now())
-            await erase_account(uow, await self._current(uow, account))
+            await erase_account(uow, await self._current(uow, account, session_id))
             await uow.commit()
 
     async def _check_password(self, account: Account, password: str) -> None:
@@ -74,10 +84,11 @@ class DeleteOwnAccount:
             raise InvalidCredentialsError("wrong password")
 
     @staticmethod
-    async def _current(uow: UnitOfWork, account: Account) -> Account:
+    async def _current(uow: UnitOfWork, account: Account, session_id: UUID) -> Account:
         current = await uow.accounts.get(account.tenant_id, account.id)
         if current is None or not current.is_active:
             raise InvalidTokenError("account gone or disabled")
+        await require_aal2(uow, current, session_id)  # MFA may have been turned on meanwhile
         return current
 
 
@@ -89,10 +100,12 @@ class AccountExport:
     account: Account
     sessions: list[Session]
     identities: list[LinkedIdentity]
+    totp: TotpFactor | None
+    recovery_codes_unused: int
 
 
 class ExportOwnAccount:
-    """A copy of the caller's data: profile, active sessions, linked identities."""
+    """A copy of the caller's data: profile, active sessions, linked identities, factors."""
 
     def __init__(self, services: AccountServices) -> None:
         self._s = services
@@ -107,4 +120,6 @@ class ExportOwnAccount:
                 raise InvalidTokenError("account gone")
             sessions = await uow.sessions.list_active_for_account(tenant_id, account_id, now)
             identities = await uow.external_identities.list_for_account(tenant_id, account_id)
-        return AccountExport(now, account, sessions, identities)
+            totp = await uow.totp_factors.get(tenant_id, account_id)
+            unused = await uow.recovery_codes.count_unused(tenant_id, account_id)
+        return AccountExport(now, account, sessions, identities, totp, unused)

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import attrs
 
+from identity.application.assurance import require_aal2
 from identity.application.mail_templates import MailTemplates
 from identity.application.passwords import check_new_password
 from identity.application.policy import Policy, policy_for
@@ -192,7 +193,8 @@ class ChangePasswordCommand:
 
 
 class ChangePassword:
-    """Needs the current password; every other session ends, the caller's stays."""
+    """Needs the current password (and, with MFA on, an aal2 session: ``MfaRequiredError``);
+    every other session ends, the caller's stays."""
 
     def __init__(self, services: SessionServices) -> None:
         self._s = services
@@ -201,6 +203,10 @@ class ChangePassword:
         s = self._s
         account = command.principal.account
         tenant = command.principal.tenant
+        if account.mfa_enabled:
+            # Before the slow hash: an aal1 session is refused without spending it.
+            async with s.uow() as uow:
+                await require_aal2(uow, account, command.principal.session_id)
         if account.password_hash is None:
             await s.hasher.dummy_verify(command.current_password)
             raise InvalidCredentialsError("no password set")
@@ -217,6 +223,7 @@ class ChangePassword:
                 raise InvalidTokenError("account gone or disabled")
             if current.password_hash != checked_hash:
                 raise InvalidCredentialsError("password changed meanwhile")
+            await require_aal2(uow, current, command.principal.session_id)
             account = current
             account.set_password_hash(new_hash, now)
             await uow.accounts.update(account)

@@ -46,6 +46,9 @@ class SessionTokens:
         self._codec = codec
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     async def start(
         self,
         uow: UnitOfWork,
@@ -53,7 +56,11 @@ class SessionTokens:
         tenant: Tenant,
         policy: Policy,
         client: ClientInfo,
+        *,
+        amr: tuple[str, ...],
+        aal: str = "aal1",
     ) -> TokenPair:
+        """Open a session proven by ``amr`` (RFC 8176 methods) at assurance ``aal``."""
         now = self._clock.now()
         session = Session(
             id=uuid.uuid4(),
@@ -66,6 +73,8 @@ class SessionTokens:
             expires_at=now + policy.refresh_token_ttl,
             user_agent=(client.user_agent or None) and client.user_agent[:512],
             ip=client.ip,
+            aal=aal,
+            amr=amr,
         )
         if not await uow.sessions.add(session):
             # Deleted or disabled while the credential was being checked.
@@ -89,6 +98,8 @@ class SessionTokens:
                 email_verified=account.is_verified,
                 issued_at=now,
                 expires_at=access_expires,
+                aal=session.aal,
+                amr=session.amr,
             )
         )
         refresh = self._codec.encode_refresh(

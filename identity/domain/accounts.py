@@ -27,6 +27,7 @@ class Account:
     is_active: bool = True
     verified_at: datetime | None = None
     google_linked: bool = False  # read-only: derived from linked external identities
+    mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
     # Written by the storage when a sign-in opens a session (SessionRepository.add).
     last_login_at: datetime | None = None
 

@@ -34,6 +34,8 @@ class Session:
     rotated_at: datetime | None = None
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    aal: str = "aal1"
+    amr: tuple[str, ...] = ()
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -59,6 +61,12 @@ class Session:
         self.refresh_issued_at = now
         self.last_used_at = now
         self.expires_at = now + ttl
+
+    def step_up(self, method: str) -> None:
+        """A second factor passed: the session is aal2 from now on (refreshes keep it)."""
+        self.aal = "aal2"
+        if method not in self.amr:
+            self.amr = (*self.amr, method)
 
     def revoke(self, now: datetime, reason: str) -> None:
         if self.revoked_at is None:

@@ -18,6 +18,8 @@ class AccessClaims:
     email_verified: bool
     issued_at: datetime
     expires_at: datetime
+    aal: str = "aal1"
+    amr: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -193,6 +193,7 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             "is_active": account.is_active,
             "is_verified": account.is_verified,
             "has_password": account.has_password,
+            "mfa_enabled": account.mfa_enabled,
             "created_at": account.created_at,
             "tenant": args.tenant,
         }

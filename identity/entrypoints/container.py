@@ -32,13 +32,15 @@ from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
-from identity.application import accounts, admin, external_sign_in, self_service, sessions
+from identity.adapters.totp import PyotpTotpEngine
+from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
+from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
@@ -105,6 +107,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.self_service",
             "identity.entrypoints.http.handlers.google",
+            "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
         ]
@@ -122,11 +125,13 @@ class Container(containers.DeclarativeContainer):
     )
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
     uow = providers.Factory(
         SqlUnitOfWork,
         engine=engine,
         outbox_sealer=outbox_sealer,
         oauth_state_sealer=oauth_state_sealer,
+        totp_sealer=totp_sealer,
     )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
@@ -223,6 +228,25 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
+
+    totp = providers.Singleton(PyotpTotpEngine)
+    mfa_services = providers.Singleton(
+        mfa.MfaServices,
+        uow=uow.provider,
+        clock=clock,
+        totp=totp,
+        digester=providers.Singleton(RecoveryCodeDigester, secret_key),
+        tokens=session_tokens,
+        throttle=throttle,
+        policy=policy,
+    )
+    enroll_totp = providers.Factory(mfa.EnrollTotp, mfa_services)
+    confirm_totp = providers.Factory(mfa.ConfirmTotp, mfa_services)
+    verify_mfa = providers.Factory(mfa.VerifyMfa, mfa_services)
+    step_up = providers.Factory(mfa.StepUp, mfa_services)
+    renew_recovery_codes = providers.Factory(mfa.RenewRecoveryCodes, mfa_services)
+    disable_totp = providers.Factory(mfa.DisableTotp, mfa_services)
+    reset_mfa = providers.Factory(mfa.ResetMfa, mfa_services)
 
     # The HTTP client session lives in the running loop: the app overrides it at start-up.
     http_client = providers.Dependency(instance_of=aiohttp.ClientSession)

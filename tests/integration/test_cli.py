@@ -271,6 +271,7 @@ def test_users_disable_ends_sessions_and_enable_restores(postgres_cli: Cli) -> N
     assert shown["id"] == str(account_id)
     assert (shown["email"], shown["tenant"]) == (EMAIL, "default")
     assert (shown["is_active"], shown["is_verified"], shown["has_password"]) == (True, True, False)
+    assert shown["mfa_enabled"] is False
     # The address is normalised as the API does: the domain's case does not matter.
     assert postgres_cli.ok("users", "show", "ann@EXAMPLE.com")["id"] == str(account_id)
 

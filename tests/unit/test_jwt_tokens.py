@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import attrs
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -132,9 +133,19 @@ def test_encoded_header_and_claims(codec: JwtTokenCodec, ed_key: StoredSigningKe
         "tid": str(claims.tenant_id),
         "email": "ada@example.com",
         "email_verified": True,
+        "aal": "aal1",
+        "amr": [],
     }
     assert _claims_of(codec.encode_refresh(_refresh()))["typ"] == "refresh"
     assert "email" not in _claims_of(codec.encode_refresh(_refresh()))
+
+
+def test_assurance_claims_round_trip(codec: JwtTokenCodec) -> None:
+    claims = attrs.evolve(_access(), aal="aal2", amr=("pwd", "totp"))
+    token = codec.encode_access(claims)
+    assert _claims_of(token)["aal"] == "aal2"
+    assert _claims_of(token)["amr"] == ["pwd", "totp"]
+    assert codec.decode_access(token) == claims
 
 
 # --- type confusion -----------------------------------------------------------
@@ -266,6 +277,29 @@ def test_missing_required_claim_is_rejected(codec: JwtTokenCodec) -> None:
     token = jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
     with pytest.raises(InvalidTokenError, match="missing"):
         codec.decode_access(token)
+
+
+@pytest.mark.parametrize(
+    "claims", [{"aal": "aal3"}, {"aal": None}, {"amr": "pwd"}, {"amr": [1]}], ids=str
+)
+def test_malformed_assurance_claims_are_rejected(
+    codec: JwtTokenCodec, claims: dict[str, Any]
+) -> None:
+    key = codec.keyring.current
+    token = jwt.encode(
+        _payload(codec) | claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid}
+    )
+    with pytest.raises(InvalidTokenError):
+        codec.decode_access(token)
+
+
+def test_a_token_from_before_assurance_levels_is_aal1(codec: JwtTokenCodec) -> None:
+    payload = _payload(codec)
+    del payload["aal"], payload["amr"]
+    key = codec.keyring.current
+    token = jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+    claims = codec.decode_access(token)
+    assert (claims.aal, claims.amr) == ("aal1", ())
 
 
 def test_malformed_subject_is_rejected(codec: JwtTokenCodec) -> None:

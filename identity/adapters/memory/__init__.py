@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.mfa import (
+    MemoryMfaChallengeRepository,
+    MemoryRecoveryCodeRepository,
+    MemoryTotpFactorRepository,
+)
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -213,10 +218,12 @@ class MemoryAccountRepository(AccountRepository):
         current = self._t.get(account_id)
         if current is None or current.tenant_id != tenant_id:
             return False
-        # What ON DELETE CASCADE does in SQL: the sessions and links go too.
-        sessions: _Table[UUID, Session] = _Table(self._t.transaction, "sessions", Session)
-        await sessions.delete_where(lambda session: session.user_id == account_id)
-        await self._links.delete_where(lambda link: link.user_id == account_id)
+        # What ON DELETE CASCADE does in SQL: every row that names the account goes
+        # too (sessions, links, factors, whatever table a later port adds).
+        transaction = self._t.transaction
+        for name in transaction.store.table_names():
+            rows: _Table[Hashable, object] = _Table(transaction, name, object)
+            await rows.delete_where(lambda row: getattr(row, "user_id", None) == account_id)
         self._t.delete(account_id)
         return True
 
@@ -303,6 +310,17 @@ class MemorySessionRepository(SessionRepository):
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
         session = self._t.get(session_id)
         return session if session is not None and session.tenant_id == tenant_id else None
+
+    @_round_trip
+    async def set_assurance(self, session: Session) -> bool:
+        await self._t.lock(session.id)
+        current = self._t.get(session.id)
+        if current is None or current.tenant_id != session.tenant_id or current.revoked_at:
+            return False
+        current.aal = session.aal
+        current.amr = session.amr
+        self._t.put(session.id, current)
+        return True
 
     @_round_trip
     async def rotate(self, session: Session, presented_jti: str) -> bool:
@@ -570,6 +588,9 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    totp_factors: MemoryTotpFactorRepository
+    recovery_codes: MemoryRecoveryCodeRepository
+    mfa_challenges: MemoryMfaChallengeRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -592,6 +613,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.totp_factors = MemoryTotpFactorRepository(transaction)
+        self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
+        self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

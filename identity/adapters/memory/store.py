@@ -95,6 +95,9 @@ class MemoryStore:
         }
         self._lock_owners: dict[_LockKey, _Transaction] = {}
 
+    def table_names(self) -> list[str]:
+        return list(self._tables)
+
     def table(self, name: str) -> dict[Hashable, object]:
         # Fakes of later ports (their own modules) get their table on first use.
         return self._tables.setdefault(name, {})

@@ -204,6 +204,7 @@ class SqlAccountRepository(AccountRepository):
             created_at=row.created_at,
             updated_at=row.updated_at,
             google_linked=bool(row.google_linked),
+            mfa_enabled=row.mfa_enabled,
             last_login_at=row.last_login_at,
         )
 
@@ -221,6 +222,7 @@ class SqlAccountRepository(AccountRepository):
             "verified_at": account.verified_at,
             "created_at": account.created_at,
             "updated_at": account.updated_at,
+            "mfa_enabled": account.mfa_enabled,
         }
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
@@ -375,10 +377,13 @@ class SqlSessionRepository(SessionRepository):
             rotated_at=row.rotated_at,
             revoked_at=row.revoked_at,
             revoked_reason=row.revoked_reason,
+            aal=row.aal,
+            amr=tuple(row.amr.split(",")) if row.amr else (),
         )
 
     async def add(self, session: Session) -> bool:
         values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
+        values["amr"] = ",".join(session.amr)
         params = {f"s_{name}": value for name, value in values.items()}
         if self._c.dialect.name == "postgresql":
             # One statement: the UPDATE locks the account row (a concurrent delete
@@ -421,6 +426,15 @@ class SqlSessionRepository(SessionRepository):
             update(t.sessions)
             .where(c.tenant_id == tenant_id, c.id == session_id, c.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount == 1
+
+    async def set_assurance(self, session: Session) -> bool:
+        c = t.sessions.c
+        result = await self._c.execute(
+            update(t.sessions)
+            .where(c.tenant_id == session.tenant_id, c.id == session.id, c.revoked_at.is_(None))
+            .values(aal=session.aal, amr=",".join(session.amr))
         )
         return result.rowcount == 1
 
@@ -491,6 +505,8 @@ _SESSION_COLUMNS = (
     "rotated_at",
     "revoked_at",
     "revoked_reason",
+    "aal",
+    "amr",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    false,
 )
 
 from identity.adapters.sqlalchemy.types import UtcDateTime
@@ -58,6 +60,8 @@ users = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("last_login_at", UtcDateTime, nullable=True),
+    # Kept by the MFA use cases so the hot read of /auth/me needs no join.
+    Column("mfa_enabled", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("tenant_id", "normalized_email"),
     # The admin list's keyset order.
     Index(None, "tenant_id", "created_at", "id"),
@@ -97,6 +101,9 @@ sessions = Table(
     Column("rotated_at", UtcDateTime, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revoked_reason", String(64), nullable=True),
+    Column("aal", String(8), nullable=False, default="aal1", server_default="aal1"),
+    # RFC 8176 methods, comma-separated in the order they were proven.
+    Column("amr", String(64), nullable=False, default="", server_default=""),
     Index(None, "tenant_id", "user_id"),
     Index(None, "expires_at"),
 )
@@ -168,6 +175,50 @@ oauth_states = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
+)
+
+totp_factors = Table(
+    "totp_factors",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Sealed with a key of its own purpose ("totp-secret").
+    Column("secret", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime, nullable=True),
+    Column("last_used_step", BigInteger, nullable=True),
+    UniqueConstraint("user_id"),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(None, "user_id"),
+)
+
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    # SHA-256 hex of the mfa_token: the token itself is never stored.
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("first_factor", String(16), nullable=False),
+    Column("user_agent", String(512), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    Index(None, "expires_at"),
+    Index(None, "user_id"),
 )
 
 api_keys = Table(

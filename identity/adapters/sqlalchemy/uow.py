@@ -10,6 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.mfa import (
+    SqlMfaChallengeRepository,
+    SqlRecoveryCodeRepository,
+    SqlTotpFactorRepository,
+)
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlExternalIdentityRepository,
@@ -32,11 +37,13 @@ class SqlUnitOfWork(UnitOfWork):
         engine: AsyncEngine,
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
+        totp_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
-        # Without its own sealer (older callers), OAuth states share the outbox key.
+        # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
+        self._totp_sealer = totp_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -55,6 +62,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutboxRepository(connection, self._sealer)
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
+        self.totp_factors = SqlTotpFactorRepository(connection, self._totp_sealer)
+        self.recovery_codes = SqlRecoveryCodeRepository(connection)
+        self.mfa_challenges = SqlMfaChallengeRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
         return self
 

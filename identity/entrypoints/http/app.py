@@ -18,6 +18,7 @@ from identity.entrypoints.http.handlers import (
     api_keys,
     docs,
     google,
+    mfa,
     self_service,
     sessions,
     system,
@@ -71,6 +72,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
+    app.add_routes(mfa.endpoints.routes)
+    app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)

@@ -310,12 +310,6 @@ class PageQuery:
     cursor: Position | None = cursor()
 
 
-def _one_of(cls: type) -> tuple[str, ...]:
-    """Fields of which a body needs at least one (``ONE_OF: ClassVar`` on the class)."""
-    found: tuple[str, ...] = getattr(cls, "ONE_OF", ())
-    return found
-
-
 def _wires(cls: type) -> list[tuple[str, Wire]]:
     return [(field.name, field.metadata[_WIRE]) for field in attrs.fields(cls)]
 
@@ -328,10 +322,12 @@ def parse(cls: type[T], data: Mapping[str, Any]) -> T:
         if not wire.required and data.get(name) is None:
             continue  # the declared default
         values[name] = wire.read(body, name)
-    alternatives = _one_of(cls)
-    if alternatives and all(data.get(name) is None for name in alternatives):
-        for name in alternatives:
-            body.fail(name, f"give one of: {', '.join(alternatives)}")
+    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
+    if one_of and sum(data.get(name) is not None for name in one_of) != 1:
+        body.fail(one_of[0], f"give exactly one of: {', '.join(one_of)}")
+    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
+    if any_of and all(data.get(name) is None for name in any_of):
+        body.fail(any_of[0], f"give at least one of: {', '.join(any_of)}")
     body.check()
     return cls(**values)
 
@@ -343,9 +339,16 @@ def request_schema(cls: type) -> Schema:
         "properties": {name: wire.schema for name, wire in wires},
         "required": [name for name, wire in wires if wire.required],
     }
-    alternatives = _one_of(cls)
-    if alternatives:
-        schema["anyOf"] = [{"required": [name]} for name in alternatives]
+    # A body that needs exactly one of several optional fields names them in a
+    # class attribute ``one_of = ("a", "b")``; ``parse`` refuses none or several (422).
+    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
+    if one_of:
+        schema["oneOf"] = [{"required": [name]} for name in one_of]
+    # A body that needs at least one of several optional fields (a PATCH) names
+    # them in ``any_of``; ``parse`` refuses none (422).
+    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
+    if any_of:
+        schema["anyOf"] = [{"required": [name]} for name in any_of]
     return schema
 
 

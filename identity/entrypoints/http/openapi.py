@@ -32,6 +32,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "the code is wrong, expired, already used or unknown (one answer for all)",
     ),
     "oauth_failed": (400, "the sign-in failed; `detail` says why in words safe to show"),
+    "mfa_invalid": (400, "the second-factor code is wrong or was already used"),
     "invalid_credentials": (401, "the email or password is wrong (one answer for both)"),
     "invalid_token": (
         401,
@@ -43,6 +44,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "email_not_verified": (403, "the password is right but the email is not verified yet"),
     "account_disabled": (403, "the account is disabled"),
+    "mfa_required": (
+        403,
+        "MFA is on and the session has not passed it: step up (`/auth/mfa/step-up`) first",
+    ),
     "not_found": (
         404,
         "no such object among the caller's own (or the API key's tenant's); the id may be no id",
@@ -56,6 +61,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "email_taken": (409, "an account with this email address exists in the tenant"),
     "tenant_exists": (409, "a tenant with this slug exists"),
     "provider_not_configured": (404, "Google sign-in is not configured for this tenant"),
+    "mfa_already_enabled": (409, "MFA is on already; remove it before enrolling again"),
+    "mfa_not_enabled": (409, "MFA is not on for this account"),
     "payload_too_large": (413, f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"),
     "unsupported_media_type": (415, "the body is not `application/json`"),
     "validation_error": (422, "fields are missing or invalid; `errors` names each"),
@@ -257,6 +264,7 @@ SCHEMAS: dict[str, Schema] = {
             "is_verified": {"type": "boolean"},
             "has_password": {"type": "boolean"},
             "google_linked": {"type": "boolean"},
+            "mfa_enabled": {"type": "boolean", "description": "a second factor is confirmed"},
             "created_at": {"type": "string", "format": "date-time"},
             "tenant": {"type": "string", "description": "the tenant's slug"},
         }
@@ -270,6 +278,21 @@ SCHEMAS: dict[str, Schema] = {
             "refresh_token_expires_in": {"type": "integer"},
             "user": ref("User"),
         }
+    ),
+    "MfaRequired": obj(
+        {
+            "mfa_required": {"type": "boolean", "enum": [True]},
+            "mfa_token": {
+                "type": "string",
+                "description": "for `/auth/mfa/verify`: single use, bound to this client",
+            },
+            "methods": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["totp", "recovery_code"]},
+            },
+            "expires_in": {"type": "integer", "description": "seconds the mfa_token lives"},
+        },
+        description="The first factor passed; MFA is on, so no tokens yet.",
     ),
     "CodeSent": obj(
         {
@@ -343,7 +366,13 @@ SCHEMAS: dict[str, Schema] = {
     ),
 }
 
-TOKENS = {"200": success("Signed in: a token pair.", ref("TokenResponse"))}
+SIGNED_IN: Schema = {"oneOf": [ref("TokenResponse"), ref("MfaRequired")]}
+TOKENS = {
+    "200": success(
+        "Signed in: a token pair; or, with MFA on, the `mfa_required` answer and no tokens.",
+        SIGNED_IN,
+    )
+}
 CODE_SENT = {
     "202": success("Accepted; a code is on its way if the address can receive it.", ref("CodeSent"))
 }
@@ -496,7 +525,7 @@ def _paths() -> dict[str, Schema]:
                 bearer=True,
                 body=obj({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
                 responses=message("The password is changed."),
-                error_codes=("invalid_credentials", *AUTH),
+                error_codes=("invalid_credentials", "mfa_required", *AUTH),
             )
         },
         "/auth/me": {
@@ -602,11 +631,11 @@ def _paths() -> dict[str, Schema]:
                     google_cookie,
                 ),
                 responses={
-                    "200": success("Signed in: a token pair.", ref("TokenResponse")),
+                    **TOKENS,
                     "302": {
                         "description": (
                             "Signed in: to the allowed `redirect_to`, with the token fields in "
-                            "the URL fragment."
+                            "the URL fragment (or, with MFA on, the `mfa_required` fields)."
                         ),
                         "headers": {"Location": header("`redirect_to#access_token=...`")},
                     },
@@ -780,6 +809,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "accounts", "description": "Registration, codes, passwords, sign-in."},
             {"name": "sessions", "description": "Tokens and sessions."},
             {"name": "google", "description": "Sign-in with Google (OpenID Connect)."},
+            {"name": "mfa", "description": "Multi-factor authentication (TOTP, recovery codes)."},
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],

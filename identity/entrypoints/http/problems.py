@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors
+from identity.domain import api_keys, errors, mfa
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -118,6 +118,30 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "provider_not_configured",
         "Provider not configured",
         "This sign-in provider is not configured.",
+    ),
+    mfa.MfaInvalidError: (
+        400,
+        "mfa_invalid",
+        "Invalid code",
+        "The code is wrong or was already used.",
+    ),
+    mfa.MfaRequiredError: (
+        403,
+        "mfa_required",
+        "Second factor required",
+        "Confirm a second factor first (POST /auth/mfa/step-up).",
+    ),
+    mfa.MfaAlreadyEnabledError: (
+        409,
+        "mfa_already_enabled",
+        "MFA already enabled",
+        "Multi-factor authentication is already on; remove it first.",
+    ),
+    mfa.MfaNotEnabledError: (
+        409,
+        "mfa_not_enabled",
+        "MFA not enabled",
+        "Multi-factor authentication is not on for this account.",
     ),
     api_keys.ScopeNotGrantableError: (
         403,

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from identity.application.accounts import CodeSent
+from identity.application.first_factor import MfaRequired, SignInResult
 from identity.application.tokens import ClientInfo, TokenPair
 from identity.domain.accounts import Account
 from identity.domain.sessions import Session
@@ -28,6 +29,7 @@ def user_view(account: Account, tenant: Tenant) -> dict[str, Any]:
         "is_verified": account.is_verified,
         "has_password": account.has_password,
         "google_linked": account.google_linked,
+        "mfa_enabled": account.mfa_enabled,
         "created_at": iso(account.created_at),
         "tenant": tenant.slug,
     }
@@ -42,6 +44,22 @@ def token_view(pair: TokenPair) -> dict[str, Any]:
         "refresh_token_expires_in": pair.refresh_token_expires_in,
         "user": user_view(pair.account, pair.tenant),
     }
+
+
+def mfa_required_view(result: MfaRequired) -> dict[str, Any]:
+    return {
+        "mfa_required": True,
+        "mfa_token": result.mfa_token,
+        "methods": list(result.methods),
+        "expires_in": result.expires_in,
+    }
+
+
+def sign_in_view(result: SignInResult) -> dict[str, Any]:
+    """A first factor's answer: tokens, or the ``mfa_required`` answer (both 200)."""
+    if isinstance(result, MfaRequired):
+        return mfa_required_view(result)
+    return token_view(result)
 
 
 def code_sent_view(result: CodeSent) -> dict[str, Any]:

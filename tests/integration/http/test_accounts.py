@@ -116,6 +116,7 @@ async def test_verification_logs_in_with_the_token_response(api: Api) -> None:
         "is_verified",
         "has_password",
         "google_linked",
+        "mfa_enabled",
         "created_at",
         "tenant",
     }

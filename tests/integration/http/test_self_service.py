@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import func, select
+
+from identity.adapters.sqlalchemy import tables
 from identity.domain.external_sign_in import LinkedIdentity
+from tests.integration.http import test_mfa
 from tests.integration.http.conftest import PASSWORD, Api, other_code, problem_of
+from tests.integration.http.test_mfa import Mfa
+
+mfa_app = test_mfa.mfa_app  # a fixture: an app whose clock the test moves
 
 ME = "/auth/me"
 
@@ -84,7 +93,15 @@ async def test_the_export_holds_everything_about_the_caller_and_no_secret(api: A
     assert response.status == 200, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
     export = await response.json()
-    assert set(export) == {"exported_at", "profile", "sessions", "identities"}
+    assert set(export) == {
+        "exported_at",
+        "profile",
+        "sessions",
+        "identities",
+        "factors",
+        "recovery_codes_unused",
+    }
+    assert export["factors"] == [] and export["recovery_codes_unused"] == 0
     profile = export["profile"]
     assert (profile["id"], profile["email"], profile["full_name"]) == (str(user_id), email, "Ivy")
     assert profile["google_linked"] and profile["last_login_at"] is not None
@@ -116,3 +133,36 @@ async def test_self_service_needs_a_live_access_token(api: Api) -> None:
         await problem_of(await api.get(f"{ME}/export", token=token), 401, "invalid_token")
         response = await api.delete(ME, token=token, json={"password": PASSWORD})
         await problem_of(response, 401, "invalid_token")
+
+
+async def test_with_mfa_on_deleting_needs_an_aal2_session_and_erases_the_factors(
+    mfa_app: Callable[..., Any],
+) -> None:
+    app: Mfa = await mfa_app()
+    api = app.api
+    email = "mfa-user@example.com"
+    first = await api.register_verified(email)
+    second = await api.login(email)  # before MFA: stays aal1
+    await app.enable(first)  # the confirming session becomes aal2
+    user_id = first["user"]["id"]
+
+    export = await (await api.get(f"{ME}/export", token=first["access_token"])).json()
+    assert export["profile"]["mfa_enabled"] is True
+    assert [factor["type"] for factor in export["factors"]] == ["totp"]
+    assert export["factors"][0]["confirmed_at"] is not None
+    assert export["recovery_codes_unused"] == 10
+    text = json.dumps(export)
+    assert app.secret not in text and not any(code in text for code in app.recovery_codes)
+    key = await api.api_key("users:read")
+    admin_view = await (await api.get(f"/admin/users/{user_id}", token=key)).json()
+    assert admin_view["mfa_enabled"] is True
+
+    response = await api.delete(ME, token=second["access_token"], json={"password": PASSWORD})
+    await problem_of(response, 403, "mfa_required")
+    response = await api.delete(ME, token=first["access_token"], json={"password": PASSWORD})
+    assert response.status == 204, await response.text()
+    async with api.container.engine().connect() as connection:
+        for table in (tables.totp_factors, tables.recovery_codes):
+            query = select(func.count()).select_from(table)
+            left = await connection.scalar(query.where(table.c.user_id == uuid.UUID(user_id)))
+            assert left == 0, table.name

@@ -10,7 +10,7 @@ from identity.domain.otp import OtpPurpose
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.bodies import read_body
 from identity.entrypoints.http.keys import request_tenant
-from identity.entrypoints.http.views import client_info, code_sent_view, token_view
+from identity.entrypoints.http.views import client_info, code_sent_view, sign_in_view
 
 routes = web.RouteTableDef()
 
@@ -68,7 +68,7 @@ async def verify_otp(
         client=client_info(request),
     )
     body.check()
-    return web.json_response(token_view(await use_case(command)))
+    return web.json_response(sign_in_view(await use_case(command)))
 
 
 @routes.post("/auth/reset-password")
@@ -103,4 +103,4 @@ async def login(
         client=client_info(request),
     )
     body.check()
-    return web.json_response(token_view(await use_case(command)))
+    return web.json_response(sign_in_view(await use_case(command)))

@@ -62,7 +62,7 @@ class NewTenantBody:
 
 @attrs.frozen
 class TenantChangesBody:
-    ONE_OF: ClassVar[tuple[str, ...]] = ("name", "disabled", "settings")
+    any_of: ClassVar[tuple[str, ...]] = ("name", "disabled", "settings")
 
     name: str | None = d.text("a display name", max_length=200, required=False)
     disabled: bool | None = d.boolean("true refuses every request to the tenant")

@@ -57,8 +57,7 @@ class AdminUserView:
             google_linked=account.google_linked,
             created_at=account.created_at,
             tenant=tenant.slug,
-            # The one place the MFA state is read: the mfa branch brings the attribute.
-            mfa_enabled=bool(getattr(account, "mfa_enabled", False)),
+            mfa_enabled=account.mfa_enabled,
             identities=user.identities,
             last_login_at=account.last_login_at,
         )
@@ -91,7 +90,7 @@ class NewUserBody:
 
 @attrs.frozen
 class UserChangesBody:
-    ONE_OF: ClassVar[tuple[str, ...]] = ("full_name", "is_active", "is_verified")
+    any_of: ClassVar[tuple[str, ...]] = ("full_name", "is_active", "is_verified")
 
     full_name: str | None = d.text("the display name", max_length=200, required=False)
     is_active: bool | None = d.boolean("false disables the user and ends every session")

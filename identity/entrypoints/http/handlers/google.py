@@ -8,12 +8,12 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import external_sign_in as sign_in
-from identity.application.tokens import TokenPair
+from identity.application.first_factor import MfaRequired, SignInResult
 from identity.domain.errors import DomainError
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.problems import problem_for, problem_response
-from identity.entrypoints.http.views import client_info, token_view
+from identity.entrypoints.http.views import client_info, sign_in_view
 
 routes = web.RouteTableDef()
 
@@ -76,14 +76,22 @@ async def google_callback(
 
 def _signed_in(result: sign_in.SignedIn) -> web.Response:
     if result.redirect_to is None:
-        return web.json_response(token_view(result.tokens))
+        return web.json_response(sign_in_view(result.tokens))
     # The fragment never reaches a server, so the tokens stay out of access logs
     # and Referer headers.
     location = f"{result.redirect_to}#{urlencode(_fragment(result.tokens))}"
     return web.Response(status=302, headers={"Location": location})
 
 
-def _fragment(pair: TokenPair) -> dict[str, str]:
+def _fragment(result: SignInResult) -> dict[str, str]:
+    if isinstance(result, MfaRequired):
+        return {
+            "mfa_required": "true",
+            "mfa_token": result.mfa_token,
+            "methods": ",".join(result.methods),
+            "expires_in": str(result.expires_in),
+        }
+    pair = result
     return {
         "access_token": pair.access_token,
         "token_type": "bearer",

@@ -19,7 +19,7 @@ endpoints = d.Endpoints(tag="sessions")
 
 @attrs.frozen
 class DeleteAccountBody:
-    ONE_OF: ClassVar[tuple[str, ...]] = ("password", "otp_code")
+    one_of: ClassVar[tuple[str, ...]] = ("password", "otp_code")
 
     password: str | None = d.password("the account's password", required=False)
     otp_code: str | None = d.digits(
@@ -45,6 +45,7 @@ class ProfileView:
     updated_at: datetime
     verified_at: datetime | None
     last_login_at: datetime | None
+    mfa_enabled: bool
 
 
 @attrs.frozen
@@ -70,6 +71,15 @@ class ExportedIdentity:
 
 
 @attrs.frozen
+class ExportedFactor:
+    """A second factor (never its secret)."""
+
+    type: str = d.out("`totp`")
+    created_at: datetime = d.out()
+    confirmed_at: datetime | None = d.out("null while enrolment is pending")
+
+
+@attrs.frozen
 class AccountExportView:
     """Everything held about the caller, one section per kind; no secret material."""
 
@@ -77,6 +87,8 @@ class AccountExportView:
     profile: ProfileView
     sessions: list[ExportedSession]
     identities: list[ExportedIdentity]
+    factors: list[ExportedFactor]
+    recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
 
 
 @endpoints.delete(
@@ -87,7 +99,7 @@ class AccountExportView:
     "again; every token of the account stops working at once.",
     body=DeleteAccountBody,
     auth=d.BEARER,
-    errors=("invalid_credentials", "otp_invalid"),
+    errors=("invalid_credentials", "otp_invalid", "mfa_required"),
 )
 @inject
 async def delete_me(
@@ -127,6 +139,7 @@ async def export_me(
             updated_at=account.updated_at,
             verified_at=account.verified_at,
             last_login_at=account.last_login_at,
+            mfa_enabled=account.mfa_enabled,
         ),
         sessions=[
             ExportedSession(
@@ -144,4 +157,9 @@ async def export_me(
             ExportedIdentity(link.provider, link.email_at_link, link.created_at)
             for link in found.identities
         ],
+        factors=[
+            ExportedFactor("totp", totp.created_at, totp.confirmed_at)
+            for totp in ([found.totp] if found.totp else [])
+        ],
+        recovery_codes_unused=found.recovery_codes_unused,
     )
