@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import (
     Uuid,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -687,6 +689,25 @@ _LINKS_OF_ACCOUNT = (
 )
 
 
+_LINKS = t.external_identities.c
+_LINKS_OF_ACCOUNTS = (
+    select(t.external_identities)
+    .where(
+        _LINKS.tenant_id == bindparam("tenant_id"),
+        _LINKS.user_id.in_(bindparam("account_ids", expanding=True)),
+    )
+    .order_by(_LINKS.created_at, _LINKS.id)
+)
+_LINKS_OF_ACCOUNTS_ARRAY = (
+    select(t.external_identities)
+    .where(
+        _LINKS.tenant_id == bindparam("tenant_id"),
+        _LINKS.user_id == any_(bindparam("account_ids", type_=postgresql.ARRAY(Uuid()))),
+    )
+    .order_by(_LINKS.created_at, _LINKS.id)
+)
+
+
 class SqlExternalIdentityRepository(ExternalIdentityRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -728,12 +749,12 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
     ) -> list[LinkedIdentity]:
         if not account_ids:
             return []
-        c = t.external_identities.c
-        rows = await self._c.execute(
-            select(t.external_identities)
-            .where(c.tenant_id == tenant_id, c.user_id.in_(list(account_ids)))
-            .order_by(c.created_at, c.id)
-        )
+        params = {"tenant_id": tenant_id, "account_ids": list(account_ids)}
+        if self._c.dialect.name == "postgresql":
+            # One array parameter: no per-call expansion of an IN list.
+            rows = await self._c.execute(_LINKS_OF_ACCOUNTS_ARRAY, params)
+        else:
+            rows = await self._c.execute(_LINKS_OF_ACCOUNTS, params)
         return [_link(row) for row in rows]
 
 
