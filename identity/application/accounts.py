@@ -7,6 +7,7 @@ from datetime import datetime
 
 import attrs
 
+from identity.application.events import security_event
 from identity.application.first_factor import SignInResult, complete_sign_in
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester, generate_code
@@ -20,15 +21,17 @@ from identity.application.ports import (
     UnitOfWorkFactory,
 )
 from identity.application.throttle import Throttle
-from identity.application.tokens import ClientInfo, SessionTokens
+from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
     AccountDisabledError,
     EmailAlreadyRegisteredError,
+    EmailNotVerifiedError,
     InvalidCredentialsError,
     OtpInvalidError,
 )
+from identity.domain.events import EventType
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import Amr
 from identity.domain.otp import OtpChallenge, OtpPurpose
@@ -49,6 +52,7 @@ class Register:
     email: Email
     password: str | None = attrs.field(repr=False)
     full_name: str | None = None
+    client: ClientInfo = ClientInfo()
 
 
 @attrs.frozen
@@ -73,6 +77,7 @@ class ResetPassword:
     email: Email
     code: str = attrs.field(repr=False)
     new_password: str = attrs.field(repr=False)
+    client: ClientInfo = ClientInfo()
 
 
 @attrs.frozen
@@ -207,6 +212,17 @@ class RegisterUser:
                 except EmailAlreadyRegisteredError:
                     account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
                     assert account is not None
+                else:
+                    await uow.events.add(
+                        security_event(
+                            EventType.USER_CREATED,
+                            command.tenant.id,
+                            now,
+                            command.client,
+                            user_id=account.id,
+                            has_password=password_hash is not None,
+                        )
+                    )
             elif not account.is_verified:
                 if password_hash is not None:
                     account.set_password_hash(password_hash, now)
@@ -277,19 +293,48 @@ class VerifyOtp:
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             # An unknown email goes through the same code check (it finds no code),
             # so the answer and its timing do not tell whether the account exists.
-            await s.spend_code(
-                uow, command.tenant, command.email, command.purpose, command.code, now
-            )
+            try:
+                await s.spend_code(
+                    uow, command.tenant, command.email, command.purpose, command.code, now
+                )
+            except OtpInvalidError:
+                if command.purpose is OtpPurpose.LOGIN:
+                    await uow.events.add(
+                        security_event(
+                            EventType.LOGIN_FAILED,
+                            command.tenant.id,
+                            now,
+                            command.client,
+                            user_id=account.id if account else None,
+                            method="otp",
+                            reason="otp_invalid",
+                        )
+                    )
+                    await uow.commit()
+                raise
             if account is None:
                 raise OtpInvalidError("no account")
             # Only a right code learns that the account is disabled (and it stays unspent).
             if not account.is_active:
                 raise AccountDisabledError("disabled")
+            was_verified = account.is_verified
             account.verify_email(now)
             await uow.accounts.update(account)
             result = await complete_sign_in(
                 uow, s.tokens, account, command.tenant, policy, command.client, Amr.EMAILED_CODE
             )
+            if not was_verified:
+                await uow.events.add(
+                    security_event(
+                        EventType.USER_VERIFIED,
+                        command.tenant.id,
+                        now,
+                        command.client,
+                        user_id=account.id,
+                        session_id=result.session_id if isinstance(result, TokenPair) else None,
+                        method="otp",
+                    )
+                )
             await uow.commit()
         return result
 
@@ -321,12 +366,40 @@ class ResetPasswordWithCode:
                 raise OtpInvalidError("no account")
             if not account.is_active:
                 raise AccountDisabledError("disabled")
+            was_verified = account.is_verified
             account.set_password_hash(password_hash, now)
             account.verify_email(now)
             await uow.accounts.update(account)
-            await uow.sessions.revoke_all_for_account(
+            ended = await uow.sessions.revoke_all_for_account(
                 command.tenant.id, account.id, now, "password_reset"
             )
+            tenant_id, client = command.tenant.id, command.client
+            await uow.events.add(
+                security_event(EventType.PASSWORD_RESET, tenant_id, now, client, user_id=account.id)
+            )
+            if not was_verified:
+                await uow.events.add(
+                    security_event(
+                        EventType.USER_VERIFIED,
+                        tenant_id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        method="password_reset",
+                    )
+                )
+            if ended:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant_id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        reason="password_reset",
+                        sessions_revoked=ended,
+                    )
+                )
             await uow.outbox.add(
                 command.tenant.id,
                 s.templates.password_changed_notice(account.email.value, sender=policy.email_from),
@@ -350,13 +423,25 @@ class LogInWithPassword:
         async with s.uow() as uow:
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
         # The hash check runs outside any transaction: no connection is held meanwhile.
+        # Every failure records its event in one write of its own, so an unknown
+        # email costs what a wrong password costs.
         if account is None or account.password_hash is None:
             await s.hasher.dummy_verify(command.password)
+            reason = "unknown_email" if account is None else "no_password"
+            await self._failed(command, account, reason)
             raise InvalidCredentialsError("invalid credentials")
         checked_hash = account.password_hash
         if not await s.hasher.verify(command.password, checked_hash):
+            await self._failed(command, account, "wrong_password")
             raise InvalidCredentialsError("invalid credentials")
-        account.ensure_can_log_in()
+        try:
+            account.ensure_can_log_in()
+        except AccountDisabledError:
+            await self._failed(command, account, "account_disabled")
+            raise
+        except EmailNotVerifiedError:
+            await self._failed(command, account, "email_not_verified")
+            raise
         new_hash = None
         if s.hasher.needs_rehash(checked_hash):
             new_hash = await s.hasher.hash(command.password)
@@ -375,3 +460,18 @@ class LogInWithPassword:
             )
             await uow.commit()
         return result
+
+    async def _failed(self, command: LogIn, account: Account | None, reason: str) -> None:
+        async with self._s.uow() as uow:
+            await uow.events.add(
+                security_event(
+                    EventType.LOGIN_FAILED,
+                    command.tenant.id,
+                    self._s.clock.now(),
+                    command.client,
+                    user_id=account.id if account else None,
+                    method="password",
+                    reason=reason,
+                )
+            )
+            await uow.commit()

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import attrs
 
+from identity.application.events import security_event
 from identity.application.pagination import Page, page_of
 from identity.application.passwords import check_new_password
 from identity.application.ports import (
@@ -21,9 +22,11 @@ from identity.application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from identity.application.tokens import ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import AccountNotFoundError, TenantNotFoundError
+from identity.domain.events import EventType
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 
@@ -56,6 +59,7 @@ class UserAdmin:
                 raise AccountNotFoundError(email.value)
             now = self._clock.now()
             ended = 0
+            was_active = account.is_active
             if active:
                 account.enable(now)
             else:
@@ -66,6 +70,25 @@ class UserAdmin:
             if not active:
                 ended = await uow.sessions.revoke_all_for_account(
                     tenant.id, account.id, now, "account_disabled"
+                )
+            # The operator at the command line: no request, so no ip or user agent.
+            operator = ClientInfo()
+            if was_active != active:
+                kind = EventType.USER_ENABLED if active else EventType.USER_DISABLED
+                await uow.events.add(
+                    security_event(kind, tenant.id, now, operator, user_id=account.id)
+                )
+            if ended:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant.id,
+                        now,
+                        operator,
+                        user_id=account.id,
+                        reason="account_disabled",
+                        sessions_revoked=ended,
+                    )
                 )
             await uow.commit()
         return account, ended
@@ -94,22 +117,8 @@ async def erase_account(uow: UnitOfWork, account: Account) -> bool:
     return True
 
 
-async def _managed(uow: UnitOfWork, accounts: list[Account]) -> list[ManagedUser]:
-    if not accounts:
-        return []
-    tenant_id = accounts[0].tenant_id
-    if len(accounts) == 1:
-        links = await uow.external_identities.list_for_account(tenant_id, accounts[0].id)
-    else:
-        links = await uow.external_identities.list_for_accounts(
-            tenant_id, [account.id for account in accounts]
-        )
-    providers: dict[UUID, list[str]] = {}
-    for link in links:
-        providers.setdefault(link.user_id, []).append(link.provider)
-    return [
-        ManagedUser(account, sorted(set(providers.get(account.id, [])))) for account in accounts
-    ]
+def _managed(accounts: list[Account]) -> list[ManagedUser]:
+    return [ManagedUser(account, list(account.identities)) for account in accounts]
 
 
 async def _get(uow: UnitOfWork, tenant: Tenant, user_id: UUID) -> Account:
@@ -147,10 +156,10 @@ class ListUsers:
         async with self._s.uow() as uow:
             if query.email is not None:
                 found = await uow.accounts.get_by_email(query.tenant.id, query.email.key)
-                return Page(await _managed(uow, [found] if found else []))
+                return Page(_managed([found] if found else []))
             rows = await uow.accounts.list_page(query.tenant.id, query.after, query.limit + 1)
             page = page_of(rows, query.limit, lambda account: (account.created_at, account.id))
-            return Page(await _managed(uow, page.items), page.next)
+            return Page(_managed(page.items), page.next)
 
 
 @attrs.frozen
@@ -201,7 +210,7 @@ class GetUser:
 
     async def __call__(self, tenant: Tenant, user_id: UUID) -> ManagedUser:
         async with self._s.uow() as uow:
-            (managed,) = await _managed(uow, [await _get(uow, tenant, user_id)])
+            (managed,) = _managed([await _get(uow, tenant, user_id)])
         return managed
 
 
@@ -241,7 +250,7 @@ class UpdateUser:
                 await uow.sessions.revoke_all_for_account(
                     command.tenant.id, account.id, now, "account_disabled"
                 )
-            (managed,) = await _managed(uow, [account])
+            (managed,) = _managed([account])
             await uow.commit()
         return managed
 

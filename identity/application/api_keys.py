@@ -10,8 +10,10 @@ from uuid import UUID
 
 import attrs
 
+from identity.application.events import security_event
 from identity.application.pagination import Page, page_of
 from identity.application.ports import ApiKeyReader, Clock, Position, UnitOfWorkFactory
+from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.api_keys import (
     KEY_PREFIX,
     ApiKey,
@@ -21,6 +23,7 @@ from identity.domain.api_keys import (
     Scope,
     check_grantable,
 )
+from identity.domain.events import EventType
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant
 
 SECRET_BYTES = 32
@@ -75,6 +78,7 @@ class CreateKey:
     scopes: frozenset[Scope]
     # None: the operator at the command line, who may grant any scope.
     granted_by: ServicePrincipal | None = None
+    client: ClientInfo = ClientInfo()
 
 
 @attrs.frozen
@@ -109,6 +113,18 @@ class ApiKeys:
         )
         async with self._uow() as uow:
             await uow.api_keys.add(key)
+            await uow.events.add(
+                security_event(
+                    EventType.API_KEY_CREATED,
+                    key.tenant_id,
+                    key.created_at,
+                    command.client,
+                    key_id=str(key.id),
+                    name=key.name,
+                    scopes=sorted(key.scopes),
+                    by_key_id=str(command.granted_by.key_id) if command.granted_by else None,
+                )
+            )
             await uow.commit()
         return NewApiKey(key, f"{KEY_PREFIX}_{key_id.hex}_{secret}")
 
@@ -122,14 +138,36 @@ class ApiKeys:
             rows = await uow.api_keys.list_page(tenant_id, after, limit + 1)
         return page_of(rows, limit, lambda key: (key.created_at, key.id))
 
-    async def revoke(self, tenant_id: UUID, key_id: UUID) -> ApiKey:
-        """End a key at once; another tenant's key is ``ApiKeyNotFoundError``. Idempotent."""
+    async def revoke(
+        self,
+        tenant_id: UUID,
+        key_id: UUID,
+        *,
+        by: ServicePrincipal | None = None,
+        client: ClientInfo = NO_CLIENT,
+    ) -> ApiKey:
+        """End a key at once; another tenant's key is ``ApiKeyNotFoundError``. Idempotent.
+
+        ``by`` is the key that asked (None: the operator at the command line).
+        """
         async with self._uow() as uow:
             key = await uow.api_keys.get(key_id)
             if key is None or key.tenant_id != tenant_id:
                 raise ApiKeyNotFoundError(str(key_id))
-            if key.revoke(self._clock.now()):
+            now = self._clock.now()
+            if key.revoke(now):
                 await uow.api_keys.update(key)
+                await uow.events.add(
+                    security_event(
+                        EventType.API_KEY_REVOKED,
+                        tenant_id,
+                        now,
+                        client,
+                        key_id=str(key.id),
+                        name=key.name,
+                        by_key_id=str(by.key_id) if by else None,
+                    )
+                )
                 await uow.commit()
         return key
 

@@ -72,7 +72,7 @@ class DeliverPendingMail:
 
 class PurgeExpired:
     """Delete expired codes, denylist rows, sessions, pending external sign-ins and
-    pending second steps.
+    pending second steps, and security events older than ``event_retention``.
 
     Every server process runs it periodically; a lock held for the transaction
     lets one process purge at a time and the others skip their turn.
@@ -80,9 +80,15 @@ class PurgeExpired:
 
     LOCK = "purge_expired"
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        event_retention: timedelta = timedelta(days=90),
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._event_retention = event_retention
 
     async def __call__(self) -> dict[str, int] | None:
         """The rows deleted per kind, or None when another process is purging."""
@@ -96,6 +102,9 @@ class PurgeExpired:
                 "invalidated_tokens": await uow.invalidated_tokens.delete_expired(now),
                 "sessions": await uow.sessions.delete_expired(now),
                 "oauth_states": await uow.oauth_states.delete_expired(now),
+                "security_events": await uow.events.delete_older_than(
+                    now - self._event_retention
+                ),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
             }
             await uow.commit()

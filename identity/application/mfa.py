@@ -10,7 +10,8 @@ from uuid import UUID
 import attrs
 
 from identity.application.assurance import require_aal2
-from identity.application.first_factor import mfa_token_key
+from identity.application.events import security_event
+from identity.application.first_factor import login_method, mfa_token_key
 from identity.application.policy import Policy, policy_for
 from identity.application.ports import Clock, TotpEngine, UnitOfWork, UnitOfWorkFactory
 from identity.application.recovery_codes import (
@@ -20,9 +21,10 @@ from identity.application.recovery_codes import (
 )
 from identity.application.sessions import Principal
 from identity.application.throttle import Throttle
-from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
+from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair
 from identity.domain.accounts import Account
 from identity.domain.errors import AccountDisabledError, AccountNotFoundError, InvalidTokenError
+from identity.domain.events import EventType
 from identity.domain.mfa import (
     AAL2,
     RECOVERY_CODE_COUNT,
@@ -208,7 +210,9 @@ class ConfirmTotp:
     def __init__(self, services: MfaServices) -> None:
         self._s = services
 
-    async def __call__(self, principal: Principal, code: str) -> RecoveryCodes:
+    async def __call__(
+        self, principal: Principal, code: str, client: ClientInfo = NO_CLIENT
+    ) -> RecoveryCodes:
         s = self._s
         await s.throttle_account(principal.tenant, principal.account.id)
         async with s.uow() as uow:
@@ -229,6 +233,17 @@ class ConfirmTotp:
                 raise InvalidTokenError("session ended")
             session.step_up(Amr.TOTP.value)
             await uow.sessions.set_assurance(session)
+            await uow.events.add(
+                security_event(
+                    EventType.MFA_ENABLED,
+                    account.tenant_id,
+                    now,
+                    client,
+                    user_id=account.id,
+                    session_id=session.id,
+                    factor="totp",
+                )
+            )
             await uow.commit()
         return codes
 
@@ -286,6 +301,30 @@ class VerifyMfa:
                 amr=(challenge.first_factor.value, method.value),
                 aal=AAL2,
             )
+            if method is Amr.RECOVERY_CODE:
+                await uow.events.add(
+                    security_event(
+                        EventType.MFA_RECOVERY_CODE_USED,
+                        tenant.id,
+                        now,
+                        command.client,
+                        user_id=account.id,
+                        session_id=pair.session_id,
+                    )
+                )
+            await uow.events.add(
+                security_event(
+                    EventType.LOGIN_SUCCEEDED,
+                    tenant.id,
+                    now,
+                    command.client,
+                    user_id=account.id,
+                    session_id=pair.session_id,
+                    method=login_method(challenge.first_factor),
+                    aal="aal2",
+                    second_factor=method.value,
+                )
+            )
             await uow.commit()
         return pair
 
@@ -300,7 +339,9 @@ class StepUp:
     def __init__(self, services: MfaServices) -> None:
         self._s = services
 
-    async def __call__(self, principal: Principal, proof: SecondFactorProof) -> TokenPair:
+    async def __call__(
+        self, principal: Principal, proof: SecondFactorProof, client: ClientInfo = NO_CLIENT
+    ) -> TokenPair:
         s = self._s
         tenant = principal.tenant
         await s.throttle_account(tenant, principal.account.id)
@@ -316,6 +357,17 @@ class StepUp:
             session.step_up(method.value)
             if not await uow.sessions.set_assurance(session):
                 raise InvalidTokenError("session ended")
+            if method is Amr.RECOVERY_CODE:
+                await uow.events.add(
+                    security_event(
+                        EventType.MFA_RECOVERY_CODE_USED,
+                        tenant.id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        session_id=session.id,
+                    )
+                )
             pair = s.tokens.pair(session, account, tenant, s.policy_for(tenant), now)
             await uow.commit()
         return pair
@@ -352,7 +404,9 @@ class DisableTotp:
     def __init__(self, services: MfaServices) -> None:
         self._s = services
 
-    async def __call__(self, principal: Principal, code: str) -> None:
+    async def __call__(
+        self, principal: Principal, code: str, client: ClientInfo = NO_CLIENT
+    ) -> None:
         s = self._s
         tenant = principal.tenant
         await s.throttle_account(tenant, principal.account.id)
@@ -364,9 +418,10 @@ class DisableTotp:
             await s.check_second_factor(uow, tenant, account.id, SecondFactorProof(code=code))
             now = s.clock.now()
             await _remove_mfa(uow, account, now)
-            await uow.sessions.revoke_all_for_account(
+            ended = await uow.sessions.revoke_all_for_account(
                 tenant.id, account.id, now, "mfa_disabled", keep=principal.session_id
             )
+            await _record_mfa_off(uow, account, now, client, principal.session_id, ended)
             await uow.commit()
 
 
@@ -380,16 +435,24 @@ class ResetMfa:
     def __init__(self, services: MfaServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, user_id: UUID) -> Account:
+    async def __call__(
+        self, tenant: Tenant, user_id: UUID, client: ClientInfo = NO_CLIENT
+    ) -> Account:
         s = self._s
         async with s.uow() as uow:
             account = await uow.accounts.get(tenant.id, user_id)
             if account is None:
                 raise AccountNotFoundError("no such user")
             now = s.clock.now()
-            if account.mfa_enabled:
-                await uow.sessions.revoke_all_for_account(tenant.id, account.id, now, "admin")
+            was_enabled = account.mfa_enabled
+            ended = 0
+            if was_enabled:
+                ended = await uow.sessions.revoke_all_for_account(
+                    tenant.id, account.id, now, "admin"
+                )
             await _remove_mfa(uow, account, now)
+            if was_enabled:
+                await _record_mfa_off(uow, account, now, client, None, ended, reason="admin")
             await uow.commit()
         return account
 
@@ -401,3 +464,40 @@ async def _remove_mfa(uow: UnitOfWork, account: Account, now: datetime) -> None:
         account.mfa_enabled = False
         account.updated_at = now
         await uow.accounts.update(account)
+
+
+async def _record_mfa_off(
+    uow: UnitOfWork,
+    account: Account,
+    now: datetime,
+    client: ClientInfo,
+    session_id: UUID | None,
+    sessions_ended: int,
+    *,
+    reason: str = "revoked_by_user",
+) -> None:
+    # The contract's session.revoked reasons: the user's own act, or an admin's.
+    await uow.events.add(
+        security_event(
+            EventType.MFA_DISABLED,
+            account.tenant_id,
+            now,
+            client,
+            user_id=account.id,
+            session_id=session_id,
+            by="admin" if reason == "admin" else "user",
+        )
+    )
+    if sessions_ended:
+        await uow.events.add(
+            security_event(
+                EventType.SESSION_REVOKED,
+                account.tenant_id,
+                now,
+                client,
+                user_id=account.id,
+                session_id=session_id,
+                reason=reason,
+                sessions_revoked=sessions_ended,
+            )
+        )

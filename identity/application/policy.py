@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from identity.application.redirects import is_valid_allowlist_entry
+from identity.domain.identities import OAuthClient
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
 
@@ -26,6 +29,18 @@ class Policy:
     google_client_id: str | None = None
     google_client_secret: str | None = attrs.field(default=None, repr=False)
     oauth_redirect_allowlist: tuple[str, ...] = ()
+    # The other providers' clients by settings key ("github", "oidc_<name>"): (id, secret).
+    provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
+        factory=dict, repr=False
+    )
+
+    def client_for(self, settings_key: str) -> OAuthClient | None:
+        """The provider's client (id and secret both set), or None: not configured."""
+        if settings_key == "google":
+            client_id, secret = self.google_client_id, self.google_client_secret
+        else:
+            client_id, secret = self.provider_clients.get(settings_key, (None, None))
+        return OAuthClient(client_id, secret) if client_id and secret else None
 
     @property
     def otp_ttl_minutes(self) -> int:
@@ -84,11 +99,24 @@ TENANT_SETTINGS: dict[str, Any] = {
 }
 
 
+# Per-tenant clients of the other providers, named as their variables without
+# ``IDENTITY_``: ``github_client_id``, ``oidc_<name>_client_secret``...
+_PROVIDER_CLIENT_SETTING = re.compile(r"^(github|oidc_[a-z][a-z0-9]{0,31})_client_(id|secret)$")
+
+
+def _parser_for(key: str) -> Any:
+    if key in TENANT_SETTINGS:
+        return TENANT_SETTINGS[key]
+    return _text if _PROVIDER_CLIENT_SETTING.match(key) else None
+
+
 def parse_tenant_setting(key: str, value: Any) -> Any:
     """Parse one per-tenant override; ValueError names what is wrong."""
-    parser = TENANT_SETTINGS.get(key)
+    parser = _parser_for(key)
     if parser is None:
-        raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(TENANT_SETTINGS))}")
+        known = [*sorted(TENANT_SETTINGS), "github_client_id", "github_client_secret"]
+        known += ["oidc_<name>_client_id", "oidc_<name>_client_secret"]
+        raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
     try:
         return parser(value)
     except (TypeError, ValueError) as error:
@@ -97,11 +125,25 @@ def parse_tenant_setting(key: str, value: Any) -> Any:
 
 def policy_for(base: Policy, tenant: Tenant) -> Policy:
     """The deployment policy with the tenant's stored overrides applied."""
-    overrides = {}
+    overrides: dict[str, Any] = {}
+    clients = dict(base.provider_clients)
     for key, raw in tenant.settings.items():
-        if key in TENANT_SETTINGS:
-            try:
-                overrides[key] = TENANT_SETTINGS[key](raw)
-            except (TypeError, ValueError):
-                continue  # validated on write; an old bad value falls back to the default
+        parser = _parser_for(key)
+        if parser is None:
+            continue
+        try:
+            value = parser(raw)
+        except (TypeError, ValueError):
+            continue  # validated on write; an old bad value falls back to the default
+        client = _PROVIDER_CLIENT_SETTING.match(key)
+        if client is None:
+            overrides[key] = value
+            continue
+        # Each half overrides on its own: a tenant may bring only its client id.
+        client_id, secret = clients.get(client.group(1), (None, None))
+        clients[client.group(1)] = (
+            (value, secret) if client.group(2) == "id" else (client_id, value)
+        )
+    if clients != base.provider_clients:
+        overrides["provider_clients"] = clients
     return attrs.evolve(base, **overrides) if overrides else base

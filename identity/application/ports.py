@@ -6,7 +6,7 @@ what the method does, what it raises, and whether it may block.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -15,6 +15,7 @@ import attrs
 
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
+from identity.domain.events import EventCursor, EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -24,6 +25,7 @@ from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims, RefreshClaims
+from identity.domain.webhooks import Webhook, WebhookDelivery
 
 
 @attrs.frozen
@@ -124,7 +126,14 @@ class RateLimiter(Protocol):
 
 
 class IdentityProvider(Protocol):
-    """An OpenID Connect provider (Google). Calls it over the network."""
+    """An external identity provider (OpenID Connect, or OAuth 2 such as GitHub).
+
+    Calls the provider over the network, each call bounded by a timeout. Two
+    errors only: ``OAuthFailedError`` (safe message) when the provider refuses
+    or answers something that does not prove who the person is, and
+    ``ProviderUnavailableError`` when it cannot be reached, times out or fails
+    on its side (5xx).
+    """
 
     name: str
 
@@ -137,7 +146,7 @@ class IdentityProvider(Protocol):
         nonce: str,
         code_challenge: str,
     ) -> str:
-        """The provider URL to send the browser to (code flow, PKCE S256)."""
+        """The provider URL to send the browser to (code flow, PKCE S256; OIDC adds the nonce)."""
         ...
 
     async def exchange(
@@ -149,9 +158,11 @@ class IdentityProvider(Protocol):
         code_verifier: str,
         nonce: str,
     ) -> ExternalIdentity:
-        """Exchange ``code`` and validate the ID token fully.
+        """Redeem ``code`` with the PKCE verifier and establish who signed in.
 
-        Raises ``OAuthFailedError`` with a safe message on any failure.
+        OIDC validates the ID token fully (signature, ``iss``, ``aud``, ``azp``,
+        ``exp``, ``nonce``); OAuth 2 providers read the person from their API.
+        ``email_verified`` is True only when the provider vouches for the address.
         """
         ...
 
@@ -316,21 +327,22 @@ class OutboxRepository(Protocol):
 
 
 class ExternalIdentityRepository(Protocol):
-    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None: ...
+    """Links between accounts and provider identities: at most one per (tenant, provider,
+    subject), and at most one per (account, provider)."""
 
-    async def add(self, link: LinkedIdentity) -> None:
-        """Raise ``IdentityAlreadyLinkedError`` when (tenant, provider, subject) exists
-        (even racing)."""
-        ...
+    async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None: ...
 
     async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
         """The account's links, oldest first."""
         ...
 
-    async def list_for_accounts(
-        self, tenant_id: UUID, account_ids: Sequence[UUID]
-    ) -> list[LinkedIdentity]:
-        """The links of several accounts in one read (a page of an admin list)."""
+    async def add(self, link: LinkedIdentity) -> None:
+        """Raise ``IdentityAlreadyLinkedError`` when (tenant, provider, subject) exists, and
+        ``IdentityInUseError`` when the account has a link at that provider (even racing)."""
+        ...
+
+    async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
+        """Remove one link; False when it was gone already."""
         ...
 
 
@@ -422,6 +434,117 @@ class ApiKeyRepository(Protocol):
     async def update(self, key: ApiKey) -> None: ...
 
 
+class EventRepository(Protocol):
+    async def add(self, event: SecurityEvent) -> None:
+        """Store ``event`` and queue one webhook delivery for every webhook of its
+        tenant subscribed to its type, in the caller's transaction (both stay only
+        if it commits). Adds at most one round trip to the transaction."""
+        ...
+
+    async def list(
+        self,
+        tenant_id: UUID,
+        *,
+        limit: int,
+        user_id: UUID | None = None,
+        type: EventType | None = None,
+        before: EventCursor | None = None,
+    ) -> list[SecurityEvent]:
+        """Up to ``limit`` events of the tenant, newest first (ties by id, descending),
+        strictly older than ``before`` when given."""
+        ...
+
+    async def delete_older_than(self, cutoff: datetime) -> int:
+        """Purge events that occurred before ``cutoff`` (their deliveries go with them)."""
+        ...
+
+
+@attrs.frozen
+class DueDelivery:
+    """A leased delivery attempt with what it needs to be sent."""
+
+    delivery: WebhookDelivery
+    webhook: Webhook
+    event: SecurityEvent
+    tenant_slug: str
+
+
+@attrs.frozen
+class DeliveryOutcome:
+    """How one attempt went: ``error`` None means delivered; else retry at ``retry_at``
+    (None: give up, ``failed``)."""
+
+    delivery_id: UUID
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    retry_at: datetime | None = None
+
+
+class WebhookDeliveryError(Exception):
+    """An attempt got no HTTP answer (refused target, connection, timeout); the message
+    says which, safely."""
+
+
+class WebhookTargetGuard(Protocol):
+    async def check(self, url: str) -> None:
+        """Raise ``WebhookUrlRefusedError`` unless ``url`` is http(s) to a host whose
+        every address (after DNS resolution) is public: not loopback, private,
+        link-local, multicast or unspecified, unless private targets are allowed.
+        Resolves names without blocking the event loop."""
+        ...
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST once and return the status code. Never follows a redirect; enforces
+        the guard on the addresses it connects to and a total timeout. Raises
+        ``WebhookDeliveryError`` when there is no answer."""
+        ...
+
+
+class WebhookRepository(Protocol):
+    async def add(self, webhook: Webhook) -> None:
+        """Store it with its secrets sealed, never in clear."""
+        ...
+
+    async def get(self, tenant_id: UUID, webhook_id: UUID) -> Webhook | None: ...
+
+    async def list_for_tenant(self, tenant_id: UUID) -> list[Webhook]:
+        """Every webhook of the tenant, oldest first."""
+        ...
+
+    async def update(self, webhook: Webhook) -> None:
+        """Write its secrets (after a rotation)."""
+        ...
+
+    async def delete(self, tenant_id: UUID, webhook_id: UUID) -> bool:
+        """Delete it and its deliveries; False when the tenant has no such webhook."""
+        ...
+
+
+class WebhookDeliveryQueue(Protocol):
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[DueDelivery]:
+        """Lease up to ``limit`` pending deliveries whose attempt is due, counting the
+        attempt. No two workers (in any process) get the same attempt while its
+        lease runs."""
+        ...
+
+    async def record(self, outcomes: list[DeliveryOutcome]) -> None:
+        """Write how the attempts went, each only if its lease was not taken over
+        meanwhile (same attempt number)."""
+        ...
+
+    async def list_for_webhook(
+        self, webhook_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+    ) -> list[WebhookDelivery]:
+        """Deliveries of one webhook, newest first, older than ``before`` when given."""
+        ...
+
+    async def pending_count(self) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -437,6 +560,9 @@ class UnitOfWork(Protocol):
     recovery_codes: RecoveryCodeRepository
     mfa_challenges: MfaChallengeRepository
     api_keys: ApiKeyRepository
+    events: EventRepository
+    webhooks: WebhookRepository
+    webhook_deliveries: WebhookDeliveryQueue
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -7,6 +7,7 @@ from uuid import UUID
 import attrs
 
 from identity.application.assurance import require_aal2
+from identity.application.events import security_event
 from identity.application.mail_templates import MailTemplates
 from identity.application.passwords import check_new_password
 from identity.application.policy import Policy, policy_for
@@ -18,7 +19,7 @@ from identity.application.ports import (
     TokenCodec,
     UnitOfWorkFactory,
 )
-from identity.application.tokens import SessionTokens, TokenPair, new_jti
+from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair, new_jti
 from identity.domain.accounts import Account
 from identity.domain.errors import (
     AccountDisabledError,
@@ -27,6 +28,7 @@ from identity.domain.errors import (
     RefreshTokenReusedError,
     SessionNotFoundError,
 )
+from identity.domain.events import EventType
 from identity.domain.sessions import Presented, Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims
@@ -86,7 +88,9 @@ class RefreshSession:
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, refresh_token: str) -> TokenPair:
+    async def __call__(
+        self, tenant: Tenant, refresh_token: str, client: ClientInfo = NO_CLIENT
+    ) -> TokenPair:
         s = self._s
         claims = s.codec.decode_refresh(refresh_token)
         if claims.tenant_id != tenant.id:
@@ -108,7 +112,31 @@ class RefreshSession:
                 if presented is Presented.DEAD:
                     raise InvalidTokenError("session ended")
                 if presented is Presented.REUSED:
-                    await uow.sessions.revoke(tenant.id, session.id, now, "refresh_token_reused")
+                    ended = await uow.sessions.revoke(
+                        tenant.id, session.id, now, "refresh_token_reused"
+                    )
+                    await uow.events.add(
+                        security_event(
+                            EventType.REFRESH_TOKEN_REUSED,
+                            tenant.id,
+                            now,
+                            client,
+                            user_id=account.id,
+                            session_id=session.id,
+                        )
+                    )
+                    if ended:
+                        await uow.events.add(
+                            security_event(
+                                EventType.SESSION_REVOKED,
+                                tenant.id,
+                                now,
+                                client,
+                                user_id=account.id,
+                                session_id=session.id,
+                                reason="refresh_token_reused",
+                            )
+                        )
                     await uow.commit()
                     raise RefreshTokenReusedError("refresh token reused")
                 if not account.is_active:
@@ -130,14 +158,27 @@ class LogOut:
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, refresh_token: str) -> None:
+    async def __call__(
+        self, tenant: Tenant, refresh_token: str, client: ClientInfo = NO_CLIENT
+    ) -> None:
         claims = self._s.codec.decode_refresh(refresh_token)
         if claims.tenant_id != tenant.id:
             raise InvalidTokenError("token of another tenant")
         async with self._s.uow() as uow:
             now = self._s.clock.now()
             await uow.invalidated_tokens.add(tenant.id, claims.token_id, claims.expires_at, now)
-            await uow.sessions.revoke(tenant.id, claims.session_id, now, "logout")
+            if await uow.sessions.revoke(tenant.id, claims.session_id, now, "logout"):
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant.id,
+                        now,
+                        client,
+                        user_id=claims.subject,
+                        session_id=claims.session_id,
+                        reason="logout",
+                    )
+                )
             await uow.commit()
 
 
@@ -145,11 +186,25 @@ class LogOutEverywhere:
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, principal: Principal) -> int:
+    async def __call__(self, principal: Principal, client: ClientInfo = NO_CLIENT) -> int:
         async with self._s.uow() as uow:
+            now = self._s.clock.now()
             count = await uow.sessions.revoke_all_for_account(
-                principal.tenant.id, principal.account.id, self._s.clock.now(), "logout_all"
+                principal.tenant.id, principal.account.id, now, "logout_all"
             )
+            if count:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        principal.tenant.id,
+                        now,
+                        client,
+                        user_id=principal.account.id,
+                        session_id=principal.session_id,
+                        reason="logout_all",
+                        sessions_revoked=count,
+                    )
+                )
             await uow.commit()
         return count
 
@@ -171,7 +226,9 @@ class RevokeSession:
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, principal: Principal, session_id: UUID) -> None:
+    async def __call__(
+        self, principal: Principal, session_id: UUID, client: ClientInfo = NO_CLIENT
+    ) -> None:
         async with self._s.uow() as uow:
             session = await uow.sessions.get(principal.tenant.id, session_id)
             now = self._s.clock.now()
@@ -182,6 +239,17 @@ class RevokeSession:
             ):
                 raise SessionNotFoundError("no such session")
             await uow.sessions.revoke(principal.tenant.id, session_id, now, "revoked_by_user")
+            await uow.events.add(
+                security_event(
+                    EventType.SESSION_REVOKED,
+                    principal.tenant.id,
+                    now,
+                    client,
+                    user_id=principal.account.id,
+                    session_id=session_id,
+                    reason="revoked_by_user",
+                )
+            )
             await uow.commit()
 
 
@@ -190,6 +258,7 @@ class ChangePasswordCommand:
     principal: Principal
     current_password: str = attrs.field(repr=False)
     new_password: str = attrs.field(repr=False)
+    client: ClientInfo = ClientInfo()
 
 
 class ChangePassword:
@@ -227,9 +296,33 @@ class ChangePassword:
             account = current
             account.set_password_hash(new_hash, now)
             await uow.accounts.update(account)
-            await uow.sessions.revoke_all_for_account(
+            ended = await uow.sessions.revoke_all_for_account(
                 tenant.id, account.id, now, "password_changed", keep=command.principal.session_id
             )
+            current_session = command.principal.session_id
+            await uow.events.add(
+                security_event(
+                    EventType.PASSWORD_CHANGED,
+                    tenant.id,
+                    now,
+                    command.client,
+                    user_id=account.id,
+                    session_id=current_session,
+                )
+            )
+            if ended:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant.id,
+                        now,
+                        command.client,
+                        user_id=account.id,
+                        session_id=current_session,
+                        reason="password_changed",
+                        sessions_revoked=ended,
+                    )
+                )
             await uow.outbox.add(
                 tenant.id,
                 s.templates.password_changed_notice(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from uuid import UUID
 
 import attrs
 
@@ -25,6 +26,7 @@ class TokenPair:
     refresh_token_expires_in: int
     account: Account
     tenant: Tenant
+    session_id: UUID | None = None
 
 
 @attrs.frozen
@@ -33,6 +35,10 @@ class ClientInfo:
 
     user_agent: str | None = None
     ip: str | None = None
+
+
+# No request behind the call (the command line, a test): no ip, no user agent.
+NO_CLIENT = ClientInfo()
 
 
 def new_jti() -> str:
@@ -119,4 +125,5 @@ class SessionTokens:
             refresh_token_expires_in=max(0, int((session.expires_at - now).total_seconds())),
             account=account,
             tenant=tenant,
+            session_id=session.id,
         )

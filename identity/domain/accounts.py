@@ -26,7 +26,8 @@ class Account:
     is_verified: bool = False
     is_active: bool = True
     verified_at: datetime | None = None
-    google_linked: bool = False  # read-only: derived from linked external identities
+    # Read-only, derived from the linked external identities: their provider names, sorted.
+    identities: tuple[str, ...] = ()
     mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
     # Written by the storage when a sign-in opens a session (SessionRepository.add).
     last_login_at: datetime | None = None
@@ -34,6 +35,10 @@ class Account:
     @property
     def has_password(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def google_linked(self) -> bool:
+        return "google" in self.identities
 
     def verify_email(self, now: datetime) -> None:
         """The inbox is proven; idempotent."""
@@ -77,6 +82,10 @@ class Account:
             self.is_verified = False
             self.verified_at = None
             self.updated_at = now
+
+    def touch(self, now: datetime) -> None:
+        """Record a change to what belongs to the account (a linked identity removed)."""
+        self.updated_at = now
 
     def disable(self, now: datetime) -> None:
         self.is_active = False

@@ -65,6 +65,22 @@ class ProviderNotConfiguredError(DomainError):
     pass
 
 
+class ProviderUnavailableError(DomainError):
+    """The provider cannot be reached, timed out or failed on its side (503)."""
+
+
+class IdentityInUseError(DomainError):
+    """The provider account is linked to another user, or this user has another one."""
+
+
+class IdentityNotLinkedError(DomainError):
+    """The user has no identity at that provider."""
+
+
+class LastSignInMethodError(DomainError):
+    """Removing this would leave the account with no way to sign in."""
+
+
 class RateLimitedError(DomainError):
     def __init__(self, decision: object) -> None:
         super().__init__("rate limited")

@@ -7,7 +7,12 @@ from uuid import UUID
 
 import attrs
 
-from identity.domain.errors import DomainError
+from identity.domain.accounts import Account
+from identity.domain.errors import (
+    DomainError,
+    IdentityNotLinkedError,
+    LastSignInMethodError,
+)
 
 
 class IdentityAlreadyLinkedError(DomainError):
@@ -42,12 +47,34 @@ class PendingSignIn:
 
     key: str
     tenant_id: UUID
+    provider: str
     state_digest: str
     nonce: str = attrs.field(repr=False)
     code_verifier: str = attrs.field(repr=False)
     redirect_to: str | None
     created_at: datetime
     expires_at: datetime
+    link_user_id: UUID | None = None
+    """Set when a signed-in user started the flow: the callback links to that user."""
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at
+
+
+def identity_to_unlink(
+    account: Account, links: list[LinkedIdentity], provider: str
+) -> LinkedIdentity:
+    """The account's link at ``provider``, if removing it leaves a way to sign in.
+
+    A way to sign in is a password or another linked identity. An emailed code
+    is not counted: it is the way back in when every other one is lost, not a
+    method the user chose. Raises ``IdentityNotLinkedError`` or
+    ``LastSignInMethodError``.
+    """
+    mine = [link for link in links if link.user_id == account.id]
+    target = next((link for link in mine if link.provider == provider), None)
+    if target is None:
+        raise IdentityNotLinkedError(provider)
+    if not account.has_password and len(mine) == 1:
+        raise LastSignInMethodError(provider)
+    return target

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
+
+# Provider names appear in paths, settings names (upper-cased) and stored links.
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+RESERVED_PROVIDER_NAMES = frozenset({"google", "github"})
+
+
+def valid_provider_name(name: str) -> bool:
+    """1-32 lower-case letters and digits, starting with a letter."""
+    return bool(_PROVIDER_NAME.match(name))
 
 
 @attrs.frozen

@@ -108,7 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from identity.entrypoints.server import serve
 
-        return serve(settings, host=args.host, port=args.port, workers=args.workers)
+        try:
+            return serve(settings, host=args.host, port=args.port, workers=args.workers)
+        except SettingsError as error:
+            # Found at start-up (a provider's discovery URL that can never work).
+            print(f"identity: configuration error: {error}", file=sys.stderr)
+            return 2
     try:
         if args.command == "migrate":
             migrate.upgrade(settings.database_url)

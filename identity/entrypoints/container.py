@@ -16,9 +16,11 @@ from dependency_injector import containers, providers
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.oidc.google import GoogleIdentityProvider
+from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
@@ -33,9 +35,11 @@ from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
+from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.events import ListEvents
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -44,6 +48,8 @@ from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
+from identity.application.webhooks import DeliverWebhooks, Webhooks
+from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
@@ -64,7 +70,19 @@ def policy_from(settings: Settings) -> Policy:
             settings.google_client_secret.value if settings.google_client_secret else None
         ),
         oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
+        provider_clients=provider_clients(settings),
     )
+
+
+def provider_clients(settings: Settings) -> dict[str, tuple[str | None, str | None]]:
+    """The deployment's clients of GitHub and the named OIDC providers, by settings key."""
+    github_secret = settings.github_client_secret
+    clients: dict[str, tuple[str | None, str | None]] = {
+        "github": (settings.github_client_id, github_secret.value if github_secret else None)
+    }
+    for oidc in settings.oidc_providers:
+        clients[f"oidc_{oidc.name}"] = (oidc.client_id, oidc.client_secret.value)
+    return clients
 
 
 def google_redirect_uri(settings: Settings) -> str:
@@ -72,6 +90,60 @@ def google_redirect_uri(settings: Settings) -> str:
     if settings.google_redirect_uri:
         return settings.google_redirect_uri
     return f"{settings.issuer.rstrip('/')}/auth/google/callback"
+
+
+def identity_providers(
+    settings: Settings, http: aiohttp.ClientSession, clock: SystemClock
+) -> dict[str, external_sign_in.ConfiguredProvider]:
+    """Every provider by name: Google and GitHub always (a tenant may bring the
+    client), and each provider of ``IDENTITY_OIDC_PROVIDERS``."""
+    issuer = settings.issuer.rstrip("/")
+    timeout, leeway = settings.provider_timeout, settings.clock_skew
+    configured = external_sign_in.ConfiguredProvider
+    found = {
+        "google": configured(
+            name="google",
+            method="google",
+            settings_key="google",
+            adapter=GoogleIdentityProvider(
+                settings.google_discovery_url,
+                http=http,
+                leeway_seconds=leeway,
+                timeout_seconds=timeout,
+                clock=clock,
+            ),
+            redirect_uri=google_redirect_uri(settings),
+        ),
+        "github": configured(
+            name="github",
+            method="github",
+            settings_key="github",
+            adapter=GitHubIdentityProvider(
+                http=http,
+                base_url=settings.github_base_url,
+                api_url=settings.github_api_url,
+                timeout_seconds=timeout,
+            ),
+            redirect_uri=settings.github_redirect_uri or f"{issuer}/auth/github/callback",
+        ),
+    }
+    for oidc in settings.oidc_providers:
+        found[oidc.name] = configured(
+            name=oidc.name,
+            method="oidc",
+            settings_key=f"oidc_{oidc.name}",
+            adapter=OidcIdentityProvider(
+                oidc.name,
+                oidc.discovery_url,
+                http=http,
+                scopes=oidc.scopes,
+                leeway_seconds=leeway,
+                timeout_seconds=timeout,
+                clock=clock,
+            ),
+            redirect_uri=oidc.redirect_uri or f"{issuer}/auth/oidc/{oidc.name}/callback",
+        )
+    return found
 
 
 def mailer_kind(settings: Settings) -> str:
@@ -94,6 +166,10 @@ def hasher_threads(settings: Settings) -> int | None:
     return settings.hasher_threads or None  # 0: one thread per CPU
 
 
+def event_retention(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.event_retention)
+
+
 def smtp_password(settings: Settings) -> str | None:
     return settings.smtp_password.value if settings.smtp_password else None
 
@@ -106,10 +182,13 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.admin_users",
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.self_service",
+            "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
+            "identity.entrypoints.http.handlers.providers",
             "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
+            "identity.entrypoints.http.handlers.webhooks",
         ]
     )
 
@@ -125,12 +204,14 @@ class Container(containers.DeclarativeContainer):
     )
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
     totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
     uow = providers.Factory(
         SqlUnitOfWork,
         engine=engine,
         outbox_sealer=outbox_sealer,
         oauth_state_sealer=oauth_state_sealer,
+        webhook_sealer=webhook_sealer,
         totp_sealer=totp_sealer,
     )
 
@@ -250,33 +331,31 @@ class Container(containers.DeclarativeContainer):
 
     # The HTTP client session lives in the running loop: the app overrides it at start-up.
     http_client = providers.Dependency(instance_of=aiohttp.ClientSession)
-    google_redirect_uri = providers.Callable(google_redirect_uri, settings)
-    google_provider = providers.Singleton(
-        GoogleIdentityProvider,
-        settings.provided.google_discovery_url,
-        http=http_client,
-        leeway_seconds=settings.provided.clock_skew,
-        clock=clock,
+    identity_providers = providers.Singleton(
+        identity_providers, settings, http=http_client, clock=clock
     )
-    google_sign_in_services = providers.Singleton(
+    sign_in_services = providers.Singleton(
         external_sign_in.ExternalSignInServices,
         uow=uow.provider,
         clock=clock,
-        provider=google_provider,
+        providers=identity_providers,
         tokens=session_tokens,
         policy=policy,
-        redirect_uri=google_redirect_uri,
         normalise_email=providers.Object(normalise_email),
     )
-    start_google_sign_in = providers.Factory(
-        external_sign_in.StartExternalSignIn, google_sign_in_services
+    start_external_sign_in = providers.Factory(
+        external_sign_in.StartExternalSignIn, sign_in_services
     )
-    finish_google_sign_in = providers.Factory(
-        external_sign_in.FinishExternalSignIn, google_sign_in_services
+    finish_external_sign_in = providers.Factory(
+        external_sign_in.FinishExternalSignIn, sign_in_services
     )
+    list_identities = providers.Factory(external_sign_in.ListIdentities, sign_in_services)
+    unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
-    purge_expired = providers.Factory(PurgeExpired, uow.provider, clock)
+    purge_expired = providers.Factory(
+        PurgeExpired, uow.provider, clock, providers.Callable(event_retention, settings)
+    )
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)
 
@@ -301,4 +380,20 @@ class Container(containers.DeclarativeContainer):
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
     authenticate_api_key = providers.Singleton(
         AuthenticateApiKey, providers.Singleton(SqlApiKeyReader, engine), api_key_digester
+    )
+
+    list_events = providers.Factory(ListEvents, uow.provider)
+
+    webhook_guard = providers.Singleton(
+        PublicTargetGuard, allow_private=settings.provided.webhook_allow_private
+    )
+    # Tests shorten these; the contract's values otherwise.
+    webhook_timeout = providers.Object(10.0)
+    webhook_retry_schedule = providers.Object(RETRY_SCHEDULE)
+    webhook_sender = providers.Singleton(
+        AiohttpWebhookSender, webhook_guard, timeout_seconds=webhook_timeout
+    )
+    webhooks = providers.Factory(Webhooks, uow.provider, clock, webhook_guard)
+    deliver_webhooks = providers.Singleton(
+        DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )

@@ -23,10 +23,14 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from identity.adapters.clock import SystemClock
 from identity.adapters.sqlalchemy import migrate
+from identity.entrypoints.container import identity_providers
+from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.logs import configure_logging
 from identity.entrypoints.settings import Settings
@@ -64,6 +68,8 @@ def serve(
     # starting together would each create one and sign with different keys
     # until their next reload.
     asyncio.run(_ensure_signing_key(settings))
+    # A discovery URL that can never work stops the master, before any worker.
+    asyncio.run(_check_providers(settings))
     return _supervise(settings, host, port, workers)
 
 
@@ -91,6 +97,11 @@ async def _ensure_signing_key(settings: Settings) -> None:
         await container.key_store().load_ring(container.clock().now())
     finally:
         await container.engine().dispose()
+
+
+async def _check_providers(settings: Settings) -> None:
+    async with aiohttp.ClientSession() as http:
+        await discover_providers(settings, identity_providers(settings, http, SystemClock()))
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -18,10 +18,14 @@ import attrs
 from sqlalchemy.engine import make_url
 
 from identity.application.policy import redirect_allowlist
+from identity.domain.identities import RESERVED_PROVIDER_NAMES, valid_provider_name
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./identity.db"
 GOOGLE_DISCOVERY_URL = "https://accounts.google.com/.well-known/openid-configuration"
+GITHUB_BASE_URL = "https://github.com"
+GITHUB_API_URL = "https://api.github.com"
+DEFAULT_OIDC_SCOPES = "openid email profile"
 MIN_SECRET_LENGTH = 32
 
 T = TypeVar("T")
@@ -47,6 +51,18 @@ class Secret:
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class OidcProviderSettings:
+    """One provider of ``IDENTITY_OIDC_PROVIDERS`` and its ``IDENTITY_OIDC_<NAME>_*`` values."""
+
+    name: str
+    client_id: str
+    client_secret: Secret
+    discovery_url: str
+    scopes: str = DEFAULT_OIDC_SCOPES
+    redirect_uri: str | None = None
 
 
 def redact_url(url: str) -> str:
@@ -87,6 +103,13 @@ class Settings:
     google_client_secret: Secret | None = None
     google_discovery_url: str = GOOGLE_DISCOVERY_URL
     google_redirect_uri: str | None = None
+    oidc_providers: tuple[OidcProviderSettings, ...] = ()
+    github_client_id: str | None = None
+    github_client_secret: Secret | None = None
+    github_base_url: str = GITHUB_BASE_URL
+    github_api_url: str = GITHUB_API_URL
+    github_redirect_uri: str | None = None
+    provider_timeout: float = 5.0
     oauth_redirect_allowlist: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[IpNetwork, ...] = ()
@@ -100,6 +123,8 @@ class Settings:
     rate_limit_login: RateLimit = RateLimit(5, 60)
     rate_limit_otp_request: RateLimit = RateLimit(5, 3600)
     rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
+    event_retention: float = 90 * 86400.0
+    webhook_allow_private: bool = False
 
     @property
     def is_embedded_database(self) -> bool:
@@ -262,6 +287,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "google_client_secret": parse_secret,
     "google_discovery_url": parse_url("https", "http"),
     "google_redirect_uri": parse_url("https", "http"),
+    "github_client_id": parse_text,
+    "github_client_secret": parse_secret,
+    "github_base_url": parse_url("https", "http"),
+    "github_api_url": parse_url("https", "http"),
+    "github_redirect_uri": parse_url("https", "http"),
+    "provider_timeout": parse_duration,
     "oauth_redirect_allowlist": lambda text: redirect_allowlist(parse_list(text)),
     "cors_origins": parse_list,
     "trusted_proxies": parse_networks,
@@ -275,6 +306,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_login": parse_rate_limit,
     "rate_limit_otp_request": parse_rate_limit,
     "rate_limit_otp_verify": parse_rate_limit,
+    "event_retention": parse_duration,
+    "webhook_allow_private": parse_bool,
 }
 
 ENV_PREFIX = "IDENTITY_"
@@ -307,7 +340,70 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "issuer" not in values:
         host = values.get("host", "127.0.0.1")
         values["issuer"] = f"http://{host}:{values.get('port', 8000)}"
+    _require_both(values, "github_client_id", "github_client_secret")
+    values["oidc_providers"] = load_oidc_providers(env)
     return Settings(**values)
+
+
+def _require_both(values: dict[str, Any], first: str, second: str) -> None:
+    """A client is an id and a secret: one without the other is a mistake."""
+    for present, missing in ((first, second), (second, first)):
+        if present in values and missing not in values:
+            raise SettingsError(f"{env_name(missing)}: required when {env_name(present)} is set")
+
+
+def oidc_env_name(provider: str, field: str) -> str:
+    """``IDENTITY_OIDC_<NAME>_<FIELD>`` of one named provider."""
+    return f"{ENV_PREFIX}OIDC_{provider.upper()}_{field.upper()}"
+
+
+def load_oidc_providers(env: Mapping[str, str]) -> tuple[OidcProviderSettings, ...]:
+    """The providers named in ``IDENTITY_OIDC_PROVIDERS``, each with its own variables."""
+    list_name = env_name("oidc_providers")
+    names = parse_list(env.get(list_name, ""))
+    providers = []
+    for name in names:
+        if not valid_provider_name(name):
+            raise SettingsError(
+                f"{list_name}: {name!r} is not a provider name "
+                "(1-32 lower-case letters and digits, starting with a letter)"
+            )
+        if name in RESERVED_PROVIDER_NAMES:
+            raise SettingsError(
+                f"{list_name}: {name!r} has settings of its own ({ENV_PREFIX}{name.upper()}_*)"
+            )
+        if names.count(name) > 1:
+            raise SettingsError(f"{list_name}: {name!r} is named twice")
+        values: dict[str, Any] = {"name": name}
+        parsers: dict[str, Callable[[str], Any]] = {
+            "client_id": parse_text,
+            "client_secret": parse_secret,
+            "discovery_url": parse_url("https", "http"),
+            "scopes": parse_scopes,
+            "redirect_uri": parse_url("https", "http"),
+        }
+        for field, parser in parsers.items():
+            variable = oidc_env_name(name, field)
+            raw = env.get(variable, "")
+            if not raw.strip():
+                if field in ("client_id", "client_secret", "discovery_url"):
+                    raise SettingsError(
+                        f"{variable}: required for the provider {name!r} named in {list_name}"
+                    )
+                continue
+            try:
+                values[field] = parser(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{variable}: {exc}") from None
+        providers.append(OidcProviderSettings(**values))
+    return tuple(providers)
+
+
+def parse_scopes(text: str) -> str:
+    scopes = text.split()
+    if "openid" not in scopes:
+        raise ValueError("must include openid")
+    return " ".join(scopes)
 
 
 def embedded_secret_key(database_url: str) -> str:

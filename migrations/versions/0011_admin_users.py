@@ -1,7 +1,7 @@
 """The admin API over users: last sign-in, and the index of the keyset list.
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0012
 Create Date: 2026-11-28
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0005"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -107,7 +107,7 @@ async def test_a_session_opens_only_for_an_active_account_and_records_the_login(
     assert not await write(storage, lambda uow: uow.sessions.add(ghost))
 
 
-async def test_links_are_listed_per_account(storage: Storage, tenant: Tenant) -> None:
+async def test_a_page_of_accounts_carries_their_providers(storage: Storage, tenant: Tenant) -> None:
     alice = await add_account(storage, tenant)
     bob = await add_account(storage, tenant, "bob@example.test")
     links = [
@@ -120,13 +120,14 @@ async def test_links_are_listed_per_account(storage: Storage, tenant: Tenant) ->
         storage, lambda uow: uow.external_identities.list_for_account(tenant.id, alice.id)
     )
     assert mine == links[:1]
-    both = await read(
-        storage,
-        lambda uow: uow.external_identities.list_for_accounts(tenant.id, [alice.id, bob.id]),
-    )
-    assert sorted(link.subject for link in both) == ["a", "b"]
-    none = await read(storage, lambda uow: uow.external_identities.list_for_accounts(tenant.id, []))
-    assert none == []
+    page = await read(storage, lambda uow: uow.accounts.list_page(tenant.id, None, 10))
+    assert {account.id: account.identities for account in page} == {
+        alice.id: ("google",),
+        bob.id: ("google",),
+    }
+    await write(storage, lambda uow: uow.external_identities.delete(tenant.id, links[1].id))
+    page = await read(storage, lambda uow: uow.accounts.list_page(tenant.id, None, 10))
+    assert [account.identities for account in page if account.id == bob.id] == [()]
 
 
 async def test_the_key_reader_sees_committed_keys_at_once(storage: Storage, tenant: Tenant) -> None:

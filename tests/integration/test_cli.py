@@ -8,11 +8,13 @@ work, on a loop of their own.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
 import os
 import secrets
 import stat
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -164,6 +166,19 @@ def add_account(email: str, tenant: str = "default", sessions: int = 0) -> uuid.
     return with_container(work)
 
 
+def recorded_events(account_id: uuid.UUID) -> list[tuple[str, dict[str, object]]]:
+    """The account's security events, oldest first: (type, data)."""
+
+    async def work(container: Container) -> list[tuple[str, dict[str, object]]]:
+        async with container.uow() as uow:
+            tenant = await uow.tenants.get_by_slug("default")
+            assert tenant is not None
+            found = await uow.events.list(tenant.id, limit=50, user_id=account_id)
+        return [(event.type.value, dict(event.data)) for event in reversed(found)]
+
+    return with_container(work)
+
+
 def stored_keys() -> list[StoredSigningKey]:
     async def work(container: Container) -> list[StoredSigningKey]:
         return await container.key_store().stored()
@@ -284,6 +299,12 @@ def test_users_disable_ends_sessions_and_enable_restores(postgres_cli: Cli) -> N
     enabled = postgres_cli.ok("users", "enable", EMAIL)
     assert (enabled["is_active"], enabled["sessions_revoked"]) == (True, 0)
     assert postgres_cli.ok("users", "show", EMAIL)["is_active"] is True
+    # The second disable changed nothing and recorded nothing.
+    assert sorted(recorded_events(account_id), key=lambda e: e[0]) == [
+        ("session.revoked", {"reason": "account_disabled", "sessions_revoked": 2}),
+        ("user.disabled", {}),
+        ("user.enabled", {}),
+    ]
 
 
 def test_users_commands_are_scoped_by_tenant(postgres_cli: Cli) -> None:
@@ -404,3 +425,55 @@ def test_the_embedded_default_migrates_itself_and_keeps_a_private_secret(
     assert slugs(cli.ok("tenants", "list")) == {"default": False, "acme": False}
     assert secret_file.read_text() == secret  # made once, then reused
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_tenants_set_takes_each_providers_client(postgres_cli: Cli) -> None:
+    postgres_cli.ok("tenants", "create", "acme")
+    secret = "gh-secret-" + secrets.token_hex(8)
+
+    postgres_cli.ok("tenants", "set", "acme", "oidc_corp_client_id", "acme-at-corp")
+    run = postgres_cli("tenants", "set", "acme", "github_client_secret", secret)
+
+    assert secret not in run.out + run.err
+    assert run.json()["settings"] == {
+        "oidc_corp_client_id": "acme-at-corp",
+        "github_client_secret": "********",
+    }
+    message = postgres_cli.fails("tenants", "set", "acme", "gitlab_client_id", "x")
+    assert "gitlab_client_id" in message and "oidc_<name>_client_id" in message
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_serve_stops_with_one_line_naming_a_discovery_url_that_can_never_work(
+    postgres_cli: Cli, clean_env: pytest.MonkeyPatch
+) -> None:
+    # A live server without a discovery document: serve runs its own event loop
+    # here, so this one answers from a thread.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    clean_env.setenv("IDENTITY_OIDC_PROVIDERS", "corp")
+    clean_env.setenv("IDENTITY_OIDC_CORP_CLIENT_ID", "corp-client")
+    clean_env.setenv("IDENTITY_OIDC_CORP_CLIENT_SECRET", "corp-secret")
+    clean_env.setenv(
+        "IDENTITY_OIDC_CORP_DISCOVERY_URL",
+        f"http://127.0.0.1:{server.server_address[1]}/.well-known/openid-configuration",
+    )
+    try:
+        message = postgres_cli.fails("serve", "--port", "0", code=2)
+    finally:
+        server.shutdown()
+        thread.join()
+
+    assert message.startswith(
+        "identity: configuration error: IDENTITY_OIDC_CORP_DISCOVERY_URL: discovery failed"
+    ), message
+    assert "404" in message

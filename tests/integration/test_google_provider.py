@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from identity.adapters.oidc.google import GoogleIdentityProvider, accepted_issuers
+from identity.adapters.oidc.provider import DiscoveryConfigurationError, OidcIdentityProvider
 from identity.application.pkce import new_code_verifier, new_nonce, new_state, s256_challenge
-from identity.domain.errors import OAuthFailedError
+from identity.domain.errors import OAuthFailedError, ProviderUnavailableError
 from identity.domain.identities import ExternalIdentity
 from tests.oidc_provider import FakeOidcProvider
 
@@ -38,7 +39,7 @@ def google(provider: FakeOidcProvider, session: aiohttp.ClientSession) -> Google
 
 
 async def sign_in(
-    google: GoogleIdentityProvider,
+    google: OidcIdentityProvider,
     provider: FakeOidcProvider,
     *,
     verifier_override: str | None = None,
@@ -155,7 +156,7 @@ async def test_identity_without_email(
         pytest.param({"unknown_key": True}, id="unknown-key"),
         pytest.param({"alg": "none"}, id="alg-none"),
         pytest.param({"alg": "HS256"}, id="hs256-with-public-key"),
-        pytest.param({"token_status": 500}, id="token-endpoint-500"),
+        pytest.param({"token_status": 400}, id="token-endpoint-400"),
         pytest.param({"token_body": "<html>oops</html>"}, id="token-not-json"),
         pytest.param({"token_body": '{"access_token": "a"}'}, id="no-id-token"),
         pytest.param({"token_body": '{"id_token": "not.a.jwt"}'}, id="id-token-garbage"),
@@ -247,7 +248,7 @@ async def test_an_unreachable_token_endpoint_fails_the_sign_in(
     assert url  # metadata is now cached; the provider goes away
     await provider.close()
 
-    with pytest.raises(OAuthFailedError):
+    with pytest.raises(ProviderUnavailableError):
         await google.exchange(
             provider.client, code="code", redirect_uri=REDIRECT_URI, code_verifier="v", nonce="n"
         )
@@ -259,7 +260,7 @@ async def test_an_unreachable_discovery_fails_the_authorization_url(
     google = GoogleIdentityProvider(provider.discovery_url, http=session)
     await provider.close()
 
-    with pytest.raises(OAuthFailedError):
+    with pytest.raises(ProviderUnavailableError):
         await google.authorization_url(
             provider.client, redirect_uri=REDIRECT_URI, state="s", nonce="n", code_challenge="c"
         )
@@ -271,14 +272,14 @@ async def test_a_hanging_token_endpoint_times_out(
     google = GoogleIdentityProvider(provider.discovery_url, http=session, timeout_seconds=0.2)
     provider.misbehave(token_hang=True)
 
-    with pytest.raises(OAuthFailedError):
+    with pytest.raises(ProviderUnavailableError):
         await sign_in(google, provider)
 
 
 async def test_a_code_is_not_logged(
     google: GoogleIdentityProvider, provider: FakeOidcProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
-    provider.misbehave(token_status=500)
+    provider.misbehave(token_status=400)
     caplog.set_level("DEBUG", logger="identity")
 
     with pytest.raises(OAuthFailedError) as failure:
@@ -311,3 +312,74 @@ def test_google_issuer_without_scheme_accepts_the_https_form() -> None:
 
 def test_an_http_issuer_has_no_twin() -> None:
     assert accepted_issuers("http://127.0.0.1:8080") == {"http://127.0.0.1:8080"}
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_failing_token_endpoint_is_unavailable_not_a_refusal(
+    google: GoogleIdentityProvider, provider: FakeOidcProvider, status: int
+) -> None:
+    provider.misbehave(token_status=status)
+
+    with pytest.raises(ProviderUnavailableError):
+        await sign_in(google, provider)
+
+
+async def test_start_up_discovery_tells_a_wrong_url_from_a_provider_that_is_down(
+    provider: FakeOidcProvider, session: aiohttp.ClientSession
+) -> None:
+    wrong_path = OidcIdentityProvider("corp", f"{provider.base_url}/nothing-here", http=session)
+    with pytest.raises(DiscoveryConfigurationError, match="404"):
+        await wrong_path.discover()
+    not_oidc = OidcIdentityProvider("corp", f"{provider.base_url}/jwks", http=session)
+    with pytest.raises(DiscoveryConfigurationError, match="not an OpenID Connect discovery"):
+        await not_oidc.discover()
+
+    working = OidcIdentityProvider("corp", provider.discovery_url, http=session)
+    await working.discover()
+    assert provider.discovery_fetches == 1
+
+    down = OidcIdentityProvider("corp", provider.discovery_url, http=session)
+    await provider.close()
+    with pytest.raises(ProviderUnavailableError) as failure:
+        await down.discover()
+    assert not isinstance(failure.value, DiscoveryConfigurationError)
+
+
+async def test_a_named_provider_reports_its_own_name_and_scopes(
+    provider: FakeOidcProvider, session: aiohttp.ClientSession
+) -> None:
+    corp = OidcIdentityProvider(
+        "corp", provider.discovery_url, http=session, scopes="openid email groups"
+    )
+    provider.next_identity(sub="corp-7", email="eve@corp.example")
+    state, nonce, verifier = new_state(), new_nonce(), new_code_verifier()
+
+    url = await corp.authorization_url(
+        provider.client,
+        redirect_uri=REDIRECT_URI,
+        state=state,
+        nonce=nonce,
+        code_challenge=s256_challenge(verifier),
+    )
+    query = parse_qs(urlsplit(await provider.browser_authorize(url)).query)
+    identity = await corp.exchange(
+        provider.client,
+        code=query["code"][0],
+        redirect_uri=REDIRECT_URI,
+        code_verifier=verifier,
+        nonce=nonce,
+    )
+
+    assert provider.authorize_requests[-1].scope == "openid email groups"
+    assert (identity.provider, identity.subject) == ("corp", "corp-7")
+
+
+async def test_a_generic_provider_accepts_only_its_exact_issuer(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FakeOidcProvider(issuer="https://login.corp.example") as provider:
+        corp = OidcIdentityProvider("corp", provider.discovery_url, http=session)
+        provider.misbehave(iss="login.corp.example")
+
+        with pytest.raises(OAuthFailedError):
+            await sign_in(corp, provider)

@@ -28,6 +28,7 @@ from identity.application.pkce import new_code_verifier, s256_challenge
 from identity.application.tenancy import TenantAdmin
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
+from identity.domain.events import EventType, SecurityEvent
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
@@ -332,7 +333,7 @@ async def test_an_allowed_redirect_receives_the_tokens_in_the_fragment(app: App)
         {"alg": "none"},
         {"alg": "HS256"},
         {"authorize_error": "access_denied"},
-        {"token_status": 500},
+        {"token_status": 400},
     ],
     ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()),
 )
@@ -345,6 +346,16 @@ async def test_a_bad_answer_from_the_provider_issues_no_token(
 
     await assert_refused(app, response)
     assert (await response.json())["code"] == "oauth_failed"
+    assert await app.count(tables.users) == 0
+
+
+async def test_a_failing_provider_is_a_503_and_issues_no_token(app: App) -> None:
+    app.provider.misbehave(token_status=500)
+
+    response = await app.sign_in()
+
+    await assert_refused(app, response, status=503)
+    assert (await response.json())["code"] == "provider_unavailable"
     assert await app.count(tables.users) == 0
 
 
@@ -521,3 +532,45 @@ async def test_a_tenant_uses_its_own_google_client(
     body = await response.json()
     assert response.status == 200, body
     assert body["user"]["tenant"] == "acme"
+
+
+# --- security events ---------------------------------------------------------
+
+
+async def recorded(app: App) -> list[SecurityEvent]:
+    """The default tenant's events, oldest first."""
+    async with app.container.uow() as uow:
+        tenant = await uow.tenants.get_by_slug("default")
+        assert tenant is not None
+        found = await uow.events.list(tenant.id, limit=50)
+    return list(reversed(found))
+
+
+async def test_a_first_sign_in_records_creation_link_and_login(app: App) -> None:
+    app.provider.next_identity(sub="g-ev-1", email="eve@example.com")
+    body = await (await app.sign_in()).json()
+
+    # Events of one moment have no order among themselves: found by type.
+    by_type = {event.type: event for event in await recorded(app)}
+    assert set(by_type) == {
+        EventType.USER_CREATED,
+        EventType.IDENTITY_LINKED,
+        EventType.LOGIN_SUCCEEDED,
+    }
+    assert {str(e.user_id) for e in by_type.values()} == {body["user"]["id"]}
+    assert by_type[EventType.IDENTITY_LINKED].data == {"provider": "google"}
+    login = by_type[EventType.LOGIN_SUCCEEDED]
+    assert login.data == {"method": "google", "aal": "aal1"}
+    assert login.session_id is not None
+
+
+async def test_linking_an_unverified_account_records_its_verification(app: App) -> None:
+    await app.add_password_account("fay@example.com", verified=False)
+    app.provider.next_identity(sub="g-ev-2", email="fay@example.com", email_verified=True)
+    await app.sign_in()
+
+    assert sorted(e.type.value for e in await recorded(app)) == [
+        "identity.linked",
+        "login.succeeded",
+        "user.verified",
+    ]

@@ -32,6 +32,8 @@ from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import (
     ActiveSessionReader,
+    DeliveryOutcome,
+    DueDelivery,
     OutboxItem,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -40,10 +42,12 @@ from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import (
     EmailAlreadyRegisteredError,
+    IdentityInUseError,
     OtpInvalidError,
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
+from identity.domain.events import EventCursor, EventType, SecurityEvent
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -53,6 +57,7 @@ from identity.domain.mail import EmailMessage
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
+from identity.domain.webhooks import DeliveryStatus, Webhook
 from tests.databases import PostgresDatabases
 
 SECRET_KEY = "contract-test-secret-key-0123456789abcdef"
@@ -1182,6 +1187,7 @@ def new_pending(tenant: Tenant, key: str = "k" * 64, **fields: Any) -> PendingSi
     values: dict[str, Any] = {
         "key": key,
         "tenant_id": tenant.id,
+        "provider": "google",
         "state_digest": "s" * 64,
         "nonce": "nonce-" + uuid.uuid4().hex,
         "code_verifier": "verifier-" + uuid.uuid4().hex,
@@ -1301,6 +1307,65 @@ async def test_an_account_read_says_whether_google_is_linked(
     assert by_email is not None and by_email.google_linked
     plain = await read(storage, lambda uow: uow.accounts.get(tenant.id, other_provider.id))
     assert plain is not None and not plain.google_linked
+    assert by_id.identities == ("google",) and plain.identities == ("github",)
+
+
+async def test_an_account_has_one_identity_per_provider_listed_and_removable(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    account = await add_account(storage, tenant)
+    google = new_link(tenant, account)
+    github = attrs.evolve(
+        new_link(tenant, account, "12345"),
+        provider="github",
+        created_at=NOW + timedelta(seconds=1),
+    )
+    await write(storage, lambda uow: uow.external_identities.add(github))
+    await write(storage, lambda uow: uow.external_identities.add(google))
+
+    second_google = new_link(tenant, account, "another-google-subject")
+    with pytest.raises(IdentityInUseError):
+        await write(storage, lambda uow: uow.external_identities.add(second_google))
+
+    listed = await read(
+        storage, lambda uow: uow.external_identities.list_for_account(tenant.id, account.id)
+    )
+    assert listed == [google, github]  # oldest first
+    read_back = await read(storage, lambda uow: uow.accounts.get(tenant.id, account.id))
+    assert read_back is not None and read_back.identities == ("github", "google")
+    assert (
+        await read(
+            storage,
+            lambda uow: uow.external_identities.list_for_account(other_tenant.id, account.id),
+        )
+        == []
+    )
+
+    # Another tenant cannot remove it; then it goes once.
+    assert not await write(
+        storage, lambda uow: uow.external_identities.delete(other_tenant.id, google.id)
+    )
+    assert await write(storage, lambda uow: uow.external_identities.delete(tenant.id, google.id))
+    assert not await write(
+        storage, lambda uow: uow.external_identities.delete(tenant.id, google.id)
+    )
+    left = await read(
+        storage, lambda uow: uow.external_identities.list_for_account(tenant.id, account.id)
+    )
+    assert left == [github]
+    # With the old link gone, another subject at that provider may be linked.
+    await write(storage, lambda uow: uow.external_identities.add(second_google))
+
+
+async def test_a_pending_link_keeps_its_provider_and_user(storage: Storage, tenant: Tenant) -> None:
+    account = await add_account(storage, tenant)
+    pending = new_pending(tenant, provider="keycloak", link_user_id=account.id)
+    await write(storage, lambda uow: uow.oauth_states.add(pending))
+
+    taken = await write(storage, lambda uow: uow.oauth_states.take(pending.key))
+
+    assert taken == pending
+    assert taken is not None and taken.provider == "keycloak" and taken.link_user_id == account.id
 
 
 async def test_an_expired_pending_sign_in_is_still_taken(storage: Storage, tenant: Tenant) -> None:
@@ -1324,3 +1389,221 @@ async def test_sql_pending_sign_in_keeps_the_pkce_verifier_sealed(
     async with engine.connect() as connection:
         [row] = list(await connection.execute(select(t.oauth_states)))
     assert pending_sign_in.code_verifier.encode() not in bytes(row.code_verifier)
+
+
+# --- security events -------------------------------------------------------------
+
+
+def new_event(
+    tenant: Tenant, type: EventType, at: datetime, user_id: uuid.UUID | None = None
+) -> SecurityEvent:
+    return SecurityEvent.new(
+        type, tenant.id, at, user_id=user_id, ip="198.51.100.4", user_agent="ua", reason="x"
+    )
+
+
+async def test_events_are_listed_newest_first_with_filters_and_cursor(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    ada, bob = uuid.uuid4(), uuid.uuid4()
+    made = [
+        new_event(tenant, EventType.LOGIN_FAILED, NOW + timedelta(seconds=i), ada if i % 2 else bob)
+        for i in range(5)
+    ]
+    async with storage.uow() as uow:
+        for event in made:
+            await uow.events.add(event)
+        await uow.events.add(new_event(other_tenant, EventType.USER_CREATED, NOW, ada))
+        await uow.commit()
+
+    async with storage.uow() as uow:
+        everything = await uow.events.list(tenant.id, limit=10)
+        adas = await uow.events.list(tenant.id, limit=10, user_id=ada)
+        created = await uow.events.list(tenant.id, limit=10, type=EventType.USER_CREATED)
+        first = await uow.events.list(tenant.id, limit=2)
+        last = first[-1]
+        rest = await uow.events.list(
+            tenant.id, limit=10, before=EventCursor(last.occurred_at, last.id)
+        )
+    assert everything == list(reversed(made))  # exactly what was stored, newest first
+    assert [e.id for e in adas] == [made[3].id, made[1].id]
+    assert created == []
+    assert [e.id for e in first + rest] == [e.id for e in everything]
+
+
+async def test_an_event_is_kept_only_if_its_transaction_commits(
+    storage: Storage, tenant: Tenant
+) -> None:
+    async with storage.uow() as uow:
+        await uow.events.add(new_event(tenant, EventType.PASSWORD_CHANGED, NOW))
+        await uow.rollback()
+        await uow.events.add(new_event(tenant, EventType.PASSWORD_RESET, NOW))
+    async with storage.uow() as uow:
+        assert await uow.events.list(tenant.id, limit=10) == []
+
+
+async def test_old_events_are_purged(storage: Storage, tenant: Tenant) -> None:
+    old = new_event(tenant, EventType.LOGIN_FAILED, NOW - timedelta(days=91))
+    recent = new_event(tenant, EventType.LOGIN_FAILED, NOW - timedelta(days=1))
+    async with storage.uow() as uow:
+        await uow.events.add(old)
+        await uow.events.add(recent)
+        await uow.commit()
+    async with storage.uow() as uow:
+        assert await uow.events.delete_older_than(NOW - timedelta(days=90)) == 1
+        await uow.commit()
+    async with storage.uow() as uow:
+        assert [e.id for e in await uow.events.list(tenant.id, limit=10)] == [recent.id]
+
+
+async def test_sql_events_outlive_their_user(storage: Storage, tenant: Tenant) -> None:
+    if storage.engine is None:
+        pytest.skip("the in-memory store has no user deletion to survive")
+    account = await add_account(storage, tenant)
+    event = new_event(tenant, EventType.USER_DELETED, NOW, account.id)
+    async with storage.uow() as uow:
+        await uow.events.add(event)
+        await uow.commit()
+    async with storage.engine.begin() as connection:
+        await connection.execute(delete(t.users).where(t.users.c.id == account.id))
+    async with storage.uow() as uow:
+        assert await uow.events.list(tenant.id, limit=10) == [event]
+
+
+# --- webhooks and their delivery queue -------------------------------------------
+
+
+def new_webhook(tenant: Tenant, *types: EventType) -> Webhook:
+    return Webhook(
+        id=uuid.uuid4(),
+        tenant_id=tenant.id,
+        url="https://hooks.example.test/in",
+        event_types=frozenset(types),
+        secret="whsec_" + "A" * 43 + "=",
+        created_at=NOW,
+    )
+
+
+async def claim_deliveries(storage: Storage, now: datetime, limit: int = 50) -> list[DueDelivery]:
+    async def run(uow: UnitOfWork) -> list[DueDelivery]:
+        return await uow.webhook_deliveries.claim_due(now, limit, timedelta(seconds=60))
+
+    return await write(storage, run)
+
+
+async def test_an_event_queues_one_delivery_per_subscribed_webhook_of_its_tenant(
+    storage: Storage, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    logins = new_webhook(tenant, EventType.LOGIN_FAILED, EventType.USER_CREATED)
+    others = new_webhook(tenant, EventType.PASSWORD_RESET)
+    foreign = new_webhook(other_tenant, EventType.LOGIN_FAILED)
+    event = new_event(tenant, EventType.LOGIN_FAILED, NOW)
+
+    async def setup(uow: UnitOfWork) -> None:
+        for hook in (logins, others, foreign):
+            await uow.webhooks.add(hook)
+        await uow.events.add(event)
+
+    await write(storage, setup)
+
+    [due] = await claim_deliveries(storage, NOW)
+    assert due.webhook == logins  # secrets come back unsealed
+    assert due.event == event and due.tenant_slug == "acme"
+    assert due.delivery.attempts == 1 and due.delivery.status is DeliveryStatus.PENDING
+    assert await claim_deliveries(storage, NOW) == []  # leased
+
+
+async def test_recorded_outcomes_settle_deliveries_and_stale_ones_are_ignored(
+    storage: Storage, tenant: Tenant
+) -> None:
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        for second in range(3):
+            await uow.events.add(
+                new_event(tenant, EventType.LOGIN_FAILED, NOW + timedelta(seconds=second))
+            )
+
+    await write(storage, setup)
+    ok, retry, dead = await claim_deliveries(storage, NOW + timedelta(seconds=5))
+    later = NOW + timedelta(minutes=1)
+    outcomes = [
+        DeliveryOutcome(ok.delivery.id, 1, later, 204, None),
+        DeliveryOutcome(retry.delivery.id, 1, later, 500, "answered 500", retry_at=later),
+        DeliveryOutcome(dead.delivery.id, 1, later, None, "timed out"),
+        # A worker whose lease was taken over reports an older attempt: ignored.
+        DeliveryOutcome(ok.delivery.id, 0, later, 500, "stale"),
+    ]
+    await write(storage, lambda uow: uow.webhook_deliveries.record(outcomes))
+
+    listed = await read(
+        storage, lambda uow: uow.webhook_deliveries.list_for_webhook(hook.id, limit=10)
+    )
+    by_id = {item.id: item for item in listed}
+    assert by_id[ok.delivery.id].status is DeliveryStatus.DELIVERED
+    assert by_id[ok.delivery.id].last_status_code == 204
+    assert by_id[retry.delivery.id].status is DeliveryStatus.PENDING
+    assert by_id[retry.delivery.id].next_attempt_at == later
+    assert by_id[dead.delivery.id].status is DeliveryStatus.FAILED
+    assert by_id[dead.delivery.id].last_error == "timed out"
+    [again] = await claim_deliveries(storage, later)
+    assert again.delivery.id == retry.delivery.id and again.delivery.attempts == 2
+    assert await read(storage, lambda uow: uow.webhook_deliveries.pending_count()) == 1
+
+
+async def test_racing_delivery_claims_never_hand_one_attempt_to_two_workers(
+    storage: Storage, tenant: Tenant
+) -> None:
+    total = 25
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        for _ in range(total):
+            await uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW))
+
+    await write(storage, setup)
+    results = await race(RACERS, lambda: claim_deliveries(storage, NOW, limit=3))
+
+    assert unexpected(results) == []
+    claimed = [due.delivery.id for batch in results if isinstance(batch, list) for due in batch]
+    assert len(claimed) == len(set(claimed)) == total
+
+
+async def test_deleting_a_webhook_drops_its_deliveries(storage: Storage, tenant: Tenant) -> None:
+    hook = new_webhook(tenant, EventType.LOGIN_FAILED)
+
+    async def setup(uow: UnitOfWork) -> None:
+        await uow.webhooks.add(hook)
+        await uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW))
+
+    await write(storage, setup)
+    assert await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
+    assert not await write(storage, lambda uow: uow.webhooks.delete(tenant.id, hook.id))
+    assert await claim_deliveries(storage, NOW) == []
+
+
+async def test_sql_a_webhook_sealed_under_another_secret_fails_without_blocking_the_queue(
+    storage: Storage, tenant: Tenant
+) -> None:
+    if storage.engine is None:
+        pytest.skip("the in-memory store seals nothing")
+    engine = storage.engine
+    foreign = functools.partial(SqlUnitOfWork, engine, Sealer("another-secret-" * 3, "outbox"))
+    lost, fine = (
+        new_webhook(tenant, EventType.LOGIN_FAILED),
+        new_webhook(tenant, EventType.LOGIN_FAILED),
+    )
+    async with foreign() as uow:
+        await uow.webhooks.add(lost)
+        await uow.commit()
+    await write(storage, lambda uow: uow.webhooks.add(fine))
+    await write(storage, lambda uow: uow.events.add(new_event(tenant, EventType.LOGIN_FAILED, NOW)))
+
+    [due] = await claim_deliveries(storage, NOW)
+    assert due.webhook.id == fine.id
+    [failed] = await read(
+        storage, lambda uow: uow.webhook_deliveries.list_for_webhook(lost.id, limit=10)
+    )
+    assert failed.status is DeliveryStatus.FAILED and "unsealed" in (failed.last_error or "")

@@ -77,9 +77,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         container = app[CONTAINER]
         tenant = await container.resolve_tenant()(None)
-        new = await container.api_keys().create(
-            CreateKey(tenant, "schemathesis", frozenset(Scope))
-        )
+        new = await container.api_keys().create(CreateKey(tenant, "schemathesis", frozenset(Scope)))
         self.api_key = new.token
         self.access_token = await self._verified_user()
 

@@ -384,6 +384,7 @@ async def test_a_pending_sign_in_is_taken_once() -> None:
     pending = PendingSignIn(
         key="k",
         tenant_id=TENANT,
+        provider="google",
         state_digest="s",
         nonce="n",
         code_verifier="v",

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from identity.application.policy import TENANT_SETTINGS, parse_tenant_setting, policy_for
+from identity.domain.identities import OAuthClient
 from identity.domain.ratelimits import RateLimit
 from identity.domain.tenants import Tenant
 from tests.fakes import default_policy
@@ -125,3 +126,31 @@ def test_a_tenant_redirect_allowlist_must_hold_url_prefixes() -> None:
     )
     with pytest.raises(ValueError, match="oauth_redirect_allowlist"):
         parse_tenant_setting("oauth_redirect_allowlist", "https://a.example, not a url")
+
+
+def test_a_tenant_overrides_another_providers_client_half_by_half() -> None:
+    base = default_policy(provider_clients={"github": ("deploy-id", "deploy-secret")})
+
+    own_id = policy_for(base, _tenant(github_client_id="acme-id"))
+    own_pair = policy_for(
+        base, _tenant(oidc_corp_client_id="corp-id", oidc_corp_client_secret="corp-secret")
+    )
+
+    assert own_id.client_for("github") == OAuthClient("acme-id", "deploy-secret")
+    assert own_pair.client_for("oidc_corp") == OAuthClient("corp-id", "corp-secret")
+    assert own_pair.client_for("github") == OAuthClient("deploy-id", "deploy-secret")
+    assert base.client_for("oidc_corp") is None
+    assert "corp-secret" not in repr(own_pair)
+
+
+@pytest.mark.parametrize(
+    "key", ["github_client_id", "oidc_keycloak_client_secret", "google_client_secret"]
+)
+def test_provider_client_settings_are_known(key: str) -> None:
+    assert parse_tenant_setting(key, " value ") == "value"
+
+
+@pytest.mark.parametrize("key", ["oidc_Key_client_id", "gitlab_client_id", "oidc__client_id"])
+def test_a_provider_setting_of_no_possible_provider_is_unknown(key: str) -> None:
+    with pytest.raises(ValueError, match="unknown setting"):
+        parse_tenant_setting(key, "value")

@@ -513,3 +513,102 @@ def test_a_redirect_allowlist_entry_that_can_never_match_stops_start_up(
 ) -> None:
     with pytest.raises(SettingsError, match=r"^IDENTITY_OAUTH_REDIRECT_ALLOWLIST: "):
         load(env, OAUTH_REDIRECT_ALLOWLIST=f"https://app.example/cb, {entry}")
+
+
+# --- identity providers -----------------------------------------------------------
+
+OIDC = {
+    "OIDC_PROVIDERS": "keycloak, azure",
+    "OIDC_KEYCLOAK_CLIENT_ID": "kc-client",
+    "OIDC_KEYCLOAK_CLIENT_SECRET": "kc-s3cret",
+    "OIDC_KEYCLOAK_DISCOVERY_URL": "https://kc.example/realms/a/.well-known/openid-configuration",
+    "OIDC_AZURE_CLIENT_ID": "az-client",
+    "OIDC_AZURE_CLIENT_SECRET": "az-s3cret",
+    "OIDC_AZURE_DISCOVERY_URL": "https://login.example/v2.0/.well-known/openid-configuration",
+    "OIDC_AZURE_SCOPES": "openid  email",
+    "OIDC_AZURE_REDIRECT_URI": "https://id.example/auth/oidc/azure/callback",
+}
+
+
+def test_named_oidc_providers_are_read_with_their_own_variables(env: dict[str, str]) -> None:
+    settings = load(env, **OIDC)
+
+    keycloak, azure = settings.oidc_providers
+    assert (keycloak.name, keycloak.client_id, keycloak.client_secret) == (
+        "keycloak",
+        "kc-client",
+        Secret("kc-s3cret"),
+    )
+    assert keycloak.scopes == "openid email profile" and keycloak.redirect_uri is None
+    assert azure.scopes == "openid email"
+    assert azure.redirect_uri == "https://id.example/auth/oidc/azure/callback"
+    assert "kc-s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("missing", "variable"),
+    [
+        ("OIDC_KEYCLOAK_CLIENT_ID", "IDENTITY_OIDC_KEYCLOAK_CLIENT_ID"),
+        ("OIDC_KEYCLOAK_CLIENT_SECRET", "IDENTITY_OIDC_KEYCLOAK_CLIENT_SECRET"),
+        ("OIDC_AZURE_DISCOVERY_URL", "IDENTITY_OIDC_AZURE_DISCOVERY_URL"),
+    ],
+)
+def test_a_named_provider_without_its_client_or_discovery_url_stops_start_up(
+    env: dict[str, str], missing: str, variable: str
+) -> None:
+    with pytest.raises(SettingsError) as error:
+        load(env, **{**OIDC, missing: ""})
+
+    assert str(error.value).startswith(f"{variable}: required")
+    assert "IDENTITY_OIDC_PROVIDERS" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("providers", "extra", "message"),
+    [
+        ("Key-Cloak", {}, "IDENTITY_OIDC_PROVIDERS: 'Key-Cloak' is not a provider name"),
+        ("google", {}, "IDENTITY_OIDC_PROVIDERS: 'google' has settings of its own"),
+        ("keycloak,keycloak", {}, "IDENTITY_OIDC_PROVIDERS: 'keycloak' is named twice"),
+        ("keycloak", {"OIDC_KEYCLOAK_SCOPES": "email profile"}, "IDENTITY_OIDC_KEYCLOAK_SCOPES"),
+        ("keycloak", {"OIDC_KEYCLOAK_DISCOVERY_URL": "kc.example"}, "_DISCOVERY_URL: expected"),
+    ],
+)
+def test_a_bad_provider_list_or_value_is_named(
+    env: dict[str, str], providers: str, extra: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(env, **{**OIDC, "OIDC_PROVIDERS": providers, **extra})
+
+
+def test_github_settings_and_their_defaults(env: dict[str, str]) -> None:
+    assert load(env).github_base_url == "https://github.com"
+    assert load(env).github_api_url == "https://api.github.com"
+
+    settings = load(
+        env,
+        GITHUB_CLIENT_ID="Iv1.abc",
+        GITHUB_CLIENT_SECRET="gh-s3cret",
+        GITHUB_BASE_URL="http://127.0.0.1:9999",
+        GITHUB_API_URL="http://127.0.0.1:9998",
+        PROVIDER_TIMEOUT="2s",
+    )
+    assert (settings.github_client_id, settings.github_client_secret) == (
+        "Iv1.abc",
+        Secret("gh-s3cret"),
+    )
+    assert settings.github_base_url == "http://127.0.0.1:9999"
+    assert settings.provider_timeout == 2.0
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"GITHUB_CLIENT_ID": "Iv1.abc"}, "IDENTITY_GITHUB_CLIENT_SECRET: required"),
+        ({"GITHUB_CLIENT_SECRET": "s"}, "IDENTITY_GITHUB_CLIENT_ID: required"),
+    ],
+)
+def test_half_a_github_client_stops_start_up(
+    env: dict[str, str], given: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load(env, **given)

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.mfa import (
     MemoryMfaChallengeRepository,
     MemoryRecoveryCodeRepository,
@@ -50,6 +51,7 @@ from identity.adapters.memory.store import (
     _Table,
     _Transaction,
 )
+from identity.adapters.memory.webhooks import MemoryWebhookDeliveryQueue, MemoryWebhookRepository
 
 __all__ = [
     "MemoryDeadlockError",
@@ -77,6 +79,7 @@ from identity.application.ports import (
 from identity.domain.accounts import Account
 from identity.domain.errors import (
     EmailAlreadyRegisteredError,
+    IdentityInUseError,
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
@@ -151,11 +154,12 @@ class MemoryAccountRepository(AccountRepository):
         )
 
     def _with_links(self, account: Account | None) -> Account | None:
-        """``google_linked`` is derived from the linked identities, as in SQL."""
+        """``identities`` is derived from the linked identities, as in SQL."""
         if account is not None:
-            account.google_linked = any(
-                link.user_id == account.id and link.provider == "google"
-                for _, link in self._links.rows()
+            account.identities = tuple(
+                sorted(
+                    link.provider for _, link in self._links.rows() if link.user_id == account.id
+                )
             )
         return account
 
@@ -525,30 +529,42 @@ class MemoryExternalIdentityRepository(ExternalIdentityRepository):
         return self._t.get((tenant_id, provider, subject))
 
     @_round_trip
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        mine = [
+            row
+            for _, row in self._t.rows()
+            if row.tenant_id == tenant_id and row.user_id == account_id
+        ]
+        return sorted(mine, key=lambda row: (row.created_at, row.provider))
+
+    @_round_trip
     async def add(self, link: LinkedIdentity) -> None:
         key = (link.tenant_id, link.provider, link.subject)
         # A racing first sign-in waits here, then finds the winner's link.
         await self._t.lock(key)
+        # The lock stands for the (account, provider) unique index entry.
+        await self._t.lock(
+            (link.tenant_id, link.user_id, link.provider), index="external_identities.account"
+        )
         if self._t.get(key) is not None:
             raise IdentityAlreadyLinkedError(f"{link.provider} identity already linked")
+        if any(
+            row.tenant_id == link.tenant_id
+            and row.user_id == link.user_id
+            and row.provider == link.provider
+            for _, row in self._t.rows()
+        ):
+            raise IdentityInUseError(f"the account has a {link.provider} identity already")
         if any(row.id == link.id for _, row in self._t.rows()):
             raise MemoryIntegrityError(f"linked identity {link.id} exists")
         self._t.put(key, link)
 
-    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
-        return await self.list_for_accounts(tenant_id, [account_id])
-
     @_round_trip
-    async def list_for_accounts(
-        self, tenant_id: UUID, account_ids: Sequence[UUID]
-    ) -> list[LinkedIdentity]:
-        wanted = set(account_ids)
-        links = [
-            link
-            for _, link in self._t.rows()
-            if link.tenant_id == tenant_id and link.user_id in wanted
-        ]
-        return sorted(links, key=lambda link: (link.created_at, link.id))
+    async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
+        return (
+            await self._t.delete_where(lambda row: row.tenant_id == tenant_id and row.id == link_id)
+            > 0
+        )
 
 
 class MemoryOAuthStateRepository(OAuthStateRepository):
@@ -588,6 +604,9 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    events: MemoryEventRepository
+    webhooks: MemoryWebhookRepository
+    webhook_deliveries: MemoryWebhookDeliveryQueue
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
@@ -613,6 +632,9 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.events = MemoryEventRepository(transaction)
+        self.webhooks = MemoryWebhookRepository(transaction)
+        self.webhook_deliveries = MemoryWebhookDeliveryQueue(transaction)
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)

@@ -6,7 +6,6 @@ They share the unit of work's connection and never commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,18 +13,16 @@ from uuid import UUID, uuid4
 from sqlalchemy import (
     Uuid,
     and_,
-    any_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,7 +43,11 @@ from identity.application.ports import (
 )
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
-from identity.domain.errors import EmailAlreadyRegisteredError, TenantAlreadyExistsError
+from identity.domain.errors import (
+    EmailAlreadyRegisteredError,
+    IdentityInUseError,
+    TenantAlreadyExistsError,
+)
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -118,28 +119,34 @@ class SqlTenantRepository(TenantRepository):
         }
 
 
-# ``Account.google_linked`` is derived: one indexed EXISTS per account read.
-_GOOGLE_LINKED = (
-    exists()
-    .where(
-        t.external_identities.c.user_id == t.users.c.id,
-        t.external_identities.c.provider == "google",
-    )
-    .label("google_linked")
+# ``Account.identities`` is derived: one correlated aggregate over the indexed
+# ``user_id`` per account read (NULL when there is no link).
+IDENTITIES = (
+    # The separator as a literal: a bound one would be a post-compile parameter,
+    # which the hot read's precompiled native statement cannot carry.
+    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))  # type: ignore[arg-type]
+    .where(t.external_identities.c.user_id == t.users.c.id)
+    .scalar_subquery()
+    .label("identities")
 )
+
+
+def identity_names(value: str | None) -> tuple[str, ...]:
+    """The aggregated provider names as the sorted tuple ``Account.identities`` holds."""
+    return tuple(sorted(value.split(","))) if value else ()
 
 
 # The statements of the hot paths are built once: SQLAlchemy memoises a
 # statement object's cache key, so each execution skips construction and hashing.
-_ACCOUNT_BY_ID = select(t.users, _GOOGLE_LINKED).where(
+_ACCOUNT_BY_ID = select(t.users, IDENTITIES).where(
     t.users.c.tenant_id == bindparam("tenant_id"), t.users.c.id == bindparam("account_id")
 )
-_ACCOUNT_BY_EMAIL = select(t.users, _GOOGLE_LINKED).where(
+_ACCOUNT_BY_EMAIL = select(t.users, IDENTITIES).where(
     t.users.c.tenant_id == bindparam("tenant_id"),
     t.users.c.normalized_email == bindparam("email_key"),
 )
 _ACCOUNTS_FIRST = (
-    select(t.users, _GOOGLE_LINKED)
+    select(t.users, IDENTITIES)
     .where(t.users.c.tenant_id == bindparam("tenant_id"))
     .order_by(t.users.c.created_at, t.users.c.id)
     .limit(bindparam("limit"))
@@ -205,7 +212,7 @@ class SqlAccountRepository(AccountRepository):
             verified_at=row.verified_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            google_linked=bool(row.google_linked),
+            identities=identity_names(row.identities),
             mfa_enabled=row.mfa_enabled,
             last_login_at=row.last_login_at,
         )
@@ -667,50 +674,21 @@ class SqlOutboxRepository(OutboxRepository):
         return int((await self._c.execute(query)).scalar_one())
 
 
-def _link(row: Any) -> LinkedIdentity:
-    return LinkedIdentity(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        user_id=row.user_id,
-        provider=row.provider,
-        subject=row.subject,
-        email_at_link=row.email_at_link,
-        created_at=row.created_at,
-    )
-
-
-_LINKS_OF_ACCOUNT = (
-    select(t.external_identities)
-    .where(
-        t.external_identities.c.tenant_id == bindparam("tenant_id"),
-        t.external_identities.c.user_id == bindparam("account_id"),
-    )
-    .order_by(t.external_identities.c.created_at, t.external_identities.c.id)
-)
-
-
-_LINKS = t.external_identities.c
-_LINKS_OF_ACCOUNTS = (
-    select(t.external_identities)
-    .where(
-        _LINKS.tenant_id == bindparam("tenant_id"),
-        _LINKS.user_id.in_(bindparam("account_ids", expanding=True)),
-    )
-    .order_by(_LINKS.created_at, _LINKS.id)
-)
-_LINKS_OF_ACCOUNTS_ARRAY = (
-    select(t.external_identities)
-    .where(
-        _LINKS.tenant_id == bindparam("tenant_id"),
-        _LINKS.user_id == any_(bindparam("account_ids", type_=postgresql.ARRAY(Uuid()))),
-    )
-    .order_by(_LINKS.created_at, _LINKS.id)
-)
-
-
 class SqlExternalIdentityRepository(ExternalIdentityRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
+
+    @staticmethod
+    def _to_entity(row: Any) -> LinkedIdentity:
+        return LinkedIdentity(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            user_id=row.user_id,
+            provider=row.provider,
+            subject=row.subject,
+            email_at_link=row.email_at_link,
+            created_at=row.created_at,
+        )
 
     async def get(self, tenant_id: UUID, provider: str, subject: str) -> LinkedIdentity | None:
         c = t.external_identities.c
@@ -718,7 +696,16 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             c.tenant_id == tenant_id, c.provider == provider, c.subject == subject
         )
         row = (await self._c.execute(query)).first()
-        return _link(row) if row is not None else None
+        return self._to_entity(row) if row is not None else None
+
+    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
+        c = t.external_identities.c
+        query = (
+            select(t.external_identities)
+            .where(c.tenant_id == tenant_id, c.user_id == account_id)
+            .order_by(c.created_at, c.provider)
+        )
+        return [self._to_entity(row) for row in await self._c.execute(query)]
 
     async def add(self, link: LinkedIdentity) -> None:
         try:
@@ -738,24 +725,20 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
             name = _constraint_name(error)
             if t.UQ_EXTERNAL_IDENTITIES_SUBJECT in name or "external_identities.subject" in name:
                 raise IdentityAlreadyLinkedError(link.provider) from None
+            if t.UQ_EXTERNAL_IDENTITIES_ACCOUNT in name or "external_identities.user_id" in name:
+                # Both may be violated and only one is named: the subject's wins, so
+                # a racing first sign-in finds the link that was made.
+                if await self.get(link.tenant_id, link.provider, link.subject) is not None:
+                    raise IdentityAlreadyLinkedError(link.provider) from None
+                raise IdentityInUseError(link.provider) from None
             raise
 
-    async def list_for_account(self, tenant_id: UUID, account_id: UUID) -> list[LinkedIdentity]:
-        params = {"tenant_id": tenant_id, "account_id": account_id}
-        return [_link(row) for row in await self._c.execute(_LINKS_OF_ACCOUNT, params)]
-
-    async def list_for_accounts(
-        self, tenant_id: UUID, account_ids: Sequence[UUID]
-    ) -> list[LinkedIdentity]:
-        if not account_ids:
-            return []
-        params = {"tenant_id": tenant_id, "account_ids": list(account_ids)}
-        if self._c.dialect.name == "postgresql":
-            # One array parameter: no per-call expansion of an IN list.
-            rows = await self._c.execute(_LINKS_OF_ACCOUNTS_ARRAY, params)
-        else:
-            rows = await self._c.execute(_LINKS_OF_ACCOUNTS, params)
-        return [_link(row) for row in rows]
+    async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
+        c = t.external_identities.c
+        result = await self._c.execute(
+            delete(t.external_identities).where(c.tenant_id == tenant_id, c.id == link_id)
+        )
+        return bool(result.rowcount)
 
 
 class SqlOAuthStateRepository(OAuthStateRepository):
@@ -770,6 +753,8 @@ class SqlOAuthStateRepository(OAuthStateRepository):
             insert(t.oauth_states).values(
                 id=pending.key,
                 tenant_id=pending.tenant_id,
+                provider=pending.provider,
+                link_user_id=pending.link_user_id,
                 state_hash=pending.state_digest,
                 nonce=pending.nonce,
                 code_verifier=self._sealer.seal(pending.code_verifier.encode()),
@@ -794,6 +779,8 @@ class SqlOAuthStateRepository(OAuthStateRepository):
         return PendingSignIn(
             key=row.id,
             tenant_id=row.tenant_id,
+            provider=row.provider,
+            link_user_id=row.link_user_id,
             state_digest=row.state_hash,
             nonce=row.nonce,
             code_verifier=code_verifier,

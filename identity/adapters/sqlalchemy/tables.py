@@ -146,6 +146,7 @@ signing_keys = Table(
 )
 
 UQ_EXTERNAL_IDENTITIES_SUBJECT = "uq_external_identities_tenant_id_provider_subject"
+UQ_EXTERNAL_IDENTITIES_ACCOUNT = "uq_external_identities_tenant_id_user_id_provider"
 
 external_identities = Table(
     "external_identities",
@@ -158,6 +159,8 @@ external_identities = Table(
     Column("email_at_link", String(320), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("tenant_id", "provider", "subject"),
+    # One identity per provider and account: unlinking names the provider alone.
+    UniqueConstraint("tenant_id", "user_id", "provider"),
     Index(None, "user_id"),
 )
 
@@ -167,6 +170,7 @@ oauth_states = Table(
     # SHA-256 hex of the value in the browser's cookie: the cookie itself is never stored.
     Column("id", String(64), primary_key=True),
     Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(32), nullable=False),
     Column("state_hash", String(64), nullable=False),
     Column("nonce", String(128), nullable=False),
     # Sealed with a key of its own purpose ("oauth-state").
@@ -174,6 +178,8 @@ oauth_states = Table(
     Column("redirect_to", String(2048), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # A flow started by a signed-in user to link an identity to that user.
+    Column("link_user_id", Uuid, nullable=True),
     Index(None, "expires_at"),
 )
 
@@ -234,4 +240,61 @@ api_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Index(None, "tenant_id", "created_at"),
+)
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    # No foreign keys to users or sessions: an event outlives what it is about
+    # (``user.deleted`` must survive its user).
+    Column("user_id", Uuid, nullable=True),
+    Column("session_id", Uuid, nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("data", JSON, nullable=False),
+    Index(None, "tenant_id", "occurred_at"),
+    Index(None, "tenant_id", "user_id", "occurred_at"),
+    Index(None, "occurred_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("url", String(2048), nullable=False),
+    # The subscribed types, space-separated with a space at each end, so one
+    # ``LIKE '% type %'`` finds the subscribers of an event on every dialect.
+    Column("event_types", String(2000), nullable=False),
+    # Sealed with a key of its own purpose ("webhook-secret").
+    Column("secret", LargeBinary, nullable=False),
+    Column("previous_secret", LargeBinary, nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Uuid, ForeignKey("security_events.id", ondelete="CASCADE"), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "webhook_id", "created_at"),
+    Index(None, "event_id"),
 )

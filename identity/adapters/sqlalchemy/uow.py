@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.events import SqlEventRepository
 from identity.adapters.sqlalchemy.mfa import (
     SqlMfaChallengeRepository,
     SqlRecoveryCodeRepository,
@@ -25,6 +26,7 @@ from identity.adapters.sqlalchemy.repositories import (
     SqlSessionRepository,
     SqlTenantRepository,
 )
+from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
 from identity.application.ports import UnitOfWork
 from identity.domain.errors import StorageUnavailableError
 
@@ -37,12 +39,14 @@ class SqlUnitOfWork(UnitOfWork):
         engine: AsyncEngine,
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
+        webhook_sealer: Sealer | None = None,
         totp_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
         # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
+        self._webhook_sealer = webhook_sealer or outbox_sealer
         self._totp_sealer = totp_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
@@ -66,6 +70,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.recovery_codes = SqlRecoveryCodeRepository(connection)
         self.mfa_challenges = SqlMfaChallengeRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
+        self.events = SqlEventRepository(connection)
+        self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
+        self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from identity.entrypoints.container import Container
+from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
@@ -17,11 +18,14 @@ from identity.entrypoints.http.handlers import (
     admin_users,
     api_keys,
     docs,
+    events,
     google,
     mfa,
+    providers,
     self_service,
     sessions,
     system,
+    webhooks,
 )
 from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
@@ -37,6 +41,7 @@ from identity.entrypoints.settings import Settings
 log = logging.getLogger("identity.server")
 
 OUTBOX_POLL_SECONDS = 0.5
+WEBHOOK_POLL_SECONDS = 0.5
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
 BACKGROUND_STOP_SECONDS = 5.0
@@ -72,6 +77,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
+    app.add_routes(providers.providers.routes)
+    app.add_routes(providers.identities.routes)
     app.add_routes(mfa.endpoints.routes)
     app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
@@ -80,6 +87,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(admin_users.endpoints.routes)
     app.add_routes(admin_tenants.endpoints.routes)
     app.add_routes(self_service.endpoints.routes)
+    app.add_routes(events.endpoints.routes)
+    app.add_routes(webhooks.endpoints.routes)
     return app
 
 
@@ -102,16 +111,25 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client(app: web.Application) -> AsyncIterator[None]:
-    """The outbound HTTP session (Google), made inside the running loop and closed at the end."""
+    """The outbound HTTP session (identity providers), made inside the running loop and
+    closed at the end. The configured OpenID Connect providers are discovered now: a
+    discovery URL that can never work stops start-up (``SettingsError`` naming it); a
+    provider that is down answers 503 for itself only, until it is back."""
     container = app[CONTAINER]
     session = aiohttp.ClientSession(
         headers={"User-Agent": "identity"}, timeout=aiohttp.ClientTimeout(total=10)
     )
     container.http_client.override(session)
+    try:
+        await discover_providers(app[SETTINGS], container.identity_providers())
+    except BaseException:
+        container.http_client.reset_override()
+        await session.close()
+        raise
     yield
     # Nothing may keep the closed session: the next start makes a new provider.
-    container.google_sign_in_services.reset()
-    container.google_provider.reset()
+    container.sign_in_services.reset()
+    container.identity_providers.reset()
     container.http_client.reset_override()
     await session.close()
 
@@ -151,6 +169,12 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
             _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
             name="outbox",
         ),
+        asyncio.create_task(
+            _repeat(
+                "webhooks", container.deliver_webhooks(), WEBHOOK_POLL_SECONDS, busy_again=True
+            ),
+            name="webhooks",
+        ),
         asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS), name="keys"),
         asyncio.create_task(
             _repeat("purge", container.purge_expired(), PURGE_SECONDS), name="purge"
@@ -160,6 +184,7 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
+    await container.webhook_sender().close()
     for task in stuck:
         log.error("background job did not stop", extra={"job": task.get_name()})
     for task in tasks:

@@ -111,9 +111,7 @@ def _declare(
     return attrs.field(metadata={_WIRE: wire}, default=default)
 
 
-def text(
-    description: str, *, max_length: int = 1024, required: bool = True, **schema: Any
-) -> Any:
+def text(description: str, *, max_length: int = 1024, required: bool = True, **schema: Any) -> Any:
     return _declare(
         {
             "type": "string",
@@ -421,6 +419,31 @@ def path_slug(name: str, description: str) -> PathSlug:
     return PathSlug(name, description)
 
 
+@attrs.frozen
+class PathText:
+    """A path segment taken as text (the handler decides what an unknown value means)."""
+
+    name: str
+    description: str
+    pattern: str
+
+    def parse(self, request: web.Request) -> str:
+        return request.match_info[self.name]
+
+    def schema(self) -> Schema:
+        return {
+            "name": self.name,
+            "in": "path",
+            "required": True,
+            "description": self.description,
+            "schema": {"type": "string", "pattern": self.pattern},
+        }
+
+
+def path_text(name: str, description: str, *, pattern: str) -> PathText:
+    return PathText(name, description, pattern)
+
+
 # --- response views ------------------------------------------------------------------
 
 
@@ -473,6 +496,15 @@ def _type_schema(hint: Any, components: dict[str, Schema]) -> Schema:
     if hint in simple:
         return dict(simple[hint])
     raise TypeError(f"no schema for {hint!r}")
+
+
+def response_schema(view: View, components: dict[str, Schema]) -> Schema:
+    """The schema of a declared ``ok`` (see ``View``)."""
+    if isinstance(view, tuple):
+        return {"oneOf": [response_schema(one, components) for one in view]}
+    if isinstance(view, str):
+        return {"$ref": f"#/components/schemas/{view}"}
+    return view_schema(view, components)
 
 
 def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
@@ -546,12 +578,21 @@ class Declared:
     body: type | None
     forms: bool
     query: type | None
-    path_params: tuple[PathId | PathSlug, ...]
-    ok: type | None
+    path_params: tuple[PathId | PathSlug | PathText, ...]
+    ok: View | None
     status: int
     ok_description: str
     auth: Auth | None
     errors: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers of the success answer, and what each holds."""
+    redirect: str | None = None
+    """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
+
+
+# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
+# or a tuple of those when the answer is one of several shapes.
+View = type | str | tuple[type | str, ...]
 
 
 _REGISTRY: list[Endpoints] = []
@@ -572,16 +613,18 @@ class Endpoints:
         path: str,
         *,
         summary: str,
-        ok: type | None = None,
+        ok: View | None = None,
         status: int | None = None,
         ok_description: str | None = None,
         body: type | None = None,
         forms: bool = False,
         query: type | None = None,
-        path_params: tuple[PathId | PathSlug, ...] = (),
+        path_params: tuple[PathId | PathSlug | PathText, ...] = (),
         auth: Auth | None = None,
         errors: tuple[str, ...] = (),
         description: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        redirect: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -600,6 +643,8 @@ class Endpoints:
                 ok_description=ok_description or summary,
                 auth=auth,
                 errors=errors,
+                headers=headers,
+                redirect=redirect,
             )
             self.declared.append(declared)
 

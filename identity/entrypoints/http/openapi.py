@@ -60,13 +60,25 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "tenant_not_found": (404, "the `X-Tenant` header names no enabled tenant"),
     "email_taken": (409, "an account with this email address exists in the tenant"),
     "tenant_exists": (409, "a tenant with this slug exists"),
-    "provider_not_configured": (404, "Google sign-in is not configured for this tenant"),
+    "provider_not_configured": (404, "the sign-in provider is not configured for this tenant"),
     "mfa_already_enabled": (409, "MFA is on already; remove it before enrolling again"),
     "mfa_not_enabled": (409, "MFA is not on for this account"),
     "payload_too_large": (413, f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"),
     "unsupported_media_type": (415, "the body is not `application/json`"),
     "validation_error": (422, "fields are missing or invalid; `errors` names each"),
     "rate_limited": (429, "too many requests; retry after `Retry-After` seconds"),
+    "identity_in_use": (
+        409,
+        "the provider account is linked to another user, or the caller has one there already",
+    ),
+    "last_sign_in_method": (
+        409,
+        "removing it would leave the account without a password or another linked identity",
+    ),
+    "provider_unavailable": (
+        503,
+        "the sign-in provider cannot be reached, timed out or failed; retry shortly",
+    ),
     "service_unavailable": (503, "a dependency (the database) is unreachable; retry shortly"),
 }
 
@@ -264,6 +276,11 @@ SCHEMAS: dict[str, Schema] = {
             "is_verified": {"type": "boolean"},
             "has_password": {"type": "boolean"},
             "google_linked": {"type": "boolean"},
+            "identities": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the providers the account has linked identities at",
+            },
             "mfa_enabled": {"type": "boolean", "description": "a second factor is confirmed"},
             "created_at": {"type": "string", "format": "date-time"},
             "tenant": {"type": "string", "description": "the tenant's slug"},
@@ -595,7 +612,12 @@ def _paths() -> dict[str, Schema]:
                         },
                     }
                 },
-                error_codes=("oauth_failed", "provider_not_configured", *AUTH),
+                error_codes=(
+                    "oauth_failed",
+                    "provider_not_configured",
+                    "provider_unavailable",
+                    *AUTH,
+                ),
             )
         },
         CALLBACK_PATH: {
@@ -631,16 +653,34 @@ def _paths() -> dict[str, Schema]:
                     google_cookie,
                 ),
                 responses={
-                    **TOKENS,
+                    "200": success(
+                        "Signed in: a token pair (or, with MFA on, the `mfa_required` answer); "
+                        "for a flow started by a link, the new link.",
+                        {
+                            "oneOf": [
+                                ref("TokenResponse"),
+                                ref("MfaRequired"),
+                                ref("LinkedIdentityView"),
+                            ]
+                        },
+                    ),
                     "302": {
                         "description": (
-                            "Signed in: to the allowed `redirect_to`, with the token fields in "
-                            "the URL fragment (or, with MFA on, the `mfa_required` fields)."
+                            "Signed in: to the allowed `redirect_to`, with the token fields (or, "
+                            "with MFA on, the `mfa_required` fields; or `linked=google`) in the "
+                            "URL fragment."
                         ),
                         "headers": {"Location": header("`redirect_to#access_token=...`")},
                     },
                 },
-                error_codes=("oauth_failed", "account_disabled", "provider_not_configured", *AUTH),
+                error_codes=(
+                    "oauth_failed",
+                    "account_disabled",
+                    "identity_in_use",
+                    "provider_not_configured",
+                    "provider_unavailable",
+                    *AUTH,
+                ),
             )
         },
         "/health": {
@@ -766,9 +806,18 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
     codes += entry.errors
     ok: Schema = {"description": entry.ok_description}
     if entry.ok is not None:
-        ok["content"] = json_content(declare.view_schema(entry.ok, schemas))
+        ok["content"] = json_content(declare.response_schema(entry.ok, schemas))
+    if entry.headers:
+        ok["headers"] = {name: header(meaning) for name, meaning in entry.headers}
+    redirect: Schema = {}
+    if entry.redirect is not None:
+        redirect["302"] = {
+            "description": entry.redirect,
+            "headers": {"Location": header("where the browser goes next")},
+        }
     result["responses"] = {
         str(entry.status): ok,
+        **redirect,
         **errors(
             *codes,
             bearer=entry.auth is declare.BEARER,
@@ -809,6 +858,11 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "accounts", "description": "Registration, codes, passwords, sign-in."},
             {"name": "sessions", "description": "Tokens and sessions."},
             {"name": "google", "description": "Sign-in with Google (OpenID Connect)."},
+            {
+                "name": "providers",
+                "description": "Sign-in with GitHub and the configured OpenID Connect providers.",
+            },
+            {"name": "identities", "description": "The signed-in user's linked identities."},
             {"name": "mfa", "description": "Multi-factor authentication (TOTP, recovery codes)."},
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},

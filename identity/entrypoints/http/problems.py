@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, mfa
+from identity.domain import api_keys, errors, events, mfa, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -119,6 +119,30 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "Provider not configured",
         "This sign-in provider is not configured.",
     ),
+    errors.ProviderUnavailableError: (
+        503,
+        "provider_unavailable",
+        "Provider unavailable",
+        "The sign-in provider cannot be reached; try again shortly.",
+    ),
+    errors.IdentityInUseError: (
+        409,
+        "identity_in_use",
+        "Identity in use",
+        "This provider account is linked to another user, or you have one linked there.",
+    ),
+    errors.LastSignInMethodError: (
+        409,
+        "last_sign_in_method",
+        "Last sign-in method",
+        "This is the account's only way to sign in; set a password or link another first.",
+    ),
+    errors.IdentityNotLinkedError: (
+        404,
+        "not_found",
+        "Not found",
+        "No identity of yours at this provider.",
+    ),
     mfa.MfaInvalidError: (
         400,
         "mfa_invalid",
@@ -151,6 +175,7 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         "tenant's keys.",
     ),
     api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
+    webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
     errors.StorageUnavailableError: (
         503,
         "service_unavailable",
@@ -192,6 +217,11 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, errors.WeakPasswordError):
         field = getattr(error, "field", "password")
         return validation_problem([FieldError(field, str(error))])
+    if isinstance(error, events.InvalidCursorError):
+        return validation_problem([FieldError("cursor", "is not a cursor this list handed out")])
+    if isinstance(error, webhooks.WebhookUrlRefusedError):
+        # The messages say which rule the URL broke, never what it resolved to.
+        return validation_problem([FieldError("url", str(error))])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")

@@ -29,6 +29,7 @@ def user_view(account: Account, tenant: Tenant) -> dict[str, Any]:
         "is_verified": account.is_verified,
         "has_password": account.has_password,
         "google_linked": account.google_linked,
+        "identities": list(account.identities),
         "mfa_enabled": account.mfa_enabled,
         "created_at": iso(account.created_at),
         "tenant": tenant.slug,

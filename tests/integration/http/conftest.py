@@ -146,9 +146,7 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return await self.client.get(path, headers=headers, **kwargs)
 
-    async def delete(
-        self, path: str, *, token: str | None = None, **kwargs: Any
-    ) -> ClientResponse:
+    async def delete(self, path: str, *, token: str | None = None, **kwargs: Any) -> ClientResponse:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"

@@ -116,6 +116,7 @@ async def test_verification_logs_in_with_the_token_response(api: Api) -> None:
         "is_verified",
         "has_password",
         "google_linked",
+        "identities",
         "mfa_enabled",
         "created_at",
         "tenant",
@@ -126,7 +127,7 @@ async def test_verification_logs_in_with_the_token_response(api: Api) -> None:
         "default",
     )
     assert user["is_active"] and user["is_verified"] and user["has_password"]
-    assert user["google_linked"] is False
+    assert user["google_linked"] is False and user["identities"] == []
     me = await api.me(tokens["access_token"])
     assert me.status == 200
     assert await me.json() == user

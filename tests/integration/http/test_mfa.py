@@ -26,6 +26,7 @@ from identity.entrypoints.http.app import build_container
 from identity.entrypoints.http.handlers.google import COOKIE
 from identity.entrypoints.settings import Settings
 from tests.fakes import FixedClock
+from tests.github_provider import FakeGitHub, primary
 from tests.integration.http.conftest import PASSWORD, Api, MakeApi, problem_of
 from tests.oidc_provider import FakeOidcProvider
 
@@ -395,6 +396,46 @@ async def test_google_sign_in_asks_for_the_second_factor(
         assert verified.status == 200, await verified.text()
 
 
+async def test_github_and_named_oidc_sign_ins_ask_for_the_second_factor(
+    mfa_app: Callable[..., Any],
+) -> None:
+    async with FakeGitHub() as github, FakeOidcProvider() as corp:
+        mfa: Mfa = await mfa_app(
+            ISSUER="http://127.0.0.1:8000",
+            GITHUB_CLIENT_ID=github.client.client_id,
+            GITHUB_CLIENT_SECRET=github.client.client_secret,
+            GITHUB_BASE_URL=github.base_url,
+            GITHUB_API_URL=github.api_url,
+            OIDC_PROVIDERS="corp",
+            OIDC_CORP_CLIENT_ID=corp.client.client_id,
+            OIDC_CORP_CLIENT_SECRET=corp.client.client_secret,
+            OIDC_CORP_DISCOVERY_URL=corp.discovery_url,
+        )
+        github.next_user(id=4242, emails=[primary(EMAIL)])
+        corp.next_identity(sub="corp-42", email=EMAIL)
+
+        async def sign_in(base: str, fake: FakeGitHub | FakeOidcProvider) -> Any:
+            response = await mfa.api.get(f"{base}/login", allow_redirects=False, headers=BROWSER)
+            assert response.status == 302, await response.text()
+            cookie = response.cookies[COOKIE].value
+            back = urlsplit(await fake.browser_authorize(response.headers["Location"]))
+            answer = await mfa.api.get(
+                f"{back.path}?{back.query}",
+                allow_redirects=False,
+                headers={**BROWSER, "Cookie": f"{COOKIE}={cookie}"},
+            )
+            assert answer.status == 200, await answer.text()
+            return await answer.json()
+
+        signed_in = await sign_in("/auth/github", github)
+        assert claims(signed_in["access_token"])["amr"] == ["fed"]
+        await mfa.enable(signed_in)
+
+        for base, fake in (("/auth/github", github), ("/auth/oidc/corp", corp)):
+            body = await sign_in(base, fake)  # corp: linked by the vouched-for email
+            assert body["mfa_required"] is True and "access_token" not in body, base
+
+
 async def test_wrong_codes_count_against_the_login_limit_per_account(
     mfa_app: Callable[..., Any],
 ) -> None:
@@ -426,3 +467,35 @@ async def test_an_administrator_removes_every_factor(mfa: Mfa) -> None:
     tokens = await mfa.api.login(EMAIL)
     assert tokens["user"]["mfa_enabled"] is False
     assert claims(tokens["access_token"])["aal"] == "aal1"
+
+
+async def test_mfa_records_its_events(mfa: Mfa) -> None:
+    reader = await mfa.api.api_key("events:read")
+
+    async def events(type: str) -> list[dict[str, Any]]:
+        response = await mfa.api.get("/admin/events", token=reader, params={"type": type})
+        return list((await response.json())["items"])
+
+    [enabled] = await events("mfa.enabled")
+    assert enabled["data"] == {"factor": "totp"}
+    token = await mfa.first_factor()
+    assert [e["data"]["aal"] for e in await events("login.succeeded")] == ["aal1"]  # before MFA
+    tokens = await (await mfa.verify(token, recovery_code=mfa.recovery_codes[0])).json()
+    [used] = await events("mfa.recovery_code_used")
+    aal2 = (await events("login.succeeded"))[0]
+    assert aal2["data"] == {
+        "method": "password",
+        "aal": "aal2",
+        "second_factor": "recovery",
+    }
+    assert used["session_id"] == aal2["session_id"] and aal2["user_agent"] == "browser/1.0"
+    access = mfa.tokens["access_token"]
+    response = await mfa.api.client.delete(
+        "/auth/mfa/totp", json={"code": mfa.code()}, headers={"Authorization": f"Bearer {access}"}
+    )
+    assert response.status == 200, await response.text()
+    [disabled] = await events("mfa.disabled")
+    assert disabled["data"] == {"by": "user"}
+    [revoked] = await events("session.revoked")
+    assert revoked["data"] == {"reason": "revoked_by_user", "sessions_revoked": 1}
+    assert tokens["access_token"] not in str(await events("login.succeeded"))

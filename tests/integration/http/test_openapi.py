@@ -48,7 +48,8 @@ def operations(spec: Spec) -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 
 def concrete(template: str) -> str:
-    """A path for ``template``: every parameter a fresh UUID (no such object exists)."""
+    """A path for ``template``: no such provider, every other parameter a fresh UUID."""
+    template = template.replace("{provider}", "nosuch")
     return re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), template)
 
 
@@ -223,6 +224,13 @@ async def test_every_route_is_described_and_every_description_is_a_route(
         ("GET", "/docs"),
         ("POST", "/admin/api-keys"),
         ("DELETE", "/admin/api-keys/{key_id}"),
+        ("GET", "/auth/oidc/{provider}/login"),
+        ("GET", "/auth/oidc/{provider}/callback"),
+        ("GET", "/auth/github/login"),
+        ("GET", "/auth/github/callback"),
+        ("GET", "/auth/identities"),
+        ("POST", "/auth/identities/{provider}/link"),
+        ("DELETE", "/auth/identities/{provider}"),
     } <= described
 
 
@@ -552,3 +560,31 @@ async def test_the_docs_page_relaxes_the_policy_for_itself_only(api: Api) -> Non
     assert other.headers["Content-Security-Policy"] == STRICT_CSP
     missing = await api.get("/docs/other")
     assert missing.headers["Content-Security-Policy"] == STRICT_CSP
+
+
+async def test_linked_identity_answers_are_documented(api: Api, spec: Spec) -> None:
+    token = (await _token(api)).access_token
+
+    _, listed = await call(api, spec, "GET", "/auth/identities", token=token)
+    link, refused = await call(
+        api,
+        spec,
+        "POST",
+        "/auth/identities/{provider}/link",
+        path="/auth/identities/github/link",
+        token=token,
+    )
+    unlink, missing = await call(
+        api,
+        spec,
+        "DELETE",
+        "/auth/identities/{provider}",
+        path="/auth/identities/github",
+        token=token,
+    )
+    login, _ = await call(api, spec, "GET", "/auth/github/login")
+
+    assert listed == {"items": []}
+    assert link.status == 404 and refused["code"] == "provider_not_configured"
+    assert unlink.status == 404 and missing["code"] == "not_found"
+    assert login.status == 404

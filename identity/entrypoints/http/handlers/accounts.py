@@ -27,6 +27,7 @@ async def register(
         email=body.email(),
         password=body.optional_password("password"),
         full_name=body.optional_text("full_name", max_length=200),
+        client=client_info(request),
     )
     body.check()
     return web.json_response(code_sent_view(await use_case(command)), status=202)
@@ -83,6 +84,7 @@ async def reset_password(
         email=body.email(),
         code=body.code(),
         new_password=body.password("new_password"),
+        client=client_info(request),
     )
     body.check()
     await use_case(command)

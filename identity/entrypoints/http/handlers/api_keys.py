@@ -16,6 +16,7 @@ from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.pagination import encode_cursor
 from identity.entrypoints.http.problems import FieldError, validation_problem
+from identity.entrypoints.http.views import client_info
 
 endpoints = d.Endpoints(tag="admin")
 MANAGE = d.api_key(Scope.API_KEYS_MANAGE)
@@ -88,6 +89,7 @@ async def create_api_key(
             name=body.name,
             scopes=frozenset(Scope(name) for name in body.scopes),
             granted_by=d.service(request),
+            client=client_info(request),
         )
     )
     return NewApiKeyView(
@@ -120,4 +122,6 @@ async def list_api_keys(
 async def revoke_api_key(
     request: web.Request, key_id: UUID, keys: ApiKeys = Provide[Container.api_keys]
 ) -> None:
-    await keys.revoke(request_tenant(request).id, key_id)
+    await keys.revoke(
+        request_tenant(request).id, key_id, by=d.service(request), client=client_info(request)
+    )

@@ -141,7 +141,7 @@ async def confirm_totp(
     body: TotpCode,
     use_case: mfa.ConfirmTotp = Provide[Container.confirm_totp],
 ) -> RecoveryCodesView:
-    return _recovery_codes(await use_case(d.user(request), body.code))
+    return _recovery_codes(await use_case(d.user(request), body.code, client_info(request)))
 
 
 @endpoints.post(
@@ -186,7 +186,8 @@ async def step_up(
     body: SecondFactor,
     use_case: mfa.StepUp = Provide[Container.step_up],
 ) -> web.Response:
-    return web.json_response(token_view(await use_case(d.user(request), body.proof())))
+    pair = await use_case(d.user(request), body.proof(), client_info(request))
+    return web.json_response(token_view(pair))
 
 
 @endpoints.post(
@@ -219,7 +220,7 @@ async def disable_totp(
     body: TotpCode,
     use_case: mfa.DisableTotp = Provide[Container.disable_totp],
 ) -> Message:
-    await use_case(d.user(request), body.code)
+    await use_case(d.user(request), body.code, client_info(request))
     return Message("MFA is off. Every other session has been ended.")
 
 
@@ -237,5 +238,5 @@ async def reset_mfa(
     user_id: UUID,
     use_case: mfa.ResetMfa = Provide[Container.reset_mfa],
 ) -> Message:
-    await use_case(request_tenant(request), user_id)
+    await use_case(request_tenant(request), user_id, client_info(request))
     return Message("Every factor and recovery code of the user has been removed.")

@@ -13,9 +13,10 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http.bodies import read_body
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.principals import authenticated
-from identity.entrypoints.http.views import session_view, token_view, user_view
+from identity.entrypoints.http.views import client_info, session_view, token_view, user_view
 
 routes = web.RouteTableDef()
+
 
 @routes.post("/auth/refresh-token")
 @inject
@@ -26,7 +27,9 @@ async def refresh_token(
     body = await read_body(request)
     token = body.text("refresh_token", max_length=4096)
     body.check()
-    return web.json_response(token_view(await use_case(request_tenant(request), token)))
+    return web.json_response(
+        token_view(await use_case(request_tenant(request), token, client_info(request)))
+    )
 
 
 @routes.post("/auth/logout")
@@ -38,7 +41,7 @@ async def logout(
     body = await read_body(request)
     token = body.text("refresh_token", max_length=4096)
     body.check()
-    await use_case(request_tenant(request), token)
+    await use_case(request_tenant(request), token, client_info(request))
     return web.json_response({"message": "Logged out."})
 
 
@@ -50,7 +53,7 @@ async def logout_all(
     use_case: sessions.LogOutEverywhere = Provide[Container.log_out_everywhere],
 ) -> web.Response:
     principal = await authenticated(request, authenticate)
-    count = await use_case(principal)
+    count = await use_case(principal, client_info(request))
     return web.json_response({"message": "Logged out everywhere.", "sessions_revoked": count})
 
 
@@ -67,6 +70,7 @@ async def change_password(
         principal=principal,
         current_password=body.password("current_password"),
         new_password=body.password("new_password"),
+        client=client_info(request),
     )
     body.check()
     await use_case(command)
@@ -109,5 +113,5 @@ async def delete_session(
         session_id = uuid.UUID(request.match_info["session_id"])
     except ValueError:
         raise SessionNotFoundError("not a session id") from None
-    await use_case(principal, session_id)
+    await use_case(principal, session_id, client_info(request))
     return web.Response(status=204)
