@@ -7,6 +7,7 @@ tenant at the edge): another tenant's user is simply not found.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from uuid import UUID
 
 import attrs
@@ -22,7 +23,7 @@ from identity.application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from identity.application.tokens import ClientInfo
+from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
 from identity.domain.errors import AccountNotFoundError, TenantNotFoundError
@@ -105,8 +106,11 @@ class ManagedUser:
     identities: list[str]
 
 
-async def erase_account(uow: UnitOfWork, account: Account) -> bool:
-    """Erase ``account`` and everything tied to it, inside the caller's transaction.
+async def erase_account(
+    uow: UnitOfWork, account: Account, client: ClientInfo, now: datetime, *, by: str
+) -> bool:
+    """Erase ``account`` and everything tied to it, inside the caller's transaction,
+    and record ``user.deleted`` (events outlive their user).
 
     Rows with a foreign key to the account go with it; one-time codes are keyed
     by the address, so they are deleted by it. The address is free again at commit.
@@ -114,6 +118,11 @@ async def erase_account(uow: UnitOfWork, account: Account) -> bool:
     if not await uow.accounts.delete(account.tenant_id, account.id):
         return False
     await uow.challenges.delete_for_email(account.tenant_id, account.email.key)
+    await uow.events.add(
+        security_event(
+            EventType.USER_DELETED, account.tenant_id, now, client, user_id=account.id, by=by
+        )
+    )
     return True
 
 
@@ -169,6 +178,7 @@ class NewUser:
     password: str | None = attrs.field(default=None, repr=False)
     full_name: str | None = None
     verified: bool = False
+    client: ClientInfo = ClientInfo()
 
 
 class CreateUser:
@@ -198,6 +208,17 @@ class CreateUser:
             account.verify_email(now)
         async with s.uow() as uow:
             await uow.accounts.add(account)
+            await uow.events.add(
+                security_event(
+                    EventType.USER_CREATED,
+                    account.tenant_id,
+                    now,
+                    command.client,
+                    user_id=account.id,
+                    by="admin",
+                    verified=account.is_verified,
+                )
+            )
             await uow.commit()
         return ManagedUser(account, [])
 
@@ -223,6 +244,7 @@ class UserChanges:
     full_name: str | None = None
     is_active: bool | None = None
     is_verified: bool | None = None
+    client: ClientInfo = ClientInfo()
 
 
 class UpdateUser:
@@ -235,6 +257,7 @@ class UpdateUser:
         async with self._s.uow() as uow:
             account = await _get(uow, command.tenant, command.user_id)
             now = self._s.clock.now()
+            before = (account.full_name, account.is_verified, account.is_active)
             if command.full_name is not None:
                 account.rename(command.full_name, now)
             if command.is_verified is not None:
@@ -246,13 +269,58 @@ class UpdateUser:
             # The account row first: its lock makes a racing sign-in wait, and then
             # find the account disabled (or commit first, and have its session ended).
             await uow.accounts.update(account)
+            ended = 0
             if command.is_active is False:
-                await uow.sessions.revoke_all_for_account(
+                ended = await uow.sessions.revoke_all_for_account(
                     command.tenant.id, account.id, now, "account_disabled"
                 )
+            await self._record(uow, command, account, before, ended, now)
             (managed,) = _managed([account])
             await uow.commit()
         return managed
+
+    @staticmethod
+    async def _record(
+        uow: UnitOfWork,
+        command: UserChanges,
+        account: Account,
+        before: tuple[str | None, bool, bool],
+        ended: int,
+        now: datetime,
+    ) -> None:
+        tenant_id, user_id, client = account.tenant_id, account.id, command.client
+        changed = [
+            name
+            for name, old, new in zip(
+                ("full_name", "is_verified", "is_active"),
+                before,
+                (account.full_name, account.is_verified, account.is_active),
+                strict=True,
+            )
+            if old != new
+        ]
+        fields = sorted(set(changed) - {"is_active"})
+        if fields:
+            await uow.events.add(
+                security_event(
+                    EventType.USER_UPDATED, tenant_id, now, client, user_id=user_id, fields=fields
+                )
+            )
+        if "is_active" in changed:
+            kind = EventType.USER_ENABLED if account.is_active else EventType.USER_DISABLED
+            await uow.events.add(security_event(kind, tenant_id, now, client, user_id=user_id))
+        if ended:
+            await uow.events.add(
+                security_event(
+                    EventType.SESSION_REVOKED,
+                    tenant_id,
+                    now,
+                    client,
+                    user_id=user_id,
+                    reason="account_disabled",
+                    sessions_revoked=ended,
+                )
+            )
 
 
 class DeleteUser:
@@ -261,10 +329,10 @@ class DeleteUser:
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, user_id: UUID) -> None:
+    async def __call__(self, tenant: Tenant, user_id: UUID, client: ClientInfo = NO_CLIENT) -> None:
         async with self._s.uow() as uow:
             account = await _get(uow, tenant, user_id)
-            if not await erase_account(uow, account):
+            if not await erase_account(uow, account, client, self._s.clock.now(), by="admin"):
                 raise AccountNotFoundError(str(user_id))  # a concurrent delete won
             await uow.commit()
 
@@ -289,11 +357,22 @@ class LogOutUser:
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, tenant: Tenant, user_id: UUID) -> int:
+    async def __call__(self, tenant: Tenant, user_id: UUID, client: ClientInfo = NO_CLIENT) -> int:
         async with self._s.uow() as uow:
             account = await _get(uow, tenant, user_id)
-            count = await uow.sessions.revoke_all_for_account(
-                tenant.id, account.id, self._s.clock.now(), "admin"
-            )
+            now = self._s.clock.now()
+            count = await uow.sessions.revoke_all_for_account(tenant.id, account.id, now, "admin")
+            if count:
+                await uow.events.add(
+                    security_event(
+                        EventType.SESSION_REVOKED,
+                        tenant.id,
+                        now,
+                        client,
+                        user_id=account.id,
+                        reason="admin",
+                        sessions_revoked=count,
+                    )
+                )
             await uow.commit()
         return count

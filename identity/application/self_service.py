@@ -12,12 +12,17 @@ from identity.application.admin import erase_account
 from identity.application.assurance import require_aal2
 from identity.application.ports import UnitOfWork
 from identity.application.sessions import Principal
+from identity.application.tokens import ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.errors import InvalidCredentialsError, InvalidTokenError
+from identity.domain.events import SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity
 from identity.domain.mfa import TotpFactor
 from identity.domain.otp import OtpPurpose
 from identity.domain.sessions import Session
+
+# The newest events of the account (they are kept IDENTITY_EVENT_RETENTION anyway).
+EXPORTED_EVENTS = 1000
 
 
 @attrs.frozen
@@ -27,6 +32,7 @@ class DeleteAccountCommand:
     principal: Principal
     password: str | None = attrs.field(default=None, repr=False)
     code: str | None = attrs.field(default=None, repr=False)
+    client: ClientInfo = ClientInfo()
 
 
 class DeleteOwnAccount:
@@ -60,7 +66,7 @@ class DeleteOwnAccount:
                 # The hash was checked outside the transaction: it must still be the one.
                 if current.password_hash != account.password_hash:
                     raise InvalidCredentialsError("password changed meanwhile")
-                await erase_account(uow, current)
+                await erase_account(uow, current, command.client, s.clock.now(), by="self")
                 await uow.commit()
             return
         assert command.code is not None, "the edge asks for a password or a code"
@@ -73,7 +79,8 @@ class DeleteOwnAccount:
         )
         async with s.uow() as uow:
             await s.spend_code(uow, tenant, account.email, purpose, command.code, s.clock.now())
-            await erase_account(uow, await self._current(uow, account, session_id))
+            current = await self._current(uow, account, session_id)
+            await erase_account(uow, current, command.client, s.clock.now(), by="self")
             await uow.commit()
 
     async def _check_password(self, account: Account, password: str) -> None:
@@ -102,10 +109,12 @@ class AccountExport:
     identities: list[LinkedIdentity]
     totp: TotpFactor | None
     recovery_codes_unused: int
+    events: list[SecurityEvent]
 
 
 class ExportOwnAccount:
-    """A copy of the caller's data: profile, active sessions, linked identities, factors."""
+    """A copy of the caller's data: profile, active sessions, linked identities, factors,
+    and the newest ``EXPORTED_EVENTS`` security events about it."""
 
     def __init__(self, services: AccountServices) -> None:
         self._s = services
@@ -122,4 +131,5 @@ class ExportOwnAccount:
             identities = await uow.external_identities.list_for_account(tenant_id, account_id)
             totp = await uow.totp_factors.get(tenant_id, account_id)
             unused = await uow.recovery_codes.count_unused(tenant_id, account_id)
-        return AccountExport(now, account, sessions, identities, totp, unused)
+            events = await uow.events.list(tenant_id, limit=EXPORTED_EVENTS, user_id=account_id)
+        return AccountExport(now, account, sessions, identities, totp, unused, events)

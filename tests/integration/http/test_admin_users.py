@@ -354,3 +354,34 @@ async def test_disable_racing_login_leaves_no_live_session(api: Api) -> None:
         for answer in await asyncio.gather(*logins):
             assert answer.status in (200, 401, 403), await answer.text()
         assert await active_sessions_in_database(api, user["id"]) == 0
+
+
+async def test_admin_changes_are_recorded_as_security_events(api: Api) -> None:
+    key = await api.api_key("users:write", "sessions:write", "events:read")
+    user = await create_user(api, key, "evt@example.com", password=PASSWORD, verified=True)
+    await api.login("evt@example.com")
+    path = f"{USERS}/{user['id']}"
+    await api.patch(path, {"full_name": "Evt"}, token=key)
+    await api.patch(path, {"is_active": False}, token=key)
+    await api.post(f"{path}/logout", token=key)  # nothing left to end: no event
+    assert (await api.delete(path, token=key)).status == 204
+
+    response = await api.get("/admin/events", token=key, params={"user_id": user["id"]})
+    events = (await response.json())["items"]
+    kinds = [event["type"] for event in reversed(events)]  # oldest first
+    # Events of one transaction share their time: their order among them is open.
+    assert sorted(kinds) == sorted(
+        [
+            "user.created",
+            "login.succeeded",
+            "user.updated",
+            "user.disabled",
+            "session.revoked",
+            "user.deleted",
+        ]
+    )
+    assert (kinds[0], kinds[-1]) == ("user.created", "user.deleted")
+    revoked = next(event for event in events if event["type"] == "session.revoked")
+    assert revoked["data"]["reason"] == "account_disabled"
+    updated = next(event for event in events if event["type"] == "user.updated")
+    assert updated["data"]["fields"] == ["full_name"]

@@ -100,7 +100,10 @@ async def test_the_export_holds_everything_about_the_caller_and_no_secret(api: A
         "identities",
         "factors",
         "recovery_codes_unused",
+        "events",
     }
+    assert {event["type"] for event in export["events"]} >= {"user.created", "login.succeeded"}
+    assert all(event["user_id"] == str(user_id) for event in export["events"])
     assert export["factors"] == [] and export["recovery_codes_unused"] == 0
     profile = export["profile"]
     assert (profile["id"], profile["email"], profile["full_name"]) == (str(user_id), email, "Ivy")

@@ -20,6 +20,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.pagination import encode_cursor
+from identity.entrypoints.http.views import client_info
 
 endpoints = d.Endpoints(tag="admin")
 READ = d.api_key(Scope.USERS_READ)
@@ -162,7 +163,9 @@ async def create_user(
     use_case: admin.CreateUser = Provide[Container.create_user],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    command = admin.NewUser(tenant, body.email, body.password, body.full_name, body.verified)
+    command = admin.NewUser(
+        tenant, body.email, body.password, body.full_name, body.verified, client_info(request)
+    )
     return AdminUserView.of(await use_case(command), tenant)
 
 
@@ -197,7 +200,9 @@ async def update_user(
     use_case: admin.UpdateUser = Provide[Container.update_user],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    changes = admin.UserChanges(tenant, user_id, body.full_name, body.is_active, body.is_verified)
+    changes = admin.UserChanges(
+        tenant, user_id, body.full_name, body.is_active, body.is_verified, client_info(request)
+    )
     return AdminUserView.of(await use_case(changes), tenant)
 
 
@@ -213,7 +218,7 @@ async def delete_user(
     user_id: UUID,
     use_case: admin.DeleteUser = Provide[Container.delete_user],
 ) -> None:
-    await use_case(request_tenant(request), user_id)
+    await use_case(request_tenant(request), user_id, client_info(request))
 
 
 @endpoints.get(
@@ -246,4 +251,4 @@ async def log_out_user(
     user_id: UUID,
     use_case: admin.LogOutUser = Provide[Container.log_out_user],
 ) -> SessionsRevoked:
-    return SessionsRevoked(await use_case(request_tenant(request), user_id))
+    return SessionsRevoked(await use_case(request_tenant(request), user_id, client_info(request)))

@@ -13,6 +13,8 @@ from dependency_injector.wiring import Provide, inject
 from identity.application import self_service
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
+from identity.entrypoints.http.handlers.events import EventView
+from identity.entrypoints.http.views import client_info
 
 endpoints = d.Endpoints(tag="sessions")
 
@@ -89,6 +91,7 @@ class AccountExportView:
     identities: list[ExportedIdentity]
     factors: list[ExportedFactor]
     recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
+    events: list[EventView] = d.out("the security events about the caller, newest first")
 
 
 @endpoints.delete(
@@ -107,7 +110,10 @@ async def delete_me(
     body: DeleteAccountBody,
     use_case: self_service.DeleteOwnAccount = Provide[Container.delete_own_account],
 ) -> None:
-    await use_case(self_service.DeleteAccountCommand(d.user(request), body.password, body.otp_code))
+    command = self_service.DeleteAccountCommand(
+        d.user(request), body.password, body.otp_code, client_info(request)
+    )
+    await use_case(command)
 
 
 @endpoints.get(
@@ -162,4 +168,5 @@ async def export_me(
             for totp in ([found.totp] if found.totp else [])
         ],
         recovery_codes_unused=found.recovery_codes_unused,
+        events=[EventView.of(event, principal.tenant.slug) for event in found.events],
     )
