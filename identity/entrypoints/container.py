@@ -40,6 +40,7 @@ from identity.application import accounts, admin, external_sign_in, mfa, self_se
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
+from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
@@ -184,6 +185,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.self_service",
             "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
+            "identity.entrypoints.http.handlers.introspection",
             "identity.entrypoints.http.handlers.providers",
             "identity.entrypoints.http.handlers.mfa",
             "identity.entrypoints.http.handlers.sessions",
@@ -309,6 +311,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
+    introspect = providers.Factory(Introspect, authenticate)
 
     totp = providers.Singleton(PyotpTotpEngine)
     mfa_services = providers.Singleton(
@@ -378,8 +381,11 @@ class Container(containers.DeclarativeContainer):
 
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
+    # The per-request key read (one round trip); a memory store overrides it with
+    # ``MemoryApiKeyReader``, as it does the session reader.
+    api_key_reader = providers.Singleton(SqlApiKeyReader, engine)
     authenticate_api_key = providers.Singleton(
-        AuthenticateApiKey, providers.Singleton(SqlApiKeyReader, engine), api_key_digester
+        AuthenticateApiKey, api_key_reader, api_key_digester
     )
 
     list_events = providers.Factory(ListEvents, uow.provider)

@@ -20,6 +20,7 @@ from identity.entrypoints.http.handlers import (
     docs,
     events,
     google,
+    introspection,
     mfa,
     providers,
     self_service,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(self_service.endpoints.routes)
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
+    app.add_routes(introspection.endpoints.routes)
     return app
 
 

@@ -89,6 +89,7 @@ Schema = dict[str, Any]
 T = TypeVar("T")
 _WIRE = "identity.wire"
 _OUT = "identity.out"
+_OMIT = "identity.omit_if_none"
 
 # --- request fields ------------------------------------------------------------------
 
@@ -447,9 +448,17 @@ def path_text(name: str, description: str, *, pattern: str) -> PathText:
 # --- response views ------------------------------------------------------------------
 
 
-def out(description: str | None = None, **kwargs: Any) -> Any:
-    """A view field with a description for the document."""
-    return attrs.field(metadata={_OUT: description}, **kwargs)
+def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs: Any) -> Any:
+    """A view field with a description for the document.
+
+    ``omit_if_none``: while the value is None the member is left out of the
+    answer (and the document does not list it as required), for answers whose
+    shape says something, like RFC 7662's bare ``{"active": false}``. Such a
+    field defaults to None.
+    """
+    if omit_if_none:
+        kwargs.setdefault("default", None)
+    return attrs.field(metadata={_OUT: description, _OMIT: omit_if_none}, **kwargs)
 
 
 _converter = cattrs.Converter()
@@ -460,7 +469,20 @@ _converter.register_unstructure_hook(
 
 
 def serialise(view: object) -> Any:
-    return _converter.unstructure(view)
+    data = _converter.unstructure(view)
+    if attrs.has(type(view)) and isinstance(data, dict):
+        for field in attrs.fields(typing.cast(Any, type(view))):
+            if field.metadata.get(_OMIT) and data.get(field.name) is None:
+                del data[field.name]
+    return data
+
+
+def _without_none(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return hint
 
 
 def _type_schema(hint: Any, components: dict[str, Schema]) -> Schema:
@@ -514,8 +536,13 @@ def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
         components[name] = {}  # claims the name; recursion stops here
         hints = typing.get_type_hints(cls)
         properties: Schema = {}
+        required: list[str] = []
         for field in attrs.fields(cls):
-            schema = _type_schema(hints[field.name], components)
+            omitted = bool(field.metadata.get(_OMIT))
+            hint = _without_none(hints[field.name]) if omitted else hints[field.name]
+            schema = _type_schema(hint, components)
+            if not omitted:
+                required.append(field.name)
             description = field.metadata.get(_OUT)
             if description:
                 schema = (
@@ -527,7 +554,7 @@ def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
         components[name] = {
             "type": "object",
             "properties": properties,
-            "required": list(properties),
+            "required": required,
         }
         if cls.__doc__:
             components[name]["description"] = cls.__doc__.strip().splitlines()[0]

@@ -375,6 +375,7 @@ SCHEMAS: dict[str, Schema] = {
                 "items": {"type": "string"},
             },
             "token_endpoint": {"type": "string", "format": "uri"},
+            "introspection_endpoint": {"type": "string", "format": "uri"},
             "subject_types_supported": {"type": "array", "items": {"type": "string"}},
             "response_types_supported": {"type": "array", "items": {"type": "string"}},
             "claims_supported": {"type": "array", "items": {"type": "string"}},

@@ -103,6 +103,7 @@ async def openid_configuration(
             {key.algorithm for key in codec.keyring.keys}
         ),
         "token_endpoint": f"{issuer}/auth/login",
+        "introspection_endpoint": f"{issuer}/auth/introspect",
         "subject_types_supported": ["public"],
         "response_types_supported": ["token"],
         "claims_supported": [

@@ -1,0 +1,24 @@
+"""The two ways a verification can fail."""
+
+from __future__ import annotations
+
+
+class InvalidToken(Exception):
+    """The token must not be trusted; ``reason`` says why in a few words.
+
+    The reason is safe to show to the caller (``error_description``): it names
+    the failed check, never a key or the token itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IssuerUnavailable(Exception):
+    """The token could not be judged: the issuer's keys were never fetched, or
+    ``introspect_with`` is set and ``/auth/introspect`` did not answer.
+
+    The middlewares answer 503: the token may well be good, so a 401 (which
+    tells a client to drop its tokens) would be wrong.
+    """
