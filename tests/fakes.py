@@ -29,6 +29,7 @@ from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signi
 from identity.adapters.totp import PyotpTotpEngine
 from identity.application.accounts import (
     AccountServices,
+    IssueRequestedCodes,
     LogIn,
     LogInWithPassword,
     Register,
@@ -163,12 +164,17 @@ class Services:
         tenant = tenant or self.tenant
         address = Email(email)
         await RegisterUser(self.accounts)(Register(tenant, address, password))
+        await self.issue_requested_codes()
         code = self.last_code(email)
         result = await VerifyOtp(self.accounts)(
             VerifyCode(tenant, address, code, OtpPurpose.VERIFICATION, client or ClientInfo())
         )
         assert isinstance(result, TokenPair), result
         return result
+
+    async def issue_requested_codes(self) -> int:
+        """What the server's background worker does after register and request-otp."""
+        return await IssueRequestedCodes(self.accounts)()
 
     async def log_in(
         self, email: str, password: str = PASSWORD, *, tenant: Tenant | None = None

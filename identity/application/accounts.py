@@ -19,10 +19,12 @@ from identity.application.ports import (
     PasswordHasher,
     UnitOfWork,
     UnitOfWorkFactory,
+    WorkSignal,
 )
 from identity.application.throttle import Throttle
 from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
 from identity.domain.accounts import Account
+from identity.domain.code_requests import CodeRequest, Registration
 from identity.domain.emails import Email
 from identity.domain.errors import (
     AccountDisabledError,
@@ -101,9 +103,19 @@ class AccountServices:
     tokens: SessionTokens
     throttle: Throttle
     policy: Policy
+    # Wakes the worker that carries out code requests; without one it polls.
+    code_requests_signal: WorkSignal | None = None
 
     def policy_for(self, tenant: Tenant) -> Policy:
         return policy_for(self.policy, tenant)
+
+    async def enqueue(self, request: CodeRequest) -> None:
+        """Store a code request: the same write, whatever the email, then wake the worker."""
+        async with self.uow() as uow:
+            await uow.code_requests.add(request)
+            await uow.commit()
+        if self.code_requests_signal is not None:
+            self.code_requests_signal.notify()
 
     async def issue_code(
         self,
@@ -149,33 +161,39 @@ class AccountServices:
         self,
         uow: UnitOfWork,
         tenant: Tenant,
+        policy: Policy,
         email: Email,
         purpose: OtpPurpose,
         code: str,
         now: datetime,
     ) -> None:
-        """Check and spend a code; a failed try is committed before the error is raised."""
+        """Check and spend a code; a failed try is committed before the error is raised.
+
+        Every failure (no code, a dead code, a wrong code) makes the same one write,
+        so the answer's timing does not tell whether the email has an account.
+        """
         challenge = await uow.challenges.get(tenant.id, email.key, purpose)
-        if challenge is None:
-            raise OtpInvalidError("no code")
-        attempts_before = challenge.attempts
+        digest = self.digester.digest(tenant.id, email.key, purpose, code)
+        attempts_before = challenge.attempts if challenge is not None else 0
         try:
-            challenge.check(self.digester.digest(tenant.id, email.key, purpose, code), now)
+            if challenge is None:
+                raise OtpInvalidError("no code")
+            challenge.check(digest, now)
         except OtpInvalidError:
-            if challenge.attempts != attempts_before:
-                await uow.challenges.record_check(challenge, attempts_before)
-                await uow.commit()
+            await uow.challenges.record_failure(tenant.id, email.key, purpose, now, policy.otp_ttl)
+            await uow.commit()
             raise
         if not await uow.challenges.record_check(challenge, attempts_before):
             raise OtpInvalidError("spent concurrently")
 
 
 class RegisterUser:
-    """Create an unverified account and mail a code, answering the same for every email.
+    """Accept a registration, answering the same for every email, in the same time.
 
-    An already verified owner is mailed a notice instead of a code. Registering
-    again an unverified email replaces its password: the inbox owner decides
-    by using the code.
+    Only a code request is stored here; ``IssueRequestedCodes`` then creates the
+    unverified account and mails a code, or mails a verified owner a notice.
+    Registering again an unverified email replaces its password: the inbox
+    owner decides by using the code.
     """
 
     def __init__(self, services: AccountServices) -> None:
@@ -192,61 +210,29 @@ class RegisterUser:
             command.email.key,
             policy.rate_limit_otp_request,
         )
-        # Hash before looking anything up, so every branch costs the same.
+        # Hashed before anything is looked up, so every email costs the same.
         password_hash = await s.hasher.hash(command.password) if command.password else None
-        async with s.uow() as uow:
-            now = s.clock.now()
-            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-            if account is None:
-                account = Account(
-                    id=uuid.uuid4(),
-                    tenant_id=command.tenant.id,
-                    email=command.email,
-                    password_hash=password_hash,
-                    full_name=command.full_name,
-                    created_at=now,
-                    updated_at=now,
-                )
-                try:
-                    await uow.accounts.add(account)
-                except EmailAlreadyRegisteredError:
-                    account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-                    assert account is not None
-                else:
-                    await uow.events.add(
-                        security_event(
-                            EventType.USER_CREATED,
-                            command.tenant.id,
-                            now,
-                            command.client,
-                            user_id=account.id,
-                            has_password=password_hash is not None,
-                        )
-                    )
-            elif not account.is_verified:
-                if password_hash is not None:
-                    account.set_password_hash(password_hash, now)
-                if command.full_name:
-                    account.full_name = command.full_name
-                await uow.accounts.update(account)
-            if account.is_verified:
-                await uow.outbox.add(
-                    command.tenant.id,
-                    s.templates.already_registered_notice(
-                        command.email.value, sender=policy.email_from
-                    ),
-                    now,
-                )
-            else:
-                await s.issue_code(
-                    uow, command.tenant, policy, command.email, OtpPurpose.VERIFICATION, now
-                )
-            await uow.commit()
+        await s.enqueue(
+            CodeRequest(
+                id=uuid.uuid4(),
+                tenant_id=command.tenant.id,
+                email=command.email,
+                purpose=OtpPurpose.VERIFICATION,
+                requested_at=s.clock.now(),
+                registration=Registration(
+                    password_hash,
+                    command.full_name,
+                    command.client.ip,
+                    command.client.user_agent,
+                ),
+            )
+        )
         return CodeSent(command.email.value, policy.otp_ttl_minutes)
 
 
 class RequestOtp:
-    """Mail a code for a purpose; the same answer whether or not the account exists."""
+    """Accept a code request; the same answer, in the same time, whether or not the
+    account exists. ``IssueRequestedCodes`` mails the code when there is one to send."""
 
     def __init__(self, services: AccountServices) -> None:
         self._s = services
@@ -260,17 +246,117 @@ class RequestOtp:
             command.email.key,
             policy.rate_limit_otp_request,
         )
-        async with s.uow() as uow:
-            now = s.clock.now()
-            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-            if account is not None and account.is_active and self._wanted(account, command.purpose):
-                await s.issue_code(uow, command.tenant, policy, command.email, command.purpose, now)
-                await uow.commit()
+        await s.enqueue(
+            CodeRequest(
+                id=uuid.uuid4(),
+                tenant_id=command.tenant.id,
+                email=command.email,
+                purpose=command.purpose,
+                requested_at=s.clock.now(),
+            )
+        )
         return CodeSent(command.email.value, policy.otp_ttl_minutes)
 
-    @staticmethod
-    def _wanted(account: Account, purpose: OtpPurpose) -> bool:
-        return not (purpose is OtpPurpose.VERIFICATION and account.is_verified)
+
+class IssueRequestedCodes:
+    """Carry out pending code requests (the background worker's job).
+
+    Per request, in one transaction: take it off the queue, then for a
+    registration create or update the unverified account and issue a code (or
+    mail a verified owner a notice); for a code request issue a code when the
+    account exists, is active and wants one. At most one new code per email
+    and purpose a minute. A request older than the code lifetime is dropped
+    (its code would be dead on arrival). Returns how many were handled.
+    """
+
+    def __init__(self, services: AccountServices, *, batch_size: int = 50) -> None:
+        self._s = services
+        self._batch_size = batch_size
+
+    async def __call__(self) -> int:
+        handled = 0
+        while handled < self._batch_size and await self._one():
+            handled += 1
+        return handled
+
+    async def _one(self) -> bool:
+        s = self._s
+        async with s.uow() as uow:
+            request = await uow.code_requests.take_next()
+            if request is None:
+                return False
+            tenant = await uow.tenants.get(request.tenant_id)
+            now = s.clock.now()
+            if tenant is not None and not tenant.disabled:
+                policy = s.policy_for(tenant)
+                if now - request.requested_at <= policy.otp_ttl:
+                    if request.registration is not None:
+                        await self._register(uow, tenant, policy, request, now)
+                    else:
+                        await self._request_code(uow, tenant, policy, request, now)
+            await uow.commit()
+        return True
+
+    async def _register(
+        self, uow: UnitOfWork, tenant: Tenant, policy: Policy, request: CodeRequest, now: datetime
+    ) -> None:
+        s = self._s
+        registration = request.registration
+        assert registration is not None
+        account = await uow.accounts.get_by_email(tenant.id, request.email.key)
+        if account is None:
+            account = Account(
+                id=uuid.uuid4(),
+                tenant_id=tenant.id,
+                email=request.email,
+                password_hash=registration.password_hash,
+                full_name=registration.full_name,
+                created_at=now,
+                updated_at=now,
+            )
+            try:
+                await uow.accounts.add(account)
+            except EmailAlreadyRegisteredError:
+                account = await uow.accounts.get_by_email(tenant.id, request.email.key)
+                assert account is not None
+            else:
+                await uow.events.add(
+                    security_event(
+                        EventType.USER_CREATED,
+                        tenant.id,
+                        now,
+                        ClientInfo(registration.user_agent, registration.client_ip),
+                        user_id=account.id,
+                        has_password=registration.password_hash is not None,
+                    )
+                )
+        elif not account.is_verified:
+            if registration.password_hash is not None:
+                account.set_password_hash(registration.password_hash, now)
+            if registration.full_name:
+                account.full_name = registration.full_name
+            await uow.accounts.update(account)
+        if account.is_verified:
+            await uow.outbox.add(
+                tenant.id,
+                s.templates.already_registered_notice(
+                    request.email.value, sender=policy.email_from
+                ),
+                now,
+            )
+        else:
+            await s.issue_code(uow, tenant, policy, request.email, OtpPurpose.VERIFICATION, now)
+
+    async def _request_code(
+        self, uow: UnitOfWork, tenant: Tenant, policy: Policy, request: CodeRequest, now: datetime
+    ) -> None:
+        account = await uow.accounts.get_by_email(tenant.id, request.email.key)
+        if account is not None and account.is_active and _wants(account, request.purpose):
+            await self._s.issue_code(uow, tenant, policy, request.email, request.purpose, now)
+
+
+def _wants(account: Account, purpose: OtpPurpose) -> bool:
+    return not (purpose is OtpPurpose.VERIFICATION and account.is_verified)
 
 
 class VerifyOtp:
@@ -291,11 +377,12 @@ class VerifyOtp:
         async with s.uow() as uow:
             now = s.clock.now()
             account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
-            # An unknown email goes through the same code check (it finds no code),
-            # so the answer and its timing do not tell whether the account exists.
+            # A failed check makes the same writes for every email (one counted try,
+            # one event), so neither the answer nor its timing tells whether the
+            # account exists.
             try:
                 await s.spend_code(
-                    uow, command.tenant, command.email, command.purpose, command.code, now
+                    uow, command.tenant, policy, command.email, command.purpose, command.code, now
                 )
             except OtpInvalidError:
                 if command.purpose is OtpPurpose.LOGIN:
@@ -358,10 +445,16 @@ class ResetPasswordWithCode:
         password_hash = await s.hasher.hash(command.new_password)
         async with s.uow() as uow:
             now = s.clock.now()
-            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             await s.spend_code(
-                uow, command.tenant, command.email, OtpPurpose.PASSWORD_RESET, command.code, now
+                uow,
+                command.tenant,
+                policy,
+                command.email,
+                OtpPurpose.PASSWORD_RESET,
+                command.code,
+                now,
             )
+            account = await uow.accounts.get_by_email(command.tenant.id, command.email.key)
             if account is None:
                 raise OtpInvalidError("no account")
             if not account.is_active:

@@ -54,6 +54,14 @@ def _seconds(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _seconds_or_zero(value: Any) -> timedelta:
+    """Zero is a real choice here: no grace window."""
+    seconds = float(value)
+    if seconds < 0:
+        raise ValueError("must be zero or a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
 def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
@@ -88,7 +96,7 @@ TENANT_SETTINGS: dict[str, Any] = {
     "refresh_token_ttl": _seconds,
     "otp_ttl": _seconds,
     "otp_max_attempts": _positive_int,
-    "refresh_reuse_grace": _seconds,
+    "refresh_reuse_grace": _seconds_or_zero,
     "email_from": _text,
     "rate_limit_login": parse_rate_limit,
     "rate_limit_otp_request": parse_rate_limit,

@@ -15,6 +15,7 @@ import attrs
 
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
+from identity.domain.code_requests import CodeRequest
 from identity.domain.events import EventCursor, EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
@@ -245,6 +246,17 @@ class OtpChallengeRepository(Protocol):
         """
         ...
 
+    async def record_failure(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> None:
+        """Count one failed check against the code of (tenant, email, purpose).
+
+        The same write whether or not a code exists: without one, a dead
+        placeholder (it matches no code and expires after ``ttl``) is stored,
+        so a failed check costs the same for every email.
+        """
+        ...
+
     async def delete_expired(self, now: datetime) -> int: ...
 
     async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
@@ -357,6 +369,25 @@ class OAuthStateRepository(Protocol):
         ...
 
     async def delete_expired(self, now: datetime) -> int: ...
+
+
+class CodeRequestQueue(Protocol):
+    """Pending code requests (``register``, ``request-otp``), durable until carried out.
+
+    ``take_next`` removes the oldest request and returns it, within the caller's
+    transaction: a rollback puts it back. Safe with several processes: each
+    request goes to one of them (row locks skipped, not waited for).
+    """
+
+    async def add(self, request: CodeRequest) -> None: ...
+
+    async def take_next(self) -> CodeRequest | None: ...
+
+
+class WorkSignal(Protocol):
+    """Tells a background worker that work is waiting. Never blocks, never fails."""
+
+    def notify(self) -> None: ...
 
 
 class TotpFactorRepository(Protocol):
@@ -556,6 +587,7 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     external_identities: ExternalIdentityRepository
     oauth_states: OAuthStateRepository
+    code_requests: CodeRequestQueue
     totp_factors: TotpFactorRepository
     recovery_codes: RecoveryCodeRepository
     mfa_challenges: MfaChallengeRepository

@@ -31,11 +31,13 @@ from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
+from identity.adapters.work_signal import EventWorkSignal
 from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
@@ -204,8 +206,10 @@ class Container(containers.DeclarativeContainer):
         pool_size=settings.provided.db_pool_size,
         pool_timeout=settings.provided.db_pool_timeout,
     )
+    database_probe = providers.Singleton(DatabaseProbe, engine)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
+    code_request_sealer = providers.Singleton(Sealer, secret_key, "code-request")
     webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
     totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
     uow = providers.Factory(
@@ -213,6 +217,7 @@ class Container(containers.DeclarativeContainer):
         engine=engine,
         outbox_sealer=outbox_sealer,
         oauth_state_sealer=oauth_state_sealer,
+        code_request_sealer=code_request_sealer,
         webhook_sealer=webhook_sealer,
         totp_sealer=totp_sealer,
     )
@@ -271,6 +276,7 @@ class Container(containers.DeclarativeContainer):
     templates = providers.Singleton(MailTemplates, settings.provided.email_from)
     session_tokens = providers.Singleton(SessionTokens, token_codec, clock)
     throttle = providers.Singleton(Throttle, rate_limiter)
+    code_requests_signal = providers.Singleton(EventWorkSignal)
 
     account_services = providers.Singleton(
         accounts.AccountServices,
@@ -283,6 +289,7 @@ class Container(containers.DeclarativeContainer):
         tokens=session_tokens,
         throttle=throttle,
         policy=policy,
+        code_requests_signal=code_requests_signal,
     )
     session_services = providers.Singleton(
         sessions.SessionServices,
@@ -356,6 +363,7 @@ class Container(containers.DeclarativeContainer):
     unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
+    issue_requested_codes = providers.Factory(accounts.IssueRequestedCodes, account_services)
     purge_expired = providers.Factory(
         PurgeExpired, uow.provider, clock, providers.Callable(event_retention, settings)
     )

@@ -45,8 +45,8 @@ def serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, workers: int = 1
 ) -> int:
     """Serve until SIGTERM/SIGINT; the process exit status."""
-    host = host or settings.host
-    port = settings.port if port is None else port
+    settings = settings.served_at(host or settings.host, settings.port if port is None else port)
+    host, port = settings.host, settings.port
     problem = _workers_problem(settings, port, workers)
     if problem:
         log.error(problem)

@@ -81,6 +81,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     issuer: str = "http://127.0.0.1:8000"
+    # No IDENTITY_ISSUER: the issuer is the address actually served (see ``served_at``).
+    issuer_is_default: bool = attrs.field(default=False, repr=False)
     audience: str = "identity"
     access_token_ttl: float = 900.0
     refresh_token_ttl: float = 30 * 86400.0
@@ -130,6 +132,20 @@ class Settings:
     def is_embedded_database(self) -> bool:
         return is_sqlite(self.database_url)
 
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings for a server bound to ``host:port`` (the CLI may override both).
+
+        A default issuer follows the address, so tokens, the discovery document
+        and the JWKS location name the server that issued them.
+        """
+        issuer = default_issuer(host, port) if self.issuer_is_default else self.issuer
+        return attrs.evolve(self, host=host, port=port, issuer=issuer)
+
+
+def default_issuer(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets in a URL
+    return f"http://{shown}:{port}"
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -142,14 +158,19 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 
 
 def parse_duration(text: str) -> float:
-    """``900`` (seconds), ``15m``, ``30d``, ``10s``, ``250ms``, ``2h`` to seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError("expected a duration like 900, 30s, 15m, 12h or 30d")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """``900`` (seconds), ``15m``, ``30d``, ``10s``, ``250ms``, ``2h`` to seconds; above zero."""
+    seconds = parse_duration_or_zero(text)
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
+
+
+def parse_duration_or_zero(text: str) -> float:
+    """A duration where zero is a legitimate choice (no leeway, no grace window)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("expected a duration like 900, 30s, 15m, 12h or 30d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_bool(text: str) -> bool:
@@ -270,8 +291,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "refresh_token_ttl": parse_duration,
     "otp_ttl": parse_duration,
     "otp_max_attempts": parse_int(1, 100),
-    "refresh_reuse_grace": parse_duration,
-    "clock_skew": parse_duration,
+    "refresh_reuse_grace": parse_duration_or_zero,
+    "clock_skew": parse_duration_or_zero,
     "signing_algorithm": parse_signing_algorithm,
     "bcrypt_rounds": parse_int(4, 31),
     "hasher_threads": parse_int(0, 256),
@@ -338,8 +359,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             )
         values["secret_key"] = Secret(embedded_secret_key(database_url))
     if "issuer" not in values:
-        host = values.get("host", "127.0.0.1")
-        values["issuer"] = f"http://{host}:{values.get('port', 8000)}"
+        values["issuer"] = default_issuer(values.get("host", "127.0.0.1"), values.get("port", 8000))
+        values["issuer_is_default"] = True
     _require_both(values, "github_client_id", "github_client_secret")
     values["oidc_providers"] = load_oidc_providers(env)
     return Settings(**values)

@@ -1,7 +1,7 @@
 """The admin API over users: last sign-in, and the index of the keyset list.
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0008
 Create Date: 2026-11-28
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0012"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

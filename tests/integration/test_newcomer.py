@@ -84,12 +84,15 @@ async def test_serve_needs_no_configuration_and_stops_cleanly(tmp_path: Path) ->
     try:
         async with aiohttp.ClientSession() as session:
             await wait_until_healthy(session, f"http://127.0.0.1:{port}/health", process, log)
-            async with session.get(
-                f"http://127.0.0.1:{port}/health?code=SECRET123",
-                headers={"X-Request-ID": "newcomer-1"},
-            ) as response:
+            async with session.get(f"http://127.0.0.1:{port}/health") as response:
                 health = await response.json()
                 server_header = response.headers.get("Server", "")
+            # Successful /health polls are logged at debug only: another path for the log.
+            async with session.get(
+                f"http://127.0.0.1:{port}/.well-known/jwks.json?code=SECRET123",
+                headers={"X-Request-ID": "newcomer-1"},
+            ) as response:
+                assert response.status == 200
 
         assert health["status"] == "ok"
         assert health["checks"]["email"] == "log"  # no SMTP host: mail goes to the log
@@ -115,7 +118,7 @@ async def test_serve_needs_no_configuration_and_stops_cleanly(tmp_path: Path) ->
     [access] = [e for e in entries if e.get("request_id") == "newcomer-1"]
     assert (access["logger"], access["path"], access["status"]) == (
         "identity.access",
-        "/health",
+        "/.well-known/jwks.json",
         200,
     )
     assert "SECRET123" not in output

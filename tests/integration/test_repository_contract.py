@@ -39,6 +39,7 @@ from identity.application.ports import (
     UnitOfWorkFactory,
 )
 from identity.domain.accounts import Account
+from identity.domain.code_requests import CodeRequest, Registration
 from identity.domain.emails import Email
 from identity.domain.errors import (
     EmailAlreadyRegisteredError,
@@ -1389,6 +1390,111 @@ async def test_sql_pending_sign_in_keeps_the_pkce_verifier_sealed(
     async with engine.connect() as connection:
         [row] = list(await connection.execute(select(t.oauth_states)))
     assert pending_sign_in.code_verifier.encode() not in bytes(row.code_verifier)
+
+
+# --- failed code checks and the code request queue -----------------------------------
+
+
+async def test_record_failure_counts_a_try_or_stores_a_dead_placeholder(
+    storage: Storage, tenant: Tenant
+) -> None:
+    live = new_challenge(tenant)
+    await write(storage, lambda uow: uow.challenges.replace(live))
+    ttl = timedelta(minutes=10)
+
+    await write(
+        storage,
+        lambda uow: uow.challenges.record_failure(
+            tenant.id, live.email_key, live.purpose, NOW, ttl
+        ),
+    )
+    await write(
+        storage,
+        lambda uow: uow.challenges.record_failure(
+            tenant.id, "nobody@example.test", live.purpose, NOW, ttl
+        ),
+    )
+
+    counted = await read(
+        storage, lambda uow: uow.challenges.get(tenant.id, live.email_key, live.purpose)
+    )
+    placeholder = await read(
+        storage, lambda uow: uow.challenges.get(tenant.id, "nobody@example.test", live.purpose)
+    )
+    assert counted is not None and counted.id == live.id and counted.attempts == 1
+    assert counted.code_digest == live.code_digest
+    assert placeholder is not None and not placeholder.is_usable(NOW)
+    assert placeholder.expires_at == NOW + ttl and placeholder.code_digest == ""
+
+
+async def test_concurrent_failures_are_all_counted(storage: Storage, tenant: Tenant) -> None:
+    key = (tenant.id, "racer@example.test", OtpPurpose.LOGIN)
+
+    async def fail() -> None:
+        await write(
+            storage, lambda uow: uow.challenges.record_failure(*key, NOW, timedelta(minutes=10))
+        )
+
+    assert errors(await race(RACERS, fail)) == []
+    stored = await read(storage, lambda uow: uow.challenges.get(*key))
+    assert stored is not None and stored.attempts == RACERS
+
+
+def new_code_request(tenant: Tenant, minutes: int = 0, **fields: Any) -> CodeRequest:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant.id,
+        "email": Email("alice@example.test"),
+        "purpose": OtpPurpose.LOGIN,
+        "requested_at": NOW + timedelta(minutes=minutes),
+    }
+    values.update(fields)
+    return CodeRequest(**values)
+
+
+async def test_code_requests_round_trip_oldest_first(storage: Storage, tenant: Tenant) -> None:
+    later = new_code_request(
+        tenant, 1, purpose=OtpPurpose.VERIFICATION, registration=Registration("$hash", "Alice")
+    )
+    earlier = new_code_request(tenant, 0)
+    for request in (later, earlier):
+        await write(storage, functools.partial(_add_request, request=request))
+
+    assert await write(storage, lambda uow: uow.code_requests.take_next()) == earlier
+    assert await write(storage, lambda uow: uow.code_requests.take_next()) == later
+    assert await write(storage, lambda uow: uow.code_requests.take_next()) is None
+
+
+async def test_a_code_request_taken_in_a_rolled_back_transaction_stays(
+    storage: Storage, tenant: Tenant
+) -> None:
+    request = new_code_request(tenant)
+    await write(storage, functools.partial(_add_request, request=request))
+
+    assert await read(storage, lambda uow: uow.code_requests.take_next()) == request  # no commit
+
+    assert await write(storage, lambda uow: uow.code_requests.take_next()) == request
+
+
+async def test_concurrent_workers_each_take_a_different_request(
+    storage: Storage, tenant: Tenant
+) -> None:
+    requests = [new_code_request(tenant, minutes) for minutes in range(RACERS)]
+    for request in requests:
+        await write(storage, functools.partial(_add_request, request=request))
+
+    taken = await race(RACERS, lambda: write(storage, lambda uow: uow.code_requests.take_next()))
+
+    assert errors(taken) == []
+    assert sorted(r.id for r in taken if r is not None) == sorted(r.id for r in requests)
+
+
+async def _add_request(uow: UnitOfWork, request: CodeRequest) -> None:
+    await uow.code_requests.add(request)
+
+
+def errors(results: list[Any]) -> list[BaseException]:
+    return [result for result in results if isinstance(result, BaseException)]
 
 
 # --- security events -------------------------------------------------------------

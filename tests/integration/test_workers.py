@@ -380,3 +380,20 @@ async def test_outbox_messages_are_leased_to_one_process(
     assert not {item.id for item in mine} & {item.id for item in theirs}
     async with second() as uow:
         assert await uow.outbox.claim_due(now, 10, lease) == []  # all leased
+
+
+async def test_without_an_issuer_the_served_port_is_the_issuer(
+    tmp_path: Path,
+    migrated_postgres_url: str,
+    session: aiohttp.ClientSession,
+    servers: list[Server],
+) -> None:
+    # IDENTITY_PORT says 8000; the command line serves elsewhere.
+    server = Server(tmp_path, "one", free_port(), base_env(migrated_postgres_url, PORT="8000"))
+    servers.append(await server.start())
+    await server.wait_until_healthy(session)
+
+    async with session.get(f"{server.url}/.well-known/openid-configuration") as response:
+        document = await response.json()
+    assert document["issuer"] == server.url
+    assert document["jwks_uri"] == f"{server.url}/.well-known/jwks.json"

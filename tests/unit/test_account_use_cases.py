@@ -43,7 +43,10 @@ async def app() -> Services:
 
 
 async def _register(app: Services, email: str = ADA, password: str | None = PASSWORD) -> CodeSent:
-    return await RegisterUser(app.accounts)(Register(app.tenant, Email(email), password))
+    """Register, then let the background worker carry the request out."""
+    sent = await RegisterUser(app.accounts)(Register(app.tenant, Email(email), password))
+    await app.issue_requested_codes()
+    return sent
 
 
 async def _account(app: Services, email: str = ADA, tenant: Tenant | None = None) -> Account:
@@ -58,7 +61,10 @@ async def _verify(app: Services, code: str, purpose: OtpPurpose, email: str = AD
 
 
 async def _request(app: Services, purpose: OtpPurpose, email: str = ADA) -> CodeSent:
-    return await RequestOtp(app.accounts)(RequestCode(app.tenant, Email(email), purpose))
+    """Ask for a code, then let the background worker carry the request out."""
+    sent = await RequestOtp(app.accounts)(RequestCode(app.tenant, Email(email), purpose))
+    await app.issue_requested_codes()
+    return sent
 
 
 async def _disable(app: Services, email: str = ADA) -> None:
@@ -381,6 +387,7 @@ async def test_a_code_of_one_tenant_is_useless_in_another(app: Services) -> None
     with pytest.raises(OtpInvalidError):
         await VerifyOtp(app.accounts)(VerifyCode(other, Email(ADA), code, OtpPurpose.VERIFICATION))
     await RegisterUser(app.accounts)(Register(other, Email(ADA), PASSWORD))
+    await app.issue_requested_codes()
     with pytest.raises(OtpInvalidError):
         await VerifyOtp(app.accounts)(VerifyCode(other, Email(ADA), code, OtpPurpose.VERIFICATION))
     assert (await _account(app, tenant=other)).id != (await _account(app)).id
@@ -542,6 +549,7 @@ async def test_code_requests_are_limited_per_email_and_purpose(app: Services) ->
 async def test_a_tenant_policy_override_applies(app: Services) -> None:
     strict = await app.create_tenant("strict", rate_limit_login="1/minute", otp_ttl=120)
     await RegisterUser(app.accounts)(Register(strict, Email(ADA), PASSWORD))
+    await app.issue_requested_codes()
     assert "2 minutes" in app.mails_to(ADA)[-1].text
     LOGIN = LogInWithPassword(app.accounts)
     with pytest.raises(EmailNotVerifiedError):
@@ -584,3 +592,80 @@ async def test_a_login_racing_a_disable_does_not_re_enable_the_account(app: Serv
     with pytest.raises(AccountDisabledError):
         await LogInWithPassword(racing)(LogIn(app.tenant, Email(ADA), PASSWORD))
     assert not (await _account(app)).is_active
+
+
+# --- the same path for every email (no timing oracle) ---------------------------------
+
+
+def _committed(app: Services) -> dict[str, int]:
+    """How many rows each table holds: what a request wrote."""
+    return {name: len(app.store.table(name)) for name in ("accounts", "challenges", "outbox")}
+
+
+async def test_register_and_request_otp_only_queue_a_request_whatever_the_email(
+    app: Services,
+) -> None:
+    await app.register_verified(ADA)
+    before = _committed(app)
+
+    await RegisterUser(app.accounts)(Register(app.tenant, Email(ADA), None))
+    await RegisterUser(app.accounts)(Register(app.tenant, Email("new@example.com"), None))
+    await RequestOtp(app.accounts)(RequestCode(app.tenant, Email(ADA), OtpPurpose.LOGIN))
+    await RequestOtp(app.accounts)(
+        RequestCode(app.tenant, Email("nobody@example.com"), OtpPurpose.LOGIN)
+    )
+
+    # Answered: nothing account-dependent happened yet, four requests wait.
+    assert _committed(app) == before
+    assert len(app.store.table("code_requests")) == 4
+    assert await app.issue_requested_codes() == 4
+    assert len(app.store.table("code_requests")) == 0
+    notice, login_code = app.mails_to(ADA)[-2:]
+    assert notice.subject.startswith("Someone tried to register")
+    assert code_in(login_code)
+    assert _has_code(app, "new@example.com")
+    assert app.mails_to("nobody@example.com") == []
+    assert await app.issue_requested_codes() == 0  # each request carried out once
+
+
+async def test_a_request_older_than_a_code_lives_is_dropped(app: Services) -> None:
+    await app.register_verified(ADA)
+    mails = len(app.mails_to(ADA))
+    await RequestOtp(app.accounts)(RequestCode(app.tenant, Email(ADA), OtpPurpose.LOGIN))
+    app.clock.advance(11 * 60)  # the worker was down longer than a code lives
+
+    assert await app.issue_requested_codes() == 1
+    assert len(app.mails_to(ADA)) == mails
+
+
+async def test_a_failed_check_writes_the_same_for_known_and_unknown_emails(
+    app: Services,
+) -> None:
+    await _register(app)
+    code = app.last_code(ADA)
+
+    for email in (ADA, "nobody@example.com"):
+        with pytest.raises(OtpInvalidError):
+            await _verify(app, f"{(int(code) + 1) % 10**6:06d}", OtpPurpose.VERIFICATION, email)
+    async with app.uow() as uow:
+        known = await uow.challenges.get(app.tenant.id, Email(ADA).key, OtpPurpose.VERIFICATION)
+        unknown = await uow.challenges.get(
+            app.tenant.id, Email("nobody@example.com").key, OtpPurpose.VERIFICATION
+        )
+    assert known is not None and known.attempts == 1 and known.is_usable(app.clock.now())
+    # The unknown email got a dead placeholder: it matches no code...
+    assert unknown is not None and not unknown.is_usable(app.clock.now())
+    with pytest.raises(OtpInvalidError):
+        await _verify(app, "", OtpPurpose.VERIFICATION, "nobody@example.com")
+    # ...and the real code still works.
+    assert (await _verify(app, code, OtpPurpose.VERIFICATION)).account.is_verified
+
+
+async def test_a_placeholder_never_blocks_a_real_code(app: Services) -> None:
+    await app.register_verified(ADA)
+    with pytest.raises(OtpInvalidError):
+        await _verify(app, "123456", OtpPurpose.LOGIN)  # no login code yet: a placeholder
+
+    await _request(app, OtpPurpose.LOGIN)
+
+    assert (await _verify(app, app.last_code(ADA), OtpPurpose.LOGIN)).account.email.value == ADA

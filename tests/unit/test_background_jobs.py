@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
-from identity.entrypoints.http.app import _repeat
+from identity.domain.errors import StorageUnavailableError
+from identity.entrypoints.http.app import MAX_BACKOFF_SECONDS, _repeat, backoff
 
 
 async def test_a_failing_job_runs_again() -> None:
@@ -45,3 +47,67 @@ async def test_a_job_that_turns_cancellation_into_an_error_still_stops() -> None
     # asyncio.wait, not wait_for: wait_for would wait for a task that never stops.
     await asyncio.wait([task], timeout=2)
     assert task.done() and task.cancelled()
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcomes: list[Exception] = [StorageUnavailableError("down")] * 5
+    pauses: list[float] = []
+    recovered = asyncio.Event()
+
+    async def job() -> int:
+        if outcomes:
+            raise outcomes.pop(0)
+        recovered.set()
+        return 0
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await asyncio.sleep(0)
+
+    caplog.set_level(logging.INFO, logger="identity.server")
+    task = asyncio.create_task(_repeat("outbox", job, 0.5, sleep=sleep))
+    await asyncio.wait_for(recovered.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    records = [r for r in caplog.records if getattr(r, "job", None) == "outbox"]
+    assert [r.levelname for r in records] == ["WARNING", "INFO"]
+    assert "database unavailable" in records[0].getMessage()
+    assert records[0].exc_info is None  # one line, no traceback
+    assert records[1].getMessage() == "background job recovered"
+    assert pauses[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 0.5]
+
+
+async def test_an_unexpected_failure_is_logged_with_its_traceback_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs = 0
+    enough = asyncio.Event()
+
+    async def job() -> int:
+        nonlocal runs
+        runs += 1
+        if runs == 4:
+            enough.set()
+        raise RuntimeError("a bug")
+
+    async def sleep(_seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    task = asyncio.create_task(_repeat("purge", job, 600, sleep=sleep))
+    await asyncio.wait_for(enough.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    errors = [r for r in caplog.records if getattr(r, "job", None) == "purge"]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+def test_the_backoff_doubles_and_is_bounded() -> None:
+    assert [backoff(0.5, n) for n in range(4)] == [0.5, 0.5, 1.0, 2.0]
+    assert backoff(0.5, 50) == MAX_BACKOFF_SECONDS
+    assert backoff(600, 3) == 600  # a slow job never waits less than its period

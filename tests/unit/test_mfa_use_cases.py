@@ -335,6 +335,7 @@ async def test_login_with_an_emailed_code_also_asks_for_the_second_factor(
     s = services
     _, secret, _ = await enable_mfa(s)
     await RequestOtp(s.accounts)(RequestCode(s.tenant, Email(EMAIL), OtpPurpose.LOGIN))
+    await s.issue_requested_codes()  # the server's background worker
     result = await VerifyOtp(s.accounts)(
         VerifyCode(s.tenant, Email(EMAIL), s.last_code(EMAIL), OtpPurpose.LOGIN, BROWSER)
     )

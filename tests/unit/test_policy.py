@@ -70,6 +70,7 @@ def test_a_bad_stored_value_falls_back_to_the_default_and_unknown_keys_are_ignor
         ("access_token_ttl", "900", timedelta(minutes=15)),
         ("refresh_token_ttl", 86400, timedelta(days=1)),
         ("otp_max_attempts", "7", 7),
+        ("refresh_reuse_grace", "0", timedelta(0)),
         ("email_from", "  team@acme.test ", "team@acme.test"),
         ("rate_limit_otp_verify", "10/15m", RateLimit(10, 900.0)),
         (
@@ -92,6 +93,7 @@ def test_parse_tenant_setting_accepts_good_values(key: str, raw: object, parsed:
     [
         ("otp_ttl", "0"),
         ("otp_ttl", "-5"),
+        ("refresh_reuse_grace", "-1"),
         ("otp_ttl", "ten"),
         ("otp_max_attempts", "0"),
         ("otp_max_attempts", "many"),

@@ -104,6 +104,31 @@ def test_the_issuer_follows_host_and_port_unless_set(env: dict[str, str]) -> Non
     assert load(env, PORT="9000", ISSUER="https://id.example").issuer == "https://id.example"
 
 
+def test_a_default_issuer_follows_the_address_the_command_line_serves(
+    env: dict[str, str],
+) -> None:
+    served = load(env).served_at("127.0.0.1", 9000)
+    assert (served.issuer, served.port) == ("http://127.0.0.1:9000", 9000)
+    assert load(env, PORT="8100").served_at("::1", 9001).issuer == "http://[::1]:9001"
+    explicit = load(env, ISSUER="https://id.example").served_at("0.0.0.0", 9000)
+    assert explicit.issuer == "https://id.example"
+
+
+@pytest.mark.parametrize("variable", ["CLOCK_SKEW", "REFRESH_REUSE_GRACE"])
+def test_zero_leeway_and_zero_grace_are_accepted(env: dict[str, str], variable: str) -> None:
+    assert getattr(load(env, **{variable: "0"}), variable.lower()) == 0
+    assert getattr(load(env, **{variable: "0s"}), variable.lower()) == 0
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "OTP_TTL", "SMTP_TIMEOUT", "DB_POOL_TIMEOUT"],
+)
+def test_a_zero_lifetime_or_timeout_is_refused(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"IDENTITY_{variable}: a duration must be positive"):
+        load(env, **{variable: "0"})
+
+
 # --- every variable parsed -----------------------------------------------------
 
 DURATIONS = [
@@ -321,7 +346,7 @@ def test_a_postgres_database_with_a_secret_key(env: dict[str, str]) -> None:
         ("BCRYPT_ROUNDS", "32"),
         ("BCRYPT_ROUNDS", "twelve"),
         ("DB_POOL_SIZE", "0"),
-        *[(name, bad) for name in DURATIONS for bad in ["15x", "-5", "0", "m", "15 minutes"]],
+        *[(name, bad) for name in DURATIONS for bad in ["15x", "-5", "m", "15 minutes"]],
         ("SLOW_REQUEST_MS", "slow"),
         ("SLOW_REQUEST_MS", "0"),
         ("HSTS", "maybe"),

@@ -203,6 +203,7 @@ class World:
 
         if op.kind == "register":
             await RegisterUser(s.accounts)(Register(tenant, email, password))
+            await s.issue_requested_codes()
             if expected is None:
                 self.model[(op.tenant, key)] = Expected(password=password)
             elif not expected.verified:
@@ -225,6 +226,7 @@ class World:
         elif op.kind == "request_otp":
             purpose = PURPOSES[op.pick % len(PURPOSES)]
             await RequestOtp(s.accounts)(RequestCode(tenant, email, purpose))
+            await s.issue_requested_codes()
         elif op.kind == "login":
             await self.log_in(op.tenant, email, password, expected)
         elif op.kind in ("refresh", "logout", "logout_all", "change_password"):

@@ -35,6 +35,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.code_requests import MemoryCodeRequestQueue
 from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.mfa import (
     MemoryMfaChallengeRepository,
@@ -276,6 +277,27 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
         current.consumed_at = challenge.consumed_at
         self._t.put(key, current)
         return True
+
+    @_round_trip
+    async def record_failure(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> None:
+        key = (tenant_id, email_key, purpose)
+        await self._t.lock(key)
+        current = self._t.get(key)
+        if current is None:
+            current = OtpChallenge(
+                id=uuid4(),
+                tenant_id=tenant_id,
+                email_key=email_key,
+                purpose=purpose,
+                code_digest="",  # matches no code
+                created_at=now,
+                expires_at=now + ttl,
+                max_attempts=0,
+            )
+        current.attempts += 1
+        self._t.put(key, current)
 
     @_round_trip
     async def delete_expired(self, now: datetime) -> int:
@@ -604,6 +626,7 @@ class MemoryUnitOfWork(UnitOfWork):
     external_identities: MemoryExternalIdentityRepository
     oauth_states: MemoryOAuthStateRepository
     api_keys: MemoryApiKeyRepository
+    code_requests: MemoryCodeRequestQueue
     events: MemoryEventRepository
     webhooks: MemoryWebhookRepository
     webhook_deliveries: MemoryWebhookDeliveryQueue
@@ -632,6 +655,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.external_identities = MemoryExternalIdentityRepository(transaction)
         self.oauth_states = MemoryOAuthStateRepository(transaction)
         self.api_keys = MemoryApiKeyRepository(transaction)
+        self.code_requests = MemoryCodeRequestQueue(transaction)
         self.events = MemoryEventRepository(transaction)
         self.webhooks = MemoryWebhookRepository(transaction)
         self.webhook_deliveries = MemoryWebhookDeliveryQueue(transaction)
@@ -687,3 +711,4 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
+

@@ -1,13 +1,18 @@
-"""Run the Alembic migrations in ``migrations/`` programmatically."""
+"""Run the Alembic migrations programmatically.
+
+The scripts are the top-level ``migrations/`` folder, shipped inside the package
+as ``identity.migrations`` (see setup.py), so a wheel installed anywhere finds them.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("identity.migrations")))
 
 
 def alembic_config(database_url: str) -> Config:

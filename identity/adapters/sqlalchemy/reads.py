@@ -7,12 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.repositories import IDENTITIES, SqlAccountRepository
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
 from identity.domain.errors import StorageUnavailableError
@@ -68,12 +68,9 @@ class SqlActiveSessionReader(ActiveSessionReader):
                 values = [params[name] if name in params else constants[name] for name in order]
                 try:
                     record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
-                except (
-                    asyncpg.PostgresConnectionError,
-                    asyncpg.InterfaceError,
-                    asyncpg.InternalClientError,  # a connection the server ended meanwhile
-                    OSError,
-                ) as error:
+                except Exception as error:
+                    if not is_unavailable(error):
+                        raise
                     # Outside SQLAlchemy nobody else notices a dead connection:
                     # drop it from the pool, and answer 503 like every other path.
                     await connection.invalidate()

@@ -23,6 +23,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +33,7 @@ from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.types import UtcDateTime
 from identity.application.ports import (
     AccountRepository,
+    CodeRequestQueue,
     ExternalIdentityRepository,
     InvalidatedTokenRepository,
     OAuthStateRepository,
@@ -42,10 +45,12 @@ from identity.application.ports import (
     TenantRepository,
 )
 from identity.domain.accounts import Account
+from identity.domain.code_requests import CodeRequest, Registration
 from identity.domain.emails import Email
 from identity.domain.errors import (
     EmailAlreadyRegisteredError,
     IdentityInUseError,
+    InvalidEmailError,
     TenantAlreadyExistsError,
 )
 from identity.domain.external_sign_in import (
@@ -349,6 +354,31 @@ class SqlOtpChallengeRepository(OtpChallengeRepository):
             .values(attempts=challenge.attempts, consumed_at=challenge.consumed_at)
         )
         return result.rowcount == 1
+
+    async def record_failure(
+        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> None:
+        c = t.otp_challenges.c
+        insert_ = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        placeholder = insert_(t.otp_challenges).values(
+            id=uuid4(),
+            tenant_id=tenant_id,
+            email_key=email_key,
+            purpose=purpose.value,
+            code_digest="",  # matches no code: digests are 64 hex characters
+            created_at=now,
+            expires_at=now + ttl,
+            attempts=1,
+            max_attempts=0,
+        )
+        # One statement for every case: an existing code counts the try, else the
+        # placeholder is stored (the same write, so the same time).
+        await self._c.execute(
+            placeholder.on_conflict_do_update(
+                index_elements=[c.tenant_id, c.email_key, c.purpose],
+                set_={"attempts": c.attempts + 1},
+            )
+        )
 
     async def delete_expired(self, now: datetime) -> int:
         c = t.otp_challenges.c
@@ -794,3 +824,69 @@ class SqlOAuthStateRepository(OAuthStateRepository):
             delete(t.oauth_states).where(t.oauth_states.c.expires_at <= now)
         )
         return result.rowcount
+
+
+class SqlCodeRequestQueue(CodeRequestQueue):
+    def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
+        self._c = connection
+        self._sealer = sealer
+
+    async def add(self, request: CodeRequest) -> None:
+        registration = request.registration
+        payload = {
+            "email": request.email.value,
+            "purpose": request.purpose.value,
+            "registration": None
+            if registration is None
+            else {
+                "password_hash": registration.password_hash,
+                "full_name": registration.full_name,
+                "client_ip": registration.client_ip,
+                "user_agent": registration.user_agent,
+            },
+        }
+        await self._c.execute(
+            insert(t.code_requests).values(
+                id=request.id,
+                tenant_id=request.tenant_id,
+                sealed_request=self._sealer.seal(json.dumps(payload).encode()),
+                requested_at=request.requested_at,
+            )
+        )
+
+    async def take_next(self) -> CodeRequest | None:
+        c = t.code_requests.c
+        while True:
+            oldest = select(c.id).order_by(c.requested_at).limit(1)
+            if self._c.dialect.name == "postgresql":
+                # Several server processes take requests at once: each its own.
+                oldest = oldest.with_for_update(skip_locked=True)
+            row = (
+                await self._c.execute(
+                    delete(t.code_requests)
+                    .where(c.id == oldest.scalar_subquery())
+                    .returning(c.id, c.tenant_id, c.sealed_request, c.requested_at)
+                )
+            ).first()
+            if row is None:
+                return None
+            try:
+                data = json.loads(self._sealer.unseal(row.sealed_request))
+                registration = data["registration"]
+                return CodeRequest(
+                    id=row.id,
+                    tenant_id=row.tenant_id,
+                    email=Email(data["email"]),
+                    purpose=OtpPurpose(data["purpose"]),
+                    requested_at=row.requested_at,
+                    registration=None
+                    if registration is None
+                    else Registration(
+                        registration["password_hash"],
+                        registration["full_name"],
+                        registration.get("client_ip"),
+                        registration.get("user_agent"),
+                    ),
+                )
+            except (UnsealError, InvalidEmailError, ValueError, TypeError, KeyError):
+                continue  # sealed under another secret or damaged: dropped, take the next

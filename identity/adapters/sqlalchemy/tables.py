@@ -183,6 +183,17 @@ oauth_states = Table(
     Index(None, "expires_at"),
 )
 
+code_requests = Table(
+    "code_requests",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    # Email, purpose and any registration (password hash, name), sealed ("code-request").
+    Column("sealed_request", LargeBinary, nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Index(None, "requested_at"),
+)
+
 totp_factors = Table(
     "totp_factors",
     metadata,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,6 +17,7 @@ from identity.adapters.sqlalchemy.mfa import (
 )
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
+    SqlCodeRequestQueue,
     SqlExternalIdentityRepository,
     SqlInvalidatedTokenRepository,
     SqlOAuthStateRepository,
@@ -26,11 +26,10 @@ from identity.adapters.sqlalchemy.repositories import (
     SqlSessionRepository,
     SqlTenantRepository,
 )
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
 from identity.application.ports import UnitOfWork
 from identity.domain.errors import StorageUnavailableError
-
-UNAVAILABLE = (sa_exc.TimeoutError, sa_exc.InterfaceError, sa_exc.OperationalError, OSError)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -39,6 +38,7 @@ class SqlUnitOfWork(UnitOfWork):
         engine: AsyncEngine,
         outbox_sealer: Sealer,
         oauth_state_sealer: Sealer | None = None,
+        code_request_sealer: Sealer | None = None,
         webhook_sealer: Sealer | None = None,
         totp_sealer: Sealer | None = None,
     ) -> None:
@@ -46,6 +46,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._sealer = outbox_sealer
         # Without their own sealers (older callers), these share the outbox key.
         self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
+        self._code_request_sealer = code_request_sealer or outbox_sealer
         self._webhook_sealer = webhook_sealer or outbox_sealer
         self._totp_sealer = totp_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
@@ -53,9 +54,12 @@ class SqlUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> SqlUnitOfWork:
         try:
             connection = await self._engine.connect()
-        except UNAVAILABLE as error:
-            # Pool exhausted or database down: the edge answers 503.
-            raise StorageUnavailableError(type(error).__name__) from error
+        except Exception as error:
+            # Pool exhausted, database down, shutting down, starting up or full:
+            # the edge answers 503.
+            if is_unavailable(error):
+                raise StorageUnavailableError(type(error).__name__) from error
+            raise
         # The transaction begins with the first statement (SQLAlchemy autobegin).
         self._connection = connection
         self.tenants = SqlTenantRepository(connection)
@@ -66,6 +70,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = SqlOutboxRepository(connection, self._sealer)
         self.external_identities = SqlExternalIdentityRepository(connection)
         self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
+        self.code_requests = SqlCodeRequestQueue(connection, self._code_request_sealer)
         self.totp_factors = SqlTotpFactorRepository(connection, self._totp_sealer)
         self.recovery_codes = SqlRecoveryCodeRepository(connection)
         self.mfa_challenges = SqlMfaChallengeRepository(connection)
@@ -76,14 +81,30 @@ class SqlUnitOfWork(UnitOfWork):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 else None
         connection, self._connection = self._connection, None
         if connection is None:
             return
         try:
             if connection.in_transaction():
                 await connection.rollback()
-        finally:
             await connection.close()
+        except Exception as error:
+            # A connection lost mid-transaction cannot roll back (the server
+            # already has); whatever the work raised is the error to report.
+            if not is_unavailable(error):
+                raise
+            if exc is None:
+                raise StorageUnavailableError(type(error).__name__) from error
+        # The connection died under the work: say so as the storage error every
+        # caller knows (a 503), not as a driver error.
+        if (
+            exc is not None
+            and not isinstance(exc, StorageUnavailableError)
+            and isinstance(exc, Exception)
+            and is_unavailable(exc)
+        ):
+            raise StorageUnavailableError(type(exc).__name__) from exc
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside 'async with'"

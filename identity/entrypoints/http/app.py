@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
+from identity.domain.errors import StorageUnavailableError
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
@@ -42,6 +44,7 @@ from identity.entrypoints.settings import Settings
 log = logging.getLogger("identity.server")
 
 OUTBOX_POLL_SECONDS = 0.5
+CODE_REQUESTS_POLL_SECONDS = 0.5
 WEBHOOK_POLL_SECONDS = 0.5
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
@@ -137,24 +140,62 @@ async def http_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _repeat(
-    name: str, job: Callable[[], Awaitable[object]], every: float, *, busy_again: bool = False
+    name: str,
+    job: Callable[[], Awaitable[object]],
+    every: float,
+    *,
+    busy_again: bool = False,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Run ``job`` forever; a failure is logged and retried, never fatal."""
+    """Run ``job`` forever; a failure is logged and retried, never fatal.
+
+    An outage fails every run: the failure is logged once, when it starts (one
+    line when the database is unavailable, the traceback otherwise), and its
+    end once; meanwhile the pause doubles up to ``MAX_BACKOFF_SECONDS``.
+    """
     this = asyncio.current_task()
+    failures = 0
     while True:
         try:
             result = await job()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background job failed", extra={"job": name})
+        except Exception as error:
+            failures += 1
+            if failures == 1:
+                _log_job_failure(name, error)
             result = 0
+        else:
+            if failures:
+                log.info("background job recovered", extra={"job": name, "failures": failures})
+            failures = 0
         if this is not None and this.cancelling():
             # A library turned our cancellation into its own error: stop anyway.
             raise asyncio.CancelledError
         if busy_again and result:
             continue  # more may be waiting
-        await asyncio.sleep(every)
+        await sleep(backoff(every, failures))
+
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def backoff(every: float, failures: int) -> float:
+    """The pause after ``failures`` failed runs in a row: doubling, bounded."""
+    if failures == 0:
+        return every
+    return min(every * 2.0 ** min(failures - 1, 20), max(every, MAX_BACKOFF_SECONDS))
+
+
+def _log_job_failure(name: str, error: Exception) -> None:
+    if isinstance(error, StorageUnavailableError) or is_unavailable(error):
+        log.warning(
+            "background job paused: database unavailable (%s); retrying with backoff",
+            type(error).__name__,
+            extra={"job": name},
+        )
+    else:
+        log.exception("background job failed; retrying with backoff", extra={"job": name})
 
 
 async def background_jobs(app: web.Application) -> AsyncIterator[None]:
@@ -166,7 +207,19 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
     async def reload_keys() -> None:
         codec.replace_keyring(await store.load_ring(container.clock().now()))
 
+    codes_signal = container.code_requests_signal()
     tasks = [
+        asyncio.create_task(
+            # Woken by each register/request-otp of this process; polls for the others'.
+            _repeat(
+                "codes",
+                container.issue_requested_codes(),
+                CODE_REQUESTS_POLL_SECONDS,
+                busy_again=True,
+                sleep=codes_signal.wait,
+            ),
+            name="codes",
+        ),
         asyncio.create_task(
             _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
             name="outbox",

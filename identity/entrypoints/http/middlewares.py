@@ -11,11 +11,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from sqlalchemy import exc as sa_exc
 
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import DomainError, StorageUnavailableError
 from identity.entrypoints.http.keys import METRICS, REQUEST_ID, SETTINGS
-from identity.entrypoints.http.problems import Problem, problem_for, problem_response
+from identity.entrypoints.http.problems import (
+    Problem,
+    problem_for,
+    problem_response,
+    unavailable_problem,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,15 +40,6 @@ _HTTP_CODES = {
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
 }
-
-_UNAVAILABLE = (
-    StorageUnavailableError,
-    sa_exc.TimeoutError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def _request_id(request: web.Request) -> str:
@@ -96,6 +92,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         slow_ms = request.app[SETTINGS].slow_request_ms
         if elapsed_ms > slow_ms:
             access_log.warning("slow request", extra=fields)
+        elif status == 200 and request.path == "/health":
+            # A load balancer polls many times a second: its successful polls
+            # would drown the access log (a 503 is still logged at info).
+            access_log.debug("request", extra=fields)
         else:
             access_log.info("request", extra=fields)
 
@@ -118,16 +118,14 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
             error_log.exception("unmapped domain error", extra={"request_id": request_id})
             return problem_response(Problem(500, "internal_error", "Internal server error"))
         return problem_response(mapped)
-    except _UNAVAILABLE as error:
-        error_log.warning(
-            "dependency unavailable: %s", type(error).__name__, extra={"request_id": request_id}
-        )
-        return problem_response(
-            Problem(503, "service_unavailable", "Service unavailable", "Try again shortly.")
-        )
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as error:
+        if isinstance(error, StorageUnavailableError) or is_unavailable(error):
+            error_log.warning(
+                "dependency unavailable: %s", type(error).__name__, extra={"request_id": request_id}
+            )
+            return problem_response(unavailable_problem())
         error_log.exception("unexpected error", extra={"request_id": request_id})
         return problem_response(
             Problem(500, "internal_error", "Internal server error", "An unexpected error occurred.")

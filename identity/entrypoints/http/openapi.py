@@ -160,6 +160,8 @@ def errors(*codes: str, bearer: bool = False, api_key: bool = False) -> dict[str
         if status == 429:
             response_headers["Retry-After"] = header("seconds to wait", "integer")
             response_headers.update(RATE_LIMIT_HEADERS)
+        if status == 503:
+            response_headers["Retry-After"] = header("seconds to wait", "integer")
         if status == 401 and bearer:
             response_headers["WWW-Authenticate"] = header(
                 '`Bearer error="invalid_token"` (with `invalid_token`)', required=False
@@ -374,13 +376,15 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": {"type": "string"},
             },
-            "token_endpoint": {"type": "string", "format": "uri"},
-            "introspection_endpoint": {"type": "string", "format": "uri"},
-            "subject_types_supported": {"type": "array", "items": {"type": "string"}},
-            "response_types_supported": {"type": "array", "items": {"type": "string"}},
             "claims_supported": {"type": "array", "items": {"type": "string"}},
+            "introspection_endpoint": {"type": "string", "format": "uri"},
         },
-        required=("issuer", "jwks_uri", "id_token_signing_alg_values_supported"),
+        required=(
+            "issuer",
+            "jwks_uri",
+            "id_token_signing_alg_values_supported",
+            "claims_supported",
+        ),
     ),
 }
 
@@ -689,10 +693,17 @@ def _paths() -> dict[str, Schema]:
                 "health",
                 "Liveness and dependencies",
                 tag="system",
-                description="Not rate limited.",
+                description=(
+                    "Not rate limited. The database check is at most one second old "
+                    "(one probe a second however often this is polled)."
+                ),
                 responses={
                     "200": success("Serving.", ref("Health")),
-                    "503": success("The database is unreachable.", ref("Health")),
+                    "503": success(
+                        "The database is unreachable.",
+                        ref("Health"),
+                        headers={"Retry-After": header("seconds to wait", "integer")},
+                    ),
                 },
             )
         },

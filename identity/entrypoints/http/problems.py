@@ -176,13 +176,20 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
     ),
     api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
     webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
-    errors.StorageUnavailableError: (
+}
+
+RETRY_UNAVAILABLE_SECONDS = 2
+
+
+def unavailable_problem() -> Problem:
+    """503 while the database (or another dependency) cannot serve: retry shortly."""
+    return Problem(
         503,
         "service_unavailable",
         "Service unavailable",
         "Try again shortly.",
-    ),
-}
+        headers={"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)},
+    )
 
 
 def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
@@ -217,6 +224,8 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, errors.WeakPasswordError):
         field = getattr(error, "field", "password")
         return validation_problem([FieldError(field, str(error))])
+    if isinstance(error, errors.StorageUnavailableError):
+        return unavailable_problem()
     if isinstance(error, events.InvalidCursorError):
         return validation_problem([FieldError("cursor", "is not a cursor this list handed out")])
     if isinstance(error, webhooks.WebhookUrlRefusedError):

@@ -57,6 +57,7 @@ async def test_register_records_user_created_with_the_request_client(api: Api) -
         "/auth/register", {"email": "ev-created@example.com", "password": PASSWORD}, headers=UA
     )
     assert response.status == 202
+    await api.next_mail("ev-created@example.com")  # the worker created the account
     event = await one(api, "user.created")
     assert uuid.UUID(event["user_id"])
     assert event["ip"] == "127.0.0.1" and event["user_agent"] == "events-test/1.0"

@@ -221,18 +221,31 @@ def _access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     return [r for r in caplog.records if r.name == "identity.access"]
 
 
+async def test_successful_health_polls_are_logged_at_debug_only(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert (await api.get("/health")).status == 200
+
+    [record] = _access_records(caplog)
+    assert record.levelno == logging.DEBUG
+    assert vars(record)["path"] == "/health"
+
+
 async def test_the_access_log_records_the_path_but_never_the_query(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    response = await api.get("/health?code=SECRET123&state=xyz", headers={"X-Request-ID": "req-1"})
+    response = await api.get(
+        "/.well-known/jwks.json?code=SECRET123&state=xyz", headers={"X-Request-ID": "req-1"}
+    )
     assert response.status == 200
 
     [record] = _access_records(caplog)
-    assert record.levelno == logging.INFO  # /health is well under IDENTITY_SLOW_REQUEST_MS
+    assert record.levelno == logging.INFO  # well under IDENTITY_SLOW_REQUEST_MS
     fields = vars(record)
     assert fields["method"] == "GET"
-    assert fields["path"] == "/health"
+    assert fields["path"] == "/.well-known/jwks.json"
     assert fields["status"] == 200
     assert fields["request_id"] == "req-1"
     assert isinstance(fields["duration_ms"], float)
@@ -399,6 +412,18 @@ async def proxied_api(
     await proxy.stop()
 
 
+async def health_until(api: Api, status: int, seconds: float) -> tuple[ClientResponse, float]:
+    """Poll /health until it answers ``status``; the answer and how long it took."""
+    started = time.monotonic()
+    while True:
+        response = await api.get("/health")
+        elapsed = time.monotonic() - started
+        if response.status == status:
+            return response, elapsed
+        assert elapsed < seconds, f"/health still {response.status} after {elapsed:.2f} s"
+        await asyncio.sleep(0.05)
+
+
 async def test_health_is_503_while_the_database_is_unreachable(
     proxied_api: tuple[Api, TcpProxy],
 ) -> None:
@@ -406,15 +431,16 @@ async def test_health_is_503_while_the_database_is_unreachable(
     assert (await api.get("/health")).status == 200
 
     await proxy.stop()
-    down = await api.get("/health")
-    await proxy.start()  # the same port again
-    up = await api.get("/health")
-
-    assert down.status == 503
+    # A probe result is reused for at most a second.
+    down, noticed_after = await health_until(api, 503, seconds=2.0)
     body = await down.json()
+    await proxy.start()  # the same port again
+    up, _ = await health_until(api, 200, seconds=3.0)
+
+    assert noticed_after < 1.6
     assert body["status"] == "unavailable"
     assert body["checks"]["database"] == "unavailable"
-    assert up.status == 200
+    assert down.headers["Retry-After"].isdigit()
     assert (await up.json())["checks"]["database"] == "ok"
 
 

@@ -369,7 +369,17 @@ async def test_jwks_and_discovery_describe_the_signing_keys(api: Api) -> None:
     discovery = await discovery_response.json()
     assert discovery["issuer"] == api.settings.issuer
     assert discovery["jwks_uri"] == f"{api.settings.issuer}/.well-known/jwks.json"
-    assert "EdDSA" in discovery["id_token_signing_alg_values_supported"]
+    assert discovery["id_token_signing_alg_values_supported"] == ["EdDSA"]
+    assert "email" in discovery["claims_supported"]
+    # Nothing an OIDC client would read as an OAuth authorization server it is not.
+    assert set(discovery) == {
+        "issuer",
+        "jwks_uri",
+        "id_token_signing_alg_values_supported",
+        "claims_supported",
+        "introspection_endpoint",
+    }
+    assert discovery["introspection_endpoint"] == f"{api.settings.issuer}/auth/introspect"
 
 
 async def test_an_access_token_verifies_against_the_published_jwks(api: Api) -> None:

@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from typing import Any
 
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.jwt_tokens import JwtTokenCodec
+from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.keys import METRICS, SETTINGS
 from identity.entrypoints.http.metrics import METRICS_CONTENT_TYPE
+from identity.entrypoints.http.problems import RETRY_UNAVAILABLE_SECONDS
 from identity.entrypoints.settings import Settings
 
 routes = web.RouteTableDef()
 
-_PING = text("SELECT 1")
 HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
-
-
-async def database_ok(engine: AsyncEngine) -> bool:
-    async def ping() -> None:
-        async with engine.connect() as connection:
-            # One round trip: no BEGIN/ROLLBACK around the probe.
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(_PING)
-
-    try:
-        await asyncio.wait_for(ping(), HEALTH_DATABASE_TIMEOUT)
-    except Exception:
-        return False
-    return True
 
 
 def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
@@ -44,23 +31,37 @@ def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
     return "degraded" if delivery.last_failed else "ok"
 
 
+@functools.lru_cache(maxsize=64)
+def _health_body(database: bool, email: str, rate_limiter: str) -> bytes:
+    """The few possible answers, serialised once each."""
+    checks = {
+        "database": "ok" if database else "unavailable",
+        "email": email,
+        "rate_limiter": rate_limiter,
+    }
+    return json.dumps({"status": "ok" if database else "unavailable", "checks": checks}).encode()
+
+
 @routes.get("/health")
 @inject
 async def health(
     request: web.Request,
-    engine: AsyncEngine = Provide[Container.engine],
+    probe: DatabaseProbe = Provide[Container.database_probe],
     limiter: RateLimiter = Provide[Container.rate_limiter],
     delivery: DeliverPendingMail = Provide[Container.deliver_mail],
 ) -> web.Response:
-    database = await database_ok(engine)
-    checks = {
-        "database": "ok" if database else "unavailable",
-        "email": email_status(request.app[SETTINGS], delivery),
-        "rate_limiter": getattr(limiter, "status", "ok"),
-    }
+    database = await probe.ok()
+    body = _health_body(
+        database, email_status(request.app[SETTINGS], delivery), getattr(limiter, "status", "ok")
+    )
     if not database:
-        return web.json_response({"status": "unavailable", "checks": checks}, status=503)
-    return web.json_response({"status": "ok", "checks": checks})
+        return web.Response(
+            body=body,
+            status=503,
+            content_type="application/json",
+            headers={"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)},
+        )
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.get("/metrics")
@@ -88,6 +89,25 @@ async def jwks(
     return web.json_response(codec.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
+# Endpoints published in the discovery document (RFC 8414 metadata name -> path),
+# each added once it exists, e.g. "introspection_endpoint": "/auth/introspect".
+DISCOVERY_ENDPOINTS: dict[str, str] = {"introspection_endpoint": "/auth/introspect"}
+
+CLAIMS_SUPPORTED = (
+    "iss",
+    "aud",
+    "sub",
+    "iat",
+    "exp",
+    "jti",
+    "sid",
+    "typ",
+    "tid",
+    "email",
+    "email_verified",
+)
+
+
 @routes.get("/.well-known/openid-configuration")
 @inject
 async def openid_configuration(
@@ -95,29 +115,22 @@ async def openid_configuration(
     settings: Settings = Provide[Container.settings],
     codec: JwtTokenCodec = Provide[Container.token_codec],
 ) -> web.Response:
+    """Where a token verifier finds the keys, and nothing it could mistake for OAuth.
+
+    No authorization, token or response-type entries: this service is not an
+    OAuth authorization server, and OIDC client libraries would try to run
+    flows it does not offer.
+    """
     issuer = settings.issuer.rstrip("/")
     document: dict[str, Any] = {
         "issuer": settings.issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        # The algorithms of the keys in the JWKS: what tokens from here are signed with.
         "id_token_signing_alg_values_supported": sorted(
             {key.algorithm for key in codec.keyring.keys}
         ),
-        "token_endpoint": f"{issuer}/auth/login",
-        "introspection_endpoint": f"{issuer}/auth/introspect",
-        "subject_types_supported": ["public"],
-        "response_types_supported": ["token"],
-        "claims_supported": [
-            "iss",
-            "aud",
-            "sub",
-            "iat",
-            "exp",
-            "jti",
-            "sid",
-            "typ",
-            "tid",
-            "email",
-            "email_verified",
-        ],
+        "claims_supported": list(CLAIMS_SUPPORTED),
     }
+    for name, path in DISCOVERY_ENDPOINTS.items():
+        document[name] = f"{issuer}{path}"
     return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})

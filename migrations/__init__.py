@@ -1,0 +1,1 @@
+"""The Alembic scripts; shipped in the wheel as ``identity.migrations``."""
