@@ -78,7 +78,9 @@ class DeleteOwnAccount:
             policy.rate_limit_otp_verify,
         )
         async with s.uow() as uow:
-            await s.spend_code(uow, tenant, account.email, purpose, command.code, s.clock.now())
+            await s.spend_code(
+                uow, tenant, policy, account.email, purpose, command.code, s.clock.now()
+            )
             current = await self._current(uow, account, session_id)
             await erase_account(uow, current, command.client, s.clock.now(), by="self")
             await uow.commit()
