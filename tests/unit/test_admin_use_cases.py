@@ -71,6 +71,10 @@ async def test_create_find_change_and_delete(s: Services) -> None:
         await RefreshSession(s.sessions)(s.tenant, pair.refresh_token)
 
 
+def rows_of(s: Services) -> list[object]:
+    return list(s.store.table("challenges").values())
+
+
 async def test_delete_erases_every_row_tied_to_the_account(s: Services) -> None:
     pair = await s.register_verified("cy@example.com")
     await s.log_in("cy@example.com")
@@ -84,6 +88,8 @@ async def test_delete_erases_every_row_tied_to_the_account(s: Services) -> None:
         await uow.commit()
     s.clock.advance(61)
     await RequestOtp(s.accounts)(RequestCode(s.tenant, account.email, OtpPurpose.LOGIN))
+    await s.issue_requested_codes()
+    assert any(getattr(row, "email_key", None) == account.email.key for row in rows_of(s))
     other = await s.register_verified("dee@example.com")
 
     await admin.DeleteUser(services(s))(s.tenant, account.id)
@@ -159,6 +165,7 @@ async def test_self_service_delete_needs_the_password_or_a_deletion_code(s: Serv
     await RequestOtp(s.accounts)(
         RequestCode(s.tenant, Email("ivy@example.com"), OtpPurpose.ACCOUNT_DELETION)
     )
+    await s.issue_requested_codes()
     code = s.last_code("ivy@example.com")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     with pytest.raises(OtpInvalidError):
