@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -13,8 +12,9 @@ from uuid import UUID
 import attrs
 import jwt
 
+from identity.adapters.clock import SystemClock
 from identity.adapters.signing_keys import ALGORITHMS, KeyRing, PublicKey
-from identity.application.ports import TokenCodec
+from identity.application.ports import Clock, TokenCodec
 from identity.domain.errors import InvalidTokenError
 from identity.domain.tokens import AccessClaims, RefreshClaims
 
@@ -108,15 +108,24 @@ class JwtTokenCodec(TokenCodec):
     """Signs tokens with the ring's current key; verifies with the key named by ``kid``.
 
     The algorithm is never taken on trust from the token: it must be in the
-    allow-list and equal to the algorithm of the key its ``kid`` names.
+    allow-list and equal to the algorithm of the key its ``kid`` names. Times
+    (``exp``, ``iat``, ``nbf``) are checked against ``clock``, not PyJWT's own
+    reading of the system time, so a test that moves the clock moves expiry too.
     """
 
     def __init__(
-        self, keyring: KeyRing, *, issuer: str, audience: str, leeway_seconds: float
+        self,
+        keyring: KeyRing,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: float,
+        clock: Clock | None = None,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
+        self._clock = clock or SystemClock()
         self._keyring = keyring
         self._verifiers = self._build_verifiers(keyring)
         self._verified_access: dict[str, AccessClaims] = {}
@@ -158,7 +167,7 @@ class JwtTokenCodec(TokenCodec):
         """
         cached = self._verified_access.get(token)
         if cached is not None:
-            if time.time() < cached.expires_at.timestamp() + self._leeway:
+            if self._clock.now().timestamp() < cached.expires_at.timestamp() + self._leeway:
                 return cached
             del self._verified_access[token]
         claims = self._decode_access(token)
@@ -241,13 +250,45 @@ class JwtTokenCodec(TokenCodec):
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": required},
+                # The times are checked below, against our clock.
+                options={
+                    "require": required,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(_reason(exc)) from None
         except (ValueError, TypeError, RecursionError):
             # Defensive: PyJWT wraps nearly everything, but a leak must still be a 401.
             raise InvalidTokenError("malformed token") from None
+        self._check_times(payload)
         if payload.get("typ") != typ:
             raise InvalidTokenError(f"token type is not {typ}")
         return payload
+
+    def _check_times(self, payload: dict[str, Any]) -> None:
+        """PyJWT's rules (exp in the past, iat or nbf in the future, with leeway)."""
+        now = self._clock.now().timestamp()
+        times = {name: _time_claim(payload, name) for name in ("iat", "nbf", "exp")}
+        for name in ("iat", "nbf"):
+            moment = times[name]
+            if moment is not None and moment > now + self._leeway:
+                raise InvalidTokenError("token not yet valid")
+        expires = times["exp"]
+        if expires is not None and expires <= now - self._leeway:
+            raise InvalidTokenError("token expired")
+
+
+def _time_claim(payload: Mapping[str, Any], name: str) -> int | None:
+    if name not in payload:
+        return None
+    value = payload[name]
+    # bool is an int subclass; a JWT time is a plain number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTokenError("malformed time claim")
+    try:
+        return int(value)
+    except (ValueError, OverflowError):
+        raise InvalidTokenError("malformed time claim") from None

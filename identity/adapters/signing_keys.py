@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, Protocol, TypeAlias
 
 import attrs
 from cryptography.hazmat.primitives import serialization
@@ -172,6 +172,23 @@ def _load(stored: StoredSigningKey, encryptor: KeyEncryptor) -> SigningKey:
         public_jwk=jwk,
         created_at=stored.created_at,
     )
+
+
+class KeyStore(Protocol):
+    """Where the signing keys live: the database (``sqlalchemy.keys``) or memory."""
+
+    async def stored(self) -> list[StoredSigningKey]:
+        """Every stored key, encrypted as stored."""
+        ...
+
+    async def add_new(self, now: datetime) -> StoredSigningKey:
+        """Generate a key and store it; it signs from the next load of the ring."""
+        ...
+
+    async def load_ring(self, now: datetime) -> KeyRing:
+        """The key ring, creating the first key when there is none yet (only one,
+        even when several callers start together)."""
+        ...
 
 
 class KeyRing:

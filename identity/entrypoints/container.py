@@ -1,7 +1,10 @@
 """The dependency-injector container: the single composition root.
 
 Infrastructure is ``Singleton``; use cases are ``Factory``; the choice of
-backend (mailer, rate limiter) is a ``Selector`` on settings. The token codec
+backend (mailer, rate limiter) is a ``Selector`` on settings. Storage is a
+``Selector`` on ``storage``: ``"sql"`` (the database of
+``IDENTITY_DATABASE_URL``) unless ``identity.testing`` overrides it with
+``"memory"`` (one process, nothing kept). The token codec
 needs the key ring, which is read from the database at start-up: the app
 overrides ``keyring`` then (see ``app.py``).
 """
@@ -19,6 +22,9 @@ from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
+from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
+from identity.adapters.memory.keys import MemorySigningKeyStore
+from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
@@ -200,31 +206,52 @@ class Container(containers.DeclarativeContainer):
     secret_key = providers.Callable(secret, settings)
 
     clock = providers.Singleton(SystemClock)
+    storage = providers.Object("sql")
     engine = providers.Singleton(
         make_engine,
         settings.provided.database_url,
         pool_size=settings.provided.db_pool_size,
         pool_timeout=settings.provided.db_pool_timeout,
     )
-    database_probe = providers.Singleton(DatabaseProbe, engine)
+    memory_store = providers.Singleton(MemoryStore)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
     oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
     code_request_sealer = providers.Singleton(Sealer, secret_key, "code-request")
     webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
     totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
-    uow = providers.Factory(
-        SqlUnitOfWork,
-        engine=engine,
-        outbox_sealer=outbox_sealer,
-        oauth_state_sealer=oauth_state_sealer,
-        code_request_sealer=code_request_sealer,
-        webhook_sealer=webhook_sealer,
-        totp_sealer=totp_sealer,
+    uow = providers.Selector(
+        storage,
+        sql=providers.Factory(
+            SqlUnitOfWork,
+            engine=engine,
+            outbox_sealer=outbox_sealer,
+            oauth_state_sealer=oauth_state_sealer,
+            code_request_sealer=code_request_sealer,
+            webhook_sealer=webhook_sealer,
+            totp_sealer=totp_sealer,
+        ),
+        memory=providers.Factory(MemoryUnitOfWork, memory_store),
+    )
+    session_reader = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlActiveSessionReader, engine),
+        memory=providers.Singleton(MemoryActiveSessionReader, memory_store),
+    )
+    storage_probe = providers.Selector(
+        storage,
+        sql=providers.Singleton(DatabaseProbe, engine),
+        memory=providers.Singleton(MemoryStoreProbe, memory_store),
     )
 
     key_encryptor = providers.Singleton(KeyEncryptor, secret_key)
-    key_store = providers.Singleton(
-        SigningKeyStore, engine, key_encryptor, settings.provided.signing_algorithm
+    key_store = providers.Selector(
+        storage,
+        sql=providers.Singleton(
+            SigningKeyStore, engine, key_encryptor, settings.provided.signing_algorithm
+        ),
+        memory=providers.Singleton(
+            MemorySigningKeyStore, key_encryptor, settings.provided.signing_algorithm
+        ),
     )
     keyring = providers.Dependency(instance_of=KeyRing)
     token_codec = providers.Singleton(
@@ -233,6 +260,7 @@ class Container(containers.DeclarativeContainer):
         issuer=settings.provided.issuer,
         audience=settings.provided.audience,
         leeway_seconds=settings.provided.clock_skew,
+        clock=clock,
     )
 
     hasher_executor = providers.Singleton(
@@ -301,7 +329,7 @@ class Container(containers.DeclarativeContainer):
         common_passwords=common_passwords,
         templates=templates,
         policy=policy,
-        session_reader=providers.Singleton(SqlActiveSessionReader, engine),
+        session_reader=session_reader,
     )
 
     resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
+from dependency_injector import providers
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,9 +60,12 @@ from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.webhooks import DeliveryStatus, Webhook
+from identity.entrypoints.http.app import build_container
+from identity.entrypoints.settings import Secret, Settings
 from tests.databases import PostgresDatabases
 
 SECRET_KEY = "contract-test-secret-key-0123456789abcdef"
+MEMORY_BY_CONTAINER = "memory-by-container"
 # Microseconds on purpose: every backend must give back exactly what it was given.
 NOW = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 RACERS = 10
@@ -91,11 +95,13 @@ def contract_postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str
     postgres_databases.drop(url)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "memory-by-container", "sqlite", "postgres"])
 def storage_url(request: pytest.FixtureRequest) -> str | None:
     # Resolved in a plain fixture: the database fixtures run blocking migrations.
     if request.param == "memory":
         return None
+    if request.param == "memory-by-container":
+        return MEMORY_BY_CONTAINER
     name = "migrated_sqlite_url" if request.param == "sqlite" else "contract_postgres_url"
     url: str = request.getfixturevalue(name)
     return url
@@ -106,6 +112,12 @@ async def storage(storage_url: str | None) -> AsyncIterator[Storage]:
     if storage_url is None:
         store = MemoryStore()
         yield Storage("memory", memory_uow_factory(store), MemoryActiveSessionReader(store))
+        return
+    if storage_url == MEMORY_BY_CONTAINER:
+        # What identity.testing's in-memory server runs on: the container's choice.
+        container = build_container(Settings(secret_key=Secret(SECRET_KEY)))
+        container.storage.override(providers.Object("memory"))
+        yield Storage("memory", container.uow, container.session_reader())
         return
     engine = make_engine(storage_url, pool_size=RACERS + 2)
     kind = "sqlite" if storage_url.startswith("sqlite") else "postgres"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.signing_keys import KeyEncryptor
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
@@ -55,3 +56,16 @@ async def test_rotation_adds_a_key_that_signs_while_the_old_one_stays(
         assert {key.kid for key in ring.keys} >= {first, ring.current.kid}
     finally:
         await engine.dispose()
+
+
+async def test_memory_store_creates_one_first_key_and_rotates_like_the_database() -> None:
+    store = MemorySigningKeyStore(KeyEncryptor(SECRET), "EdDSA")
+    now = datetime.now(UTC)
+    rings = await asyncio.gather(*(store.load_ring(now) for _ in range(5)))
+    assert len({ring.current.kid for ring in rings}) == 1
+    assert len(await store.stored()) == 1
+    first = rings[0].current.kid
+    rotated = await store.add_new(now + timedelta(seconds=1))
+    ring = await store.load_ring(now)
+    assert ring.current.kid == rotated.kid != first
+    assert {key.kid for key in ring.keys} == {first, rotated.kid}

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from identity.adapters.clock import ManualClock
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.signing_keys import (
     KeyEncryptor,
@@ -363,12 +364,12 @@ def test_deeply_nested_json_is_rejected_not_crashing(
 # --- the cache of verified access tokens -------------------------------------
 
 
-def test_a_remembered_access_token_is_verified_again_once_it_expires(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import identity.adapters.jwt_tokens as module
-
-    codec = _codec(_stored())
+def test_a_remembered_access_token_is_verified_again_once_it_expires() -> None:
+    clock = ManualClock(_now())
+    ring = KeyRing.load([_stored()], ENCRYPTOR)
+    codec = JwtTokenCodec(
+        ring, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=LEEWAY, clock=clock
+    )
     verifications = 0
     verify = codec._verify
 
@@ -377,15 +378,43 @@ def test_a_remembered_access_token_is_verified_again_once_it_expires(
         verifications += 1
         return verify(*args, **kwargs)
 
-    monkeypatch.setattr(codec, "_verify", counting)
-    token = codec.encode_access(_access(lifetime=timedelta(minutes=1)))
+    codec._verify = counting  # type: ignore[method-assign]
+    token = codec.encode_access(_access(issued=clock.now(), lifetime=timedelta(minutes=1)))
     codec.decode_access(token)
     codec.decode_access(token)
     assert verifications == 1  # the second use was answered from memory
-    later = _now().timestamp() + 60 + LEEWAY + 1
-    monkeypatch.setattr(module.time, "time", lambda: later)
-    codec.decode_access(token)  # PyJWT's own clock still says valid: it re-verifies
-    assert verifications == 2
+    clock.advance(seconds=60 + LEEWAY + 1)
+    with pytest.raises(InvalidTokenError, match="expired"):
+        codec.decode_access(token)
+    assert verifications == 2  # not answered from memory: verified again, and refused
+
+
+def test_expiry_and_issue_time_follow_the_injected_clock_not_the_system_time() -> None:
+    start = datetime(2020, 1, 1, tzinfo=UTC)  # long past for the system clock
+    clock = ManualClock(start)
+    ring = KeyRing.load([_stored()], ENCRYPTOR)
+    codec = JwtTokenCodec(
+        ring, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=LEEWAY, clock=clock
+    )
+    token = codec.encode_refresh(_refresh_at(start + timedelta(hours=1)))
+    with pytest.raises(InvalidTokenError, match="not yet valid"):
+        codec.decode_refresh(token)  # issued an hour in this clock's future
+    clock.advance(hours=1)
+    assert codec.decode_refresh(token).issued_at == start + timedelta(hours=1)
+    clock.advance(minutes=15, seconds=LEEWAY)
+    with pytest.raises(InvalidTokenError, match="expired"):
+        codec.decode_refresh(token)
+
+
+def _refresh_at(issued: datetime) -> RefreshClaims:
+    return RefreshClaims(
+        subject=uuid4(),
+        session_id=uuid4(),
+        tenant_id=uuid4(),
+        token_id="jti-refresh",
+        issued_at=issued,
+        expires_at=issued + timedelta(minutes=15),
+    )
 
 
 def test_a_remembered_access_token_is_forgotten_when_the_key_ring_changes() -> None:

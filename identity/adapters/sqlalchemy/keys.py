@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from identity.adapters.signing_keys import (
     KeyEncryptor,
     KeyRing,
+    KeyStore,
     StoredSigningKey,
     generate_signing_key,
 )
@@ -27,7 +28,7 @@ def _row(key: StoredSigningKey) -> dict[str, Any]:
     }
 
 
-class SigningKeyStore:
+class SigningKeyStore(KeyStore):
     def __init__(self, engine: AsyncEngine, encryptor: KeyEncryptor, algorithm: str) -> None:
         self._engine = engine
         self._encryptor = encryptor

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.adapters.jwt_tokens import JwtTokenCodec
-from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
 from identity.entrypoints.container import Container
@@ -23,6 +22,12 @@ from identity.entrypoints.settings import Settings
 routes = web.RouteTableDef()
 
 HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
+
+
+class StorageProbe(Protocol):
+    """``DatabaseProbe`` (SQL) or ``MemoryStoreProbe``, as the container picks."""
+
+    async def ok(self) -> bool: ...
 
 
 def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
@@ -46,7 +51,7 @@ def _health_body(database: bool, email: str, rate_limiter: str) -> bytes:
 @inject
 async def health(
     request: web.Request,
-    probe: DatabaseProbe = Provide[Container.database_probe],
+    probe: StorageProbe = Provide[Container.storage_probe],
     limiter: RateLimiter = Provide[Container.rate_limiter],
     delivery: DeliverPendingMail = Provide[Container.deliver_mail],
 ) -> web.Response:

@@ -1,0 +1,1 @@
+"""A downstream service whose users sign in with identity."""
