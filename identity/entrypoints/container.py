@@ -23,6 +23,7 @@ from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
+from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.oidc.google import GoogleIdentityProvider
@@ -419,7 +420,11 @@ class Container(containers.DeclarativeContainer):
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
     # The per-request key read (one round trip); a memory store overrides it with
     # ``MemoryApiKeyReader``, as it does the session reader.
-    api_key_reader = providers.Singleton(SqlApiKeyReader, engine)
+    api_key_reader = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlApiKeyReader, engine),
+        memory=providers.Singleton(MemoryApiKeyReader, memory_store),
+    )
     authenticate_api_key = providers.Singleton(
         AuthenticateApiKey, api_key_reader, api_key_digester
     )

@@ -5,8 +5,11 @@ Fixtures and builders are the repository contract's (``test_repository_contract`
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
+
+import pytest
 
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
@@ -131,10 +134,13 @@ async def test_a_page_of_accounts_carries_their_providers(storage: Storage, tena
 
 
 async def test_the_key_reader_sees_committed_keys_at_once(storage: Storage, tenant: Tenant) -> None:
-    if storage.engine is None:
-        reader: ApiKeyReader = MemoryApiKeyReader(storage.uow.args[0])  # type: ignore[attr-defined]
-    else:
+    reader: ApiKeyReader
+    if storage.engine is not None:
         reader = SqlApiKeyReader(storage.engine)
+    elif isinstance(storage.uow, functools.partial):
+        reader = MemoryApiKeyReader(storage.uow.args[0])
+    else:  # the container's memory choice: test_identity_testing checks its key reader
+        pytest.skip("the container's memory storage exposes no store to build a reader on")
     key = ApiKey(uuid.uuid4(), tenant.id, "ops", frozenset({Scope.USERS_READ}), "d" * 64, NOW)
     async with storage.uow() as uow:
         await uow.api_keys.add(key)
