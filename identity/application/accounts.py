@@ -153,6 +153,7 @@ class AccountServices:
             OtpPurpose.VERIFICATION: self.templates.verification_code,
             OtpPurpose.LOGIN: self.templates.login_code,
             OtpPurpose.PASSWORD_RESET: self.templates.password_reset_code,
+            OtpPurpose.ACCOUNT_DELETION: self.templates.account_deletion_code,
         }[purpose]
         return make(email.value, code, minutes, sender=policy.email_from)
 

@@ -11,7 +11,8 @@ from uuid import UUID
 import attrs
 
 from identity.application.events import security_event
-from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.application.pagination import Page, page_of
+from identity.application.ports import ApiKeyReader, Clock, Position, UnitOfWorkFactory
 from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.api_keys import (
     KEY_PREFIX,
@@ -131,6 +132,12 @@ class ApiKeys:
         async with self._uow() as uow:
             return await uow.api_keys.list_for_tenant(tenant_id)
 
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> Page[ApiKey]:
+        """A keyset page of the tenant's keys, oldest first."""
+        async with self._uow() as uow:
+            rows = await uow.api_keys.list_page(tenant_id, after, limit + 1)
+        return page_of(rows, limit, lambda key: (key.created_at, key.id))
+
     async def revoke(
         self,
         tenant_id: UUID,
@@ -168,14 +175,13 @@ class ApiKeys:
 class AuthenticateApiKey:
     """A presented key -> its principal, in one indexed read (no cache: revocation is immediate)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, digester: ApiKeyDigester) -> None:
-        self._uow = uow
+    def __init__(self, keys: ApiKeyReader, digester: ApiKeyDigester) -> None:
+        self._keys = keys
         self._digester = digester
 
     async def __call__(self, presented: str) -> ServicePrincipal:
         key_id, secret = parse_key(presented)
-        async with self._uow() as uow:
-            key = await uow.api_keys.get(key_id)
+        key = await self._keys.get(key_id)
         if key is None or not key.is_active or not self._digester.matches(key, secret):
             raise InvalidApiKeyError("unknown or revoked key")
         return ServicePrincipal(key.id, key.tenant_id, key.scopes)

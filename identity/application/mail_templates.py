@@ -118,6 +118,21 @@ class MailTemplates:
             sender=sender,
         )
 
+    def account_deletion_code(
+        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+    ) -> EmailMessage:
+        return self._code_mail(
+            to,
+            code,
+            expires_in_minutes,
+            subject=f"Confirm the deletion of your {self._product} account",
+            intro=(
+                f"Use this code to delete your account on {self._product} for good. "
+                "If you did not ask for it, ignore this email and keep the code to yourself:"
+            ),
+            sender=sender,
+        )
+
     def already_registered_notice(self, to: str, *, sender: str | None = None) -> EmailMessage:
         """Sent instead of a code when a verified address registers again (no enumeration)."""
         return self._notice_mail(

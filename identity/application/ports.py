@@ -30,6 +30,19 @@ from identity.domain.webhooks import Webhook, WebhookDelivery
 
 
 @attrs.frozen
+class Position:
+    """Where a keyset page starts: strictly after the row with this (created_at, id).
+
+    Lists are ordered by (created_at, id), a unique and immutable key, so a
+    walk sees every row that existed when it began exactly once, whatever is
+    inserted meanwhile.
+    """
+
+    created_at: datetime
+    id: UUID
+
+
+@attrs.frozen
 class OutboxItem:
     id: UUID
     tenant_id: UUID
@@ -206,6 +219,16 @@ class AccountRepository(Protocol):
 
     async def update(self, account: Account) -> None: ...
 
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
+        """Up to ``limit`` accounts of the tenant ordered by (created_at, id), after ``after``."""
+        ...
+
+    async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
+        """Erase the account and every row tied to it (sessions, linked identities,
+        factors); False when there was none. Codes are keyed by email: see
+        ``OtpChallengeRepository.delete_for_email``."""
+        ...
+
 
 class OtpChallengeRepository(Protocol):
     async def get(
@@ -236,9 +259,20 @@ class OtpChallengeRepository(Protocol):
 
     async def delete_expired(self, now: datetime) -> int: ...
 
+    async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
+        """Every code of the address, whatever its purpose (an erased account's)."""
+        ...
+
 
 class SessionRepository(Protocol):
-    async def add(self, session: Session) -> None: ...
+    async def add(self, session: Session) -> bool:
+        """Open ``session`` for a sign-in and record it as the account's last login.
+
+        Only while the account exists and is active, checked atomically with the
+        insert (a concurrent delete or disable either waits for this transaction,
+        and then ends the session, or wins, and nothing is stored): False then.
+        """
+        ...
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None: ...
 
@@ -422,6 +456,10 @@ class ApiKeyRepository(Protocol):
         """Every key of the tenant, revoked ones included, oldest first."""
         ...
 
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        """As ``list_for_tenant``, one keyset page: up to ``limit`` keys after ``after``."""
+        ...
+
     async def add(self, key: ApiKey) -> None: ...
 
     async def update(self, key: ApiKey) -> None: ...
@@ -579,6 +617,15 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class ApiKeyReader(Protocol):
+    """The read behind every API-key-authenticated request."""
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        """The key with this id, of any tenant, revoked or not: one indexed read outside
+        any transaction (so a revocation committed anywhere is seen at once)."""
+        ...
 
 
 class ActiveSessionReader(Protocol):

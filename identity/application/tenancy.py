@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from identity.application.policy import parse_tenant_setting
+from identity.application.policy import TENANT_SETTINGS, parse_tenant_setting
 from identity.application.ports import Clock, UnitOfWorkFactory
 from identity.domain.errors import TenantNotFoundError
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant, validate_slug
@@ -67,6 +67,14 @@ class ResolveTenant:
         self._by_id.clear()
 
 
+class TenantChangeError(ValueError):
+    """A refused change; ``field`` names what was wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class TenantAdmin:
     """What the ``identity tenants`` commands do."""
 
@@ -97,6 +105,42 @@ class TenantAdmin:
             if tenant is None:
                 raise TenantNotFoundError(slug)
             tenant.settings = {**tenant.settings, key: value}
+            await uow.tenants.update(tenant)
+            await uow.commit()
+        return tenant
+
+    async def update(
+        self,
+        slug: str,
+        *,
+        name: str | None = None,
+        disabled: bool | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Tenant:
+        """Change several things at once, with the rules of ``set`` for each setting.
+
+        A null setting value removes the setting (the deployment default applies).
+        The default tenant cannot be disabled: the operator's keys live there.
+        """
+        for key, value in (settings or {}).items():
+            try:
+                if value is not None or key not in TENANT_SETTINGS:
+                    parse_tenant_setting(key, value)
+            except ValueError as error:
+                raise TenantChangeError("settings", str(error)) from None
+        if disabled and slug == DEFAULT_TENANT_SLUG:
+            raise TenantChangeError("disabled", "the default tenant cannot be disabled")
+        async with self._uow() as uow:
+            tenant = await uow.tenants.get_by_slug(slug)
+            if tenant is None:
+                raise TenantNotFoundError(slug)
+            if name is not None:
+                tenant.name = name
+            if disabled is not None:
+                tenant.disabled = disabled
+            if settings:
+                merged = {**tenant.settings, **settings}
+                tenant.settings = {k: v for k, v in merged.items() if v is not None}
             await uow.tenants.update(tenant)
             await uow.commit()
         return tenant

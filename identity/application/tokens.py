@@ -12,6 +12,7 @@ import attrs
 from identity.application.policy import Policy
 from identity.application.ports import Clock, TokenCodec, UnitOfWork
 from identity.domain.accounts import Account
+from identity.domain.errors import InvalidCredentialsError
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims, RefreshClaims
@@ -81,7 +82,10 @@ class SessionTokens:
             aal=aal,
             amr=amr,
         )
-        await uow.sessions.add(session)
+        if not await uow.sessions.add(session):
+            # Deleted or disabled while the credential was being checked.
+            raise InvalidCredentialsError("account gone or disabled meanwhile")
+        account.last_login_at = now
         return self.pair(session, account, tenant, policy, now)
 
     def pair(

@@ -29,6 +29,8 @@ class Account:
     # Read-only, derived from the linked external identities: their provider names, sorted.
     identities: tuple[str, ...] = ()
     mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
+    # Written by the storage when a sign-in opens a session (SessionRepository.add).
+    last_login_at: datetime | None = None
 
     @property
     def has_password(self) -> bool:
@@ -66,6 +68,20 @@ class Account:
     def set_password_hash(self, password_hash: str, now: datetime) -> None:
         self.password_hash = password_hash
         self.updated_at = now
+
+    def rename(self, full_name: str | None, now: datetime) -> None:
+        if full_name != self.full_name:
+            self.full_name = full_name
+            self.updated_at = now
+
+    def set_verified(self, verified: bool, now: datetime) -> None:
+        """An operator's word on the inbox; un-verifying keeps the account but blocks login."""
+        if verified:
+            self.verify_email(now)
+        elif self.is_verified:
+            self.is_verified = False
+            self.verified_at = None
+            self.updated_at = now
 
     def touch(self, now: datetime) -> None:
         """Record a change to what belongs to the account (a linked identity removed)."""

@@ -19,6 +19,7 @@ class OtpPurpose(StrEnum):
     VERIFICATION = "verification"
     LOGIN = "login"
     PASSWORD_RESET = "password_reset"
+    ACCOUNT_DELETION = "account_deletion"
 
 
 @attrs.define

@@ -23,6 +23,7 @@ from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
+from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.oidc.google import GoogleIdentityProvider
@@ -35,6 +36,7 @@ from identity.adapters.ratelimit import (
 )
 from identity.adapters.sealing import Sealer
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
+from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
@@ -43,7 +45,7 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, external_sign_in, mfa, sessions
+from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
@@ -186,7 +188,10 @@ class Container(containers.DeclarativeContainer):
     wiring_config = containers.WiringConfiguration(
         modules=[
             "identity.entrypoints.http.handlers.accounts",
+            "identity.entrypoints.http.handlers.admin_tenants",
+            "identity.entrypoints.http.handlers.admin_users",
             "identity.entrypoints.http.handlers.api_keys",
+            "identity.entrypoints.http.handlers.self_service",
             "identity.entrypoints.http.handlers.events",
             "identity.entrypoints.http.handlers.google",
             "identity.entrypoints.http.handlers.introspection",
@@ -394,9 +399,35 @@ class Container(containers.DeclarativeContainer):
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
     user_admin = providers.Factory(UserAdmin, uow.provider, clock)
 
+    admin_services = providers.Singleton(
+        admin.AdminServices,
+        uow=uow.provider,
+        clock=clock,
+        hasher=hasher,
+        common_passwords=common_passwords,
+    )
+    list_users = providers.Factory(admin.ListUsers, admin_services)
+    create_user = providers.Factory(admin.CreateUser, admin_services)
+    get_user = providers.Factory(admin.GetUser, admin_services)
+    update_user = providers.Factory(admin.UpdateUser, admin_services)
+    delete_user = providers.Factory(admin.DeleteUser, admin_services)
+    list_user_sessions = providers.Factory(admin.ListUserSessions, admin_services)
+    log_out_user = providers.Factory(admin.LogOutUser, admin_services)
+    delete_own_account = providers.Factory(self_service.DeleteOwnAccount, account_services)
+    export_own_account = providers.Factory(self_service.ExportOwnAccount, account_services)
+
     api_key_digester = providers.Singleton(ApiKeyDigester, secret_key)
     api_keys = providers.Factory(ApiKeys, uow.provider, clock, api_key_digester)
-    authenticate_api_key = providers.Singleton(AuthenticateApiKey, uow.provider, api_key_digester)
+    # The per-request key read (one round trip); a memory store overrides it with
+    # ``MemoryApiKeyReader``, as it does the session reader.
+    api_key_reader = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlApiKeyReader, engine),
+        memory=providers.Singleton(MemoryApiKeyReader, memory_store),
+    )
+    authenticate_api_key = providers.Singleton(
+        AuthenticateApiKey, api_key_reader, api_key_digester
+    )
 
     list_events = providers.Factory(ListEvents, uow.provider)
 

@@ -796,6 +796,7 @@ async def test_session_reader_finds_the_active_account_of_an_active_session(
     revoked = new_session(tenant, alice, revoked_at=NOW, revoked_reason="logout")
     expired = new_session(tenant, alice, expires_at=NOW)
     await add_sessions(storage, live, revoked, expired)
+    alice.last_login_at = NOW  # opening a session records the sign-in
     find = storage.session_reader.account_for_session
 
     assert await find(tenant.id, live.id, alice.id, NOW) == alice
@@ -821,6 +822,7 @@ async def test_session_reader_sees_only_committed_state(storage: Storage, tenant
         if not storage.serialises_transactions:
             assert await find(tenant.id, session.id, account.id, NOW) is None
         await uow.commit()
+    account.last_login_at = session.created_at
     assert await find(tenant.id, session.id, account.id, NOW) == account
 
 

@@ -18,6 +18,7 @@ CODE_MAILS: dict[str, CodeMail] = {
     "verification": TEMPLATES.verification_code,
     "login": TEMPLATES.login_code,
     "password_reset": TEMPLATES.password_reset_code,
+    "account_deletion": TEMPLATES.account_deletion_code,
 }
 NOTICES: dict[str, Callable[..., EmailMessage]] = {
     "already_registered": TEMPLATES.already_registered_notice,

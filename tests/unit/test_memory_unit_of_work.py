@@ -52,6 +52,21 @@ def _session(user_id: uuid.UUID, jti: str = "jti-1", ttl: timedelta = timedelta(
     )
 
 
+async def _add_session(uow: MemoryUnitOfWork, session: Session) -> None:
+    """A session needs its active account (as the SQL foreign key and login check do)."""
+    if await uow.accounts.get(TENANT, session.user_id) is None:
+        await uow.accounts.add(
+            Account(
+                id=session.user_id,
+                tenant_id=TENANT,
+                email=Email(f"{session.user_id.hex}@example.com"),
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    assert await uow.sessions.add(session)
+
+
 def _message(to: str = "ada@example.com") -> EmailMessage:
     return EmailMessage(to=to, subject="s", text="t", html="h", sender="id@example.test")
 
@@ -214,7 +229,7 @@ async def test_rotate_is_conditional_and_only_one_concurrent_caller_wins() -> No
     store = MemoryStore()
     session = _session(uuid.uuid4())
     async with MemoryUnitOfWork(store) as uow:
-        await uow.sessions.add(session)
+        await _add_session(uow, session)
         await uow.commit()
     barrier = asyncio.Barrier(5)
 
@@ -241,7 +256,7 @@ async def test_rotate_does_not_undo_a_revoke() -> None:
     store = MemoryStore()
     session = _session(uuid.uuid4())
     async with MemoryUnitOfWork(store) as uow:
-        await uow.sessions.add(session)
+        await _add_session(uow, session)
         await uow.commit()
     async with MemoryUnitOfWork(store) as uow:
         assert await uow.sessions.revoke(TENANT, session.id, T0, "logout")
@@ -263,7 +278,7 @@ async def test_revoke_all_keeps_one_and_skips_ended_sessions() -> None:
     stranger = _session(uuid.uuid4())
     async with MemoryUnitOfWork(store) as uow:
         for session in (keep, other, expired, stranger):
-            await uow.sessions.add(session)
+            await _add_session(uow, session)
         assert await uow.sessions.revoke_all_for_account(TENANT, user, T0, "x", keep=keep.id) == 1
         active = await uow.sessions.list_active_for_account(TENANT, user, T0)
         assert [s.id for s in active] == [keep.id]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -71,6 +71,7 @@ from identity.application.ports import (
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
+    Position,
     SessionRepository,
     TenantRepository,
     UnitOfWork,
@@ -202,6 +203,35 @@ class MemoryAccountRepository(AccountRepository):
             await self._claim_email(account)
         self._t.put(account.id, account)
 
+    @_round_trip
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
+        start = (after.created_at, after.id) if after is not None else None
+        found = sorted(
+            (
+                account
+                for _, account in self._t.rows()
+                if account.tenant_id == tenant_id
+                and (start is None or (account.created_at, account.id) > start)
+            ),
+            key=lambda account: (account.created_at, account.id),
+        )
+        return [account for account in found[:limit] if self._with_links(account) is not None]
+
+    @_round_trip
+    async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
+        await self._t.lock(account_id)
+        current = self._t.get(account_id)
+        if current is None or current.tenant_id != tenant_id:
+            return False
+        # What ON DELETE CASCADE does in SQL: every row that names the account goes
+        # too (sessions, links, factors, whatever table a later port adds).
+        transaction = self._t.transaction
+        for name in transaction.store.table_names():
+            rows: _Table[Hashable, object] = _Table(transaction, name, object)
+            await rows.delete_where(lambda row: getattr(row, "user_id", None) == account_id)
+        self._t.delete(account_id)
+        return True
+
     async def _claim_email(self, account: Account) -> None:
         # The lock stands for the unique index entry: a racing insert waits, then sees the row.
         await self._t.lock((account.tenant_id, account.email.key), index="accounts.email")
@@ -275,17 +305,32 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
             lambda row: row.expires_at < now or row.consumed_at is not None
         )
 
+    @_round_trip
+    async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
+        return await self._t.delete_where(
+            lambda row: row.tenant_id == tenant_id and row.email_key == email_key
+        )
+
 
 class MemorySessionRepository(SessionRepository):
     def __init__(self, transaction: _Transaction) -> None:
         self._t: _Table[UUID, Session] = _Table(transaction, "sessions", Session)
+        self._accounts: _Table[UUID, Account] = _Table(transaction, "accounts", Account)
 
     @_round_trip
-    async def add(self, session: Session) -> None:
+    async def add(self, session: Session) -> bool:
+        # As the SQL UPDATE of the account row: a concurrent delete or disable waits.
+        await self._accounts.lock(session.user_id)
+        account = self._accounts.get(session.user_id)
+        if account is None or account.tenant_id != session.tenant_id or not account.is_active:
+            return False
         await self._t.lock(session.id)
         if self._t.get(session.id) is not None:
             raise MemoryIntegrityError(f"session {session.id} exists")
+        account.last_login_at = session.created_at
+        self._accounts.put(account.id, account)
         self._t.put(session.id, session)
+        return True
 
     @_round_trip
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:

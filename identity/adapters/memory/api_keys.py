@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
-from identity.application.ports import ApiKeyRepository
+from identity.adapters.memory.store import (
+    MemoryIntegrityError,
+    MemoryStore,
+    _round_trip,
+    _Table,
+    _Transaction,
+)
+from identity.application.ports import ApiKeyReader, ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey
 
 
@@ -23,6 +29,16 @@ class MemoryApiKeyRepository(ApiKeyRepository):
         return sorted(keys, key=lambda key: (key.created_at, key.id))
 
     @_round_trip
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        keys = [
+            key
+            for _, key in self._t.rows()
+            if key.tenant_id == tenant_id
+            and (after is None or (key.created_at, key.id) > (after.created_at, after.id))
+        ]
+        return sorted(keys, key=lambda key: (key.created_at, key.id))[:limit]
+
+    @_round_trip
     async def add(self, key: ApiKey) -> None:
         await self._t.lock(key.id)
         if self._t.get(key.id) is not None:
@@ -33,3 +49,17 @@ class MemoryApiKeyRepository(ApiKeyRepository):
     async def update(self, key: ApiKey) -> None:
         await self._t.lock(key.id)
         self._t.put(key.id, key)
+
+
+class MemoryApiKeyReader(ApiKeyReader):
+    """The key read of ``AuthenticateApiKey`` over a ``MemoryStore``: committed state only."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        transaction = _Transaction(self._store)
+        try:
+            return await MemoryApiKeyRepository(transaction).get(key_id)
+        finally:
+            transaction.end(keep=False)

@@ -95,6 +95,9 @@ class MemoryStore:
         }
         self._lock_owners: dict[_LockKey, _Transaction] = {}
 
+    def table_names(self) -> list[str]:
+        return list(self._tables)
+
     def table(self, name: str) -> dict[Hashable, object]:
         # Fakes of later ports (their own modules) get their table on first use.
         return self._tables.setdefault(name, {})
@@ -196,6 +199,11 @@ class _Table(Generic[_K, _V]):
         self._tx = transaction
         self._name = name
         self._kind = kind
+
+    @property
+    def transaction(self) -> _Transaction:
+        """For a repository that reaches another table in the same transaction."""
+        return self._tx
 
     @property
     def _committed(self) -> dict[Hashable, object]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.application.ports import ApiKeyRepository
+from identity.adapters.sqlalchemy.native import OneRowRead
+from identity.application.ports import ApiKeyReader, ApiKeyRepository, Position
 from identity.domain.api_keys import ApiKey, Scope
 
 _KEYS = t.api_keys
@@ -27,6 +28,20 @@ def _to_entity(row: Any) -> ApiKey:
     )
 
 
+_KEY_BY_ID = select(_KEYS).where(_KEYS.c.id == bindparam("key_id"))
+
+
+class SqlApiKeyReader(ApiKeyReader):
+    """One statement, one round trip, no transaction: it runs on every admin request."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._read = OneRowRead(engine, _KEY_BY_ID, datetimes=("created_at", "revoked_at"))
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        row = await self._read({"key_id": key_id})
+        return _to_entity(row) if row is not None else None
+
+
 class SqlApiKeyRepository(ApiKeyRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
@@ -41,6 +56,14 @@ class SqlApiKeyRepository(ApiKeyRepository):
             .where(_KEYS.c.tenant_id == tenant_id)
             .order_by(_KEYS.c.created_at, _KEYS.c.id)
         )
+        return [_to_entity(row) for row in rows]
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[ApiKey]:
+        c = _KEYS.c
+        query = select(_KEYS).where(c.tenant_id == tenant_id)
+        if after is not None:
+            query = query.where(tuple_(c.created_at, c.id) > tuple_(after.created_at, after.id))
+        rows = await self._c.execute(query.order_by(c.created_at, c.id).limit(limit))
         return [_to_entity(row) for row in rows]
 
     async def add(self, key: ApiKey) -> None:

@@ -78,7 +78,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
                 if record is None:
                     return None
                 row: Any = SimpleNamespace(**dict(record))
-                for name in ("verified_at", "created_at", "updated_at"):
+                for name in ("verified_at", "created_at", "updated_at", "last_login_at"):
                     value = getattr(row, name)
                     if value is not None:
                         setattr(row, name, value.astimezone(UTC))

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
+    Uuid,
     and_,
     bindparam,
     delete,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,6 +40,7 @@ from identity.application.ports import (
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
+    Position,
     SessionRepository,
     TenantRepository,
 )
@@ -147,6 +150,19 @@ _ACCOUNT_BY_EMAIL = select(t.users, IDENTITIES).where(
     t.users.c.tenant_id == bindparam("tenant_id"),
     t.users.c.normalized_email == bindparam("email_key"),
 )
+_ACCOUNTS_FIRST = (
+    select(t.users, IDENTITIES)
+    .where(t.users.c.tenant_id == bindparam("tenant_id"))
+    .order_by(t.users.c.created_at, t.users.c.id)
+    .limit(bindparam("limit"))
+)
+# A row comparison the (tenant_id, created_at, id) index answers directly.
+_ACCOUNTS_AFTER = _ACCOUNTS_FIRST.where(
+    tuple_(t.users.c.created_at, t.users.c.id)
+    > tuple_(
+        bindparam("after_created_at", type_=UtcDateTime()), bindparam("after_id", type_=Uuid())
+    )
+)
 _SESSION_BY_ID = select(t.sessions).where(
     t.sessions.c.tenant_id == bindparam("tenant_id"), t.sessions.c.id == bindparam("session_id")
 )
@@ -203,6 +219,7 @@ class SqlAccountRepository(AccountRepository):
             updated_at=row.updated_at,
             identities=identity_names(row.identities),
             mfa_enabled=row.mfa_enabled,
+            last_login_at=row.last_login_at,
         )
 
     @staticmethod
@@ -254,6 +271,23 @@ class SqlAccountRepository(AccountRepository):
             .values(**changed)
         )
         self._read[account.id] = values
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
+        params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit}
+        statement = _ACCOUNTS_FIRST
+        if after is not None:
+            statement = _ACCOUNTS_AFTER
+            params.update(after_created_at=after.created_at, after_id=after.id)
+        # Read-only: a page is not remembered for ``update``.
+        return [self._to_entity(row) for row in await self._c.execute(statement, params)]
+
+    async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
+        # Sessions, linked identities and factors go with it (ON DELETE CASCADE).
+        result = await self._c.execute(
+            delete(t.users).where(t.users.c.tenant_id == tenant_id, t.users.c.id == account_id)
+        )
+        self._read.pop(account_id, None)
+        return result.rowcount == 1
 
 
 class SqlOtpChallengeRepository(OtpChallengeRepository):
@@ -353,6 +387,13 @@ class SqlOtpChallengeRepository(OtpChallengeRepository):
         )
         return result.rowcount
 
+    async def delete_for_email(self, tenant_id: UUID, email_key: str) -> int:
+        c = t.otp_challenges.c
+        result = await self._c.execute(
+            delete(t.otp_challenges).where(c.tenant_id == tenant_id, c.email_key == email_key)
+        )
+        return result.rowcount
+
 
 class SqlSessionRepository(SessionRepository):
     def __init__(self, connection: AsyncConnection) -> None:
@@ -379,27 +420,22 @@ class SqlSessionRepository(SessionRepository):
             amr=tuple(row.amr.split(",")) if row.amr else (),
         )
 
-    async def add(self, session: Session) -> None:
-        await self._c.execute(
-            insert(t.sessions).values(
-                id=session.id,
-                tenant_id=session.tenant_id,
-                user_id=session.user_id,
-                created_at=session.created_at,
-                last_used_at=session.last_used_at,
-                refresh_jti=session.refresh_jti,
-                refresh_issued_at=session.refresh_issued_at,
-                expires_at=session.expires_at,
-                user_agent=session.user_agent,
-                ip=session.ip,
-                previous_refresh_jti=session.previous_refresh_jti,
-                rotated_at=session.rotated_at,
-                revoked_at=session.revoked_at,
-                revoked_reason=session.revoked_reason,
-                aal=session.aal,
-                amr=",".join(session.amr),
-            )
-        )
+    async def add(self, session: Session) -> bool:
+        values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
+        values["amr"] = ",".join(session.amr)
+        params = {f"s_{name}": value for name, value in values.items()}
+        if self._c.dialect.name == "postgresql":
+            # One statement: the UPDATE locks the account row (a concurrent delete
+            # or disable waits, or has won and the UPDATE matches nothing), records
+            # the login, and the INSERT takes its values only from a matched row.
+            result = await self._c.execute(_ADD_SESSION_FOR_ACTIVE_ACCOUNT, params)
+            return result.rowcount == 1
+        # SQLite has no data-modifying CTEs; its transactions are serialised anyway.
+        touched = await self._c.execute(_TOUCH_LOGIN, params)
+        if touched.rowcount != 1:
+            return False
+        await self._c.execute(insert(t.sessions).values(**values))
+        return True
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> Session | None:
         params = {"tenant_id": tenant_id, "session_id": session_id}
@@ -491,6 +527,50 @@ class SqlSessionRepository(SessionRepository):
             )
         )
         return result.rowcount
+
+
+_SESSION_COLUMNS = (
+    "id",
+    "tenant_id",
+    "user_id",
+    "created_at",
+    "last_used_at",
+    "refresh_jti",
+    "refresh_issued_at",
+    "expires_at",
+    "user_agent",
+    "ip",
+    "previous_refresh_jti",
+    "rotated_at",
+    "revoked_at",
+    "revoked_reason",
+    "aal",
+    "amr",
+)
+
+
+# Parameters are prefixed: a bindparam named like a column is reserved by SQLAlchemy.
+_TOUCH_LOGIN = (
+    update(t.users)
+    .where(
+        t.users.c.tenant_id == bindparam("s_tenant_id"),
+        t.users.c.id == bindparam("s_user_id"),
+        t.users.c.is_active.is_(True),
+    )
+    .values(last_login_at=bindparam("s_created_at", type_=UtcDateTime()))
+)
+_TOUCHED = _TOUCH_LOGIN.returning(t.users.c.id).cte("touched")
+_ADD_SESSION_FOR_ACTIVE_ACCOUNT = insert(t.sessions).from_select(
+    list(_SESSION_COLUMNS),
+    select(
+        *(
+            _TOUCHED.c.id
+            if name == "user_id"
+            else bindparam(f"s_{name}", type_=t.sessions.c[name].type).label(name)
+            for name in _SESSION_COLUMNS
+        )
+    ).select_from(_TOUCHED),
+)
 
 
 class SqlInvalidatedTokenRepository(InvalidatedTokenRepository):

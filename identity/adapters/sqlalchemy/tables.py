@@ -59,9 +59,12 @@ users = Table(
     Column("verified_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime, nullable=True),
     # Kept by the MFA use cases so the hot read of /auth/me needs no join.
     Column("mfa_enabled", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("tenant_id", "normalized_email"),
+    # The admin list's keyset order.
+    Index(None, "tenant_id", "created_at", "id"),
 )
 
 otp_challenges = Table(

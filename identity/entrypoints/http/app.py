@@ -16,6 +16,8 @@ from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
+    admin_tenants,
+    admin_users,
     api_keys,
     docs,
     events,
@@ -23,6 +25,7 @@ from identity.entrypoints.http.handlers import (
     introspection,
     mfa,
     providers,
+    self_service,
     sessions,
     system,
     webhooks,
@@ -85,6 +88,9 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
     app.add_routes(api_keys.endpoints.routes)
+    app.add_routes(admin_users.endpoints.routes)
+    app.add_routes(admin_tenants.endpoints.routes)
+    app.add_routes(self_service.endpoints.routes)
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)

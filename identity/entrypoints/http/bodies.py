@@ -164,6 +164,23 @@ class Body:
                 self._fail(field, "must be a UUID")
             return uuid.UUID(int=0)
 
+    def mapping(self, field: str, *, max_items: int) -> dict[str, Any]:
+        """A JSON object of string keys whose values are scalars or lists of strings."""
+        value = self._data.get(field)
+        if not isinstance(value, dict):
+            self._fail(field, "must be an object")
+            return {}
+        if len(value) > max_items:
+            self._fail(field, f"must have at most {max_items} entries")
+            return {}
+        for key, item in value.items():
+            scalar = item is None or isinstance(item, (str, int, float, bool))
+            strings = isinstance(item, list) and all(isinstance(x, str) for x in item)
+            if len(key) > 64 or not (scalar or strings):
+                self._fail(field, f"entry {key[:64]!r} must be a string, number, list or null")
+                return {}
+        return dict(value)
+
     def string_list(
         self, field: str, *, choices: tuple[str, ...] | None, max_items: int, max_length: int
     ) -> list[str]:

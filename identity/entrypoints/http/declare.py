@@ -45,9 +45,13 @@ import attrs
 import cattrs
 from aiohttp import web
 
+from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from identity.application.ports import Position
 from identity.domain.api_keys import Scope
+from identity.domain.tenants import validate_slug
 from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, Body, read_json_object
 from identity.entrypoints.http.keys import CONTAINER
+from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
 from identity.entrypoints.http.principals import (
     authenticated,
     authenticated_service,
@@ -59,16 +63,21 @@ from identity.entrypoints.http.problems import Problem
 __all__ = [
     "BEARER",
     "Endpoints",
+    "PageQuery",
     "api_key",
     "boolean",
     "choice",
+    "cursor",
     "digits",
     "email",
     "integer",
+    "limit",
+    "mapping",
     "new_password",
     "out",
     "password",
     "path_id",
+    "path_slug",
     "service",
     "string_list",
     "text",
@@ -254,6 +263,52 @@ def string_list(
     )
 
 
+def mapping(description: str, *, max_items: int = 50, required: bool = True) -> Any:
+    return _declare(
+        {"type": "object", "maxProperties": max_items, "description": description},
+        lambda body, name: body.mapping(name, max_items=max_items),
+        required=required,
+    )
+
+
+def _read_cursor(body: Body, name: str) -> Position | None:
+    raw = body.text(name, max_length=MAX_CURSOR_LENGTH)
+    if not raw:
+        return None
+    try:
+        return decode_cursor(raw)
+    except ValueError:
+        body.fail(name, "not a cursor this API gave out; pass `next_cursor` as it came")
+        return None
+
+
+def cursor() -> Any:
+    """The ``cursor`` of a paginated list: the handler gets a ``Position`` or None."""
+    return _declare(
+        {
+            "type": "string",
+            "maxLength": MAX_CURSOR_LENGTH,
+            "description": "opaque: the `next_cursor` of the previous page; absent for the first",
+        },
+        _read_cursor,
+        required=False,
+    )
+
+
+def limit() -> Any:
+    return integer(
+        "items per page", minimum=1, maximum=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
+    )
+
+
+@attrs.frozen
+class PageQuery:
+    """``?limit=&cursor=`` of a paginated list."""
+
+    limit: int = limit()
+    cursor: Position | None = cursor()
+
+
 def _wires(cls: type) -> list[tuple[str, Wire]]:
     return [(field.name, field.metadata[_WIRE]) for field in attrs.fields(cls)]
 
@@ -269,6 +324,9 @@ def parse(cls: type[T], data: Mapping[str, Any]) -> T:
     one_of: tuple[str, ...] = getattr(cls, "one_of", ())
     if one_of and sum(data.get(name) is not None for name in one_of) != 1:
         body.fail(one_of[0], f"give exactly one of: {', '.join(one_of)}")
+    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
+    if any_of and all(data.get(name) is None for name in any_of):
+        body.fail(any_of[0], f"give at least one of: {', '.join(any_of)}")
     body.check()
     return cls(**values)
 
@@ -285,6 +343,11 @@ def request_schema(cls: type) -> Schema:
     one_of: tuple[str, ...] = getattr(cls, "one_of", ())
     if one_of:
         schema["oneOf"] = [{"required": [name]} for name in one_of]
+    # A body that needs at least one of several optional fields (a PATCH) names
+    # them in ``any_of``; ``parse`` refuses none (422).
+    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
+    if any_of:
+        schema["anyOf"] = [{"required": [name]} for name in any_of]
     return schema
 
 
@@ -328,6 +391,33 @@ class PathId:
 
 def path_id(name: str, description: str) -> PathId:
     return PathId(name, description)
+
+
+@attrs.frozen
+class PathSlug:
+    """A tenant slug in the path; anything that cannot be a slug is not found."""
+
+    name: str
+    description: str
+
+    def parse(self, request: web.Request) -> str:
+        try:
+            return validate_slug(request.match_info[self.name].strip().lower())
+        except ValueError:
+            raise Problem(404, "not_found", "Not found", "No such object.") from None
+
+    def schema(self) -> Schema:
+        return {
+            "name": self.name,
+            "in": "path",
+            "required": True,
+            "description": self.description,
+            "schema": {"type": "string"},
+        }
+
+
+def path_slug(name: str, description: str) -> PathSlug:
+    return PathSlug(name, description)
 
 
 @attrs.frozen
@@ -515,7 +605,7 @@ class Declared:
     body: type | None
     forms: bool
     query: type | None
-    path_params: tuple[PathId | PathText, ...]
+    path_params: tuple[PathId | PathSlug | PathText, ...]
     ok: View | None
     status: int
     ok_description: str
@@ -556,7 +646,7 @@ class Endpoints:
         body: type | None = None,
         forms: bool = False,
         query: type | None = None,
-        path_params: tuple[PathId | PathText, ...] = (),
+        path_params: tuple[PathId | PathSlug | PathText, ...] = (),
         auth: Auth | None = None,
         errors: tuple[str, ...] = (),
         description: str | None = None,

@@ -58,6 +58,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "the API key lacks the scope, acts outside its tenant, or would grant more than it has",
     ),
     "tenant_not_found": (404, "the `X-Tenant` header names no enabled tenant"),
+    "email_taken": (409, "an account with this email address exists in the tenant"),
+    "tenant_exists": (409, "a tenant with this slug exists"),
     "provider_not_configured": (404, "the sign-in provider is not configured for this tenant"),
     "mfa_already_enabled": (409, "MFA is on already; remove it before enrolling again"),
     "mfa_not_enabled": (409, "MFA is not on for this account"),
@@ -845,6 +847,14 @@ def declared_paths(schemas: dict[str, Schema]) -> dict[str, Schema]:
     return paths
 
 
+def _merged(written: dict[str, Schema], declared: dict[str, Schema]) -> dict[str, Schema]:
+    """Both kinds of path item; one path may have methods of each (``/auth/me``)."""
+    paths = {path: dict(item) for path, item in written.items()}
+    for path, item in declared.items():
+        paths.setdefault(path, {}).update(item)
+    return paths
+
+
 def openapi_document(issuer: str) -> dict[str, Any]:
     """The whole document for a deployment whose public base URL is ``issuer``."""
     schemas = copy.deepcopy(SCHEMAS)
@@ -869,7 +879,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],
-        "paths": {**_paths(), **declared_paths(schemas)},
+        "paths": _merged(_paths(), declared_paths(schemas)),
         "components": {
             "schemas": schemas,
             "parameters": {

@@ -94,6 +94,18 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
     ),
     errors.SessionNotFoundError: (404, "not_found", "Not found", "No such session."),
     errors.AccountNotFoundError: (404, "not_found", "Not found", "No such user."),
+    errors.EmailAlreadyRegisteredError: (
+        409,
+        "email_taken",
+        "Email taken",
+        "An account with this email address exists in this tenant.",
+    ),
+    errors.TenantAlreadyExistsError: (
+        409,
+        "tenant_exists",
+        "Tenant exists",
+        "A tenant with this slug exists.",
+    ),
     errors.TenantNotFoundError: (
         404,
         "tenant_not_found",

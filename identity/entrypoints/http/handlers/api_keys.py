@@ -14,6 +14,7 @@ from identity.domain.api_keys import ApiKey, Scope
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
+from identity.entrypoints.http.pagination import encode_cursor
 from identity.entrypoints.http.problems import FieldError, validation_problem
 from identity.entrypoints.http.views import client_info
 
@@ -60,10 +61,10 @@ class NewApiKeyView:
 
 @attrs.frozen
 class ApiKeyList:
-    """Every key of the tenant (a tenant has few), oldest first."""
+    """A page of the tenant's keys, oldest first, revoked ones included."""
 
     items: list[ApiKeyView]
-    next_cursor: str | None = d.out("always null: the whole list fits one page")
+    next_cursor: str | None = d.out("pass as `cursor` for the next page; null on the last")
 
 
 @endpoints.post(
@@ -96,13 +97,19 @@ async def create_api_key(
     )
 
 
-@endpoints.get("/admin/api-keys", summary="List the tenant's API keys", ok=ApiKeyList, auth=MANAGE)
+@endpoints.get(
+    "/admin/api-keys",
+    summary="List the tenant's API keys",
+    query=d.PageQuery,
+    ok=ApiKeyList,
+    auth=MANAGE,
+)
 @inject
 async def list_api_keys(
-    request: web.Request, keys: ApiKeys = Provide[Container.api_keys]
+    request: web.Request, query: d.PageQuery, keys: ApiKeys = Provide[Container.api_keys]
 ) -> ApiKeyList:
-    found = await keys.list(request_tenant(request).id)
-    return ApiKeyList([ApiKeyView.of(key) for key in found], None)
+    page = await keys.list_page(request_tenant(request).id, query.cursor, query.limit)
+    return ApiKeyList([ApiKeyView.of(key) for key in page.items], encode_cursor(page.next))
 
 
 @endpoints.delete(
