@@ -11,6 +11,9 @@ status codes, content types, headers and bodies as the document describes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import pkgutil
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -34,6 +37,20 @@ from tests.integration.http.conftest import PASSWORD, code_in, environment
 from tests.smtp_server import SmtpTestServer
 
 T = TypeVar("T")
+
+
+def _import_all(package: Any) -> None:
+    """Pytest rewrites the asserts of every installed plugin's modules as they are
+    imported, schemathesis's included. Schemathesis imports many of them lazily,
+    deep in a test's stack, where CPython 3.11 can fail to parse one ("AST
+    constructor recursion depth mismatch"); imported now, at collection, they are
+    parsed on a shallow stack."""
+    for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        with contextlib.suppress(Exception):  # adapters for frameworks not installed
+            importlib.import_module(module.name)
+
+
+_import_all(schemathesis)
 
 CHECKS = [
     checks.not_a_server_error,
