@@ -169,9 +169,10 @@ async def test_me_refuses_missing_and_malformed_bearers(api: Api) -> None:
 
 
 async def test_me_refuses_an_expired_access_token(make_api: MakeApi) -> None:
-    api = await make_api(ACCESS_TOKEN_TTL="1s", CLOCK_SKEW="1ms")
+    # exp is whole seconds after a whole-second iat: a 1 s token can be dead at birth.
+    api = await make_api(ACCESS_TOKEN_TTL="3s", CLOCK_SKEW="1ms")
     tokens = await api.register_verified("expiring@example.com")
-    assert tokens["expires_in"] == 1
+    assert tokens["expires_in"] == 3
     assert (await api.me(tokens["access_token"])).status == 200
 
     expires_at = claims_of(tokens["access_token"])["exp"]
