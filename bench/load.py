@@ -237,6 +237,20 @@ async def drop_database(server_url: str, name: str) -> None:
         await engine.dispose()
 
 
+async def vacuum(database_url: str) -> None:
+    """VACUUM ANALYZE the database, as autovacuum would between phases.
+
+    Some machines run Postgres with autovacuum off; without this, every refresh's
+    dead session row stays, and later phases of a run measure the bloat.
+    """
+    engine = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("VACUUM ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
 def user_email(index: int) -> str:
     return f"bench-{index}@example.com"
 
@@ -685,6 +699,7 @@ async def bench(args: argparse.Namespace) -> bool:
                     await asyncio.sleep(HEALTH_PROBE_PAUSE)
                 return PhaseResult("GET /health (during logins)", args.duration, stats, None, 0.0)
 
+            await vacuum(database_url)
             print(f"phase GET /auth/me ({args.warmup:g}s + {args.duration:g}s) ...", flush=True)
             me, _ = await run_phase(
                 "GET /auth/me",
@@ -693,6 +708,7 @@ async def bench(args: argparse.Namespace) -> bool:
                 args.duration,
                 [me_worker(tokens) for tokens in sessions],
             )
+            await vacuum(database_url)
             print(f"phase POST /auth/refresh-token ({args.warmup:g}s + {args.duration:g}s) ...")
             refresh, _ = await run_phase(
                 "POST /auth/refresh-token",
@@ -703,6 +719,7 @@ async def bench(args: argparse.Namespace) -> bool:
             )
             # Measured right before the logins, with the server idle, so both see the
             # same machine.
+            await vacuum(database_url)
             print(f"hasher alone for {args.hasher_seconds:g}s ...", flush=True)
             hasher_rate = await hasher_alone(args.rounds, args.threads, args.hasher_seconds)
             print(f"phase POST /auth/login ({args.warmup:g}s + {args.duration:g}s) ...", flush=True)

@@ -59,6 +59,7 @@ from bench.load import (  # noqa: E402
     run_phase,
     timed,
     user_email,
+    vacuum,
 )
 from identity.adapters.sealing import Sealer  # noqa: E402
 from identity.adapters.sqlalchemy.engine import make_engine  # noqa: E402
@@ -129,19 +130,17 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of part 1")
+    parser.add_argument("--repeat", type=int, default=6, help="rounds of part 1 (each: both sides)")
     parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
     return parser.parse_args()
 
 
 async def hot_paths(
-    args: argparse.Namespace, server: Server, client: Client, http: aiohttp.ClientSession
+    args: argparse.Namespace, server: Server, client: Client, sessions: list[Tokens]
 ) -> tuple[PhaseResult, PhaseResult]:
+    """One refresh phase and one login phase; ``sessions`` carry over between calls."""
+    await vacuum(args.database_url)
     emails = [user_email(i) for i in range(args.users)]
-    deadline = time.perf_counter() + 120.0
-    sessions = await asyncio.gather(
-        *(client.tokens_for(emails[i % len(emails)], deadline) for i in range(args.concurrency))
-    )
 
     def refresh_worker(index: int, tokens: Tokens):  # type: ignore[no-untyped-def]
         async def work(window: Window, stats: Stats) -> None:
@@ -186,6 +185,7 @@ async def hot_paths(
 async def part_one(
     args: argparse.Namespace, database_url: str, secret_key: str, receiver: Receiver
 ) -> bool:
+    args.database_url = database_url
     port = free_port()
     env = _child_env(
         {
@@ -226,31 +226,52 @@ async def part_one(
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             await server.wait_healthy(http)
             client = Client(http, server.base)
+            emails = [user_email(i) for i in range(args.users)]
+            deadline = time.perf_counter() + 120.0
+            sessions = list(
+                await asyncio.gather(
+                    *(
+                        client.tokens_for(emails[i % len(emails)], deadline)
+                        for i in range(args.concurrency)
+                    )
+                )
+            )
             admin = {"Authorization": f"Bearer {key}"}
             plain: list[tuple[PhaseResult, PhaseResult]] = []
             hooked: list[tuple[PhaseResult, PhaseResult]] = []
             delivered = 0
-            # Alternated, so a machine that gets busier or quieter meanwhile
-            # weighs on both sides alike.
+            # Counterbalanced (without, with, with, without, ...): the database grows
+            # and the machine drifts during a run, and a fixed order would charge
+            # that drift to whichever side always comes second.
+            # One unrecorded round first: the first phase after start-up runs on cold
+            # caches and would weigh on whichever side came first.
+            print("part 1: warm-up round ...", flush=True)
+            await hot_paths(args, server, client, sessions)
             for turn in range(1, args.repeat + 1):
-                print(f"part 1, round {turn}: no webhook ...", flush=True)
-                plain.append(await hot_paths(args, server, client, http))
-                async with http.post(
-                    f"{server.base}/admin/webhooks",
-                    json={"url": receiver.url, "events": [kind.value for kind in EventType]},
-                    headers=admin,
-                ) as response:
-                    if response.status != 201:
-                        raise BenchError(f"could not create the webhook: {await response.text()}")
-                    hook_id = (await response.json())["id"]
-                before = await receiver.count(http)
-                print(f"part 1, round {turn}: one webhook on every event ...", flush=True)
-                hooked.append(await hot_paths(args, server, client, http))
-                delivered += await receiver.count(http) - before
-                async with http.delete(
-                    f"{server.base}/admin/webhooks/{hook_id}", headers=admin
-                ) as response:
-                    await response.read()
+                order = ("plain", "hooked") if turn % 2 else ("hooked", "plain")
+                for side in order:
+                    if side == "plain":
+                        print(f"part 1, round {turn}: no webhook ...", flush=True)
+                        plain.append(await hot_paths(args, server, client, sessions))
+                        continue
+                    async with http.post(
+                        f"{server.base}/admin/webhooks",
+                        json={"url": receiver.url, "events": [kind.value for kind in EventType]},
+                        headers=admin,
+                    ) as response:
+                        if response.status != 201:
+                            raise BenchError(
+                                f"could not create the webhook: {await response.text()}"
+                            )
+                        hook_id = (await response.json())["id"]
+                    before = await receiver.count(http)
+                    print(f"part 1, round {turn}: one webhook on every event ...", flush=True)
+                    hooked.append(await hot_paths(args, server, client, sessions))
+                    delivered += await receiver.count(http) - before
+                    async with http.delete(
+                        f"{server.base}/admin/webhooks/{hook_id}", headers=admin
+                    ) as response:
+                        await response.read()
     finally:
         await server.stop()
         log.close()
@@ -327,9 +348,7 @@ async def part_two(
         elapsed = time.perf_counter() - started
         async with uow() as work:
             left = await work.webhook_deliveries.pending_count()
-            settled = await work.webhook_deliveries.list_for_webhook(
-                hook.id, limit=args.events + 1
-            )
+            settled = await work.webhook_deliveries.list_for_webhook(hook.id, limit=args.events + 1)
         done = sum(1 for item in settled if item.status is DeliveryStatus.DELIVERED)
     finally:
         await sender.close()
@@ -342,17 +361,13 @@ async def part_two(
         f"from one process: {rate:,.0f}/s"
     )
     print(f"left pending: {left}")
-    print(
-        f"target: >= {TARGET_DELIVERIES_PER_SECOND:,.0f}/s: {'PASS' if passed else 'FAIL'}"
-    )
+    print(f"target: >= {TARGET_DELIVERIES_PER_SECOND:,.0f}/s: {'PASS' if passed else 'FAIL'}")
     return passed
 
 
 async def bench(args: argparse.Namespace) -> bool:
     name = f"identity_bench_{secrets.token_hex(6)}"
-    database_url = (
-        _admin_url(args.database_server_url).set(database=name).render_as_string(False)
-    )
+    database_url = _admin_url(args.database_server_url).set(database=name).render_as_string(False)
     receiver = Receiver()
     created = False
     try:
