@@ -304,11 +304,11 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-async def run_command(args: list[str], env: dict[str, str], what: str) -> str:
+async def run_command(args: list[str], env: dict[str, str], what: str, cwd: Path = REPO) -> str:
     process = await asyncio.create_subprocess_exec(
         *args,
         env=env,
-        cwd=str(REPO),
+        cwd=str(cwd),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -365,8 +365,9 @@ def tail(path: str, lines: int = 30) -> str:
 class Server:
     """One ``identity serve`` child process; ``stop`` is safe to call in any state."""
 
-    def __init__(self, env: dict[str, str], port: int, log: TextIO) -> None:
+    def __init__(self, env: dict[str, str], port: int, log: TextIO, cwd: Path = REPO) -> None:
         self.env = env
+        self.cwd = cwd  # ``python -m`` puts it first on sys.path
         self.port = port
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
@@ -383,7 +384,7 @@ class Server:
             "--port",
             str(self.port),
             env=self.env,
-            cwd=str(REPO),
+            cwd=str(self.cwd),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self.log,
             stderr=self.log,
