@@ -112,6 +112,11 @@ TENANT_SETTINGS: dict[str, Any] = {
 _PROVIDER_CLIENT_SETTING = re.compile(r"^(github|oidc_[a-z][a-z0-9]{0,31})_client_(id|secret)$")
 
 
+def is_secret_setting(key: str) -> bool:
+    """A provider client secret: stored sealed, shown masked."""
+    return key.endswith("_client_secret")
+
+
 def _parser_for(key: str) -> Any:
     if key in TENANT_SETTINGS:
         return TENANT_SETTINGS[key]

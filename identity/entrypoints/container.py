@@ -220,6 +220,7 @@ class Container(containers.DeclarativeContainer):
     code_request_sealer = providers.Singleton(Sealer, secret_key, "code-request")
     webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
     totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
+    tenant_secret_sealer = providers.Singleton(Sealer, secret_key, "tenant-secret")
     uow = providers.Selector(
         storage,
         sql=providers.Factory(
@@ -230,6 +231,7 @@ class Container(containers.DeclarativeContainer):
             code_request_sealer=code_request_sealer,
             webhook_sealer=webhook_sealer,
             totp_sealer=totp_sealer,
+            tenant_secret_sealer=tenant_secret_sealer,
         ),
         memory=providers.Factory(MemoryUnitOfWork, memory_store),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import attrs
 import pytest
 from dependency_injector import providers
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, memory_uow_factory
@@ -30,6 +31,7 @@ from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
+from identity.adapters.sqlalchemy.repositories import SEALED_SETTING_PREFIX
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import (
     ActiveSessionReader,
@@ -323,6 +325,58 @@ async def test_tenant_update_stores_settings_and_disabled(storage: Storage) -> N
     await write(storage, lambda uow: uow.tenants.update(changed))
 
     assert await read(storage, lambda uow: uow.tenants.get(tenant.id)) == changed
+
+
+async def test_provider_client_secrets_round_trip_and_are_stored_sealed(storage: Storage) -> None:
+    secret = "gh-secret-value-" + uuid.uuid4().hex
+    tenant = await add_tenant(
+        storage, "acme", github_client_id="Iv1.abc", github_client_secret=secret, otp_ttl=120
+    )
+
+    assert await read(storage, lambda uow: uow.tenants.get(tenant.id)) == tenant
+    if storage.engine is None:
+        return
+    async with storage.engine.connect() as connection:
+        stored = (
+            await connection.execute(
+                select(t.tenants.c.settings).where(t.tenants.c.id == tenant.id)
+            )
+        ).scalar_one()
+    assert secret not in json.dumps(stored)
+    assert stored["github_client_secret"].startswith(SEALED_SETTING_PREFIX)
+    assert stored["github_client_id"] == "Iv1.abc" and stored["otp_ttl"] == 120
+
+
+async def test_a_client_secret_stored_in_clear_by_an_earlier_version_still_reads(
+    storage: Storage,
+) -> None:
+    if storage.engine is None:
+        pytest.skip("SQL storage only: the in-memory store keeps no rows")
+    tenant = await add_tenant(storage, "acme")
+    async with storage.engine.begin() as connection:
+        await connection.execute(
+            update(t.tenants)
+            .where(t.tenants.c.id == tenant.id)
+            .values(settings={"google_client_secret": "clear-from-before"})
+        )
+
+    found = await read(storage, lambda uow: uow.tenants.get(tenant.id))
+
+    assert found is not None and found.settings == {"google_client_secret": "clear-from-before"}
+
+
+async def test_a_client_secret_sealed_with_another_key_reads_as_not_set(storage: Storage) -> None:
+    if storage.engine is None:
+        pytest.skip("SQL storage only: the in-memory store keeps no rows")
+    tenant = await add_tenant(storage, "acme", github_client_secret="s3cret", otp_ttl=60)
+    foreign = functools.partial(
+        SqlUnitOfWork, storage.engine, Sealer("another-secret-" * 3, "outbox")
+    )
+
+    async with foreign() as uow:
+        found = await uow.tenants.get(tenant.id)
+
+    assert found is not None and found.settings == {"otp_ttl": 60}
 
 
 # --- accounts -----------------------------------------------------------------

@@ -6,6 +6,7 @@ They share the unit of work's connection and never commit.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity.adapters.sealing import Sealer, UnsealError
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.types import UtcDateTime
+from identity.application.policy import is_secret_setting
 from identity.application.ports import (
     AccountRepository,
     CodeRequestQueue,
@@ -71,20 +73,58 @@ def _constraint_name(error: IntegrityError) -> str:
     return str(name) if name else str(error.orig)
 
 
-class SqlTenantRepository(TenantRepository):
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._c = connection
+log = logging.getLogger("identity.storage")
 
-    @staticmethod
-    def _to_entity(row: Any) -> Tenant:
+# A sealed setting value: the prefix tells it from a value stored in clear by an
+# earlier version (read as it is, sealed at the tenant's next write).
+SEALED_SETTING_PREFIX = "sealed:v1:"
+
+
+class SqlTenantRepository(TenantRepository):
+    """Tenants; provider client secrets among the settings are stored sealed."""
+
+    def __init__(self, connection: AsyncConnection, sealer: Sealer | None = None) -> None:
+        self._c = connection
+        self._sealer = sealer
+
+    def _to_entity(self, row: Any) -> Tenant:
         return Tenant(
             id=row.id,
             slug=row.slug,
             name=row.name,
             created_at=row.created_at,
             disabled=row.disabled,
-            settings=dict(row.settings or {}),
+            settings=self._unsealed(row.slug, dict(row.settings or {})),
         )
+
+    def _unsealed(self, slug: str, settings: dict[str, Any]) -> dict[str, Any]:
+        for key, value in list(settings.items()):
+            if not (isinstance(value, str) and value.startswith(SEALED_SETTING_PREFIX)):
+                continue
+            if self._sealer is None:
+                del settings[key]
+                continue
+            try:
+                sealed = value.removeprefix(SEALED_SETTING_PREFIX).encode()
+                settings[key] = self._sealer.unseal(sealed).decode()
+            except UnsealError:
+                # Another secret key: the provider reads as not configured for this
+                # tenant (its sign-in answers so) rather than failing every request.
+                log.warning("tenant setting cannot be unsealed", extra={"tenant": slug, "key": key})
+                del settings[key]
+        return settings
+
+    def _sealed(self, settings: dict[str, Any]) -> dict[str, Any]:
+        if self._sealer is None:
+            return settings
+        return {
+            key: (
+                SEALED_SETTING_PREFIX + self._sealer.seal(value.encode()).decode()
+                if is_secret_setting(key) and isinstance(value, str)
+                else value
+            )
+            for key, value in settings.items()
+        }
 
     async def get_by_slug(self, slug: str) -> Tenant | None:
         row = (await self._c.execute(select(t.tenants).where(t.tenants.c.slug == slug))).first()
@@ -112,15 +152,14 @@ class SqlTenantRepository(TenantRepository):
             update(t.tenants).where(t.tenants.c.id == tenant.id).values(**self._values(tenant))
         )
 
-    @staticmethod
-    def _values(tenant: Tenant) -> dict[str, Any]:
+    def _values(self, tenant: Tenant) -> dict[str, Any]:
         return {
             "id": tenant.id,
             "slug": tenant.slug,
             "name": tenant.name,
             "created_at": tenant.created_at,
             "disabled": tenant.disabled,
-            "settings": json.loads(json.dumps(tenant.settings)),
+            "settings": json.loads(json.dumps(self._sealed(tenant.settings))),
         }
 
 

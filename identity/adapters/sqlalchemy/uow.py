@@ -41,6 +41,7 @@ class SqlUnitOfWork(UnitOfWork):
         code_request_sealer: Sealer | None = None,
         webhook_sealer: Sealer | None = None,
         totp_sealer: Sealer | None = None,
+        tenant_secret_sealer: Sealer | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = outbox_sealer
@@ -49,6 +50,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._code_request_sealer = code_request_sealer or outbox_sealer
         self._webhook_sealer = webhook_sealer or outbox_sealer
         self._totp_sealer = totp_sealer or outbox_sealer
+        self._tenant_secret_sealer = tenant_secret_sealer or outbox_sealer
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -62,7 +64,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise
         # The transaction begins with the first statement (SQLAlchemy autobegin).
         self._connection = connection
-        self.tenants = SqlTenantRepository(connection)
+        self.tenants = SqlTenantRepository(connection, self._tenant_secret_sealer)
         self.accounts = SqlAccountRepository(connection)
         self.challenges = SqlOtpChallengeRepository(connection)
         self.sessions = SqlSessionRepository(connection)
