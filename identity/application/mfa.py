@@ -419,7 +419,7 @@ class DisableTotp:
             now = s.clock.now()
             await _remove_mfa(uow, account, now)
             ended = await uow.sessions.revoke_all_for_account(
-                tenant.id, account.id, now, "mfa_disabled", keep=principal.session_id
+                tenant.id, account.id, now, "revoked_by_user", keep=principal.session_id
             )
             await _record_mfa_off(uow, account, now, client, principal.session_id, ended)
             await uow.commit()
