@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route and status, logins, limits, the outbox."""
+"""Prometheus metrics: requests by route and status, logins, limits, the outbox and
+the webhook queue."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ class Metrics:
         self.outbox_depth = Gauge(
             "identity_email_outbox_pending",
             "Mail messages waiting in the outbox.",
+            registry=self.registry,
+        )
+        self.webhook_depth = Gauge(
+            "identity_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or given up (due now or retrying later).",
             registry=self.registry,
         )
 

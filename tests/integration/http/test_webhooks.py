@@ -29,6 +29,7 @@ from identity.entrypoints.http import app as http_app
 from identity.entrypoints.http.app import build_container
 from identity.entrypoints.settings import Settings
 from tests.integration.http.conftest import Api, MakeApi, problem_of
+from tests.integration.http.test_metrics import metrics_text, sample
 
 WAIT_SECONDS = 15.0
 FAST = (timedelta(milliseconds=100),) * 3
@@ -148,9 +149,7 @@ async def fail_login(api: Api, email: str = "nobody@example.com") -> None:
 
 
 async def deliveries(api: Api, hook: dict[str, Any]) -> list[dict[str, Any]]:
-    response = await api.get(
-        f"/admin/webhooks/{hook['id']}/deliveries", token=hook["manager"]
-    )
+    response = await api.get(f"/admin/webhooks/{hook['id']}/deliveries", token=hook["manager"])
     assert response.status == 200, await response.text()
     return list((await response.json())["items"])
 
@@ -248,9 +247,9 @@ async def test_an_event_is_delivered_signed_and_verifiable_with_standardwebhooks
     payload = receiver.verified[0]
     headers, _ = receiver.requests[0]
     reader = await api.api_key("events:read")
-    [event] = (
-        await (await api.get("/admin/events?type=login.failed", token=reader)).json()
-    )["items"]
+    [event] = (await (await api.get("/admin/events?type=login.failed", token=reader)).json())[
+        "items"
+    ]
     assert headers["webhook-id"] == event["id"]
     assert headers["Content-Type"] == "application/json"
     assert payload == {"type": "login.failed", "timestamp": event["occurred_at"], "data": event}
@@ -303,6 +302,21 @@ async def test_a_500_and_a_timeout_are_retried_until_delivered(
     ids = {headers["webhook-id"] for headers, _ in receiver.requests}
     assert ids == {delivery["event_id"]}  # one id across the retries
     assert len(receiver.requests) == 3
+
+
+async def test_the_queue_depth_is_in_the_metrics(
+    make_api: MakeApi, settings_for: Callable[..., Settings], receiver: Receiver
+) -> None:
+    # One failed attempt, then the next one an hour away: the delivery waits.
+    api = await webhook_api(make_api, settings_for, schedule=(timedelta(hours=1),))
+    await subscribe(api, receiver.url)
+    receiver.plan = [503]
+    assert sample(await metrics_text(api), "identity_webhook_deliveries_pending") == 0
+
+    await fail_login(api)  # the event and its delivery are committed before the answer
+    await fail_login(api, "someone@example.com")
+
+    assert sample(await metrics_text(api), "identity_webhook_deliveries_pending") == 2
 
 
 async def test_a_delivery_fails_once_the_schedule_is_spent(

@@ -79,8 +79,11 @@ async def metrics(
     try:
         async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT), uow() as unit:
             registry.outbox_depth.set(await unit.outbox.pending_count())
+            registry.webhook_depth.set(await unit.webhook_deliveries.pending_count())
     except Exception:
-        registry.outbox_depth.set(float("nan"))  # unknown while the database is away
+        # Unknown while the database is away.
+        registry.outbox_depth.set(float("nan"))
+        registry.webhook_depth.set(float("nan"))
     response = web.Response(body=registry.render())
     response.headers["Content-Type"] = METRICS_CONTENT_TYPE
     return response

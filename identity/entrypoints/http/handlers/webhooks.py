@@ -146,9 +146,7 @@ async def create_webhook(
         )
     )
     hook = new.webhook
-    return NewWebhookView(
-        hook.id, hook.url, sorted(hook.event_types), new.secret, hook.created_at
-    )
+    return NewWebhookView(hook.id, hook.url, sorted(hook.event_types), new.secret, hook.created_at)
 
 
 @endpoints.get("/admin/webhooks", summary="List the tenant's webhooks", ok=WebhookList, auth=MANAGE)
