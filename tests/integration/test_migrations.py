@@ -85,6 +85,60 @@ async def test_stairway_up_down_and_up_again_one_revision_at_a_time(
     assert await table_names(url) == expected_tables | {"alembic_version"}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_the_provider_names_of_existing_links_are_filled_in(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    url: str = request.getfixturevalue(
+        "sqlite_url" if backend == "sqlite" else "fresh_postgres_url"
+    )
+    await asyncio.to_thread(upgrade, url, "0011")
+    engine = create_async_engine(url)
+    tenant, linked, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                tables.tenants.insert().values(
+                    id=tenant, slug="acme", name="Acme", created_at=NOW, disabled=False, settings={}
+                )
+            )
+            for user, email in ((linked, "a@example.com"), (plain, "b@example.com")):
+                await connection.execute(
+                    tables.users.insert().values(
+                        id=user,
+                        tenant_id=tenant,
+                        email=email,
+                        normalized_email=email,
+                        is_verified=True,
+                        created_at=NOW,
+                        updated_at=NOW,
+                    )
+                )
+            for provider in ("google", "github"):
+                await connection.execute(
+                    tables.external_identities.insert().values(
+                        id=uuid.uuid4(),
+                        tenant_id=tenant,
+                        user_id=linked,
+                        provider=provider,
+                        subject=f"{provider}-1",
+                        created_at=NOW,
+                    )
+                )
+        await asyncio.to_thread(upgrade, url, "head")
+        async with engine.connect() as connection:
+            names = dict(
+                (
+                    await connection.execute(select(tables.users.c.id, tables.users.c.identities))
+                ).all()
+            )
+    finally:
+        await engine.dispose()
+
+    assert sorted(names[linked].split(",")) == ["github", "google"]
+    assert names[plain] is None
+
+
 async def test_head_has_exactly_the_default_tenant(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         rows = (await connection.execute(select(tables.tenants))).all()

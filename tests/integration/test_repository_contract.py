@@ -1424,6 +1424,25 @@ async def test_an_account_has_one_identity_per_provider_listed_and_removable(
     await write(storage, lambda uow: uow.external_identities.add(second_google))
 
 
+async def test_links_made_at_once_to_one_account_are_all_in_its_provider_names(
+    storage: Storage, tenant: Tenant
+) -> None:
+    account = await add_account(storage, tenant)
+    providers = [f"oidc_p{index}" for index in range(RACERS)]
+    links = iter(
+        attrs.evolve(new_link(tenant, account, f"sub-{name}"), provider=name) for name in providers
+    )
+
+    async def link() -> None:
+        await write(storage, lambda uow: uow.external_identities.add(next(links)))
+
+    results = await race(RACERS, link)
+
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    read_back = await read(storage, lambda uow: uow.accounts.get(tenant.id, account.id))
+    assert read_back is not None and read_back.identities == tuple(sorted(providers))
+
+
 async def test_a_pending_link_keeps_its_provider_and_user(storage: Storage, tenant: Tenant) -> None:
     account = await add_account(storage, tenant)
     pending = new_pending(tenant, provider="keycloak", link_user_id=account.id)

@@ -11,14 +11,14 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.adapters.sqlalchemy.repositories import IDENTITIES, SqlAccountRepository
+from identity.adapters.sqlalchemy.repositories import SqlAccountRepository
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
 from identity.domain.errors import StorageUnavailableError
 
 _ACCOUNT_FOR_SESSION = (
-    select(t.users, IDENTITIES)
+    select(t.users)
     .join(
         t.sessions,
         and_(t.sessions.c.user_id == t.users.c.id, t.sessions.c.tenant_id == t.users.c.tenant_id),

@@ -163,16 +163,16 @@ class SqlTenantRepository(TenantRepository):
         }
 
 
-# ``Account.identities`` is derived: one correlated aggregate over the indexed
-# ``user_id`` per account read (NULL when there is no link).
-IDENTITIES = (
-    # The separator as a literal: a bound one would be a post-compile parameter,
-    # which the hot read's precompiled native statement cannot carry.
-    select(func.aggregate_strings(t.external_identities.c.provider, literal_column("','")))  # type: ignore[arg-type]
-    .where(t.external_identities.c.user_id == t.users.c.id)
-    .scalar_subquery()
-    .label("identities")
-)
+# ``Account.identities`` is read from ``users.identities``, which linking and
+# unlinking recompute from ``external_identities`` in their own transaction.
+def _recomputed_identities(account_id: Any) -> Any:
+    return (
+        select(
+            func.aggregate_strings(t.external_identities.c.provider, literal_column("','"))  # type: ignore[arg-type]
+        )
+        .where(t.external_identities.c.user_id == account_id)
+        .scalar_subquery()
+    )
 
 
 def identity_names(value: str | None) -> tuple[str, ...]:
@@ -182,15 +182,15 @@ def identity_names(value: str | None) -> tuple[str, ...]:
 
 # The statements of the hot paths are built once: SQLAlchemy memoises a
 # statement object's cache key, so each execution skips construction and hashing.
-_ACCOUNT_BY_ID = select(t.users, IDENTITIES).where(
+_ACCOUNT_BY_ID = select(t.users).where(
     t.users.c.tenant_id == bindparam("tenant_id"), t.users.c.id == bindparam("account_id")
 )
-_ACCOUNT_BY_EMAIL = select(t.users, IDENTITIES).where(
+_ACCOUNT_BY_EMAIL = select(t.users).where(
     t.users.c.tenant_id == bindparam("tenant_id"),
     t.users.c.normalized_email == bindparam("email_key"),
 )
 _ACCOUNTS_FIRST = (
-    select(t.users, IDENTITIES)
+    select(t.users)
     .where(t.users.c.tenant_id == bindparam("tenant_id"))
     .order_by(t.users.c.created_at, t.users.c.id)
     .limit(bindparam("limit"))
@@ -777,6 +777,9 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
         return [self._to_entity(row) for row in await self._c.execute(query)]
 
     async def add(self, link: LinkedIdentity) -> None:
+        # The account row first: inserting the link share-locks it (foreign key),
+        # so locking it after would deadlock two links made to it at once.
+        await self._lock_account(link.tenant_id, link.user_id)
         try:
             async with self._c.begin_nested():
                 await self._c.execute(
@@ -801,13 +804,41 @@ class SqlExternalIdentityRepository(ExternalIdentityRepository):
                     raise IdentityAlreadyLinkedError(link.provider) from None
                 raise IdentityInUseError(link.provider) from None
             raise
+        await self._refresh_names(link.tenant_id, link.user_id)
 
     async def delete(self, tenant_id: UUID, link_id: UUID) -> bool:
         c = t.external_identities.c
         result = await self._c.execute(
-            delete(t.external_identities).where(c.tenant_id == tenant_id, c.id == link_id)
+            delete(t.external_identities)
+            .where(c.tenant_id == tenant_id, c.id == link_id)
+            .returning(c.user_id)
         )
-        return bool(result.rowcount)
+        user_id = result.scalar_one_or_none()
+        if user_id is None:
+            return False
+        await self._refresh_names(tenant_id, user_id)
+        return True
+
+    async def _lock_account(self, tenant_id: UUID, user_id: UUID) -> None:
+        u = t.users.c
+        # FOR NO KEY UPDATE: it does not block the share lock of a foreign key check.
+        owner = select(u.id).where(u.tenant_id == tenant_id, u.id == user_id)
+        await self._c.execute(owner.with_for_update(key_share=True))
+
+    async def _refresh_names(self, tenant_id: UUID, user_id: UUID) -> None:
+        """Recompute ``users.identities`` after a link or an unlink.
+
+        Under the account's row lock, in a statement of its own: a concurrent
+        link or unlink of the same account waits for that lock, and this
+        statement (a new snapshot under READ COMMITTED) sees what it committed.
+        """
+        await self._lock_account(tenant_id, user_id)
+        u = t.users.c
+        await self._c.execute(
+            update(t.users)
+            .where(u.tenant_id == tenant_id, u.id == user_id)
+            .values(identities=_recomputed_identities(user_id))
+        )
 
 
 class SqlOAuthStateRepository(OAuthStateRepository):

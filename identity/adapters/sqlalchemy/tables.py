@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
     false,
@@ -62,6 +63,9 @@ users = Table(
     Column("last_login_at", UtcDateTime, nullable=True),
     # Kept by the MFA use cases so the hot read of /auth/me needs no join.
     Column("mfa_enabled", Boolean, nullable=False, default=False, server_default=false()),
+    # The linked providers' names, comma-separated (NULL: none), kept by the
+    # external identity repository so the hot read needs no aggregate.
+    Column("identities", Text, nullable=True),
     UniqueConstraint("tenant_id", "normalized_email"),
     # The admin list's keyset order.
     Index(None, "tenant_id", "created_at", "id"),
