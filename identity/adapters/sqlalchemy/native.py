@@ -1,4 +1,5 @@
-"""One-row reads outside any transaction, for per-request authentication reads.
+"""One-row reads outside any transaction, for per-request authentication reads, and
+many-row reads on a unit of work's connection, for list pages.
 
 On Postgres with asyncpg the statement, compiled once, goes straight to the
 pooled driver connection (asyncpg prepares and caches it): no BEGIN, no
@@ -15,9 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
 
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
 
 
@@ -63,3 +65,46 @@ class OneRowRead:
             if value is not None:
                 setattr(row, name, value.astimezone(UTC))
         return row
+
+
+class ManyRowsRead:
+    """``await read(connection, params)`` -> every row (attribute access).
+
+    On the unit of work's own connection, so it sees that transaction when one
+    is open. On Postgres with asyncpg the statement, compiled once, goes to the
+    driver connection: a page of 50 accounts skipped SQLAlchemy's per-row
+    result processing, which was most of the page's cost.
+    """
+
+    def __init__(self, statement: Select[Any], *, datetimes: tuple[str, ...] = ()) -> None:
+        self._statement = statement
+        self._datetimes = datetimes
+        self._native: tuple[str, list[str], dict[str, Any]] | None = None
+
+    async def __call__(self, connection: AsyncConnection, params: Mapping[str, Any]) -> list[Any]:
+        if connection.dialect.driver != "asyncpg":
+            return list(await connection.execute(self._statement, dict(params)))
+        if self._native is None:
+            compiled = self._statement.compile(dialect=connection.dialect)
+            assert compiled.positiontup is not None
+            self._native = (compiled.string, list(compiled.positiontup), dict(compiled.params))
+        sql, order, constants = self._native
+        raw = await connection.get_raw_connection()
+        values = [params[name] if name in params else constants[name] for name in order]
+        try:
+            records = await raw.driver_connection.fetch(sql, *values)  # type: ignore[union-attr]
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            # Outside SQLAlchemy nobody else notices a dead connection.
+            await connection.invalidate()
+            raise StorageUnavailableError(type(error).__name__) from error
+        rows = []
+        for record in records:
+            row = SimpleNamespace(**dict(record))
+            for name in self._datetimes:
+                value = getattr(row, name)
+                if value is not None:
+                    setattr(row, name, value.astimezone(UTC))
+            rows.append(row)
+        return rows

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sealing import Sealer, UnsealError
 from identity.adapters.sqlalchemy import tables as t
+from identity.adapters.sqlalchemy.native import ManyRowsRead
 from identity.adapters.sqlalchemy.types import UtcDateTime
 from identity.application.policy import is_secret_setting
 from identity.application.ports import (
@@ -202,6 +203,9 @@ _ACCOUNTS_AFTER = _ACCOUNTS_FIRST.where(
         bindparam("after_created_at", type_=UtcDateTime()), bindparam("after_id", type_=Uuid())
     )
 )
+_USER_DATETIMES = ("verified_at", "created_at", "updated_at", "last_login_at")
+_ACCOUNTS_FIRST_READ = ManyRowsRead(_ACCOUNTS_FIRST, datetimes=_USER_DATETIMES)
+_ACCOUNTS_AFTER_READ = ManyRowsRead(_ACCOUNTS_AFTER, datetimes=_USER_DATETIMES)
 _SESSION_BY_ID = select(t.sessions).where(
     t.sessions.c.tenant_id == bindparam("tenant_id"), t.sessions.c.id == bindparam("session_id")
 )
@@ -313,12 +317,12 @@ class SqlAccountRepository(AccountRepository):
 
     async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Account]:
         params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit}
-        statement = _ACCOUNTS_FIRST
+        read = _ACCOUNTS_FIRST_READ
         if after is not None:
-            statement = _ACCOUNTS_AFTER
+            read = _ACCOUNTS_AFTER_READ
             params.update(after_created_at=after.created_at, after_id=after.id)
         # Read-only: a page is not remembered for ``update``.
-        return [self._to_entity(row) for row in await self._c.execute(statement, params)]
+        return [self._to_entity(row) for row in await read(self._c, params)]
 
     async def delete(self, tenant_id: UUID, account_id: UUID) -> bool:
         # Sessions, linked identities and factors go with it (ON DELETE CASCADE).
