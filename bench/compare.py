@@ -41,18 +41,17 @@ from bench.load import (  # noqa: E402
     BenchError,
     Client,
     Server,
-    Stats,
     Tokens,
-    Window,
     _admin_url,
     create_database,
     create_users,
     drop_database,
     free_port,
+    me_worker,
     open_log,
+    refresh_worker,
     run_command,
     run_phase,
-    timed,
     user_email,
     vacuum,
 )
@@ -120,36 +119,16 @@ async def _slice(side: Side, http: aiohttp.ClientSession, args: argparse.Namespa
     client = Client(http, side.server.base)
     emails = [user_email(i) for i in range(args.users)]
 
-    def me_worker(tokens: Tokens):  # type: ignore[no-untyped-def]
-        async def work(window: Window, stats: Stats) -> None:
-            while time.perf_counter() < window.ends:
-                await timed(stats, window, client.me(tokens.access))
-
-        return work
-
-    def refresh_worker(index: int, tokens: Tokens):  # type: ignore[no-untyped-def]
-        async def work(window: Window, stats: Stats) -> None:
-            current = tokens.refresh
-            while time.perf_counter() < window.ends:
-                successor = await timed(stats, window, client.refresh(current))
-                if successor is None:
-                    fresh = await client.tokens_for(emails[index % len(emails)], window.ends + 60)
-                    successor = fresh.refresh
-                current = successor
-            tokens.refresh = current
-
-        return work
-
     await vacuum(side.database_url)
     me, _ = await run_phase(
-        "me", side.server, args.warmup, args.duration, [me_worker(t) for t in side.sessions]
+        "me", side.server, args.warmup, args.duration, [me_worker(client, t) for t in side.sessions]
     )
     refresh, _ = await run_phase(
         "refresh",
         side.server,
         args.warmup,
         args.duration,
-        [refresh_worker(i, t) for i, t in enumerate(side.sessions)],
+        [refresh_worker(client, emails[i % len(emails)], t) for i, t in enumerate(side.sessions)],
     )
     side.me.append(me.rate)
     side.refresh.append(refresh.rate)

@@ -504,6 +504,47 @@ async def timed(stats: Stats, window: Window, call: Awaitable[tuple[int, T]]) ->
     return payload if stats.record(window, started, status) else None
 
 
+def me_worker(client: Client, tokens: Tokens) -> Worker:
+    """``GET /auth/me`` with the session's access token, back to back."""
+
+    async def work(window: Window, stats: Stats) -> None:
+        while time.perf_counter() < window.ends:
+            await timed(stats, window, client.me(tokens.access))
+
+    return work
+
+
+def refresh_worker(client: Client, email: str, tokens: Tokens) -> Worker:
+    """Refresh the session's token chain, back to back; the last token is kept."""
+
+    async def work(window: Window, stats: Stats) -> None:
+        current = tokens.refresh
+        while time.perf_counter() < window.ends:
+            successor = await timed(stats, window, client.refresh(current))
+            if successor is None:
+                # The chain's state is unknown now: start a fresh session
+                # rather than present a possibly spent token again.
+                fresh = await client.tokens_for(email, window.ends + 60.0)
+                successor = fresh.refresh
+            current = successor
+        tokens.refresh = current
+
+    return work
+
+
+def login_worker(client: Client, emails: list[str], index: int, stride: int) -> Worker:
+    """Password logins, each worker walking the users with its own offset."""
+
+    async def work(window: Window, stats: Stats) -> None:
+        turn = 0
+        while time.perf_counter() < window.ends:
+            email = emails[(index + turn * stride) % len(emails)]
+            turn += 1
+            await timed(stats, window, client.login(email))
+
+    return work
+
+
 async def run_phase(
     name: str,
     server: Server,
@@ -659,40 +700,6 @@ async def bench(args: argparse.Namespace) -> bool:
                 )
             )
 
-            def me_worker(tokens: Tokens) -> Worker:
-                async def work(window: Window, stats: Stats) -> None:
-                    while time.perf_counter() < window.ends:
-                        await timed(stats, window, client.me(tokens.access))
-
-                return work
-
-            def refresh_worker(index: int, tokens: Tokens) -> Worker:
-                async def work(window: Window, stats: Stats) -> None:
-                    current = tokens.refresh
-                    while time.perf_counter() < window.ends:
-                        successor = await timed(stats, window, client.refresh(current))
-                        if successor is None:
-                            # The chain's state is unknown now: start a fresh session
-                            # rather than present a possibly spent token again.
-                            fresh = await client.tokens_for(
-                                emails[index % len(emails)], window.ends + 60.0
-                            )
-                            successor = fresh.refresh
-                        current = successor
-                    tokens.refresh = current
-
-                return work
-
-            def login_worker(index: int) -> Worker:
-                async def work(window: Window, stats: Stats) -> None:
-                    turn = 0
-                    while time.perf_counter() < window.ends:
-                        email = emails[(index + turn * args.concurrency) % len(emails)]
-                        turn += 1
-                        await timed(stats, window, client.login(email))
-
-                return work
-
             async def health_prober(window: Window) -> PhaseResult:
                 stats = Stats()
                 while time.perf_counter() < window.ends:
@@ -707,7 +714,7 @@ async def bench(args: argparse.Namespace) -> bool:
                 server,
                 args.warmup,
                 args.duration,
-                [me_worker(tokens) for tokens in sessions],
+                [me_worker(client, tokens) for tokens in sessions],
             )
             await vacuum(database_url)
             print(f"phase POST /auth/refresh-token ({args.warmup:g}s + {args.duration:g}s) ...")
@@ -716,7 +723,10 @@ async def bench(args: argparse.Namespace) -> bool:
                 server,
                 args.warmup,
                 args.duration,
-                [refresh_worker(i, tokens) for i, tokens in enumerate(sessions)],
+                [
+                    refresh_worker(client, emails[i % len(emails)], tokens)
+                    for i, tokens in enumerate(sessions)
+                ],
             )
             # Measured right before the logins, with the server idle, so both see the
             # same machine.
@@ -729,7 +739,10 @@ async def bench(args: argparse.Namespace) -> bool:
                 server,
                 args.warmup,
                 args.duration,
-                [login_worker(i) for i in range(args.concurrency)],
+                [
+                    login_worker(client, emails, i, args.concurrency)
+                    for i in range(args.concurrency)
+                ],
                 side=health_prober,
             )
             assert health is not None

@@ -45,19 +45,18 @@ from bench.load import (  # noqa: E402
     Client,
     PhaseResult,
     Server,
-    Stats,
     Tokens,
-    Window,
     _admin_url,
     _child_env,
     create_database,
     create_users,
     drop_database,
     free_port,
+    login_worker,
     open_log,
+    refresh_worker,
     run_command,
     run_phase,
-    timed,
     user_email,
     vacuum,
 )
@@ -142,42 +141,22 @@ async def hot_paths(
     await vacuum(args.database_url)
     emails = [user_email(i) for i in range(args.users)]
 
-    def refresh_worker(index: int, tokens: Tokens):  # type: ignore[no-untyped-def]
-        async def work(window: Window, stats: Stats) -> None:
-            current = tokens.refresh
-            while time.perf_counter() < window.ends:
-                successor = await timed(stats, window, client.refresh(current))
-                if successor is None:
-                    fresh = await client.tokens_for(emails[index % len(emails)], window.ends + 60)
-                    successor = fresh.refresh
-                current = successor
-            tokens.refresh = current
-
-        return work
-
-    def login_worker(index: int):  # type: ignore[no-untyped-def]
-        async def work(window: Window, stats: Stats) -> None:
-            turn = 0
-            while time.perf_counter() < window.ends:
-                email = emails[(index + turn * args.concurrency) % len(emails)]
-                turn += 1
-                await timed(stats, window, client.login(email))
-
-        return work
-
     refresh, _ = await run_phase(
         "refresh",
         server,
         args.warmup,
         args.duration,
-        [refresh_worker(i, tokens) for i, tokens in enumerate(sessions)],
+        [
+            refresh_worker(client, emails[i % len(emails)], tokens)
+            for i, tokens in enumerate(sessions)
+        ],
     )
     login, _ = await run_phase(
         "login",
         server,
         args.warmup,
         args.duration,
-        [login_worker(i) for i in range(args.concurrency)],
+        [login_worker(client, emails, i, args.concurrency) for i in range(args.concurrency)],
     )
     return refresh, login
 

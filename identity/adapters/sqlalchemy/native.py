@@ -4,8 +4,8 @@ many-row reads on a unit of work's connection, for list pages.
 On Postgres with asyncpg the statement, compiled once, goes straight to the
 pooled driver connection (asyncpg prepares and caches it): no BEGIN, no
 ROLLBACK, none of SQLAlchemy's per-execution work. Elsewhere it runs through
-SQLAlchemy on an AUTOCOMMIT connection. ``SqlActiveSessionReader`` does the
-same for its own statement.
+SQLAlchemy on an AUTOCOMMIT connection. ``SqlActiveSessionReader`` (every
+bearer request) is one of these.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
 
@@ -48,23 +47,28 @@ class OneRowRead:
             values = [params[name] if name in params else constants[name] for name in order]
             try:
                 record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
-            except (
-                asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-                OSError,
-            ) as error:
-                # Outside SQLAlchemy nobody else notices a dead connection.
-                await connection.invalidate()
-                raise StorageUnavailableError(type(error).__name__) from error
-        if record is None:
-            return None
-        row = SimpleNamespace(**dict(record))
-        for name in self._datetimes:
-            value = getattr(row, name)
-            if value is not None:
-                setattr(row, name, value.astimezone(UTC))
-        return row
+            except Exception as error:
+                await _unavailable_or_raise(connection, error)
+                raise
+        return None if record is None else _row(record, self._datetimes)
+
+
+async def _unavailable_or_raise(connection: AsyncConnection, error: Exception) -> None:
+    """A lost connection becomes the storage error every caller knows (a 503)."""
+    if not is_unavailable(error):
+        return
+    # Outside SQLAlchemy nobody else notices a dead connection: drop it from the pool.
+    await connection.invalidate()
+    raise StorageUnavailableError(type(error).__name__) from error
+
+
+def _row(record: Any, datetimes: tuple[str, ...]) -> SimpleNamespace:
+    row = SimpleNamespace(**dict(record))
+    for name in datetimes:
+        value = getattr(row, name)
+        if value is not None:
+            setattr(row, name, value.astimezone(UTC))
+    return row
 
 
 class ManyRowsRead:
@@ -94,17 +98,6 @@ class ManyRowsRead:
         try:
             records = await raw.driver_connection.fetch(sql, *values)  # type: ignore[union-attr]
         except Exception as error:
-            if not is_unavailable(error):
-                raise
-            # Outside SQLAlchemy nobody else notices a dead connection.
-            await connection.invalidate()
-            raise StorageUnavailableError(type(error).__name__) from error
-        rows = []
-        for record in records:
-            row = SimpleNamespace(**dict(record))
-            for name in self._datetimes:
-                value = getattr(row, name)
-                if value is not None:
-                    setattr(row, name, value.astimezone(UTC))
-            rows.append(row)
-        return rows
+            await _unavailable_or_raise(connection, error)
+            raise
+        return [_row(record, self._datetimes) for record in records]
