@@ -159,11 +159,16 @@ class MfaServices:
         return RecoveryCodes(codes)
 
 
-async def _current_account(uow: UnitOfWork, principal: Principal) -> Account:
-    """The caller's account as this transaction sees it."""
+async def _current_account(uow: UnitOfWork, principal: Principal, *, mfa: bool) -> Account:
+    """The caller's account as this transaction sees it, with MFA on (``mfa=True``)
+    or off; ``MfaNotEnabledError`` / ``MfaAlreadyEnabledError`` otherwise."""
     account = await uow.accounts.get(principal.tenant.id, principal.account.id)
     if account is None or not account.is_active:
         raise InvalidTokenError("account gone or disabled")
+    if mfa and not account.mfa_enabled:
+        raise MfaNotEnabledError("MFA is off")
+    if not mfa and account.mfa_enabled:
+        raise MfaAlreadyEnabledError("MFA is already on")
     return account
 
 
@@ -181,9 +186,7 @@ class EnrollTotp:
         s = self._s
         secret = s.totp.new_secret()
         async with s.uow() as uow:
-            account = await _current_account(uow, principal)
-            if account.mfa_enabled:
-                raise MfaAlreadyEnabledError("MFA is already on")
+            account = await _current_account(uow, principal, mfa=False)
             factor = TotpFactor(
                 id=uuid.uuid4(),
                 tenant_id=account.tenant_id,
@@ -216,9 +219,7 @@ class ConfirmTotp:
         s = self._s
         await s.throttle_account(principal.tenant, principal.account.id)
         async with s.uow() as uow:
-            account = await _current_account(uow, principal)
-            if account.mfa_enabled:
-                raise MfaAlreadyEnabledError("MFA is already on")
+            account = await _current_account(uow, principal, mfa=False)
             factor = await uow.totp_factors.get(account.tenant_id, account.id)
             if factor is None or factor.is_confirmed:
                 raise MfaInvalidError("no pending enrolment")
@@ -346,9 +347,7 @@ class StepUp:
         tenant = principal.tenant
         await s.throttle_account(tenant, principal.account.id)
         async with s.uow() as uow:
-            account = await _current_account(uow, principal)
-            if not account.mfa_enabled:
-                raise MfaNotEnabledError("MFA is off")
+            account = await _current_account(uow, principal, mfa=True)
             session = await uow.sessions.get(tenant.id, principal.session_id)
             now = s.clock.now()
             if session is None or not session.is_active(now):
@@ -385,9 +384,7 @@ class RenewRecoveryCodes:
     async def __call__(self, principal: Principal) -> RecoveryCodes:
         s = self._s
         async with s.uow() as uow:
-            account = await _current_account(uow, principal)
-            if not account.mfa_enabled:
-                raise MfaNotEnabledError("MFA is off")
+            account = await _current_account(uow, principal, mfa=True)
             await require_aal2(uow, account, principal.session_id)
             codes = await s.new_recovery_codes(uow, account, s.clock.now())
             await uow.commit()
@@ -411,9 +408,7 @@ class DisableTotp:
         tenant = principal.tenant
         await s.throttle_account(tenant, principal.account.id)
         async with s.uow() as uow:
-            account = await _current_account(uow, principal)
-            if not account.mfa_enabled:
-                raise MfaNotEnabledError("MFA is off")
+            account = await _current_account(uow, principal, mfa=True)
             await require_aal2(uow, account, principal.session_id)
             await s.check_second_factor(uow, tenant, account.id, SecondFactorProof(code=code))
             now = s.clock.now()

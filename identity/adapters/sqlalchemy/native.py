@@ -22,6 +22,20 @@ from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
 
 
+class _Native:
+    """A statement compiled once for asyncpg: its SQL, and positional values from params."""
+
+    def __init__(self, statement: Select[Any], dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert compiled.positiontup is not None
+        self.sql = compiled.string
+        self._order = list(compiled.positiontup)
+        self._constants = dict(compiled.params)
+
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] if name in params else self._constants[name] for name in self._order]
+
+
 class OneRowRead:
     """``await read(params)`` -> the first row (attribute access) or None."""
 
@@ -31,22 +45,21 @@ class OneRowRead:
         self._engine = engine
         self._statement = statement
         self._datetimes = datetimes
-        self._native: tuple[str, list[str], dict[str, Any]] | None = None
+        self._native: _Native | None = None
         if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
-            compiled = statement.compile(dialect=engine.dialect)
-            assert compiled.positiontup is not None
-            self._native = (compiled.string, list(compiled.positiontup), dict(compiled.params))
+            self._native = _Native(statement, engine.dialect)
 
     async def __call__(self, params: Mapping[str, Any]) -> Any:
         async with self._engine.connect() as connection:
             if self._native is None:
                 connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 return (await connection.execute(self._statement, dict(params))).first()
-            sql, order, constants = self._native
+            native = self._native
             raw = await connection.get_raw_connection()
-            values = [params[name] if name in params else constants[name] for name in order]
             try:
-                record = await raw.driver_connection.fetchrow(sql, *values)  # type: ignore[union-attr]
+                record = await raw.driver_connection.fetchrow(  # type: ignore[union-attr]
+                    native.sql, *native.values(params)
+                )
             except Exception as error:
                 await _unavailable_or_raise(connection, error)
                 raise
@@ -83,20 +96,19 @@ class ManyRowsRead:
     def __init__(self, statement: Select[Any], *, datetimes: tuple[str, ...] = ()) -> None:
         self._statement = statement
         self._datetimes = datetimes
-        self._native: tuple[str, list[str], dict[str, Any]] | None = None
+        self._native: _Native | None = None
 
     async def __call__(self, connection: AsyncConnection, params: Mapping[str, Any]) -> list[Any]:
         if connection.dialect.driver != "asyncpg":
             return list(await connection.execute(self._statement, dict(params)))
         if self._native is None:
-            compiled = self._statement.compile(dialect=connection.dialect)
-            assert compiled.positiontup is not None
-            self._native = (compiled.string, list(compiled.positiontup), dict(compiled.params))
-        sql, order, constants = self._native
+            self._native = _Native(self._statement, connection.dialect)
+        native = self._native
         raw = await connection.get_raw_connection()
-        values = [params[name] if name in params else constants[name] for name in order]
         try:
-            records = await raw.driver_connection.fetch(sql, *values)  # type: ignore[union-attr]
+            records = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+                native.sql, *native.values(params)
+            )
         except Exception as error:
             await _unavailable_or_raise(connection, error)
             raise

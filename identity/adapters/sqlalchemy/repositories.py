@@ -84,7 +84,7 @@ SEALED_SETTING_PREFIX = "sealed:v1:"
 class SqlTenantRepository(TenantRepository):
     """Tenants; provider client secrets among the settings are stored sealed."""
 
-    def __init__(self, connection: AsyncConnection, sealer: Sealer | None = None) -> None:
+    def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
         self._c = connection
         self._sealer = sealer
 
@@ -102,9 +102,6 @@ class SqlTenantRepository(TenantRepository):
         for key, value in list(settings.items()):
             if not (isinstance(value, str) and value.startswith(SEALED_SETTING_PREFIX)):
                 continue
-            if self._sealer is None:
-                del settings[key]
-                continue
             try:
                 sealed = value.removeprefix(SEALED_SETTING_PREFIX).encode()
                 settings[key] = self._sealer.unseal(sealed).decode()
@@ -116,8 +113,6 @@ class SqlTenantRepository(TenantRepository):
         return settings
 
     def _sealed(self, settings: dict[str, Any]) -> dict[str, Any]:
-        if self._sealer is None:
-            return settings
         return {
             key: (
                 SEALED_SETTING_PREFIX + self._sealer.seal(value.encode()).decode()
