@@ -1,4 +1,5 @@
-"""The server's periodic jobs: failures are survived, cancellation always stops them."""
+"""The server's periodic jobs: failures are survived; a stop ends them between runs,
+and cancellation always stops them."""
 
 from __future__ import annotations
 
@@ -105,6 +106,47 @@ async def test_an_unexpected_failure_is_logged_with_its_traceback_once(
 
     errors = [r for r in caplog.records if getattr(r, "job", None) == "purge"]
     assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+async def test_a_stop_lets_the_run_in_progress_finish_and_ends_the_loop() -> None:
+    in_run, may_finish, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    finished = 0
+
+    async def job() -> int:
+        nonlocal finished
+        in_run.set()
+        await may_finish.wait()
+        finished += 1
+        return 1  # "more may be waiting": without the stop it would run again at once
+
+    task = asyncio.create_task(_repeat("outbox", job, 600, stop=stop, busy_again=True))
+    await in_run.wait()
+    stop.set()
+    may_finish.set()
+    await asyncio.wait_for(task, 5)
+
+    assert not task.cancelled() and task.exception() is None
+    assert finished == 1
+
+
+async def test_a_stop_cuts_the_pause_short() -> None:
+    pausing, stop = asyncio.Event(), asyncio.Event()
+    pauses: list[float] = []
+
+    async def job() -> int:
+        return 0
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        pausing.set()
+        await asyncio.Event().wait()  # a pause that would never end by itself
+
+    task = asyncio.create_task(_repeat("purge", job, 600, stop=stop, sleep=sleep))
+    await pausing.wait()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert task.exception() is None and pauses == [600]
 
 
 def test_the_backoff_doubles_and_is_bounded() -> None:

@@ -148,18 +148,25 @@ async def _repeat(
     job: Callable[[], Awaitable[object]],
     every: float,
     *,
+    stop: asyncio.Event | None = None,
     busy_again: bool = False,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Run ``job`` forever; a failure is logged and retried, never fatal.
+    """Run ``job`` until ``stop`` is set; a failure is logged and retried, never fatal.
+
+    ``stop`` ends the loop between runs: the run in progress finishes, and a
+    pause is cut short. Shutdown sets it rather than cancelling, because a
+    transaction cancelled halfway leaves its connection to be torn down under
+    the cancellation, which on aiosqlite can hang for good.
 
     An outage fails every run: the failure is logged once, when it starts (one
     line when the database is unavailable, the traceback otherwise), and its
     end once; meanwhile the pause doubles up to ``MAX_BACKOFF_SECONDS``.
     """
+    stop = stop or asyncio.Event()
     this = asyncio.current_task()
     failures = 0
-    while True:
+    while not stop.is_set():
         try:
             result = await job()
         except asyncio.CancelledError:
@@ -176,9 +183,21 @@ async def _repeat(
         if this is not None and this.cancelling():
             # A library turned our cancellation into its own error: stop anyway.
             raise asyncio.CancelledError
-        if busy_again and result:
-            continue  # more may be waiting
-        await sleep(backoff(every, failures))
+        if (busy_again and result) or stop.is_set():
+            continue  # more may be waiting, or the loop ends here
+        await _pause(sleep, backoff(every, failures), stop)
+
+
+async def _pause(
+    sleep: Callable[[float], Awaitable[object]], seconds: float, stop: asyncio.Event
+) -> None:
+    """``sleep(seconds)``, cut short when ``stop`` is set."""
+    pending = {asyncio.ensure_future(sleep(seconds)), asyncio.ensure_future(stop.wait())}
+    try:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in pending:
+            waiter.cancel()
 
 
 MAX_BACKOFF_SECONDS = 30.0
@@ -212,6 +231,7 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
         codec.replace_keyring(await store.load_ring(container.clock().now()))
 
     codes_signal = container.code_requests_signal()
+    stop = asyncio.Event()
     tasks = [
         asyncio.create_task(
             # Woken by each register/request-otp of this process; polls for the others'.
@@ -219,30 +239,46 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
                 "codes",
                 container.issue_requested_codes(),
                 CODE_REQUESTS_POLL_SECONDS,
+                stop=stop,
                 busy_again=True,
                 sleep=codes_signal.wait,
             ),
             name="codes",
         ),
         asyncio.create_task(
-            _repeat("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
+            _repeat(
+                "outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, stop=stop, busy_again=True
+            ),
             name="outbox",
         ),
         asyncio.create_task(
             _repeat(
-                "webhooks", container.deliver_webhooks(), WEBHOOK_POLL_SECONDS, busy_again=True
+                "webhooks",
+                container.deliver_webhooks(),
+                WEBHOOK_POLL_SECONDS,
+                stop=stop,
+                busy_again=True,
             ),
             name="webhooks",
         ),
-        asyncio.create_task(_repeat("keys", reload_keys, KEY_RELOAD_SECONDS), name="keys"),
         asyncio.create_task(
-            _repeat("purge", container.purge_expired(), PURGE_SECONDS), name="purge"
+            _repeat("keys", reload_keys, KEY_RELOAD_SECONDS, stop=stop), name="keys"
+        ),
+        asyncio.create_task(
+            _repeat("purge", container.purge_expired(), PURGE_SECONDS, stop=stop), name="purge"
         ),
     ]
     yield
-    for task in tasks:
-        task.cancel()
+    # Each job ends after the run it is in; only one that overruns is cancelled.
+    stop.set()
     _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
+    for task in stuck:
+        log.warning(
+            "background job overran the stop; cancelling it", extra={"job": task.get_name()}
+        )
+        task.cancel()
+    if stuck:
+        _, stuck = await asyncio.wait(stuck, timeout=BACKGROUND_STOP_SECONDS)
     await container.webhook_sender().close()
     for task in stuck:
         log.error("background job did not stop", extra={"job": task.get_name()})

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from identity.entrypoints.http.app import create_app
+from identity.entrypoints.settings import Settings
 from tests.integration.http.conftest import Api, problem_of
 
 
@@ -45,3 +52,22 @@ async def test_concurrent_refreshes_on_sqlite_share_one_successor(sqlite_api: Ap
 
     assert [r.status for r in responses] == [200] * 6
     assert len({(await r.json())["refresh_token"] for r in responses}) == 1
+
+
+async def test_an_app_on_sqlite_stops_its_jobs_without_cancelling_them(
+    settings_for: Callable[..., Settings],
+    migrated_sqlite_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stopping right after start, while every job is in its first run, once
+    cancelled the jobs inside their transactions; tearing those connections
+    down under the cancellation could hang aiosqlite for good (CI saw it)."""
+    caplog.set_level(logging.WARNING, logger="identity.server")
+    settings = settings_for(database_url=migrated_sqlite_url)
+
+    for _ in range(30):
+        async with TestClient(TestServer(create_app(settings))) as client:
+            assert (await client.get("/health")).status == 200
+            # Leaving the block stops the app while its jobs are in their first runs.
+
+    assert [r.getMessage() for r in caplog.records if hasattr(r, "job")] == []
