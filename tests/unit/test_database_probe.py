@@ -17,18 +17,26 @@ class FakeClock:
 
 
 class ScriptedProbe(DatabaseProbe):
-    """Pings nothing: each ping waits for ``gate`` (when set) and fails while ``down``."""
+    """Pings nothing: each ping waits for ``gate`` (when set) and fails while ``down``;
+    a ping cancelled meanwhile first waits for ``teardown`` (when set), the way
+    SQLAlchemy sees a connection's cleanup through under cancellation."""
 
     def __init__(self, clock: FakeClock, **kwargs: Any) -> None:
         super().__init__(engine=None, clock=clock, **kwargs)  # type: ignore[arg-type]
         self.pings = 0
         self.down = False
         self.gate: asyncio.Event | None = None
+        self.teardown: asyncio.Event | None = None
 
     async def _ping(self) -> None:
         self.pings += 1
         if self.gate is not None:
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                if self.teardown is not None:
+                    await self.teardown.wait()
+                raise
         if self.down:
             raise ConnectionRefusedError("down")
 
@@ -65,6 +73,22 @@ async def test_a_hanging_database_is_unavailable_after_the_timeout() -> None:
     probe.gate = asyncio.Event()  # never set: the ping hangs
 
     assert not await asyncio.wait_for(probe.ok(), 2)
+
+
+async def test_the_answer_keeps_its_deadline_when_the_probe_overruns_it() -> None:
+    probe = ScriptedProbe(FakeClock(), timeout=0.05)
+    probe.gate, probe.teardown = asyncio.Event(), asyncio.Event()  # hangs, then slow to give up
+
+    assert not await asyncio.wait_for(probe.ok(), 2)
+    assert not await asyncio.wait_for(probe.ok(), 2)  # still in flight: the same bounded wait
+    assert probe.pings == 1
+
+    in_flight = probe._in_flight
+    assert in_flight is not None
+    probe.teardown.set()
+    assert await asyncio.wait_for(in_flight, 2) is False
+    assert not await probe.ok()  # the probe's own verdict, reused
+    assert probe.pings == 1
 
 
 async def test_a_caller_giving_up_does_not_cancel_the_probe_of_the_others() -> None:

@@ -16,7 +16,8 @@ class DatabaseProbe:
     """``/health`` is polled by load balancers many times a second: one round trip
     per poll would cost more than the answer. A result is reused while it is at
     most ``max_age`` seconds old; concurrent callers share one probe in flight;
-    a hanging database answers ``False`` after ``timeout`` seconds.
+    a hanging database answers ``False`` after ``timeout`` seconds, however long
+    the probe then takes to give up its connection.
     """
 
     def __init__(
@@ -39,10 +40,15 @@ class DatabaseProbe:
         observed_at = self._observed_at
         if observed_at is not None and self._clock() - observed_at <= self._max_age:
             return self._result
-        if self._in_flight is None:
-            self._in_flight = asyncio.create_task(self._probe())
-        # Shielded: a caller that gives up must not cancel the probe the others await.
-        return await asyncio.shield(self._in_flight)
+        probe = self._in_flight
+        if probe is None:
+            probe = self._in_flight = asyncio.create_task(self._probe())
+        # Waited on, never awaited: a caller that gives up does not cancel the
+        # probe the others wait on, and the answer keeps its deadline even when
+        # the probe itself overruns (tearing down a connection to a hung server
+        # under cancellation takes seconds more, and SQLAlchemy sees it through).
+        done, _ = await asyncio.wait({probe}, timeout=self._timeout)
+        return probe.result() if done else False
 
     async def _probe(self) -> bool:
         try:

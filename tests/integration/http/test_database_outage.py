@@ -13,6 +13,7 @@ import asyncio
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -103,6 +104,20 @@ class Cluster:
                 shutil.chown(signal_file, "postgres", "postgres")
         else:
             signal_file.unlink(missing_ok=True)
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends and helpers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (SIGSTOP) or resume every process: a server that stops answering
+        without closing a single connection."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def remove(self) -> None:
         self.stop("immediate")
@@ -197,6 +212,29 @@ async def test_a_stopped_database_is_a_503_and_service_resumes_after_start(
 
     response = await api.post("/auth/refresh-token", {"refresh_token": tokens["refresh_token"]})
     assert response.status == 200, await response.text()
+
+
+async def test_health_answers_503_in_time_when_the_database_stops_answering(
+    cluster: Cluster, outage_api: Api
+) -> None:
+    """A hung server refuses nothing: the probe's query just never returns, and
+    giving its connection up takes seconds more. /health must still answer
+    within 2 s (a load balancer's check times out), and turn 503."""
+    api = outage_api
+    assert (await api.get("/health")).status == 200  # the probe's connection is pooled
+    cluster.freeze(True)
+    try:
+        seen, deadline = [], time.monotonic() + 10
+        while not seen or seen[-1] != 503:
+            assert time.monotonic() < deadline, f"/health never turned 503: {seen}"
+            started = time.monotonic()
+            response = await api.get("/health")
+            assert time.monotonic() - started < 2.0, "a /health answer took 2 s or more"
+            seen.append(response.status)
+        assert (await response.json())["checks"]["database"] == "unavailable"
+    finally:
+        cluster.freeze(False)
+    await until_ok(api)
 
 
 async def test_a_database_shutting_down_is_a_503(cluster: Cluster, outage_api: Api) -> None:
