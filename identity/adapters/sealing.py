@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -21,13 +23,13 @@ class Sealer:
     """
 
     def __init__(self, secret_key: str, purpose: str) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=f"identity/{purpose}/v1".encode(),
-        ).derive(secret_key.encode())
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, f"{purpose}/v1")))
+        self._lookup_key = _derive(secret_key, f"{purpose}/lookup/v1")
+
+    def lookup_digest(self, value: str) -> str:
+        """A keyed digest (HMAC-SHA256) to find sealed records by ``value``: equal
+        values give equal digests, and without the secret a digest tells nothing."""
+        return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()
 
     def seal(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)
@@ -37,3 +39,9 @@ class Sealer:
             return self._fernet.decrypt(token)
         except InvalidToken:
             raise UnsealError("cannot unseal: wrong secret key or altered data") from None
+
+
+def _derive(secret_key: str, label: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f"identity/{label}".encode()
+    ).derive(secret_key.encode())

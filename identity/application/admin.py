@@ -112,12 +112,15 @@ async def erase_account(
     """Erase ``account`` and everything tied to it, inside the caller's transaction,
     and record ``user.deleted`` (events outlive their user).
 
-    Rows with a foreign key to the account go with it; one-time codes are keyed
-    by the address, so they are deleted by it. The address is free again at commit.
+    Rows with a foreign key to the account go with it; one-time codes, queued
+    mail and queued code requests are keyed by the address, so they are deleted
+    by it. The address is free again at commit.
     """
     if not await uow.accounts.delete(account.tenant_id, account.id):
         return False
     await uow.challenges.delete_for_email(account.tenant_id, account.email.key)
+    await uow.outbox.delete_for_address(account.tenant_id, account.email.key)
+    await uow.code_requests.delete_for_address(account.tenant_id, account.email.key)
     await uow.events.add(
         security_event(
             EventType.USER_DELETED, account.tenant_id, now, client, user_id=account.id, by=by

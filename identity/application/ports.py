@@ -323,6 +323,11 @@ class OutboxRepository(Protocol):
         """Queue ``message``; it is stored sealed, never in clear."""
         ...
 
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        """Drop every message to the address (an erased account's); a message being
+        sent at that moment still goes."""
+        ...
+
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages; no two workers get the same one."""
         ...
@@ -382,6 +387,10 @@ class CodeRequestQueue(Protocol):
     async def add(self, request: CodeRequest) -> None: ...
 
     async def take_next(self) -> CodeRequest | None: ...
+
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        """Drop the pending requests for the address (an erased account's)."""
+        ...
 
 
 class WorkSignal(Protocol):

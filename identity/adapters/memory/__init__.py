@@ -468,6 +468,7 @@ class MemoryOutboxRepository(OutboxRepository):
             id=uuid4(),
             tenant_id=tenant_id,
             message=message,
+            address_key=message.to.casefold(),
             state="pending",
             attempts=0,
             created_at=now,
@@ -475,6 +476,18 @@ class MemoryOutboxRepository(OutboxRepository):
         )
         await self._t.lock(row.id)
         self._t.put(row.id, row)
+
+    @_round_trip
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        doomed = [
+            row_id
+            for row_id, row in self._t.rows()
+            if row.tenant_id == tenant_id and row.address_key == email_key
+        ]
+        for row_id in doomed:
+            await self._t.lock(row_id)
+            self._t.delete(row_id)
+        return len(doomed)
 
     @_round_trip
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:

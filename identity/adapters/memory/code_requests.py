@@ -19,6 +19,18 @@ class MemoryCodeRequestQueue(CodeRequestQueue):
         self._t.put(request.id, request)
 
     @_round_trip
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        doomed = [
+            request_id
+            for request_id, request in self._t.rows()
+            if request.tenant_id == tenant_id and request.email.key == email_key
+        ]
+        for request_id in doomed:
+            await self._t.lock(request_id)
+            self._t.delete(request_id)
+        return len(doomed)
+
+    @_round_trip
     async def take_next(self) -> CodeRequest | None:
         for _, request in sorted(self._t.rows(), key=lambda item: item[1].requested_at):
             # Several workers at once: each takes a different request (SKIP LOCKED).

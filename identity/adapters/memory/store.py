@@ -59,6 +59,7 @@ class _OutboxRow:
     id: UUID
     tenant_id: UUID
     message: EmailMessage | None
+    address_key: str  # the recipient's lookup key; kept once the message is dropped
     state: str
     attempts: int
     created_at: datetime

@@ -640,6 +640,11 @@ class SqlInvalidatedTokenRepository(InvalidatedTokenRepository):
         return result.rowcount
 
 
+def address_digest(sealer: Sealer, tenant_id: UUID, email_key: str) -> str:
+    """How a sealed queue finds the rows of one address (see migration 0014)."""
+    return sealer.lookup_digest(f"{tenant_id}|{email_key}")
+
+
 class SqlOutboxRepository(OutboxRepository):
     def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
         self._c = connection
@@ -660,12 +665,21 @@ class SqlOutboxRepository(OutboxRepository):
                 id=uuid4(),
                 tenant_id=tenant_id,
                 sealed_message=self._sealer.seal(payload),
+                address_digest=address_digest(self._sealer, tenant_id, message.to.casefold()),
                 state="pending",
                 attempts=0,
                 created_at=now,
                 next_attempt_at=now,
             )
         )
+
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        digest = address_digest(self._sealer, tenant_id, email_key)
+        c = t.outbox.c
+        result = await self._c.execute(
+            delete(t.outbox).where(c.tenant_id == tenant_id, c.address_digest == digest)
+        )
+        return int(result.rowcount)
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
         c = t.outbox.c
@@ -919,9 +933,18 @@ class SqlCodeRequestQueue(CodeRequestQueue):
                 id=request.id,
                 tenant_id=request.tenant_id,
                 sealed_request=self._sealer.seal(json.dumps(payload).encode()),
+                address_digest=address_digest(self._sealer, request.tenant_id, request.email.key),
                 requested_at=request.requested_at,
             )
         )
+
+    async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
+        digest = address_digest(self._sealer, tenant_id, email_key)
+        c = t.code_requests.c
+        result = await self._c.execute(
+            delete(t.code_requests).where(c.tenant_id == tenant_id, c.address_digest == digest)
+        )
+        return int(result.rowcount)
 
     async def take_next(self) -> CodeRequest | None:
         c = t.code_requests.c

@@ -136,7 +136,11 @@ outbox = Table(
     Column("locked_until", UtcDateTime, nullable=True),
     Column("sent_at", UtcDateTime, nullable=True),
     Column("last_error", String(500), nullable=True),
+    # The recipient's keyed digest (tenant and address): an erased account's mail
+    # is found and dropped without storing its address in clear.
+    Column("address_digest", String(64), nullable=True),
     Index(None, "state", "next_attempt_at"),
+    Index(None, "tenant_id", "address_digest"),
 )
 
 signing_keys = Table(
@@ -195,7 +199,10 @@ code_requests = Table(
     # Email, purpose and any registration (password hash, name), sealed ("code-request").
     Column("sealed_request", LargeBinary, nullable=False),
     Column("requested_at", UtcDateTime, nullable=False),
+    # The address's keyed digest, as on the outbox: an erased account's requests go too.
+    Column("address_digest", String(64), nullable=True),
     Index(None, "requested_at"),
+    Index(None, "tenant_id", "address_digest"),
 )
 
 totp_factors = Table(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,6 +48,29 @@ async def test_deleting_with_the_password_erases_the_account_and_frees_the_email
 
     again = await api.register_verified(email, password="a brand new passphrase")
     assert again["user"]["id"] != first["user"]["id"]
+
+
+async def test_deleting_drops_the_mail_still_queued_for_the_address(api: Api) -> None:
+    email = "hal@example.com"
+    tokens = await api.register_verified(email)
+    api.smtp.rcpt_replies[email] = "451 4.2.1 mailbox busy, try again later"
+    response = await api.post("/auth/request-otp", {"email": email, "purpose": "login"})
+    assert response.status == 202
+    deadline = time.monotonic() + 5
+    while await _queued_mail(api) != 1:  # the code's mail, refused once, waits for a retry
+        assert time.monotonic() < deadline, "the code's mail was never queued"
+        await asyncio.sleep(0.05)
+
+    response = await api.delete(ME, token=tokens["access_token"], json={"password": PASSWORD})
+    assert response.status == 204, await response.text()
+
+    assert await _queued_mail(api) == 0
+
+
+async def _queued_mail(api: Api) -> int:
+    async with api.container.engine().connect() as connection:
+        query = select(func.count()).where(tables.outbox.c.state == "pending")
+        return int((await connection.execute(query)).scalar_one())
 
 
 async def test_an_account_without_password_confirms_with_a_deletion_code(api: Api) -> None:
