@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
+    Table,
     Uuid,
     and_,
     bindparam,
@@ -645,6 +646,16 @@ def address_digest(sealer: Sealer, tenant_id: UUID, email_key: str) -> str:
     return sealer.lookup_digest(f"{tenant_id}|{email_key}")
 
 
+async def _delete_for_address(
+    connection: AsyncConnection, table: Table, sealer: Sealer, tenant_id: UUID, email_key: str
+) -> int:
+    digest = address_digest(sealer, tenant_id, email_key)
+    result = await connection.execute(
+        delete(table).where(table.c.tenant_id == tenant_id, table.c.address_digest == digest)
+    )
+    return int(result.rowcount)
+
+
 class SqlOutboxRepository(OutboxRepository):
     def __init__(self, connection: AsyncConnection, sealer: Sealer) -> None:
         self._c = connection
@@ -674,12 +685,7 @@ class SqlOutboxRepository(OutboxRepository):
         )
 
     async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
-        digest = address_digest(self._sealer, tenant_id, email_key)
-        c = t.outbox.c
-        result = await self._c.execute(
-            delete(t.outbox).where(c.tenant_id == tenant_id, c.address_digest == digest)
-        )
-        return int(result.rowcount)
+        return await _delete_for_address(self._c, t.outbox, self._sealer, tenant_id, email_key)
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
         c = t.outbox.c
@@ -939,12 +945,9 @@ class SqlCodeRequestQueue(CodeRequestQueue):
         )
 
     async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
-        digest = address_digest(self._sealer, tenant_id, email_key)
-        c = t.code_requests.c
-        result = await self._c.execute(
-            delete(t.code_requests).where(c.tenant_id == tenant_id, c.address_digest == digest)
+        return await _delete_for_address(
+            self._c, t.code_requests, self._sealer, tenant_id, email_key
         )
-        return int(result.rowcount)
 
     async def take_next(self) -> CodeRequest | None:
         c = t.code_requests.c
