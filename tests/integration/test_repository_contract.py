@@ -1635,6 +1635,28 @@ async def test_code_requests_of_one_address_are_dropped_and_only_those(
     assert await write(storage, lambda uow: uow.code_requests.take_next()) is None
 
 
+async def test_dropping_an_address_skips_the_request_a_worker_is_taking(
+    storage: Storage, tenant: Tenant
+) -> None:
+    if storage.serialises_transactions:
+        pytest.skip("SQLite runs one transaction at a time: the worker's ends first")
+    taken, waiting = new_code_request(tenant, 0), new_code_request(tenant, 1)
+    for request in (taken, waiting):
+        await write(storage, functools.partial(_add_request, request=request))
+
+    async with storage.uow() as worker:
+        assert await worker.code_requests.take_next() == taken  # held until it commits
+        async with asyncio.timeout(5):  # never waits for the worker
+            dropped = await write(
+                storage,
+                lambda uow: uow.code_requests.delete_for_address(tenant.id, "alice@example.test"),
+            )
+        await worker.commit()
+
+    assert dropped == 1
+    assert await write(storage, lambda uow: uow.code_requests.take_next()) is None
+
+
 async def _add_request(uow: UnitOfWork, request: CodeRequest) -> None:
     await uow.code_requests.add(request)
 

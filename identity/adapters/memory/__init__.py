@@ -482,10 +482,11 @@ class MemoryOutboxRepository(OutboxRepository):
         doomed = [
             row_id
             for row_id, row in self._t.rows()
-            if row.tenant_id == tenant_id and row.address_key == email_key
+            if row.tenant_id == tenant_id
+            and row.address_key == email_key
+            and self._t.try_lock(row_id)  # one being claimed at this moment still goes
         ]
         for row_id in doomed:
-            await self._t.lock(row_id)
             self._t.delete(row_id)
         return len(doomed)
 

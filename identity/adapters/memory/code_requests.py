@@ -23,10 +23,11 @@ class MemoryCodeRequestQueue(CodeRequestQueue):
         doomed = [
             request_id
             for request_id, request in self._t.rows()
-            if request.tenant_id == tenant_id and request.email.key == email_key
+            if request.tenant_id == tenant_id
+            and request.email.key == email_key
+            and self._t.try_lock(request_id)  # one a worker is taking still goes
         ]
         for request_id in doomed:
-            await self._t.lock(request_id)
             self._t.delete(request_id)
         return len(doomed)
 
