@@ -213,6 +213,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.database_url,
         pool_size=settings.provided.db_pool_size,
         pool_timeout=settings.provided.db_pool_timeout,
+        statement_timeout=settings.provided.db_statement_timeout,
     )
     memory_store = providers.Singleton(MemoryStore)
     outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")

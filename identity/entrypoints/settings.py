@@ -121,6 +121,7 @@ class Settings:
     log_level: str = "INFO"
     db_pool_size: int = 20
     db_pool_timeout: float = 5.0
+    db_statement_timeout: float = 30.0
     rate_limit_global: RateLimit = RateLimit(100, 60)
     rate_limit_login: RateLimit = RateLimit(5, 60)
     rate_limit_otp_request: RateLimit = RateLimit(5, 3600)
@@ -323,6 +324,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": parse_log_level,
     "db_pool_size": parse_int(1, 1000),
     "db_pool_timeout": parse_duration,
+    "db_statement_timeout": parse_duration,
     "rate_limit_global": parse_rate_limit,
     "rate_limit_login": parse_rate_limit,
     "rate_limit_otp_request": parse_rate_limit,

@@ -122,7 +122,14 @@ def test_zero_leeway_and_zero_grace_are_accepted(env: dict[str, str], variable: 
 
 @pytest.mark.parametrize(
     "variable",
-    ["ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "OTP_TTL", "SMTP_TIMEOUT", "DB_POOL_TIMEOUT"],
+    [
+        "ACCESS_TOKEN_TTL",
+        "REFRESH_TOKEN_TTL",
+        "OTP_TTL",
+        "SMTP_TIMEOUT",
+        "DB_POOL_TIMEOUT",
+        "DB_STATEMENT_TIMEOUT",
+    ],
 )
 def test_a_zero_lifetime_or_timeout_is_refused(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=f"IDENTITY_{variable}: a duration must be positive"):
@@ -139,6 +146,7 @@ DURATIONS = [
     "CLOCK_SKEW",
     "SMTP_TIMEOUT",
     "DB_POOL_TIMEOUT",
+    "DB_STATEMENT_TIMEOUT",
 ]
 
 

@@ -10,7 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, pool_timeout: float = 5.0, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = 5.0,
+    statement_timeout: float = 30.0,
+    echo: bool = False,
 ) -> AsyncEngine:
     """An engine for Postgres (asyncpg) or SQLite (aiosqlite).
 
@@ -19,6 +24,8 @@ def make_engine(
 
     ``pool_timeout`` bounds the wait for a free connection: past it the unit of
     work raises ``StorageUnavailableError`` (a 503), never a hang.
+    ``statement_timeout`` (Postgres) bounds each statement on the client side,
+    so a server that stops answering without closing connections is a 503 too.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(
@@ -43,7 +50,7 @@ def make_engine(
         max_overflow=0,
         pool_timeout=pool_timeout,
         pool_recycle=1800,
-        connect_args={"timeout": pool_timeout, "command_timeout": 30},
+        connect_args={"timeout": pool_timeout, "command_timeout": statement_timeout},
     )
     _pre_ping_idle_connections(engine)
     return engine

@@ -237,6 +237,35 @@ async def test_health_answers_503_in_time_when_the_database_stops_answering(
     await until_ok(api)
 
 
+async def test_requests_answer_503_after_the_statement_timeout_when_the_database_stops_answering(
+    cluster: Cluster, make_api: MakeApi
+) -> None:
+    cluster.standby_signal(False)
+    await asyncio.to_thread(cluster.start)
+    api = await make_api(
+        database_url=cluster.app_url,
+        DB_POOL_TIMEOUT="2s",
+        DB_STATEMENT_TIMEOUT="2s",
+        SECRET_KEY=CLUSTER_SECRET,
+    )
+    tokens = await api.register_verified("fay@example.com")
+    cluster.freeze(True)
+    try:
+
+        async def timed(request: Callable[[], Awaitable[Any]]) -> float:
+            started = time.monotonic()
+            await assert_503(await request())
+            return time.monotonic() - started
+
+        durations = await asyncio.gather(*(timed(request) for request in traffic(api, tokens)))
+    finally:
+        cluster.freeze(False)
+    # The statement timeout, then giving the hung connection up (SQLAlchemy
+    # waits up to 2 s for that), not asyncpg's default of 30 s.
+    assert max(durations) < 6.0, durations
+    await until_ok(api)
+
+
 async def test_a_database_shutting_down_is_a_503(cluster: Cluster, outage_api: Api) -> None:
     api = outage_api
     tokens = await api.register_verified("cy@example.com")
