@@ -149,6 +149,30 @@ async def test_a_stop_cuts_the_pause_short() -> None:
     assert task.exception() is None and pauses == [600]
 
 
+async def test_every_run_is_reported_with_its_outcome() -> None:
+    outcomes: list[Exception | None] = [RuntimeError("transient"), None, None]
+    reports: list[tuple[str, bool]] = []
+    stop = asyncio.Event()
+
+    async def job() -> int:
+        outcome = outcomes.pop(0)
+        if not outcomes:
+            stop.set()
+        if outcome is not None:
+            raise outcome
+        return 0
+
+    async def sleep(_seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    def ran(name: str, ok: bool) -> None:
+        reports.append((name, ok))
+
+    await asyncio.wait_for(_repeat("outbox", job, 0.5, stop=stop, sleep=sleep, ran=ran), 5)
+
+    assert reports == [("outbox", False), ("outbox", True), ("outbox", True)]
+
+
 def test_the_backoff_doubles_and_is_bounded() -> None:
     assert [backoff(0.5, n) for n in range(4)] == [0.5, 0.5, 1.0, 2.0]
     assert backoff(0.5, 50) == MAX_BACKOFF_SECONDS

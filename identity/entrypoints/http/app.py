@@ -151,6 +151,7 @@ async def _repeat(
     stop: asyncio.Event | None = None,
     busy_again: bool = False,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ran: Callable[[str, bool], None] = lambda _job, _ok: None,
 ) -> None:
     """Run ``job`` until ``stop`` is set; a failure is logged and retried, never fatal.
 
@@ -162,6 +163,7 @@ async def _repeat(
     An outage fails every run: the failure is logged once, when it starts (one
     line when the database is unavailable, the traceback otherwise), and its
     end once; meanwhile the pause doubles up to ``MAX_BACKOFF_SECONDS``.
+    ``ran(name, ok)`` is told of every run (the metrics count them).
     """
     stop = stop or asyncio.Event()
     this = asyncio.current_task()
@@ -176,7 +178,9 @@ async def _repeat(
             if failures == 1:
                 _log_job_failure(name, error)
             result = 0
+            ran(name, False)
         else:
+            ran(name, True)
             if failures:
                 log.info("background job recovered", extra={"job": name, "failures": failures})
             failures = 0
@@ -222,7 +226,8 @@ def _log_job_failure(name: str, error: Exception) -> None:
 
 
 async def background_jobs(app: web.Application) -> AsyncIterator[None]:
-    """The outbox worker, the key reloader and the purge of expired rows."""
+    """The periodic jobs: code requests, the mail outbox, webhook deliveries, the key
+    reloader and the purge of expired rows."""
     container = app[CONTAINER]
     codec = container.token_codec()
     store = container.key_store()
@@ -231,42 +236,35 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
         codec.replace_keyring(await store.load_ring(container.clock().now()))
 
     codes_signal = container.code_requests_signal()
+    metrics = app[METRICS]
     stop = asyncio.Event()
+
+    def start(
+        name: str,
+        job: Callable[[], Awaitable[object]],
+        every: float,
+        *,
+        busy_again: bool = False,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> asyncio.Task[None]:
+        loop = _repeat(
+            name, job, every, stop=stop, busy_again=busy_again, sleep=sleep, ran=metrics.job_ran
+        )
+        return asyncio.create_task(loop, name=name)
+
     tasks = [
-        asyncio.create_task(
-            # Woken by each register/request-otp of this process; polls for the others'.
-            _repeat(
-                "codes",
-                container.issue_requested_codes(),
-                CODE_REQUESTS_POLL_SECONDS,
-                stop=stop,
-                busy_again=True,
-                sleep=codes_signal.wait,
-            ),
-            name="codes",
+        # Woken by each register/request-otp of this process; polls for the others'.
+        start(
+            "codes",
+            container.issue_requested_codes(),
+            CODE_REQUESTS_POLL_SECONDS,
+            busy_again=True,
+            sleep=codes_signal.wait,
         ),
-        asyncio.create_task(
-            _repeat(
-                "outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, stop=stop, busy_again=True
-            ),
-            name="outbox",
-        ),
-        asyncio.create_task(
-            _repeat(
-                "webhooks",
-                container.deliver_webhooks(),
-                WEBHOOK_POLL_SECONDS,
-                stop=stop,
-                busy_again=True,
-            ),
-            name="webhooks",
-        ),
-        asyncio.create_task(
-            _repeat("keys", reload_keys, KEY_RELOAD_SECONDS, stop=stop), name="keys"
-        ),
-        asyncio.create_task(
-            _repeat("purge", container.purge_expired(), PURGE_SECONDS, stop=stop), name="purge"
-        ),
+        start("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
+        start("webhooks", container.deliver_webhooks(), WEBHOOK_POLL_SECONDS, busy_again=True),
+        start("keys", reload_keys, KEY_RELOAD_SECONDS),
+        start("purge", container.purge_expired(), PURGE_SECONDS),
     ]
     yield
     # Each job ends after the run it is in; only one that overruns is cancelled.

@@ -1,5 +1,5 @@
 """Prometheus metrics: requests by route and status, logins, limits, the outbox and
-the webhook queue."""
+the webhook queue, and the background jobs."""
 
 from __future__ import annotations
 
@@ -54,6 +54,23 @@ class Metrics:
             "Webhook deliveries not yet delivered or given up (due now or retrying later).",
             registry=self.registry,
         )
+        self.job_runs = Counter(
+            "identity_background_job_runs_total",
+            "Runs of this process's background jobs, by job and outcome (ok, failed).",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.job_last_success = Gauge(
+            "identity_background_job_last_success_timestamp_seconds",
+            "Unix time of each background job's last successful run in this process.",
+            ["job"],
+            registry=self.registry,
+        )
+
+    def job_ran(self, job: str, ok: bool) -> None:
+        self.job_runs.labels(job, "ok" if ok else "failed").inc()
+        if ok:
+            self.job_last_success.labels(job).set_to_current_time()
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = route_template(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from tests.integration.http.conftest import Api, MakeApi
 
@@ -69,3 +70,20 @@ async def test_the_outbox_depth_is_reported(make_api: MakeApi) -> None:
         assert asyncio.get_running_loop().time() < deadline, "the mail was never queued"
         await asyncio.sleep(0.02)
     assert sample(await metrics_text(api), "identity_email_outbox_pending") == 1
+
+
+async def test_background_job_runs_are_counted_with_their_last_success(make_api: MakeApi) -> None:
+    api = await make_api()
+    before = asyncio.get_running_loop().time()
+    deadline = before + 5
+    # Each job runs once at start; the outbox then every half second.
+    while sample(await metrics_text(api), "identity_background_job_runs_total", job="outbox") < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the outbox job never ran twice"
+        await asyncio.sleep(0.05)
+
+    text = await metrics_text(api)
+    for job in ("codes", "outbox", "webhooks", "keys", "purge"):
+        assert sample(text, "identity_background_job_runs_total", job=job, outcome="ok") >= 1
+        assert sample(text, "identity_background_job_runs_total", job=job, outcome="failed") == 0
+        last = sample(text, "identity_background_job_last_success_timestamp_seconds", job=job)
+        assert abs(last - time.time()) < 60, job
