@@ -479,16 +479,10 @@ class MemoryOutboxRepository(OutboxRepository):
 
     @_round_trip
     async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
-        doomed = [
-            row_id
-            for row_id, row in self._t.rows()
-            if row.tenant_id == tenant_id
-            and row.address_key == email_key
-            and self._t.try_lock(row_id)  # one being claimed at this moment still goes
-        ]
-        for row_id in doomed:
-            self._t.delete(row_id)
-        return len(doomed)
+        # A message being claimed at this moment still goes.
+        return self._t.delete_where_unlocked(
+            lambda row: row.tenant_id == tenant_id and row.address_key == email_key
+        )
 
     @_round_trip
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:

@@ -20,16 +20,10 @@ class MemoryCodeRequestQueue(CodeRequestQueue):
 
     @_round_trip
     async def delete_for_address(self, tenant_id: UUID, email_key: str) -> int:
-        doomed = [
-            request_id
-            for request_id, request in self._t.rows()
-            if request.tenant_id == tenant_id
-            and request.email.key == email_key
-            and self._t.try_lock(request_id)  # one a worker is taking still goes
-        ]
-        for request_id in doomed:
-            self._t.delete(request_id)
-        return len(doomed)
+        # A request a worker is taking at this moment still goes.
+        return self._t.delete_where_unlocked(
+            lambda request: request.tenant_id == tenant_id and request.email.key == email_key
+        )
 
     @_round_trip
     async def take_next(self) -> CodeRequest | None:

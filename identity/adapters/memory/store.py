@@ -268,6 +268,13 @@ class _Table(Generic[_K, _V]):
                 count += 1
         return count
 
+    def delete_where_unlocked(self, matches: Callable[[_V], bool]) -> int:
+        """``DELETE ... WHERE`` over the rows nobody else holds (``SKIP LOCKED``)."""
+        doomed = [key for key, row in self.rows() if matches(row) and self.try_lock(key)]
+        for key in doomed:
+            self.delete(key)
+        return len(doomed)
+
     async def delete_where(self, matches: Callable[[_V], bool]) -> int:
         count = 0
         for key, _ in [(key, row) for key, row in self.rows() if matches(row)]:
