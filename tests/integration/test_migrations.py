@@ -59,13 +59,19 @@ def test_revisions_form_one_line_from_base_to_head() -> None:
     assert len(steps) == len(set(steps))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_stairway_up_down_and_up_again_one_revision_at_a_time(
-    backend: str, request: pytest.FixtureRequest
-) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest) -> str:
+    """A database no migration has touched, on each backend."""
     url: str = request.getfixturevalue(
-        "sqlite_url" if backend == "sqlite" else "fresh_postgres_url"
+        "sqlite_url" if request.param == "sqlite" else "fresh_postgres_url"
     )
+    return url
+
+
+async def test_stairway_up_down_and_up_again_one_revision_at_a_time(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
     steps = revisions()
     expected_tables = {table.name for table in tables.metadata.sorted_tables}
 
@@ -85,13 +91,10 @@ async def test_stairway_up_down_and_up_again_one_revision_at_a_time(
     assert await table_names(url) == expected_tables | {"alembic_version"}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_the_provider_names_of_existing_links_are_filled_in(
-    backend: str, request: pytest.FixtureRequest
+    empty_database_url: str,
 ) -> None:
-    url: str = request.getfixturevalue(
-        "sqlite_url" if backend == "sqlite" else "fresh_postgres_url"
-    )
+    url = empty_database_url
     await asyncio.to_thread(upgrade, url, "0011")
     engine = create_async_engine(url)
     tenant, linked, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
