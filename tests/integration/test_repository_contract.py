@@ -32,7 +32,7 @@ from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
-from identity.adapters.sqlalchemy.repositories import SEALED_SETTING_PREFIX
+from identity.adapters.sqlalchemy.tenants import SEALED_SETTING_PREFIX
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import (
     ActiveSessionReader,
