@@ -246,14 +246,12 @@ class OtpChallengeRepository(Protocol):
         """
         ...
 
-    async def record_failure(
-        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
-    ) -> None:
-        """Count one failed check against the code of (tenant, email, purpose).
+    async def record_failure(self, placeholder: OtpChallenge) -> None:
+        """Count one failed check against the code of the placeholder's (tenant, email, purpose).
 
-        The same write whether or not a code exists: without one, a dead
-        placeholder (it matches no code and expires after ``ttl``) is stored,
-        so a failed check costs the same for every email.
+        The same write whether or not a code exists: without one, ``placeholder``
+        (``OtpChallenge.placeholder``: it matches no code) is stored with that one
+        failed try, so a failed check costs the same for every email.
         """
         ...
 
@@ -305,7 +303,9 @@ class SessionRepository(Protocol):
         self, tenant_id: UUID, account_id: UUID, now: datetime
     ) -> list[Session]: ...
 
-    async def delete_expired(self, now: datetime) -> int: ...
+    async def delete_expired(self, now: datetime, *, revoked_before: datetime) -> int:
+        """Sessions expired at ``now``, and ended ones revoked before ``revoked_before``."""
+        ...
 
 
 class InvalidatedTokenRepository(Protocol):
@@ -337,7 +337,10 @@ class OutboxRepository(Protocol):
     async def mark_failed(
         self, item_id: UUID, error: str, next_attempt_at: datetime | None
     ) -> None:
-        """Schedule a retry at ``next_attempt_at``, or give up when it is None."""
+        """Schedule a retry at ``next_attempt_at``, or give up when it is None.
+
+        ``error`` is stored as given: the caller cuts it (``domain.deliveries``).
+        """
         ...
 
     async def pending_count(self) -> int: ...

@@ -31,6 +31,7 @@ from identity.application.ports import (
     WebhookSender,
     WebhookTargetGuard,
 )
+from identity.domain.deliveries import error_note
 from identity.domain.events import EventType, InvalidCursorError, SecurityEvent
 from identity.domain.webhooks import (
     RETRY_SCHEDULE,
@@ -44,7 +45,6 @@ from identity.domain.webhooks import (
 log = logging.getLogger("identity.webhooks")
 
 SECRET_BYTES = 32
-MAX_ERROR_LENGTH = 500
 
 
 def new_secret() -> str:
@@ -293,6 +293,6 @@ class DeliverWebhooks:
             due.delivery.attempts,
             done,
             status,
-            reason[:MAX_ERROR_LENGTH],
+            error_note(reason),
             retry_at=retry_at,
         )

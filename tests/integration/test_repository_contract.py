@@ -828,13 +828,17 @@ async def test_delete_expired_sessions_keeps_recently_revoked_ones(
     revoked_long_ago = new_session(
         tenant, account, revoked_at=NOW - timedelta(days=2), revoked_reason="logout"
     )
-    # Kept a while so a replayed refresh token is still recognised as reuse.
+    # Kept until the cutoff the purge gives, so a replayed refresh token is still reuse.
     revoked_recently = new_session(
         tenant, account, revoked_at=NOW - timedelta(hours=1), revoked_reason="logout"
     )
     await add_sessions(storage, live, expired, revoked_long_ago, revoked_recently)
+    cutoff = NOW - timedelta(days=1)
 
-    assert await write(storage, lambda uow: uow.sessions.delete_expired(NOW)) == 2
+    assert (
+        await write(storage, lambda uow: uow.sessions.delete_expired(NOW, revoked_before=cutoff))
+        == 2
+    )
 
     for gone in (expired, revoked_long_ago):
         assert await read(storage, functools.partial(_get_session, session=gone)) is None
@@ -1521,13 +1525,13 @@ async def test_record_failure_counts_a_try_or_stores_a_dead_placeholder(
     await write(
         storage,
         lambda uow: uow.challenges.record_failure(
-            tenant.id, live.email_key, live.purpose, NOW, ttl
+            OtpChallenge.placeholder(tenant.id, live.email_key, live.purpose, NOW, ttl)
         ),
     )
     await write(
         storage,
         lambda uow: uow.challenges.record_failure(
-            tenant.id, "nobody@example.test", live.purpose, NOW, ttl
+            OtpChallenge.placeholder(tenant.id, "nobody@example.test", live.purpose, NOW, ttl)
         ),
     )
 
@@ -1540,6 +1544,7 @@ async def test_record_failure_counts_a_try_or_stores_a_dead_placeholder(
     assert counted is not None and counted.id == live.id and counted.attempts == 1
     assert counted.code_digest == live.code_digest
     assert placeholder is not None and not placeholder.is_usable(NOW)
+    assert placeholder.attempts == 1 and placeholder.max_attempts == 0
     assert placeholder.expires_at == NOW + ttl and placeholder.code_digest == ""
 
 
@@ -1547,9 +1552,8 @@ async def test_concurrent_failures_are_all_counted(storage: Storage, tenant: Ten
     key = (tenant.id, "racer@example.test", OtpPurpose.LOGIN)
 
     async def fail() -> None:
-        await write(
-            storage, lambda uow: uow.challenges.record_failure(*key, NOW, timedelta(minutes=10))
-        )
+        placeholder = OtpChallenge.placeholder(*key, NOW, timedelta(minutes=10))
+        await write(storage, lambda uow: uow.challenges.record_failure(placeholder))
 
     assert errors(await race(RACERS, fail)) == []
     stored = await read(storage, lambda uow: uow.challenges.get(*key))

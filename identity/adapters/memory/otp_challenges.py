@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from datetime import datetime
+from uuid import UUID
 
 from identity.adapters.memory.store import _round_trip, _Table, _Transaction
 from identity.application.ports import OtpChallengeRepository
@@ -48,23 +48,10 @@ class MemoryOtpChallengeRepository(OtpChallengeRepository):
         return True
 
     @_round_trip
-    async def record_failure(
-        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
-    ) -> None:
-        key = (tenant_id, email_key, purpose)
+    async def record_failure(self, placeholder: OtpChallenge) -> None:
+        key = (placeholder.tenant_id, placeholder.email_key, placeholder.purpose)
         await self._t.lock(key)
-        current = self._t.get(key)
-        if current is None:
-            current = OtpChallenge(
-                id=uuid4(),
-                tenant_id=tenant_id,
-                email_key=email_key,
-                purpose=purpose,
-                code_digest="",  # matches no code
-                created_at=now,
-                expires_at=now + ttl,
-                max_attempts=0,
-            )
+        current = self._t.get(key) or placeholder
         current.attempts += 1
         self._t.put(key, current)
 

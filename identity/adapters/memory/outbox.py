@@ -10,8 +10,6 @@ from identity.adapters.memory.store import _OutboxRow, _round_trip, _Table, _Tra
 from identity.application.ports import OutboxItem, OutboxRepository
 from identity.domain.mail import EmailMessage
 
-_MAX_ERROR_LENGTH = 500
-
 
 class MemoryOutboxRepository(OutboxRepository):
     def __init__(self, transaction: _Transaction) -> None:
@@ -83,7 +81,7 @@ class MemoryOutboxRepository(OutboxRepository):
         self, item_id: UUID, error: str, next_attempt_at: datetime | None
     ) -> None:
         def failed(row: _OutboxRow) -> None:
-            row.last_error = error[:_MAX_ERROR_LENGTH]
+            row.last_error = error
             row.locked_until = None
             if next_attempt_at is None:
                 row.state, row.message = "dead", None

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
 from identity.application.ports import SessionRepository
 from identity.domain.accounts import Account
 from identity.domain.sessions import Session
-
-# Revoked sessions stay a day so a replayed refresh token is still recognised.
-_REVOKED_SESSION_RETENTION = timedelta(days=1)
 
 
 class MemorySessionRepository(SessionRepository):
@@ -122,10 +119,10 @@ class MemorySessionRepository(SessionRepository):
         return sorted(sessions, key=lambda session: session.created_at)
 
     @_round_trip
-    async def delete_expired(self, now: datetime) -> int:
-        cutoff = now - _REVOKED_SESSION_RETENTION
+    async def delete_expired(self, now: datetime, *, revoked_before: datetime) -> int:
         return await self._t.delete_where(
             lambda row: (
-                row.expires_at < now or (row.revoked_at is not None and row.revoked_at < cutoff)
+                row.expires_at < now
+                or (row.revoked_at is not None and row.revoked_at < revoked_before)
             )
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -13,6 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity.adapters.sqlalchemy import tables as t
 from identity.application.ports import OtpChallengeRepository
 from identity.domain.otp import OtpChallenge, OtpPurpose
+
+
+def _values(challenge: OtpChallenge) -> dict[str, Any]:
+    return {
+        "id": challenge.id,
+        "tenant_id": challenge.tenant_id,
+        "email_key": challenge.email_key,
+        "purpose": challenge.purpose.value,
+        "code_digest": challenge.code_digest,
+        "created_at": challenge.created_at,
+        "expires_at": challenge.expires_at,
+        "max_attempts": challenge.max_attempts,
+        "attempts": challenge.attempts,
+        "consumed_at": challenge.consumed_at,
+    }
 
 
 class SqlOtpChallengeRepository(OtpChallengeRepository):
@@ -51,20 +67,7 @@ class SqlOtpChallengeRepository(OtpChallengeRepository):
                 c.purpose == challenge.purpose.value,
             )
         )
-        await self._c.execute(
-            insert(t.otp_challenges).values(
-                id=challenge.id,
-                tenant_id=challenge.tenant_id,
-                email_key=challenge.email_key,
-                purpose=challenge.purpose.value,
-                code_digest=challenge.code_digest,
-                created_at=challenge.created_at,
-                expires_at=challenge.expires_at,
-                max_attempts=challenge.max_attempts,
-                attempts=challenge.attempts,
-                consumed_at=challenge.consumed_at,
-            )
-        )
+        await self._c.execute(insert(t.otp_challenges).values(**_values(challenge)))
 
     async def record_check(self, challenge: OtpChallenge, attempts_before: int) -> bool:
         c = t.otp_challenges.c
@@ -80,26 +83,16 @@ class SqlOtpChallengeRepository(OtpChallengeRepository):
         )
         return result.rowcount == 1
 
-    async def record_failure(
-        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
-    ) -> None:
+    async def record_failure(self, placeholder: OtpChallenge) -> None:
         c = t.otp_challenges.c
         insert_ = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        placeholder = insert_(t.otp_challenges).values(
-            id=uuid4(),
-            tenant_id=tenant_id,
-            email_key=email_key,
-            purpose=purpose.value,
-            code_digest="",  # matches no code: digests are 64 hex characters
-            created_at=now,
-            expires_at=now + ttl,
-            attempts=1,
-            max_attempts=0,
-        )
+        values = _values(placeholder) | {"attempts": placeholder.attempts + 1}
         # One statement for every case: an existing code counts the try, else the
         # placeholder is stored (the same write, so the same time).
         await self._c.execute(
-            placeholder.on_conflict_do_update(
+            insert_(t.otp_challenges)
+            .values(**values)
+            .on_conflict_do_update(
                 index_elements=[c.tenant_id, c.email_key, c.purpose],
                 set_={"attempts": c.attempts + 1},
             )

@@ -115,7 +115,7 @@ class SqlOutboxRepository(OutboxRepository):
     async def mark_failed(
         self, item_id: UUID, error: str, next_attempt_at: datetime | None
     ) -> None:
-        values: dict[str, Any] = {"last_error": error[:500], "locked_until": None}
+        values: dict[str, Any] = {"last_error": error, "locked_until": None}
         if next_attempt_at is None:
             values.update(state="dead", sealed_message=None)
         else:

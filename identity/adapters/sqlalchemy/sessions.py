@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -159,13 +159,10 @@ class SqlSessionRepository(SessionRepository):
         )
         return [self._to_entity(row) for row in rows]
 
-    async def delete_expired(self, now: datetime) -> int:
+    async def delete_expired(self, now: datetime, *, revoked_before: datetime) -> int:
         c = t.sessions.c
-        # Revoked sessions stay a while so a replayed token is still recognised.
         result = await self._c.execute(
-            delete(t.sessions).where(
-                or_(c.expires_at < now, c.revoked_at < now - timedelta(days=1))
-            )
+            delete(t.sessions).where(or_(c.expires_at < now, c.revoked_at < revoked_before))
         )
         return result.rowcount
 
