@@ -16,7 +16,7 @@ import attrs
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
 from identity.domain.code_requests import CodeRequest
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -31,11 +31,14 @@ from identity.domain.webhooks import Webhook, WebhookDelivery
 
 @attrs.frozen
 class Position:
-    """Where a keyset page starts: strictly after the row with this (created_at, id).
+    """Where a keyset page starts: just past the row with this (created_at, id),
+    in the list's order (strictly after it oldest first, strictly before it
+    newest first). Every list's cursor (``application.pagination``).
 
-    Lists are ordered by (created_at, id), a unique and immutable key, so a
-    walk sees every row that existed when it began exactly once, whatever is
-    inserted meanwhile.
+    Lists are ordered by a (time, id) key, unique and immutable, so a walk sees
+    every row that existed when it began exactly once, whatever is inserted
+    meanwhile. ``created_at`` is the row's time in that key (an event's
+    ``occurred_at``).
     """
 
     created_at: datetime
@@ -491,7 +494,7 @@ class EventRepository(Protocol):
         limit: int,
         user_id: UUID | None = None,
         type: EventType | None = None,
-        before: EventCursor | None = None,
+        before: Position | None = None,
     ) -> list[SecurityEvent]:
         """Up to ``limit`` events of the tenant, newest first (ties by id, descending),
         strictly older than ``before`` when given."""
@@ -580,7 +583,7 @@ class WebhookDeliveryQueue(Protocol):
         ...
 
     async def list_for_webhook(
-        self, webhook_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self, webhook_id: UUID, *, limit: int, before: Position | None = None
     ) -> list[WebhookDelivery]:
         """Deliveries of one webhook, newest first, older than ``before`` when given."""
         ...

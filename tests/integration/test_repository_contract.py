@@ -39,6 +39,7 @@ from identity.application.ports import (
     DeliveryOutcome,
     DueDelivery,
     OutboxItem,
+    Position,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -52,7 +53,7 @@ from identity.domain.errors import (
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -1701,7 +1702,7 @@ async def test_events_are_listed_newest_first_with_filters_and_cursor(
         first = await uow.events.list(tenant.id, limit=2)
         last = first[-1]
         rest = await uow.events.list(
-            tenant.id, limit=10, before=EventCursor(last.occurred_at, last.id)
+            tenant.id, limit=10, before=Position(last.occurred_at, last.id)
         )
     assert everything == list(reversed(made))  # exactly what was stored, newest first
     assert [e.id for e in adas] == [made[3].id, made[1].id]
