@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 
 import attrs
@@ -78,6 +78,11 @@ class PasswordHasher(Protocol):
         """True when ``hashed`` was made with other parameters than the current ones."""
         ...
 
+    async def warm_up(self) -> None:
+        """Prepare, once at start, what the first call needs (bcrypt makes the dummy
+        hash ``dummy_verify`` checks against); nothing by default."""
+        return None
+
 
 class CommonPasswords(Protocol):
     def is_common(self, password: str) -> bool:
@@ -119,6 +124,9 @@ class TokenCodec(Protocol):
         ...
 
 
+RateLimiterStatus = Literal["ok", "degraded"]
+
+
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: RateLimit) -> RateLimitDecision:
         """Count one hit on ``key`` against ``limit`` and say whether it is allowed.
@@ -127,6 +135,12 @@ class RateLimiter(Protocol):
         allowed, no interleaving lets more than N through in one window.
         """
         ...
+
+    @property
+    def status(self) -> RateLimiterStatus:
+        """What ``/health`` reports: ``"degraded"`` while a fallback answers for an
+        unreachable store; ``"ok"`` by default."""
+        return "ok"
 
 
 class IdentityProvider(Protocol):
