@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import attrs
@@ -20,22 +20,22 @@ from identity.entrypoints.http.keys import request_tenant
 endpoints = d.Endpoints(tag="events")
 
 
+PageSize = Annotated[int, d.Integer("page size", minimum=1, maximum=200)]
+EventCursor = Annotated[str, d.Text("the `next_cursor` of the previous page", max_length=200)]
+
+
 @attrs.frozen
 class PageQuery:
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    limit: PageSize = 50
+    cursor: EventCursor | None = None
 
 
 @attrs.frozen
 class AdminEventQuery:
-    user_id: UUID | None = d.uuid_field("only this user's events", required=False)
-    type: EventType | None = d.choice(EventType, "only events of this type", required=False)
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    user_id: Annotated[UUID, d.Id("only this user's events")] | None = None
+    type: Annotated[EventType, d.Choice("only events of this type")] | None = None
+    limit: PageSize = 50
+    cursor: EventCursor | None = None
 
 
 @attrs.frozen
