@@ -20,10 +20,13 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, Update
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
+
+# A SELECT, or a write with RETURNING.
+RowStatement = Select[Any] | Update
 
 _NATIVE_POOL = "_identity_native_pool"
 
@@ -107,7 +110,7 @@ def native_pool(engine: AsyncEngine) -> NativePool | None:
 class _Native:
     """A statement compiled once for asyncpg: its SQL, and positional values from params."""
 
-    def __init__(self, statement: Select[Any], dialect: Any) -> None:
+    def __init__(self, statement: RowStatement, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
         assert compiled.positiontup is not None
         self.sql = compiled.string
@@ -119,10 +122,13 @@ class _Native:
 
 
 class OneRowRead:
-    """``await read(params)`` -> the first row (attribute access) or None."""
+    """``await read(params)`` -> the first row (attribute access) or None.
+
+    Any one statement that returns rows: a SELECT, or a write with RETURNING
+    (committed on its own: no transaction is open around it)."""
 
     def __init__(
-        self, engine: AsyncEngine, statement: Select[Any], *, datetimes: tuple[str, ...] = ()
+        self, engine: AsyncEngine, statement: RowStatement, *, datetimes: tuple[str, ...] = ()
     ) -> None:
         self._engine = engine
         self._statement = statement
