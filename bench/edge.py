@@ -61,8 +61,10 @@ def _request(path: str, token: str | None) -> bytes:
 
 async def bench(args: argparse.Namespace) -> bool:
     name = f"identity_bench_{uuid.uuid4().hex[:12]}"
-    url = _admin_url(args.database_server_url).set(database=name).render_as_string(
-        hide_password=False
+    url = (
+        _admin_url(args.database_server_url)
+        .set(database=name)
+        .render_as_string(hide_password=False)
     )
     log = open_log(None)
     bare = BareApp(free_port(), url)

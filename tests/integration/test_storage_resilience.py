@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from sqlalchemy import insert, select
 
 from identity.adapters.sealing import Sealer
