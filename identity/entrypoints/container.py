@@ -289,7 +289,7 @@ class Container(containers.DeclarativeContainer):
         log=providers.Singleton(LogMailer),
     )
 
-    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter, clock)
     redis_client = providers.Singleton(
         create_rate_limit_redis, providers.Callable(redis_url, settings)
     )
