@@ -35,6 +35,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.browser_sessions import MemoryBrowserSessionRepository
 from identity.adapters.memory.code_requests import MemoryCodeRequestQueue
 from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.mfa import (
@@ -645,6 +646,7 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -674,6 +676,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -723,4 +726,3 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
-

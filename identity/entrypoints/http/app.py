@@ -11,6 +11,7 @@ from aiohttp import web
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
+from identity.entrypoints import pages
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
@@ -67,6 +68,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
         middlewares=[
             observe,
             cors(settings.cors_origins),
+            pages.page_errors,
             protect(settings, container.rate_limiter(), container.resolve_tenant()),
         ],
         handler_args={"max_field_size": 16 * 1024},
@@ -94,6 +96,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)
+    pages.setup(app, settings)
     return app
 
 
