@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from identity.entrypoints.pages import handlers
+from identity.entrypoints.pages import account, handlers
 from identity.entrypoints.pages.errors import page_errors
 from identity.entrypoints.pages.page import CSRF
 from identity.entrypoints.pages.security import CsrfTokens
@@ -47,5 +47,6 @@ def setup(app: web.Application, settings: Settings) -> None:
     env.policies["ext.i18n.trimmed"] = True
     app[CSRF] = CsrfTokens(settings.secret_key.value)
     app.add_routes(handlers.routes)
+    app.add_routes(account.routes)
     app.router.add_get("/ui/brand.css", handlers.brand_css)
     app.router.add_static("/ui/static/", STATIC_DIR, name="ui-static", append_version=False)

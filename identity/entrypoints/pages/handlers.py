@@ -316,15 +316,6 @@ async def sign_out(request: web.Request) -> web.Response:
     return page.redirect(page.url(SIGN_IN, notice="signed_out"))
 
 
-@routes.get("/ui/account")
-async def account(request: web.Request) -> web.Response:
-    page = await load_page(request)
-    if page.principal is None:
-        return page.redirect(page.url(SIGN_IN, return_to=request.path_qs))
-    sessions = await page.container.list_sessions()(page.principal)
-    return page.render("account.html", sessions=sessions)
-
-
 async def brand_css(request: web.Request) -> web.Response:
     """The tenant's colours as CSS variables: the pages allow no inline style."""
     page = await load_page(request, authenticate=False)

@@ -60,6 +60,13 @@ NOTICES = {
     "password_reset": N_("Your password is changed. Sign in with the new one."),
     "expired": N_("That step took too long. Please sign in again."),
     "code_sent": N_("If the address can receive it, a code is on its way."),
+    "deleted": N_("Your account is deleted."),
+    "profile_saved": N_("Your name is saved."),
+    "password_changed": N_("Your password is changed. Your other sessions have ended."),
+    "session_ended": N_("That session has ended."),
+    "sessions_ended": N_("Every other session has ended."),
+    "unlinked": N_("The sign-in is removed."),
+    "mfa_disabled": N_("Two-step sign-in is off."),
 }
 
 
