@@ -19,6 +19,8 @@ BRANDING_KEYS = (
     "default_locale",
 )
 DEFAULT_PRIMARY = "#1f5fbf"
+# The languages of the hosted pages and of the mails (catalogues in entrypoints/pages/locale).
+LOCALES = ("en", "de")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 AA_CONTRAST = 4.5
 
@@ -91,3 +93,52 @@ class Branding:
             privacy_url=url("privacy_url"),
             default_locale=text("default_locale"),
         )
+
+
+def _name(value: object) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 100:
+        raise ValueError("must be 1-100 characters")
+    return text
+
+
+def _https(value: object) -> str:
+    text = str(value).strip()
+    if len(text) > 2048 or not is_https_url(text):
+        raise ValueError("must be an https:// URL")
+    return text
+
+
+def _color(value: object) -> str:
+    text = str(value).strip()
+    if not is_color(text):
+        raise ValueError("must be a colour like #1f5fbf")
+    return text.lower()
+
+
+def _address(value: object) -> str:
+    text = str(value).strip()
+    local, at, domain = text.partition("@")
+    spaced = any(c.isspace() for c in text)
+    if not at or not local or "." not in domain or len(text) > 320 or spaced:
+        raise ValueError("must be an email address")
+    return text
+
+
+def _locale(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in LOCALES:
+        raise ValueError(f"must be one of: {', '.join(LOCALES)}")
+    return text
+
+
+# Tenant setting -> parser (``identity tenants set``, ``PATCH /admin/tenants/{slug}``).
+BRANDING_SETTINGS = {
+    "display_name": _name,
+    "logo_url": _https,
+    "primary_color": _color,
+    "support_email": _address,
+    "terms_url": _https,
+    "privacy_url": _https,
+    "default_locale": _locale,
+}

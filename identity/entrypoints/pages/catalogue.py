@@ -13,7 +13,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
-from identity.entrypoints.pages.i18n import DEFAULT_LOCALE, LOCALE_DIR, LOCALES, catalogue_path
+from identity.domain.branding import LOCALES
+from identity.entrypoints.pages.i18n import DEFAULT_LOCALE, LOCALE_DIR, catalogue_path
 
 PACKAGE_DIR = Path(__file__).parent
 METHODS = [

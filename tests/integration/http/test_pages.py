@@ -272,3 +272,55 @@ async def test_rate_limited_page_says_when(make_pages) -> None:  # type: ignore[
 async def test_unknown_tenant_is_a_404_page(pages: PageClient) -> None:
     response = await pages.get("/ui/sign-in?tenant=nope")
     assert response.status == 404 and response.content_type == "text/html"
+
+
+async def test_branding_of_a_tenant(pages: PageClient) -> None:
+    api = pages.api
+    operator = await api.api_key("tenants:manage")
+    assert (await api.post("/admin/tenants", {"slug": "acme"}, token=operator)).status == 201
+    branding = {
+        "display_name": "Acme Cloud",
+        "logo_url": "https://cdn.acme.example/logo.png",
+        "primary_color": "#FFCC00",
+        "support_email": "help@acme.example",
+        "terms_url": "https://acme.example/terms",
+        "privacy_url": "https://acme.example/privacy",
+        "default_locale": "de",
+    }
+    response = await api.patch("/admin/tenants/acme", {"settings": branding}, token=operator)
+    assert response.status == 200, await response.text()
+    for bad in (
+        {"logo_url": "http://cdn.acme.example/logo.png"},
+        {"primary_color": "yellow"},
+        {"default_locale": "fr"},
+        {"support_email": "not an address"},
+    ):
+        response = await api.patch("/admin/tenants/acme", {"settings": bad}, token=operator)
+        assert response.status == 422, bad
+
+    response = await pages.get("/ui/sign-in?tenant=acme")
+    assert response.status == 200
+    assert "Acme Cloud" in pages.html and '<html lang="de">' in pages.html
+    assert "https://cdn.acme.example/logo.png" in pages.html
+    assert "https://acme.example/terms" in pages.html and "mailto:help@acme.example" in pages.html
+    csp = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: https://cdn.acme.example;" in csp
+    assert 'action="/ui/sign-in?tenant=acme"' in pages.html  # the flow keeps the tenant
+    css = await (await pages.client.get("/ui/brand.css?tenant=acme")).text()
+    assert "--primary:#ffcc00" in css and "--on-primary:#000000" in css  # AA on yellow
+
+    # The tenant's own browser session: its cookie, and the account page of that tenant.
+    await api.post(
+        "/auth/register", {"email": EMAIL, "password": PASSWORD}, headers={"X-Tenant": "acme"}
+    )
+    code = await api.next_code(EMAIL)
+    response = await pages.post(
+        "/ui/verify?tenant=acme",
+        {"email": EMAIL, "otp_code": code, "purpose": "verification", "action": "verify"},
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == "/ui/account?tenant=acme"
+    assert pages.cookie("identity_session_acme") is not None
+    assert pages.cookie("identity_session_default") is None
+    assert (await pages.get("/ui/account?tenant=acme")).status == 200
+    assert (await pages.get("/ui/account")).status == 303  # not signed in to the default tenant
