@@ -33,6 +33,7 @@ from uuid import UUID
 
 from identity.adapters.memory.accounts import MemoryAccountRepository
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.browser_sessions import MemoryBrowserSessionRepository
 from identity.adapters.memory.code_requests import MemoryCodeRequestQueue
 from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.external_identities import MemoryExternalIdentityRepository
@@ -91,6 +92,7 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -120,6 +122,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
