@@ -72,13 +72,14 @@ import cattrs
 from aiohttp import web
 from cattrs.errors import ClassValidationError
 
+from identity.adapters.email_syntax import normalise_email
 from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from identity.application.ports import Position
 from identity.domain.api_keys import Scope
-from identity.domain.emails import Email
+from identity.domain.emails import MAX_EMAIL_LENGTH, Email
 from identity.domain.errors import InvalidEmailError
 from identity.domain.tenants import validate_slug
-from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, normalise_email, read_json_object
+from identity.entrypoints.http.bodies import read_json_object
 from identity.entrypoints.http.keys import CONTAINER
 from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
 from identity.entrypoints.http.principals import (
@@ -123,6 +124,7 @@ Schema = dict[str, Any]
 T = TypeVar("T")
 _OUT = "identity.out"
 _OMIT = "identity.omit_if_none"
+_EXTRA = "identity.schema"
 
 # --- request fields ------------------------------------------------------------------
 
@@ -668,21 +670,23 @@ def query_parameters(cls: type) -> list[Schema]:
 # --- path parameters -----------------------------------------------------------------
 
 
-def _not_found() -> Problem:
-    return Problem(404, "not_found", "Not found", "No such object.")
+def _not_found(detail: str = "No such object.") -> Problem:
+    return Problem.of("not_found", detail)
 
 
 @attrs.frozen
 class PathId:
     name: str
     description: str
+    detail: str = "No such object."
+    """The ``detail`` of the 404 for anything but a UUID."""
 
     def parse(self, request: web.Request) -> uuid.UUID:
         try:
             return uuid.UUID(request.match_info[self.name])
         except ValueError:
             # An id that cannot exist is simply not found.
-            raise _not_found() from None
+            raise _not_found(self.detail) from None
 
     def schema(self) -> Schema:
         return {
@@ -694,8 +698,8 @@ class PathId:
         }
 
 
-def path_id(name: str, description: str) -> PathId:
-    return PathId(name, description)
+def path_id(name: str, description: str, *, detail: str = "No such object.") -> PathId:
+    return PathId(name, description, detail)
 
 
 @attrs.frozen
@@ -755,8 +759,16 @@ PathParam = PathId | PathSlug | PathText
 # --- response views ------------------------------------------------------------------
 
 
-def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs: Any) -> Any:
-    """A view field with a description for the document.
+def out(
+    description: str | None = None,
+    *,
+    omit_if_none: bool = False,
+    format: str | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A view field with a description (and a ``format`` or bounds) for the document.
 
     ``omit_if_none``: while the value is None the member is left out of the
     answer (and the document does not list it as required), for answers whose
@@ -765,15 +777,28 @@ def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs:
     """
     if omit_if_none:
         kwargs.setdefault("default", None)
-    return attrs.field(metadata={_OUT: description, _OMIT: omit_if_none}, **kwargs)
+    extra: Schema = {}
+    if format is not None:
+        extra["format"] = format
+    if minimum is not None:
+        extra["minimum"] = minimum
+    if maximum is not None:
+        extra["maximum"] = maximum
+    metadata = {_OUT: description, _OMIT: omit_if_none, _EXTRA: extra}
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+@functools.cache
+def _omitted(cls: type) -> tuple[str, ...]:
+    return tuple(field.name for field in attrs.fields(cls) if field.metadata.get(_OMIT))
 
 
 def serialise(view: object) -> Any:
     data = converter.unstructure(view)
-    if attrs.has(type(view)) and isinstance(data, dict):
-        for field in attrs.fields(typing.cast(Any, type(view))):
-            if field.metadata.get(_OMIT) and data.get(field.name) is None:
-                del data[field.name]
+    if isinstance(data, dict) and attrs.has(type(view)):
+        for name in _omitted(typing.cast(type, type(view))):
+            if data.get(name) is None:
+                del data[name]
     return data
 
 
@@ -824,7 +849,8 @@ def _type_schema(hint: Any, components: Components) -> Schema:
     if origin is dict or hint is dict:
         return {"type": "object", "additionalProperties": True}
     if origin is typing.Literal:
-        return {"type": "string", "enum": list(args)}
+        kind = "boolean" if all(isinstance(arg, bool) for arg in args) else "string"
+        return {"type": kind, "enum": list(args)}
     if attrs.has(hint):
         return view_schema(hint, components)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -855,8 +881,12 @@ def response_schema(view: View, components: Components) -> Schema:
 
 
 def view_schema(cls: type, components: Components) -> Schema:
-    """A ``$ref`` to ``cls``'s schema, which is added to ``components`` on first use."""
-    name = cls.__name__
+    """A ``$ref`` to ``cls``'s schema, which is added to ``components`` on first use.
+
+    The schema is named after the class, or its own ``schema_name`` class attribute. A
+    class with ``open_ended = True`` may carry members it does not name (a JWK).
+    """
+    name = cls.__dict__.get("schema_name", cls.__name__)  # a subclass is named anew
     if components.claim(name, cls):  # claimed before the fields: recursion stops here
         hints = typing.get_type_hints(cls)
         properties: Schema = {}
@@ -864,7 +894,7 @@ def view_schema(cls: type, components: Components) -> Schema:
         for field in attrs.fields(cls):
             omitted = bool(field.metadata.get(_OMIT))
             hint = _strip_none(hints[field.name])[0] if omitted else hints[field.name]
-            schema = _type_schema(hint, components)
+            schema = {**_type_schema(hint, components), **field.metadata.get(_EXTRA, {})}
             if not omitted:
                 required.append(field.name)
             description = field.metadata.get(_OUT)
@@ -876,6 +906,8 @@ def view_schema(cls: type, components: Components) -> Schema:
                 )
             properties[field.name] = schema
         schema = {"type": "object", "properties": properties, "required": required}
+        if getattr(cls, "open_ended", False):
+            schema["additionalProperties"] = True
         if cls.__doc__:
             schema["description"] = cls.__doc__.strip().splitlines()[0]
         components.schemas[name] = schema
@@ -914,9 +946,20 @@ def api_key(scope: Scope | str) -> Auth:
 
 Handler = Callable[..., Awaitable[Any]]
 
-# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
+# A response view: an attrs class, the name of a component schema (``"Problem"``),
 # or a tuple of those when the answer is one of several shapes.
 View = type | str | tuple[type | str, ...]
+
+
+@attrs.frozen
+class Answer:
+    """Another answer an endpoint gives besides its success and its problems."""
+
+    status: int
+    description: str
+    view: View | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, meaning) of each header it carries."""
 
 
 @attrs.frozen
@@ -942,6 +985,15 @@ class Declared:
     """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
     document: bool = True
     """False for a page: served, but not in the OpenAPI document."""
+    content: str | None = None
+    """The media type of a success body that is not JSON (the handler builds the response)."""
+    answers: tuple[Answer, ...] = ()
+    cookies: tuple[tuple[str, str], ...] = ()
+    """(name, meaning) of each cookie the endpoint reads."""
+    limited: bool = True
+    """Counted by the per-IP rate limit (429)."""
+    storage: bool = True
+    """Reads or writes the database (503 ``service_unavailable`` while it is away)."""
 
 
 class Endpoints:
@@ -976,6 +1028,11 @@ class Endpoints:
         redirect: str | None = None,
         document: bool = True,
         operation_id: str | None = None,
+        content: str | None = None,
+        answers: tuple[Answer, ...] = (),
+        cookies: tuple[tuple[str, str], ...] = (),
+        limited: bool = True,
+        storage: bool = True,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -997,6 +1054,11 @@ class Endpoints:
                 headers=headers,
                 redirect=redirect,
                 document=document,
+                content=content,
+                answers=answers,
+                cookies=cookies,
+                limited=limited,
+                storage=storage,
             )
             self.declared.append(declared)
             endpoint = _endpoint(declared, handler)
