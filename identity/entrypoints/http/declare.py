@@ -2,8 +2,9 @@
 
 A request (a JSON body, a query string, a form) is an attrs class. Each field's
 annotation says what it holds; its ``Annotated`` metadata (``d.Text``,
-``d.Digits``, ...) says how it is bounded and what the document says of it.
-One cattrs converter reads every request class, and every bad field is
+``d.Digits``, ``d.Address``, ``d.Choice``, ``d.Integer``, ``d.Flag``, ``d.Id``,
+``d.Strings``, ``d.Entries``) says how it is bounded and what the document says
+of it. One cattrs converter reads every request class, and every bad field is
 reported at once (422 ``validation_error``). A field with a default is
 optional; ``null`` counts as absent. A response view is an attrs class whose
 annotations say its shape (``d.out`` adds a description)::
@@ -47,10 +48,18 @@ mapping the same way (a page catches the ``Problem`` and shows its ``errors``).
 The handler receives ``body=`` / ``query=`` / one keyword per path parameter,
 already validated, after the auth has run. It returns a view (serialised with
 the declared status), ``None`` (204) or a ready ``web.StreamResponse``. The
-app collects every ``Endpoints`` of the handler modules (``collect``);
-``openapi.py`` turns them into paths and component schemas, so the document
-cannot drift from what the handlers read. Two classes with one schema name
-are refused when the app starts.
+declaration lists the problem codes the handler itself can answer
+(``errors=``, from ``error_codes.py``); those of the auth, the body, the query,
+the path, the tenant, the rate limit and the database are added for it
+(``limited=False``/``storage=False`` for endpoints without the last two).
+Other answers are ``answers=(d.Answer(503, ...),)``; a success body that is not
+JSON is ``content="text/html"``.
+
+The app collects every ``Endpoints`` of the handler modules (``collect``): a
+new module needs no registration. ``openapi.py`` turns them into paths and
+component schemas, so the document cannot drift from what the handlers read;
+two classes with one schema name, one route or operation id declared twice, or
+a request field without a rule stop the start.
 """
 
 from __future__ import annotations
@@ -94,6 +103,7 @@ __all__ = [
     "BEARER",
     "DEFAULT_LIMIT",
     "Address",
+    "Answer",
     "Choice",
     "Cursor",
     "Digits",
@@ -133,14 +143,14 @@ class Invalid(ValueError):
     """A request value broke its field's rule; the message is shown to the client."""
 
 
-def _text(value: Any, max_length: int) -> str:
+def _text(value: Any, max_length: int, *, empty: bool = False) -> str:
     if value is None:
         raise Invalid("field required")
     if not isinstance(value, str):
         raise Invalid("must be a string")
     if "\x00" in value or not _encodable(value):
         raise Invalid("must be text without NUL characters or unpaired surrogates")
-    if not value:
+    if not value and not empty:
         raise Invalid("must not be empty")
     if len(value) > max_length:
         raise Invalid(f"must be at most {max_length} characters")
@@ -178,7 +188,7 @@ class Rule:
 
 @attrs.frozen
 class Text(Rule):
-    """A non-empty string of at most ``max_length`` characters.
+    """A non-empty string of at most ``max_length`` characters (``empty=True``: may be "").
 
     ``pattern`` and ``format`` are for the document; the use case enforces them.
     """
@@ -186,12 +196,17 @@ class Text(Rule):
     max_length: int = 1024
     pattern: str | None = None
     format: str | None = None
+    empty: bool = False
 
     def reader(self, base: Any) -> Callable[[Any], Any]:
-        return functools.partial(_text, max_length=self.max_length)
+        return functools.partial(_text, max_length=self.max_length, empty=self.empty)
 
     def schema(self, base: Any) -> Schema:
-        schema: Schema = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        schema: Schema = {
+            "type": "string",
+            "minLength": 0 if self.empty else 1,
+            "maxLength": self.max_length,
+        }
         if self.pattern:
             schema["pattern"] = self.pattern
         if self.format:

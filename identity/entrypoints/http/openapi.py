@@ -171,6 +171,10 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
     if entry.query is not None:
         parameters += declare.query_parameters(entry.query)
         codes.append("validation_error")
+    if entry.query is not None or entry.cookies:
+        # A request line or cookie over the HTTP parser's limits is refused before the
+        # handler (a query's values, percent-encoded, can exceed it).
+        codes.append("bad_request")
     parameters += [
         {
             "name": name,

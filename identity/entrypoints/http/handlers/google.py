@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
@@ -13,7 +16,6 @@ from identity.entrypoints.http.handlers.providers import (
     COOKIE,
     LOGIN,
     CallbackQuery,
-    StartQuery,
     callback_path,
     finish_flow,
     start_flow,
@@ -25,17 +27,37 @@ CALLBACK_PATH = callback_path("google")
 __all__ = ["CALLBACK_PATH", "COOKIE", "endpoints"]
 
 
+@attrs.frozen
+class GoogleStartQuery:
+    """As ``StartQuery``, but an empty ``redirect_to`` is the flow's to refuse (400
+    ``oauth_failed``, as Google's login always answered), not a 422."""
+
+    redirect_to: (
+        Annotated[
+            str,
+            d.Text(
+                "where to send the browser afterwards, with the tokens in the URL fragment; "
+                "must be in `IDENTITY_OAUTH_REDIRECT_ALLOWLIST`",
+                max_length=2048,
+                format="uri",
+                empty=True,
+            ),
+        ]
+        | None
+    ) = None
+
+
 @endpoints.get(
     "/auth/google/login",
     operation_id="googleLogin",
     summary="Start signing in with Google",
     description="OpenID Connect authorization-code flow with `state`, `nonce` and PKCE S256.",
-    **LOGIN,
+    **{**LOGIN, "query": GoogleStartQuery},
 )
 @inject
 async def google_login(
     request: web.Request,
-    query: StartQuery,
+    query: GoogleStartQuery,
     use_case: sign_in.StartExternalSignIn = Provide[Container.start_external_sign_in],
 ) -> web.Response:
     return await start_flow(request, "google", use_case, redirect_to=query.redirect_to)

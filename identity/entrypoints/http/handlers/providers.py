@@ -216,8 +216,6 @@ CALLBACK = {
         "`mfa_required` fields; or `linked=<provider>`) in the URL fragment."
     ),
     "errors": (
-        # A cookie the HTTP parser cannot read is refused before the flow starts.
-        "bad_request",
         "oauth_failed",
         "account_disabled",
         "identity_in_use",
