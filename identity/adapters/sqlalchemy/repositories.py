@@ -259,6 +259,7 @@ class SqlAccountRepository(AccountRepository):
             identities=identity_names(row.identities),
             mfa_enabled=row.mfa_enabled,
             last_login_at=row.last_login_at,
+            locale=row.locale,
         )
 
     @staticmethod
@@ -276,6 +277,7 @@ class SqlAccountRepository(AccountRepository):
             "created_at": account.created_at,
             "updated_at": account.updated_at,
             "mfa_enabled": account.mfa_enabled,
+            "locale": account.locale,
         }
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
@@ -937,6 +939,7 @@ class SqlCodeRequestQueue(CodeRequestQueue):
                 "full_name": registration.full_name,
                 "client_ip": registration.client_ip,
                 "user_agent": registration.user_agent,
+                "locale": registration.locale,
             },
         }
         await self._c.execute(
@@ -986,6 +989,7 @@ class SqlCodeRequestQueue(CodeRequestQueue):
                         registration["full_name"],
                         registration.get("client_ip"),
                         registration.get("user_agent"),
+                        registration.get("locale"),
                     ),
                 )
             except (UnsealError, InvalidEmailError, ValueError, TypeError, KeyError):

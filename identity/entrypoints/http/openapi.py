@@ -286,6 +286,10 @@ SCHEMAS: dict[str, Schema] = {
             "mfa_enabled": {"type": "boolean", "description": "a second factor is confirmed"},
             "created_at": {"type": "string", "format": "date-time"},
             "tenant": {"type": "string", "description": "the tenant's slug"},
+            "locale": {
+                "type": ["string", "null"],
+                "description": "the language the account signed up in (mails use it); null: en",
+            },
         }
     ),
     "TokenResponse": obj(

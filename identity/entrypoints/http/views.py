@@ -33,6 +33,7 @@ def user_view(account: Account, tenant: Tenant) -> dict[str, Any]:
         "mfa_enabled": account.mfa_enabled,
         "created_at": iso(account.created_at),
         "tenant": tenant.slug,
+        "locale": account.locale,
     }
 
 

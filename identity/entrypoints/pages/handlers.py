@@ -161,6 +161,7 @@ async def sign_up_post(request: web.Request) -> web.Response:
             password=body.optional_password("password"),
             full_name=body.optional_text("full_name", max_length=200),
             client=client_info(request),
+            locale=page.locale,
         )
         body.check()
         sent = await page.container.register_user()(command)
