@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from identity.domain.errors import DomainError, StorageUnavailableError
-from identity.entrypoints.http.middlewares import Handler
+from identity.entrypoints.http.middlewares import Guard, Handler
 from identity.entrypoints.http.problems import Problem, problem_for, unavailable_problem
 from identity.entrypoints.pages import messages
 from identity.entrypoints.pages.page import PAGE, bare_page
@@ -30,18 +30,22 @@ def _problem(error: Exception) -> Problem | None:
     return None
 
 
-@web.middleware
-async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Under ``/ui/`` only: a problem becomes an error page in the page's language."""
-    if not request.path.startswith("/ui/"):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except (Problem, web.HTTPException, DomainError) as error:
-        problem = _problem(error)
-        if problem is None:
-            raise
-        return render_error(request, problem)
+def page_errors(guard: Guard) -> Guard:
+    """The edge's guard, and under ``/ui/`` a problem (the rate limit's 429 too) becomes an
+    error page in the page's language."""
+
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/ui/"):
+            return await guard(request, handler)
+        try:
+            return await guard(request, handler)
+        except (Problem, web.HTTPException, DomainError) as error:
+            problem = _problem(error)
+            if problem is None:
+                raise
+            return render_error(request, problem)
+
+    return guarded
 
 
 def render_error(request: web.Request, problem: Problem) -> web.Response:
