@@ -11,6 +11,7 @@ from aiohttp import web
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
+from identity.entrypoints import pages
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import declare, handlers, protocol_errors
@@ -23,7 +24,6 @@ from identity.entrypoints.http.middlewares import (
     edge,
 )
 from identity.entrypoints.http.openapi import openapi_json
-from identity.entrypoints import pages
 from identity.entrypoints.http.protection import protect
 from identity.entrypoints.settings import Settings
 
