@@ -21,6 +21,7 @@ from identity.application.ports import (
     UnitOfWorkFactory,
     WorkSignal,
 )
+from identity.application.session_ending import end_sessions
 from identity.application.throttle import Throttle
 from identity.application.tokens import ClientInfo, SessionTokens, TokenPair
 from identity.domain.accounts import Account
@@ -465,10 +466,8 @@ class ResetPasswordWithCode:
             account.set_password_hash(password_hash, now)
             account.verify_email(now)
             await uow.accounts.update(account)
-            ended = await uow.sessions.revoke_all_for_account(
-                command.tenant.id, account.id, now, "password_reset"
-            )
             tenant_id, client = command.tenant.id, command.client
+            await end_sessions(uow, tenant_id, account.id, now, client, "password_reset")
             await uow.events.add(
                 security_event(EventType.PASSWORD_RESET, tenant_id, now, client, user_id=account.id)
             )
@@ -481,18 +480,6 @@ class ResetPasswordWithCode:
                         client,
                         user_id=account.id,
                         method="password_reset",
-                    )
-                )
-            if ended:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant_id,
-                        now,
-                        client,
-                        user_id=account.id,
-                        reason="password_reset",
-                        sessions_revoked=ended,
                     )
                 )
             await uow.outbox.add(

@@ -23,6 +23,7 @@ from identity.application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from identity.application.session_ending import end_sessions
 from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.emails import Email
@@ -68,10 +69,6 @@ class UserAdmin:
             # The account row first, so a racing sign-in cannot slip a session in (see
             # UpdateUser).
             await uow.accounts.update(account)
-            if not active:
-                ended = await uow.sessions.revoke_all_for_account(
-                    tenant.id, account.id, now, "account_disabled"
-                )
             # The operator at the command line: no request, so no ip or user agent.
             operator = ClientInfo()
             if was_active != active:
@@ -79,16 +76,10 @@ class UserAdmin:
                 await uow.events.add(
                     security_event(kind, tenant.id, now, operator, user_id=account.id)
                 )
-            if ended:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        operator,
-                        user_id=account.id,
-                        reason="account_disabled",
-                        sessions_revoked=ended,
+            if not active:
+                ended = len(
+                    await end_sessions(
+                        uow, tenant.id, account.id, now, operator, "account_disabled"
                     )
                 )
             await uow.commit()
@@ -272,12 +263,11 @@ class UpdateUser:
             # The account row first: its lock makes a racing sign-in wait, and then
             # find the account disabled (or commit first, and have its session ended).
             await uow.accounts.update(account)
-            ended = 0
+            await self._record(uow, command, account, before, now)
             if command.is_active is False:
-                ended = await uow.sessions.revoke_all_for_account(
-                    command.tenant.id, account.id, now, "account_disabled"
+                await end_sessions(
+                    uow, command.tenant.id, account.id, now, command.client, "account_disabled"
                 )
-            await self._record(uow, command, account, before, ended, now)
             (managed,) = _managed([account])
             await uow.commit()
         return managed
@@ -288,7 +278,6 @@ class UpdateUser:
         command: UserChanges,
         account: Account,
         before: tuple[str | None, bool, bool],
-        ended: int,
         now: datetime,
     ) -> None:
         tenant_id, user_id, client = account.tenant_id, account.id, command.client
@@ -312,18 +301,6 @@ class UpdateUser:
         if "is_active" in changed:
             kind = EventType.USER_ENABLED if account.is_active else EventType.USER_DISABLED
             await uow.events.add(security_event(kind, tenant_id, now, client, user_id=user_id))
-        if ended:
-            await uow.events.add(
-                security_event(
-                    EventType.SESSION_REVOKED,
-                    tenant_id,
-                    now,
-                    client,
-                    user_id=user_id,
-                    reason="account_disabled",
-                    sessions_revoked=ended,
-                )
-            )
 
 
 class DeleteUser:
@@ -364,18 +341,6 @@ class LogOutUser:
         async with self._s.uow() as uow:
             account = await _get(uow, tenant, user_id)
             now = self._s.clock.now()
-            count = await uow.sessions.revoke_all_for_account(tenant.id, account.id, now, "admin")
-            if count:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        client,
-                        user_id=account.id,
-                        reason="admin",
-                        sessions_revoked=count,
-                    )
-                )
+            ended = await end_sessions(uow, tenant.id, account.id, now, client, "admin")
             await uow.commit()
-        return count
+        return len(ended)
