@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import aiohttp
+import attrs
 from dependency_injector import containers, providers
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
@@ -65,23 +66,8 @@ from identity.entrypoints.settings import Settings
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        access_token_ttl=timedelta(seconds=settings.access_token_ttl),
-        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        otp_ttl=timedelta(seconds=settings.otp_ttl),
-        otp_max_attempts=settings.otp_max_attempts,
-        refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace),
-        email_from=settings.email_from,
-        rate_limit_login=settings.rate_limit_login,
-        rate_limit_otp_request=settings.rate_limit_otp_request,
-        rate_limit_otp_verify=settings.rate_limit_otp_verify,
-        google_client_id=settings.google_client_id,
-        google_client_secret=(
-            settings.google_client_secret.value if settings.google_client_secret else None
-        ),
-        oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
-        provider_clients=provider_clients(settings),
-    )
+    """The deployment policy: its settings, and the other providers' clients."""
+    return attrs.evolve(settings.policy, provider_clients=provider_clients(settings))
 
 
 def provider_clients(settings: Settings) -> dict[str, tuple[str | None, str | None]]:
@@ -305,7 +291,7 @@ class Container(containers.DeclarativeContainer):
 
     policy = providers.Singleton(policy_from, settings)
     digester = providers.Singleton(CodeDigester, secret_key)
-    templates = providers.Singleton(MailTemplates, settings.provided.email_from)
+    templates = providers.Singleton(MailTemplates, settings.provided.policy.email_from)
     session_tokens = providers.Singleton(SessionTokens, token_codec, clock)
     throttle = providers.Singleton(Throttle, rate_limiter)
     code_requests_signal = providers.Singleton(EventWorkSignal)
