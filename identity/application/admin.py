@@ -34,56 +34,34 @@ from identity.domain.tenants import Tenant
 
 
 class UserAdmin:
-    """What the ``identity users`` commands do."""
+    """What the ``identity users`` commands do: users named by tenant slug and address.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow = uow
-        self._clock = clock
+    A change goes through ``UpdateUser``, as the admin API's (the operator at the
+    command line has no request, so its events carry no ip or user agent).
+    """
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
 
     async def show(self, tenant_slug: str, email: Email) -> Account:
-        async with self._uow() as uow:
+        return (await self._find(tenant_slug, email))[1]
+
+    async def set_active(self, tenant_slug: str, email: Email, active: bool) -> tuple[Account, int]:
+        """Enable or disable; disabling ends every session. Returns sessions ended."""
+        tenant, account = await self._find(tenant_slug, email)
+        changed = await UpdateUser(self._s)(ChangeUser(tenant, account.id, is_active=active))
+        return changed.user.account, changed.sessions_ended
+
+    async def _find(self, tenant_slug: str, email: Email) -> tuple[Tenant, Account]:
+        # By slug, a disabled tenant too: its operator may still manage its users.
+        async with self._s.uow() as uow:
             tenant = await uow.tenants.get_by_slug(tenant_slug)
             if tenant is None:
                 raise TenantNotFoundError(tenant_slug)
             account = await uow.accounts.get_by_email(tenant.id, email.key)
         if account is None:
             raise AccountNotFoundError(email.value)
-        return account
-
-    async def set_active(self, tenant_slug: str, email: Email, active: bool) -> tuple[Account, int]:
-        """Enable or disable; disabling ends every session. Returns sessions ended."""
-        async with self._uow() as uow:
-            tenant = await uow.tenants.get_by_slug(tenant_slug)
-            if tenant is None:
-                raise TenantNotFoundError(tenant_slug)
-            account = await uow.accounts.get_by_email(tenant.id, email.key)
-            if account is None:
-                raise AccountNotFoundError(email.value)
-            now = self._clock.now()
-            ended = 0
-            was_active = account.is_active
-            if active:
-                account.enable(now)
-            else:
-                account.disable(now)
-            # The account row first, so a racing sign-in cannot slip a session in (see
-            # UpdateUser).
-            await uow.accounts.update(account)
-            # The operator at the command line: no request, so no ip or user agent.
-            operator = ClientInfo()
-            if was_active != active:
-                kind = EventType.USER_ENABLED if active else EventType.USER_DISABLED
-                await uow.events.add(
-                    security_event(kind, tenant.id, now, operator, user_id=account.id)
-                )
-            if not active:
-                ended = len(
-                    await end_sessions(
-                        uow, tenant.id, account.id, now, operator, "account_disabled"
-                    )
-                )
-            await uow.commit()
-        return account, ended
+        return tenant, account
 
 
 # --- the admin API ---------------------------------------------------------------
@@ -166,7 +144,7 @@ class ListUsers:
 
 
 @attrs.frozen
-class NewUser:
+class AddUser:
     tenant: Tenant
     email: Email
     password: str | None = attrs.field(default=None, repr=False)
@@ -182,7 +160,7 @@ class CreateUser:
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, command: NewUser) -> ManagedUser:
+    async def __call__(self, command: AddUser) -> ManagedUser:
         s = self._s
         password_hash = None
         if command.password is not None:
@@ -230,7 +208,7 @@ class GetUser:
 
 
 @attrs.frozen
-class UserChanges:
+class ChangeUser:
     """What to change; None leaves a field as it is."""
 
     tenant: Tenant
@@ -241,13 +219,22 @@ class UserChanges:
     client: ClientInfo = ClientInfo()
 
 
+@attrs.frozen
+class UserChanged:
+    user: ManagedUser
+    sessions_ended: int
+
+
 class UpdateUser:
-    """Rename, verify or un-verify, enable or disable; disabling ends every session."""
+    """Rename, verify or un-verify, enable or disable; disabling ends every session.
+
+    The admin API and the ``identity users`` commands both change users here.
+    """
 
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, command: UserChanges) -> ManagedUser:
+    async def __call__(self, command: ChangeUser) -> UserChanged:
         async with self._s.uow() as uow:
             account = await _get(uow, command.tenant, command.user_id)
             now = self._s.clock.now()
@@ -264,18 +251,19 @@ class UpdateUser:
             # find the account disabled (or commit first, and have its session ended).
             await uow.accounts.update(account)
             await self._record(uow, command, account, before, now)
+            ended: list[UUID] = []
             if command.is_active is False:
-                await end_sessions(
+                ended = await end_sessions(
                     uow, command.tenant.id, account.id, now, command.client, "account_disabled"
                 )
             (managed,) = _managed([account])
             await uow.commit()
-        return managed
+        return UserChanged(managed, len(ended))
 
     @staticmethod
     async def _record(
         uow: UnitOfWork,
-        command: UserChanges,
+        command: ChangeUser,
         account: Account,
         before: tuple[str | None, bool, bool],
         now: datetime,

@@ -233,21 +233,21 @@ class RevokeSession:
 
 
 @attrs.frozen
-class ChangePasswordCommand:
+class ChangePassword:
     principal: Principal
     current_password: str = attrs.field(repr=False)
     new_password: str = attrs.field(repr=False)
     client: ClientInfo = ClientInfo()
 
 
-class ChangePassword:
+class ChangeOwnPassword:
     """Needs the current password (and, with MFA on, an aal2 session: ``MfaRequiredError``);
     every other session ends, the caller's stays."""
 
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, command: ChangePasswordCommand) -> None:
+    async def __call__(self, command: ChangePassword) -> None:
         s = self._s
         account = command.principal.account
         tenant = command.principal.tenant

@@ -46,7 +46,16 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
+from identity.application import (
+    account_codes,
+    account_passwords,
+    accounts,
+    admin,
+    external_sign_in,
+    mfa,
+    self_service,
+    sessions,
+)
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
@@ -323,11 +332,11 @@ class Container(containers.DeclarativeContainer):
     )
 
     resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)
-    register_user = providers.Factory(accounts.RegisterUser, account_services)
-    request_otp = providers.Factory(accounts.RequestOtp, account_services)
-    verify_otp = providers.Factory(accounts.VerifyOtp, account_services)
-    reset_password = providers.Factory(accounts.ResetPasswordWithCode, account_services)
-    log_in = providers.Factory(accounts.LogInWithPassword, account_services)
+    register_user = providers.Factory(account_codes.RegisterUser, account_services)
+    request_otp = providers.Factory(account_codes.RequestOtp, account_services)
+    verify_otp = providers.Factory(account_codes.VerifyOtp, account_services)
+    reset_password = providers.Factory(account_passwords.ResetPasswordWithCode, account_services)
+    log_in = providers.Factory(account_passwords.LogInWithPassword, account_services)
 
     authenticate = providers.Factory(sessions.Authenticate, session_services)
     refresh_session = providers.Factory(sessions.RefreshSession, session_services)
@@ -335,7 +344,7 @@ class Container(containers.DeclarativeContainer):
     log_out_everywhere = providers.Factory(sessions.LogOutEverywhere, session_services)
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
-    change_password = providers.Factory(sessions.ChangePassword, session_services)
+    change_password = providers.Factory(sessions.ChangeOwnPassword, session_services)
     introspect = providers.Factory(Introspect, authenticate)
 
     totp = providers.Singleton(PyotpTotpEngine)
@@ -381,12 +390,11 @@ class Container(containers.DeclarativeContainer):
     unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
-    issue_requested_codes = providers.Factory(accounts.IssueRequestedCodes, account_services)
+    issue_requested_codes = providers.Factory(account_codes.IssueRequestedCodes, account_services)
     purge_expired = providers.Factory(
         PurgeExpired, uow.provider, clock, providers.Callable(event_retention, settings)
     )
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
-    user_admin = providers.Factory(UserAdmin, uow.provider, clock)
 
     admin_services = providers.Singleton(
         admin.AdminServices,
@@ -396,6 +404,7 @@ class Container(containers.DeclarativeContainer):
         common_passwords=common_passwords,
     )
     list_users = providers.Factory(admin.ListUsers, admin_services)
+    user_admin = providers.Factory(UserAdmin, admin_services)
     create_user = providers.Factory(admin.CreateUser, admin_services)
     get_user = providers.Factory(admin.GetUser, admin_services)
     update_user = providers.Factory(admin.UpdateUser, admin_services)

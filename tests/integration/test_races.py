@@ -29,15 +29,14 @@ from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
-from identity.application.accounts import (
-    AccountServices,
-    CodeSent,
+from identity.application.account_codes import (
     IssueRequestedCodes,
     Register,
     RegisterUser,
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.accounts import AccountServices, CodeSent
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
 from identity.application.ports import UnitOfWorkFactory

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
-from identity.application import accounts
+from identity.application import account_codes, account_passwords
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.bodies import read_body
@@ -19,10 +19,10 @@ routes = web.RouteTableDef()
 @inject
 async def register(
     request: web.Request,
-    use_case: accounts.RegisterUser = Provide[Container.register_user],
+    use_case: account_codes.RegisterUser = Provide[Container.register_user],
 ) -> web.Response:
     body = await read_body(request)
-    command = accounts.Register(
+    command = account_codes.Register(
         tenant=request_tenant(request),
         email=body.email(),
         password=body.optional_password("password"),
@@ -36,10 +36,10 @@ async def register(
 @inject
 async def request_otp(
     request: web.Request,
-    use_case: accounts.RequestOtp = Provide[Container.request_otp],
+    use_case: account_codes.RequestOtp = Provide[Container.request_otp],
 ) -> web.Response:
     body = await read_body(request)
-    command = accounts.RequestCode(
+    command = account_codes.RequestCode(
         tenant=request_tenant(request),
         email=body.email(),
         purpose=body.choice("purpose", OtpPurpose),
@@ -56,10 +56,10 @@ routes.post("/auth/resend-otp")(request_otp)  # alias kept for the reference ser
 @inject
 async def verify_otp(
     request: web.Request,
-    use_case: accounts.VerifyOtp = Provide[Container.verify_otp],
+    use_case: account_codes.VerifyOtp = Provide[Container.verify_otp],
 ) -> web.Response:
     body = await read_body(request)
-    command = accounts.VerifyCode(
+    command = account_codes.VerifyCode(
         tenant=request_tenant(request),
         email=body.email(),
         code=body.code(),
@@ -76,10 +76,10 @@ async def verify_otp(
 @inject
 async def reset_password(
     request: web.Request,
-    use_case: accounts.ResetPasswordWithCode = Provide[Container.reset_password],
+    use_case: account_passwords.ResetPasswordWithCode = Provide[Container.reset_password],
 ) -> web.Response:
     body = await read_body(request)
-    command = accounts.ResetPassword(
+    command = account_passwords.ResetPassword(
         tenant=request_tenant(request),
         email=body.email(),
         code=body.code(),
@@ -95,10 +95,10 @@ async def reset_password(
 @inject
 async def login(
     request: web.Request,
-    use_case: accounts.LogInWithPassword = Provide[Container.log_in],
+    use_case: account_passwords.LogInWithPassword = Provide[Container.log_in],
 ) -> web.Response:
     body = await read_body(request)
-    command = accounts.LogIn(
+    command = account_passwords.LogIn(
         tenant=request_tenant(request),
         email=body.email(),
         password=body.password("password"),

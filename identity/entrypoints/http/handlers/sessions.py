@@ -62,11 +62,11 @@ async def logout_all(
 async def change_password(
     request: web.Request,
     authenticate: sessions.Authenticate = Provide[Container.authenticate],
-    use_case: sessions.ChangePassword = Provide[Container.change_password],
+    use_case: sessions.ChangeOwnPassword = Provide[Container.change_password],
 ) -> web.Response:
     principal = await authenticated(request, authenticate)
     body = await read_body(request)
-    command = sessions.ChangePasswordCommand(
+    command = sessions.ChangePassword(
         principal=principal,
         current_password=body.password("current_password"),
         new_password=body.password("new_password"),
