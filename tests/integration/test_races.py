@@ -23,7 +23,7 @@ from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
@@ -110,7 +110,7 @@ async def wired(migrated_postgres_url: str) -> AsyncIterator[Wired]:
         rate_limit_otp_verify=plenty,
         refresh_reuse_grace=timedelta(seconds=10),
     )
-    uow = functools.partial(SqlUnitOfWork, engine, Sealer(SECRET_KEY, "outbox"))
+    uow = functools.partial(SqlUnitOfWork, engine, Sealers.derive(SECRET_KEY))
     hasher = BcryptSha256Hasher(4, executor)
     common = ZxcvbnCommonPasswords()
     templates = MailTemplates("identity@example.test")
