@@ -20,6 +20,7 @@ from dependency_injector import containers, providers
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.email_syntax import normalise_email
 from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
@@ -58,6 +59,13 @@ from identity.application import (
 )
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.browser_sessions import (
+    AuthenticateBrowser,
+    BrowserKeyDigester,
+    BrowserSessionServices,
+    EndBrowserSession,
+    StartBrowserSession,
+)
 from identity.application.events import ListEvents
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
@@ -70,7 +78,6 @@ from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
 
@@ -256,7 +263,7 @@ class Container(containers.DeclarativeContainer):
         log=providers.Singleton(LogMailer),
     )
 
-    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter, clock)
     redis_client = providers.Singleton(
         create_rate_limit_redis, providers.Callable(redis_url, settings)
     )
@@ -412,3 +419,12 @@ class Container(containers.DeclarativeContainer):
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )
+
+    # --- hosted pages (section 16): browser sessions -----------------------------------
+    browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
+    browser_services = providers.Singleton(
+        BrowserSessionServices, uow.provider, clock, browser_digester
+    )
+    start_browser_session = providers.Factory(StartBrowserSession, browser_services)
+    authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)
+    end_browser_session = providers.Factory(EndBrowserSession, browser_services)

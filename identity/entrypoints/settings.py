@@ -156,6 +156,13 @@ def parse_milliseconds(text: str) -> float:
     return parse_duration(stripped) * 1000.0
 
 
+def parse_directory(text: str) -> str:
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if not os.path.isdir(path):
+        raise ValueError(f"{text!r} is not a directory")
+    return path
+
+
 def parse_log_level(text: str) -> str:
     return parse_choice("debug", "info", "warning", "error")(text).upper()
 
@@ -237,6 +244,9 @@ class Settings:
     # --- logging
     log_format: Literal["json", "text"] = setting(parse_choice("json", "text"), "json")
     log_level: str = setting(parse_log_level, "INFO")
+    # --- hosted pages (section 16)
+    # A directory whose templates replace the packaged ones.
+    ui_templates_dir: str | None = setting(parse_directory, None)
 
     @property
     def is_embedded_database(self) -> bool:
