@@ -72,7 +72,13 @@ class PasswordHasher(Protocol):
         ...
 
     def needs_rehash(self, hashed: str) -> bool:
-        """True when ``hashed`` was made with other parameters than the current ones."""
+        """True when ``hashed`` was made with other parameters than the current ones,
+        or by another system (an imported hash): the next sign-in replaces it."""
+        ...
+
+    def refusal(self, hashed: str) -> str | None:
+        """None when ``verify`` can check ``hashed`` (this service's own or an imported
+        format); otherwise a short reason. Cheap (no hashing); never raises."""
         ...
 
 
