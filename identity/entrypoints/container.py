@@ -42,6 +42,11 @@ from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
+from identity.adapters.sqlalchemy.user_imports import (
+    SqlImportRunRepository,
+    SqlUserExporter,
+    SqlUserImportWriter,
+)
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
@@ -49,6 +54,7 @@ from identity.application import accounts, admin, external_sign_in, mfa, self_se
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
+from identity.application.imports import RunImport
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
@@ -428,9 +434,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlApiKeyReader, engine),
         memory=providers.Singleton(MemoryApiKeyReader, memory_store),
     )
-    authenticate_api_key = providers.Singleton(
-        AuthenticateApiKey, api_key_reader, api_key_digester
-    )
+    authenticate_api_key = providers.Singleton(AuthenticateApiKey, api_key_reader, api_key_digester)
 
     list_events = providers.Factory(ListEvents, uow.provider)
 
@@ -446,4 +450,18 @@ class Container(containers.DeclarativeContainer):
     webhooks = providers.Factory(Webhooks, uow.provider, clock, webhook_guard)
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
+    )
+
+    # Moving users in and out (section 18): bulk writes outside the unit of work.
+    user_import_writer = providers.Selector(
+        storage, sql=providers.Singleton(SqlUserImportWriter, engine, totp_sealer)
+    )
+    import_runs = providers.Selector(
+        storage, sql=providers.Singleton(SqlImportRunRepository, engine)
+    )
+    user_exporter = providers.Selector(
+        storage, sql=providers.Singleton(SqlUserExporter, engine, totp_sealer)
+    )
+    run_import = providers.Factory(
+        RunImport, user_import_writer, import_runs, hasher, clock, uow.provider
     )
