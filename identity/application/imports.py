@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterable, Callable
 from uuid import UUID
@@ -60,14 +62,16 @@ class RunImport:
         self._uow = uow
 
     async def __call__(self, command: ImportUsers) -> ImportRun:
-        run = ImportRun(
-            id=command.run_id, tenant_id=command.tenant_id, started_at=self._clock.now()
-        )
+        now = self._clock.now()
+        run = ImportRun(id=command.run_id, tenant_id=command.tenant_id, started_at=now)
         if self._runs is not None:
             await self._runs.save(run)
         seen: set[int] = set()
         batch: list[ImportedUser] = []
         refused: list[Refusal] = []
+        # One batch is written while the next one is read: the database's work
+        # and the parsing overlap. At most two batches are held.
+        pending: asyncio.Task[None] | None = None
         try:
             async for record in command.records:
                 if isinstance(record, Refusal):
@@ -79,13 +83,22 @@ class RunImport:
                     else:
                         refused.append(Refusal(record.line, reason))
                 if len(batch) >= command.batch_size or len(refused) >= command.batch_size:
-                    await self._flush(command, run, batch, refused)
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(self._flush(command, run, batch, refused))
                     batch, refused = [], []
+            if pending is not None:
+                await pending
+                pending = None
             await self._flush(command, run, batch, refused)
         except BaseException:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
             run.finish(self._clock.now(), failed=True)
             if self._runs is not None:
-                await self._runs.save(run)
+                await asyncio.shield(self._runs.save(run))
             raise
         run.finish(self._clock.now())
         if not command.dry_run:

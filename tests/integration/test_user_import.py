@@ -64,7 +64,7 @@ def _pbkdf2_phc() -> str:
 def cli(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    migrated_postgres_url: str,
+    database_url: str,
     tmp_path: Path,
 ) -> Iterator[Cli]:
     import os
@@ -73,7 +73,7 @@ def cli(
         if name.startswith("IDENTITY_") and not name.startswith("IDENTITY_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("IDENTITY_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("IDENTITY_DATABASE_URL", migrated_postgres_url)
+    monkeypatch.setenv("IDENTITY_DATABASE_URL", database_url)
     monkeypatch.setenv("IDENTITY_SECRET_KEY", "s" * 40)
     monkeypatch.setenv("IDENTITY_BCRYPT_ROUNDS", "4")
     monkeypatch.chdir(tmp_path)
@@ -358,7 +358,7 @@ def test_interrupted_import_rerun_completes_and_dry_run_writes_nothing(
 
 
 def test_export_then_import_keeps_ids_passwords_and_totp(
-    cli: Cli, tmp_path: Path, migrated_postgres_url: str
+    cli: Cli, tmp_path: Path, database_url: str
 ) -> None:
     secret = pyotp.random_base32()
     records = [
@@ -387,9 +387,10 @@ def test_export_then_import_keeps_ids_passwords_and_totp(
 
     # Into an empty deployment (another database): the same ids, and both still sign in.
     async def empty_database() -> None:
-        engine = create_async_engine(migrated_postgres_url)
+        engine = create_async_engine(database_url)
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM users"))
+            for table in ("totp_factors", "external_identities", "security_events", "users"):
+                await conn.execute(text(f"DELETE FROM {table}"))
         await engine.dispose()
 
     import asyncio
