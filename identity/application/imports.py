@@ -61,6 +61,16 @@ class RunImport:
         self._clock = clock
         self._uow = uow
 
+    async def begin(self, command: ImportUsers) -> ImportRun:
+        """Record the run as running now (before it reads anything), so its id can be
+        read at once; ``__call__`` with the same command then does the work."""
+        run = ImportRun(
+            id=command.run_id, tenant_id=command.tenant_id, started_at=self._clock.now()
+        )
+        if self._runs is not None:
+            await self._runs.save(run)
+        return run
+
     async def __call__(self, command: ImportUsers) -> ImportRun:
         now = self._clock.now()
         run = ImportRun(id=command.run_id, tenant_id=command.tenant_id, started_at=now)

@@ -66,6 +66,7 @@ from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
+from identity.entrypoints.background_imports import BackgroundImports
 from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
@@ -196,6 +197,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.accounts",
             "identity.entrypoints.http.handlers.admin_tenants",
             "identity.entrypoints.http.handlers.admin_users",
+            "identity.entrypoints.http.handlers.admin_imports",
             "identity.entrypoints.http.handlers.api_keys",
             "identity.entrypoints.http.handlers.self_service",
             "identity.entrypoints.http.handlers.events",
@@ -465,3 +467,4 @@ class Container(containers.DeclarativeContainer):
     run_import = providers.Factory(
         RunImport, user_import_writer, import_runs, hasher, clock, uow.provider
     )
+    background_imports = providers.Singleton(BackgroundImports)

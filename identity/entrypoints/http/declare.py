@@ -942,6 +942,11 @@ class Declared:
     """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
     document: bool = True
     """False for a page: served, but not in the OpenAPI document."""
+    stream_in: str | None = None
+    """The media type of a body of any size the handler reads itself from
+    ``request.content`` (not parsed here, not bounded by the app's body limit)."""
+    stream_out: str | None = None
+    """The media type of an answer the handler streams (a ``web.StreamResponse``)."""
 
 
 class Endpoints:
@@ -976,6 +981,8 @@ class Endpoints:
         redirect: str | None = None,
         document: bool = True,
         operation_id: str | None = None,
+        stream_in: str | None = None,
+        stream_out: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -997,6 +1004,8 @@ class Endpoints:
                 headers=headers,
                 redirect=redirect,
                 document=document,
+                stream_in=stream_in,
+                stream_out=stream_out,
             )
             self.declared.append(declared)
             endpoint = _endpoint(declared, handler)
@@ -1044,6 +1053,7 @@ def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], A
         return web.json_response(serialise(result), status=status)
 
     endpoint.__name__ = handler.__name__
+    endpoint.unbounded_body = declared.stream_in is not None  # type: ignore[attr-defined]
     return endpoint
 
 

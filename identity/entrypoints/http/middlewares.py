@@ -103,7 +103,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
         length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
+        # A declared streamed body (``stream_in``) is read by its handler, of any size.
+        unbounded = getattr(request.match_info.handler, "unbounded_body", False)
+        if length is not None and length > MAX_BODY_BYTES and not unbounded:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
         return await handler(request)
     except Problem as raised:

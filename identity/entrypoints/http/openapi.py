@@ -816,10 +816,19 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
             content[declare.FORM] = {"schema": schema}
         result["requestBody"] = {"required": True, "content": content}
         codes = [*JSON_BODY, *codes]
+    if entry.stream_in is not None:
+        streamed: Schema = {"type": "string", "description": "streamed, of any size"}
+        result["requestBody"] = {
+            "required": True,
+            "content": {entry.stream_in: {"schema": streamed}},
+        }
+        codes = ["unsupported_media_type", *codes]
     codes += entry.errors
     ok: Schema = {"description": entry.ok_description}
     if entry.ok is not None:
         ok["content"] = json_content(declare.response_schema(entry.ok, components))
+    if entry.stream_out is not None:
+        ok["content"] = {entry.stream_out: {"schema": {"type": "string"}}}
     if entry.headers:
         ok["headers"] = {name: header(meaning) for name, meaning in entry.headers}
     redirect: Schema = {}
