@@ -446,7 +446,11 @@ def json_array_records(stream: IO[bytes], key: str | None = None) -> Iterator[tu
             except RecursionError:
                 yield position, RecordError("the record is nested too deeply")
                 return
-            yield position, value
+            if end - index > MAX_RECORD_BYTES:
+                message = f"the record is longer than {MAX_RECORD_BYTES} bytes"
+                yield position, RecordError(message)
+            else:
+                yield position, value
             index = end
             break
         if index > _CHUNK:

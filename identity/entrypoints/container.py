@@ -26,6 +26,7 @@ from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, Mem
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.memory.probe import MemoryStoreProbe
+from identity.adapters.memory.user_imports import MemoryImportRunRepository, MemoryUserImports
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
@@ -455,14 +456,21 @@ class Container(containers.DeclarativeContainer):
     )
 
     # Moving users in and out (section 18): bulk writes outside the unit of work.
+    memory_user_imports = providers.Singleton(MemoryUserImports, memory_store)
     user_import_writer = providers.Selector(
-        storage, sql=providers.Singleton(SqlUserImportWriter, engine, totp_sealer)
+        storage,
+        sql=providers.Singleton(SqlUserImportWriter, engine, totp_sealer),
+        memory=memory_user_imports,
     )
     import_runs = providers.Selector(
-        storage, sql=providers.Singleton(SqlImportRunRepository, engine)
+        storage,
+        sql=providers.Singleton(SqlImportRunRepository, engine),
+        memory=providers.Singleton(MemoryImportRunRepository),
     )
     user_exporter = providers.Selector(
-        storage, sql=providers.Singleton(SqlUserExporter, engine, totp_sealer)
+        storage,
+        sql=providers.Singleton(SqlUserExporter, engine, totp_sealer),
+        memory=memory_user_imports,
     )
     run_import = providers.Factory(
         RunImport, user_import_writer, import_runs, hasher, clock, uow.provider
