@@ -153,3 +153,25 @@ async def test_export_round_trips_through_the_identity_format(services: Services
     assert record["totp"] == {"secret": "JBSWY3DPEHPK3PXP"}
     assert record["identities"] == [{"provider": "github", "subject": "7"}]
     assert user_formats.from_identity(record, 1) == full
+
+
+async def test_exported_records_follow_the_documented_schema(services: Services) -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads(Path("docs/identity-users.schema.json").read_text(encoding="utf-8"))
+    run_import, writer, _ = _importer(services)
+    line = _user(
+        "schema@example.com",
+        bcrypt.hashpw(OLD.encode(), bcrypt.gensalt(4)).decode(),
+        full_name="S",
+        user_metadata={"a": [1]},
+        identities=[{"provider": "google", "subject": "g"}],
+        totp={"secret": "JBSWY3DPEHPK3PXP"},
+    )
+    await run_import(ImportUsers(tenant_id=services.tenant.id, records=_records([line])))
+    for secrets in (False, True):
+        async for user in writer.export(services.tenant.id, with_secrets=secrets):
+            jsonschema.validate(user_formats.to_identity(user), schema)
