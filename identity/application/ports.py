@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 import attrs
@@ -720,4 +720,10 @@ class UserExporter(Protocol):
     def export(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[ImportedUser]:
         """Every user of the tenant, in bounded memory (pages or a server cursor); without
         ``with_secrets`` no password hash, TOTP secret or linked subject."""
+        ...
+
+    async def metadata(
+        self, tenant_id: UUID, user_id: UUID
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        """The user's imported ``(app_metadata, user_metadata)``; (None, None) for none."""
         ...

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import bcrypt
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from identity.adapters import user_formats
@@ -36,8 +39,6 @@ async def _records(lines: Iterable[bytes]) -> AsyncIterator[ImportedUser | Refus
 
 
 def _user(email: str, password_hash: str | None = None, **extra: object) -> bytes:
-    import json
-
     record = {"email": email, "email_verified": True, "password_hash": password_hash, **extra}
     return json.dumps(record).encode() + b"\n"
 
@@ -155,13 +156,13 @@ async def test_export_round_trips_through_the_identity_format(services: Services
     assert user_formats.from_identity(record, 1) == full
 
 
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "docs" / "identity-users.schema.json").read_text("utf-8")
+)
+
+
 async def test_exported_records_follow_the_documented_schema(services: Services) -> None:
-    import json
-    from pathlib import Path
-
-    import jsonschema
-
-    schema = json.loads(Path("docs/identity-users.schema.json").read_text(encoding="utf-8"))
+    schema = SCHEMA
     run_import, writer, _ = _importer(services)
     line = _user(
         "schema@example.com",

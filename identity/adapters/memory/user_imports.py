@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,7 +34,7 @@ _Metadata = dict[UUID, tuple[Any, Any]]
 class MemoryUserImports(UserImportWriter, UserExporter):
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
-        self.metadata: _Metadata = {}
+        self.metadata_of: _Metadata = {}
 
     async def write(
         self,
@@ -108,7 +108,7 @@ class MemoryUserImports(UserImportWriter, UserExporter):
                 await uow.rollback()
             else:
                 await uow.commit()
-                self.metadata.update(metadata)
+                self.metadata_of.update(metadata)
         return ImportBatchResult(imported, skipped, refused)
 
     async def _id_taken(self, uow: MemoryUnitOfWork, user_id: UUID) -> bool:
@@ -126,6 +126,11 @@ class MemoryUserImports(UserImportWriter, UserExporter):
             if await uow.external_identities.get(tenant_id, subject.provider, subject.subject):
                 return "a linked identity belongs to another user or repeats a provider"
         return None
+
+    async def metadata(
+        self, tenant_id: UUID, user_id: UUID
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        return self.metadata_of.get(user_id, (None, None))
 
     async def export(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[ImportedUser]:
         after: Position | None = None
@@ -149,7 +154,7 @@ class MemoryUserImports(UserImportWriter, UserExporter):
             for account in page:
                 line += 1
                 subjects, secret = extras.get(account.id, ((), None))
-                app_metadata, user_metadata = self.metadata.get(account.id, (None, None))
+                app_metadata, user_metadata = self.metadata_of.get(account.id, (None, None))
                 yield ImportedUser(
                     line=line,
                     email=account.email,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -364,3 +364,17 @@ class SqlUserExporter(UserExporter):
                     totp_secret=secrets.get(row.id),
                 )
             after = rows[-1].id
+
+    async def metadata(
+        self, tenant_id: UUID, user_id: UUID
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        u = t.users.c
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(u.app_metadata, u.user_metadata).where(
+                        u.tenant_id == tenant_id, u.id == user_id
+                    )
+                )
+            ).first()
+        return (None, None) if row is None else (row.app_metadata, row.user_metadata)

@@ -141,3 +141,22 @@ async def test_round_trip_between_two_live_servers(
     second = await response.json()
     assert response.status == 200, second
     assert second["user"]["id"] == tokens["user"]["id"]
+
+
+async def test_metadata_is_on_the_admin_user(api: Api) -> None:
+    key = await api.api_key("users:write", "users:read")
+    body = _lines(
+        [
+            {"email": "meta@example.com", "app_metadata": {"plan": "pro"}, "user_metadata": {}},
+            {"email": "none@example.com"},
+        ]
+    )
+    progress = await _finished(api, key, await _start(api, key, body))
+    assert progress["imported"] == 2
+    found = await (await api.get("/admin/users", token=key)).json()
+    ids = {item["email"]: item["id"] for item in found["items"]}
+    assert all(item.get("app_metadata") is None for item in found["items"]), found
+    meta = await (await api.get(f"/admin/users/{ids['meta@example.com']}", token=key)).json()
+    assert (meta["app_metadata"], meta["user_metadata"]) == ({"plan": "pro"}, {})
+    none = await (await api.get(f"/admin/users/{ids['none@example.com']}", token=key)).json()
+    assert "app_metadata" not in none and "user_metadata" not in none
