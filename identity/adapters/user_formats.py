@@ -36,6 +36,7 @@ from identity.domain.imports import ImportedUser, LinkedSubject, Refusal
 
 MAX_RECORD_BYTES: Final = 1024 * 1024
 _CHUNK: Final = 64 * 1024
+_BOM: Final = b"\xef\xbb\xbf"
 MAX_NAME_LENGTH: Final = 200
 FORMATS: Final = ("identity", "auth0", "supabase", "firebase", "kratos")
 
@@ -375,6 +376,8 @@ def ndjson_records(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if not raw:
             return
         line += 1
+        if line == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]  # a UTF-8 byte order mark, as some editors write
         if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
             while True:
                 rest = stream.readline(_CHUNK)
@@ -464,11 +467,15 @@ class _TextChunks:
         self._stream = stream
         self._pending = b""
         self.eof = False
+        self._first = True
 
     def read(self) -> str:
         if self.eof:
             return ""
         data = self._pending + self._stream.read(_CHUNK)
+        if self._first:
+            self._first = False
+            data = data.removeprefix(_BOM)
         if len(data) == len(self._pending):
             self.eof = True
             data, self._pending = self._pending, b""
@@ -485,7 +492,7 @@ class _TextChunks:
 def _document_records(stream: IO[bytes], key: str | None) -> Iterator[tuple[int, Any]]:
     """NDJSON, or one JSON document (array, or ``{key: [...]}``): told by the first byte."""
     head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-    first = head.lstrip()[:1]
+    first = head.removeprefix(_BOM).lstrip()[:1]
     if first == b"[" or (key is not None and first == b"{" and f'"{key}"'.encode() in head):
         return json_array_records(stream, key if first == b"{" else None)
     return ndjson_records(stream)

@@ -81,3 +81,19 @@ def test_ndjson_lines_are_refused_one_by_one() -> None:
     assert shape[0] == (1, "ok@example.com")
     assert [line for line, what in shape if what.startswith("refused:")] == [3, 4, 5, 6, 7, 8]
     assert shape[-1] == (9, "Café@xn--exampl-gva.com")
+
+
+def test_a_byte_order_mark_and_other_encodings() -> None:
+    bom = b"\xef\xbb\xbf"
+    assert _shape(_read(bom + b'{"email": "a@example.com"}\n', "identity")) == [
+        (1, "a@example.com")
+    ]
+    assert _shape(_read(bom + b'[{"email": "b@example.com"}]', "auth0")) == [(1, "b@example.com")]
+    utf16 = '{"email": "c@example.com"}\n'.encode("utf-16")
+    refused = _read(utf16, "identity")
+    assert refused and all(isinstance(r, Refusal) for r in refused)
+    latin1 = '{"email": "d@example.com", "full_name": "Zoë"}\n'.encode("latin-1")
+    assert _shape(_read(latin1 + b'{"email": "e@example.com"}\n', "identity")) == [
+        (1, "refused:the record is not UTF-8"),
+        (2, "e@example.com"),
+    ]
