@@ -997,7 +997,7 @@ class Endpoints:
                 query=query,
                 path_params=path_params,
                 ok=ok,
-                status=status or (200 if ok is not None else 204),
+                status=status or (200 if ok is not None or stream_out else 204),
                 ok_description=ok_description or summary,
                 auth=auth,
                 errors=errors,

@@ -159,4 +159,4 @@ async def test_metadata_is_on_the_admin_user(api: Api) -> None:
     meta = await (await api.get(f"/admin/users/{ids['meta@example.com']}", token=key)).json()
     assert (meta["app_metadata"], meta["user_metadata"]) == ({"plan": "pro"}, {})
     none = await (await api.get(f"/admin/users/{ids['none@example.com']}", token=key)).json()
-    assert "app_metadata" not in none and "user_metadata" not in none
+    assert none["app_metadata"] is None and none["user_metadata"] is None

@@ -45,10 +45,10 @@ class AdminUserView:
     identities: list[str] = d.out("the providers the user is linked to, e.g. `google`")
     last_login_at: datetime | None = d.out("when a sign-in last opened a session; null if never")
     app_metadata: dict[str, Any] | None = d.out(
-        "opaque JSON carried over by an import; read on the single user only", omit_if_none=True
+        "opaque JSON carried over by an import; null in lists", default=None
     )
     user_metadata: dict[str, Any] | None = d.out(
-        "opaque JSON carried over by an import; read on the single user only", omit_if_none=True
+        "opaque JSON carried over by an import; null in lists", default=None
     )
 
     @classmethod
