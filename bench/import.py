@@ -122,6 +122,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-seconds", type=float, default=5.0)
     parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument("--keep-file", action="store_true")
+    parser.add_argument("--nice", type=int, default=10, help="the importer's niceness")
     args = parser.parse_args(argv)
 
     name = f"identity_bench_{secrets.token_hex(4)}"
@@ -202,6 +203,8 @@ async def main(argv: list[str] | None = None) -> int:
                 "identity",
                 "--report",
                 str(workdir / "r.jsonl"),
+                "--nice",
+                str(args.nice),
             ],
             env,
         )

@@ -49,6 +49,7 @@ def add_commands(users: Any) -> None:
     imp.add_argument("--report", help="where refused records go (default: a new file here)")
     imp.add_argument("--from-database", metavar="URL", help="the reference service's database")
     imp.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
+    imp.add_argument("--nice", type=int, default=10, help=argparse.SUPPRESS)
     exp = users.add_parser("export", help="export users as NDJSON (the identity format)")
     exp.add_argument("file", help="the file to write ('-': standard output)")
     exp.add_argument("--tenant", default="default", help="tenant slug (default: default)")
@@ -76,8 +77,9 @@ async def _import(container: Container, args: argparse.Namespace) -> int:
             hash_config = FirebaseHashConfig.from_mapping(json.load(handle))
     tenant = await container.resolve_tenant()(args.tenant)
     # A bulk job: the sign-ins served on the same machine go first.
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(10)
+    if args.nice:
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(args.nice)
     run_id = uuid.uuid4()
     report_path = Path(
         args.report or f"import-report-{datetime.now(UTC):%Y%m%dT%H%M%S}-{run_id.hex[:8]}.jsonl"

@@ -336,14 +336,20 @@ class SqlUserExporter(UserExporter):
                 secrets: dict[UUID, str] = {}
                 if with_secrets:
                     for link in await conn.execute(
-                        select(x.user_id, x.provider, x.subject).where(x.user_id.in_(ids))
+                        # The page is every user of the tenant in [first, last] by id: a
+                        # range, not thousands of bound ids to compile.
+                        select(x.user_id, x.provider, x.subject).where(
+                            x.tenant_id == tenant_id, x.user_id.between(ids[0], ids[-1])
+                        )
                     ):
                         subjects.setdefault(link.user_id, []).append(
                             LinkedSubject(link.provider, link.subject)
                         )
                     for factor in await conn.execute(
                         select(f.user_id, f.secret).where(
-                            f.user_id.in_(ids), f.confirmed_at.is_not(None)
+                            f.tenant_id == tenant_id,
+                            f.user_id.between(ids[0], ids[-1]),
+                            f.confirmed_at.is_not(None),
                         )
                     ):
                         secrets[factor.user_id] = self._sealer.unseal(factor.secret).decode()
