@@ -7,6 +7,7 @@ replaces the hash with the service's own and records ``password.rehashed``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -402,3 +403,51 @@ def test_export_then_import_keeps_ids_passwords_and_totp(
     assert _user_row("totp@example.com").mfa_enabled
     ok, stored, _ = _sign_in("plain@example.com", PASSWORD)
     assert ok and stored is not None and stored.startswith("bcrypt_sha256$")
+
+
+def test_a_run_cancelled_mid_way_leaves_whole_users_and_a_rerun_completes(
+    cli: Cli, tmp_path: Path
+) -> None:
+    from identity.adapters import user_formats
+    from identity.application.imports import ImportUsers
+    from identity.domain.imports import ImportState
+
+    records = [
+        {
+            "email": f"c{i}@example.com",
+            "email_verified": True,
+            "password_hash": _bcrypt(),
+            "identities": [{"provider": "github", "subject": f"gh-{i}"}],
+        }
+        for i in range(50)
+    ]
+    path = _write_lines(tmp_path / "cancel.ndjson", records)
+
+    async def cancelled_run(container: Container) -> tuple[str, int, int]:
+        tenant = await container.resolve_tenant()("default")
+
+        async def stream() -> Any:
+            with path.open("rb") as handle:
+                for index, record in enumerate(user_formats.read_file(handle, "identity")):
+                    if index == 25:
+                        raise asyncio.CancelledError  # the process is stopped here
+                    yield record
+
+        command = ImportUsers(tenant_id=tenant.id, records=stream(), batch_size=10)
+        with pytest.raises(asyncio.CancelledError):
+            await container.run_import()(command)
+        run = await container.import_runs().get(tenant.id, command.run_id)
+        assert run is not None
+        async with container.engine().connect() as conn:
+            users = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
+            links = (
+                await conn.execute(text("SELECT count(*) FROM external_identities"))
+            ).scalar_one()
+        return run.state.value, users, links
+
+    state, users, links = with_container(cancelled_run)
+    assert state == ImportState.FAILED.value
+    assert users == links and users in (10, 20)  # whole batches only, each user whole
+    summary = _import(cli, str(path), "--format", "identity")
+    assert (summary["imported"], summary["skipped"]) == (50 - users, users)
+    _signs_in_and_is_rehashed("c49@example.com")
