@@ -8,6 +8,7 @@ from typing import Any
 
 from identity.application.policy import TENANT_SETTINGS, parse_tenant_setting
 from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.domain.branding import BRANDING_SETTINGS
 from identity.domain.errors import TenantNotFoundError
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant, validate_slug
 
@@ -26,7 +27,8 @@ class ResolveTenant:
         self._by_id: dict[uuid.UUID, tuple[float, Tenant | None]] = {}
 
     async def __call__(self, slug: str | None) -> Tenant:
-        slug = (slug or DEFAULT_TENANT_SLUG).strip().lower()
+        # Absent (None) is the default tenant; an empty or blank slug names none.
+        slug = (DEFAULT_TENANT_SLUG if slug is None else slug).strip().lower()
         try:
             validate_slug(slug)
         except ValueError:
@@ -124,7 +126,7 @@ class TenantAdmin:
         """
         for key, value in (settings or {}).items():
             try:
-                if value is not None or key not in TENANT_SETTINGS:
+                if value is not None or key not in {*TENANT_SETTINGS, *BRANDING_SETTINGS}:
                     parse_tenant_setting(key, value)
             except ValueError as error:
                 raise TenantChangeError("settings", str(error)) from None

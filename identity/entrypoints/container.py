@@ -19,6 +19,7 @@ from dependency_injector import containers, providers
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.email_syntax import normalise_email
 from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
@@ -54,6 +55,13 @@ from identity.adapters.work_signal import EventWorkSignal
 from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.browser_sessions import (
+    AuthenticateBrowser,
+    BrowserKeyDigester,
+    BrowserSessionServices,
+    EndBrowserSession,
+    StartBrowserSession,
+)
 from identity.application.events import ListEvents
 from identity.application.imports import RunImport
 from identity.application.introspection import Introspect
@@ -68,7 +76,6 @@ from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.background_imports import BackgroundImports
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
 
@@ -298,7 +305,7 @@ class Container(containers.DeclarativeContainer):
         log=providers.Singleton(LogMailer),
     )
 
-    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter, clock)
     redis_client = providers.Singleton(
         create_rate_limit_redis, providers.Callable(redis_url, settings)
     )
@@ -476,3 +483,12 @@ class Container(containers.DeclarativeContainer):
         RunImport, user_import_writer, import_runs, hasher, clock, uow.provider
     )
     background_imports = providers.Singleton(BackgroundImports)
+
+    # --- hosted pages (section 16): browser sessions -----------------------------------
+    browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
+    browser_services = providers.Singleton(
+        BrowserSessionServices, uow.provider, clock, browser_digester
+    )
+    start_browser_session = providers.Factory(StartBrowserSession, browser_services)
+    authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)
+    end_browser_session = providers.Factory(EndBrowserSession, browser_services)

@@ -29,7 +29,7 @@ from aiohttp.typedefs import Handler, Middleware
 from dependency_injector import providers
 
 from identity.adapters.clock import ManualClock
-from identity.adapters.ratelimit import MemoryRateLimiter
+from identity.adapters.email_syntax import normalise_email
 from identity.adapters.sqlalchemy import migrate
 from identity.application import accounts
 from identity.application.api_keys import ApiKeys, CreateKey
@@ -41,7 +41,6 @@ from identity.domain.otp import OtpPurpose
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import build_container, create_app
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.http.views import sign_in_view
 from identity.entrypoints.settings import Settings, load_settings
 from identity.testing.mail import MailCapture, code_purposes
@@ -436,10 +435,7 @@ class IdentityTestServer:
         container.clock.override(providers.Object(clock))
         if self.storage == "memory":
             container.storage.override(providers.Object("memory"))
-        # Rate-limit windows follow the test's clock too.
-        container.memory_rate_limiter.override(
-            providers.Singleton(MemoryRateLimiter, clock=clock.seconds)
-        )
+        # Rate-limit windows follow the test's clock too: the limiter reads the container's.
         # A swapped mailer sits behind the capture: a test still reads server.mail.
         forward = cast(Mailer | None, self._overrides.get("mailer"))
         mail = MailCapture(code_purposes(container.templates()), clock, forward)

@@ -1,7 +1,7 @@
 """Importing users: foreign password hashes, opaque metadata and the progress of runs.
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

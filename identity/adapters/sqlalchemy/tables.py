@@ -70,6 +70,8 @@ users = Table(
     # Opaque JSON carried over by an import (Auth0's names), shown on the admin user.
     Column("app_metadata", JSON, nullable=True),
     Column("user_metadata", JSON, nullable=True),
+    # The language the account signed up in (its mails are written in it); NULL: English.
+    Column("locale", String(16), nullable=True),
     UniqueConstraint("tenant_id", "normalized_email"),
     # The admin list's keyset order.
     Index(None, "tenant_id", "created_at", "id"),
@@ -340,4 +342,18 @@ user_imports = Table(
     Column("errors", JSON, nullable=False, default=list),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
+)
+
+
+# A hosted page's browser session: the keyed digest of its cookie, bound to one session.
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("key_digest", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "user_id"),
+    Index(None, "session_id"),
 )

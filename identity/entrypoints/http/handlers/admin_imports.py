@@ -185,7 +185,7 @@ async def get_import(
     ),
     ok_description="one user per line (docs/identity-users.schema.json)",
     auth=READ,
-    stream_out=NDJSON,
+    content=NDJSON,
 )
 @inject
 async def export_users(
