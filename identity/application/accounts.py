@@ -55,6 +55,7 @@ class Register:
     password: str | None = attrs.field(repr=False)
     full_name: str | None = None
     client: ClientInfo = ClientInfo()
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -125,8 +126,9 @@ class AccountServices:
         email: Email,
         purpose: OtpPurpose,
         now: datetime,
+        locale: str | None = None,
     ) -> None:
-        """Replace the live code and queue its mail, at most once a minute."""
+        """Replace the live code and queue its mail (in ``locale``), at most once a minute."""
         current = await uow.challenges.get(tenant.id, email.key, purpose)
         if current is not None and current.is_usable(now) and not current.may_be_replaced(now):
             return
@@ -143,10 +145,10 @@ class AccountServices:
                 max_attempts=policy.otp_max_attempts,
             )
         )
-        await uow.outbox.add(tenant.id, self._code_mail(email, purpose, code, policy), now)
+        await uow.outbox.add(tenant.id, self._code_mail(email, purpose, code, policy, locale), now)
 
     def _code_mail(
-        self, email: Email, purpose: OtpPurpose, code: str, policy: Policy
+        self, email: Email, purpose: OtpPurpose, code: str, policy: Policy, locale: str | None
     ) -> EmailMessage:
         minutes = policy.otp_ttl_minutes
         make = {
@@ -155,7 +157,7 @@ class AccountServices:
             OtpPurpose.PASSWORD_RESET: self.templates.password_reset_code,
             OtpPurpose.ACCOUNT_DELETION: self.templates.account_deletion_code,
         }[purpose]
-        return make(email.value, code, minutes, sender=policy.email_from)
+        return make(email.value, code, minutes, sender=policy.email_from, locale=locale)
 
     async def spend_code(
         self,
@@ -226,6 +228,7 @@ class RegisterUser:
                     command.full_name,
                     command.client.ip,
                     command.client.user_agent,
+                    command.locale,
                 ),
             )
         )
@@ -315,6 +318,7 @@ class IssueRequestedCodes:
                 full_name=registration.full_name,
                 created_at=now,
                 updated_at=now,
+                locale=registration.locale,
             )
             try:
                 await uow.accounts.add(account)
@@ -337,24 +341,30 @@ class IssueRequestedCodes:
                 account.set_password_hash(registration.password_hash, now)
             if registration.full_name:
                 account.full_name = registration.full_name
+            if registration.locale:
+                account.locale = registration.locale
             await uow.accounts.update(account)
         if account.is_verified:
             await uow.outbox.add(
                 tenant.id,
                 s.templates.already_registered_notice(
-                    request.email.value, sender=policy.email_from
+                    request.email.value, sender=policy.email_from, locale=account.locale
                 ),
                 now,
             )
         else:
-            await s.issue_code(uow, tenant, policy, request.email, OtpPurpose.VERIFICATION, now)
+            await s.issue_code(
+                uow, tenant, policy, request.email, OtpPurpose.VERIFICATION, now, account.locale
+            )
 
     async def _request_code(
         self, uow: UnitOfWork, tenant: Tenant, policy: Policy, request: CodeRequest, now: datetime
     ) -> None:
         account = await uow.accounts.get_by_email(tenant.id, request.email.key)
         if account is not None and account.is_active and _wants(account, request.purpose):
-            await self._s.issue_code(uow, tenant, policy, request.email, request.purpose, now)
+            await self._s.issue_code(
+                uow, tenant, policy, request.email, request.purpose, now, account.locale
+            )
 
 
 def _wants(account: Account, purpose: OtpPurpose) -> bool:
@@ -497,7 +507,9 @@ class ResetPasswordWithCode:
                 )
             await uow.outbox.add(
                 command.tenant.id,
-                s.templates.password_changed_notice(account.email.value, sender=policy.email_from),
+                s.templates.password_changed_notice(
+                    account.email.value, sender=policy.email_from, locale=account.locale
+                ),
                 now,
             )
             await uow.commit()

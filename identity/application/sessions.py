@@ -349,7 +349,9 @@ class ChangePassword:
             await uow.outbox.add(
                 tenant.id,
                 s.templates.password_changed_notice(
-                    account.email.value, sender=s.policy_for(tenant).email_from
+                    account.email.value,
+                    sender=s.policy_for(tenant).email_from,
+                    locale=account.locale,
                 ),
                 now,
             )
