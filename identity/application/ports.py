@@ -714,6 +714,7 @@ class ActiveSessionReader(Protocol):
         and it is not revoked. False when a concurrent rotation or revocation won."""
         ...
 
+
 # --- Moving users in and out (import/export) ---------------------------------
 
 
