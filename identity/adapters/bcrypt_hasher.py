@@ -15,6 +15,7 @@ from typing import Final, TypeVar, TypeVarTuple
 
 import bcrypt
 
+from identity.adapters import foreign_hashes
 from identity.application.ports import PasswordHasher
 
 _R = TypeVar("_R")
@@ -69,8 +70,15 @@ class BcryptSha256Hasher(PasswordHasher):
     async def verify(self, password: str, hashed: str) -> bool:
         stored = _bcrypt_part(hashed)
         if stored is None:
-            return False
+            # An imported hash, checked as its own system did until the first
+            # sign-in replaces it (``needs_rehash`` is true for it).
+            return await self._run(foreign_hashes.check, password, hashed)
         return await self._run(_checkpw, password, stored)
+
+    def refusal(self, hashed: str) -> str | None:
+        if hashed.startswith(PREFIX):
+            return None if _bcrypt_part(hashed) is not None else "the hash is not ASCII"
+        return foreign_hashes.refusal(hashed)
 
     async def dummy_verify(self, password: str) -> None:
         await self._run(self._dummy_verify_sync, password)

@@ -151,6 +151,15 @@ class LogInWithPassword:
             if new_hash is not None:
                 current.set_password_hash(new_hash, s.clock.now())
                 await uow.accounts.update(current)
+                await uow.events.add(
+                    security_event(
+                        EventType.PASSWORD_REHASHED,
+                        command.tenant.id,
+                        s.clock.now(),
+                        command.client,
+                        user_id=current.id,
+                    )
+                )
             result = await complete_sign_in(
                 uow, s.tokens, current, command.tenant, policy, command.client, Amr.PASSWORD
             )

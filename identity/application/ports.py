@@ -6,9 +6,9 @@ what the method does, what it raises, and whether it may block.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 import attrs
@@ -20,6 +20,7 @@ from identity.domain.code_requests import CodeRequest
 from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
+from identity.domain.imports import ImportedUser, ImportRun, OnConflict, Refusal
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
 from identity.domain.otp import OtpChallenge, OtpPurpose
@@ -76,7 +77,13 @@ class PasswordHasher(Protocol):
         ...
 
     def needs_rehash(self, hashed: str) -> bool:
-        """True when ``hashed`` was made with other parameters than the current ones."""
+        """True when ``hashed`` was made with other parameters than the current ones,
+        or by another system (an imported hash): the next sign-in replaces it."""
+        ...
+
+    def refusal(self, hashed: str) -> str | None:
+        """None when ``verify`` can check ``hashed`` (this service's own or an imported
+        format); otherwise a short reason. Cheap (no hashing); never raises."""
         ...
 
     async def warm_up(self) -> None:
@@ -707,4 +714,55 @@ class ActiveSessionReader(Protocol):
         """``SessionRepository.rotate`` outside any transaction: the session's new
         refresh state, applied only while ``presented_jti`` is still its live token
         and it is not revoked. False when a concurrent rotation or revocation won."""
+        ...
+
+
+# --- Moving users in and out (import/export) ---------------------------------
+
+
+@attrs.frozen
+class ImportBatchResult:
+    """What one written batch did: new users, users left as they were, records refused."""
+
+    imported: int
+    skipped: int
+    refused: list[Refusal]
+
+
+class UserImportWriter(Protocol):
+    """Writes imported users in bulk; each call is one transaction of its own."""
+
+    async def write(
+        self,
+        tenant_id: UUID,
+        users: Sequence[ImportedUser],
+        on_conflict: OnConflict,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+    ) -> ImportBatchResult:
+        """Insert ``users`` (emails unique within the batch) with their linked subjects,
+        metadata and TOTP factor, all or nothing per user; a user whose email or id is
+        taken follows ``on_conflict``. ``dry_run`` rolls the transaction back."""
+        ...
+
+
+class ImportRunRepository(Protocol):
+    """The progress of import runs; each call commits on its own."""
+
+    async def save(self, run: ImportRun) -> None: ...
+
+    async def get(self, tenant_id: UUID, run_id: UUID) -> ImportRun | None: ...
+
+
+class UserExporter(Protocol):
+    def export(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[ImportedUser]:
+        """Every user of the tenant, in bounded memory (pages or a server cursor); without
+        ``with_secrets`` no password hash, TOTP secret or linked subject."""
+        ...
+
+    async def metadata(
+        self, tenant_id: UUID, user_id: UUID
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        """The user's imported ``(app_metadata, user_metadata)``; (None, None) for none."""
         ...

@@ -23,6 +23,8 @@ class Scope(StrEnum):
     API_KEYS_MANAGE = "api-keys:manage"
     # The deployment's operator: only on keys of the default tenant.
     TENANTS_MANAGE = "tenants:manage"
+    # Export with secrets: password hashes, TOTP secrets, linked provider subjects.
+    USERS_EXPORT = "users:export"
 
 
 class InvalidApiKeyError(DomainError):

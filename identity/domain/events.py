@@ -33,6 +33,8 @@ class EventType(StrEnum):
     IDENTITY_UNLINKED = "identity.unlinked"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
+    PASSWORD_REHASHED = "password.rehashed"
+    USERS_IMPORTED = "users.imported"
 
 
 DataValue = str | int | bool | None | list[str]

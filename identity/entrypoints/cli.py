@@ -17,6 +17,7 @@ from identity.adapters.sqlalchemy import migrate
 from identity.application.api_keys import CreateKey
 from identity.domain.api_keys import ApiKey, ApiKeyNotFoundError, Scope
 from identity.domain.errors import DomainError, StorageUnavailableError
+from identity.entrypoints import user_transfer
 from identity.entrypoints.container import Container
 from identity.entrypoints.logs import configure_logging
 from identity.entrypoints.settings import Settings, SettingsError, load_settings
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         command = users.add_parser(action, help=f"{action} a user")
         command.add_argument("email")
         command.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+    user_transfer.add_commands(users)
 
     apikeys = commands.add_parser("apikeys", help="API keys of the admin API").add_subparsers(
         dest="action", required=True
@@ -184,6 +186,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                 tenant = await admin.set_disabled(args.slug, args.action == "disable")
                 _print({"slug": tenant.slug, "disabled": tenant.disabled})
             return 0
+        if args.action in ("import", "export"):
+            return await user_transfer.run_command(container, args)
         users = container.user_admin()
         email = normalise_email(args.email)
         if args.action == "show":

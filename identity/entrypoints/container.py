@@ -28,6 +28,7 @@ from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, Mem
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.memory.probe import MemoryStoreProbe
+from identity.adapters.memory.user_imports import MemoryImportRunRepository, MemoryUserImports
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
@@ -44,6 +45,11 @@ from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
+from identity.adapters.sqlalchemy.user_imports import (
+    SqlImportRunRepository,
+    SqlUserExporter,
+    SqlUserImportWriter,
+)
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
@@ -67,6 +73,7 @@ from identity.application.browser_sessions import (
     StartBrowserSession,
 )
 from identity.application.events import ListEvents
+from identity.application.imports import RunImport
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
@@ -78,6 +85,7 @@ from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
+from identity.entrypoints.background_imports import BackgroundImports
 from identity.entrypoints.settings import Settings
 
 
@@ -419,6 +427,28 @@ class Container(containers.DeclarativeContainer):
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )
+
+    # Moving users in and out (section 18): bulk writes outside the unit of work.
+    memory_user_imports = providers.Singleton(MemoryUserImports, memory_store)
+    user_import_writer = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlUserImportWriter, engine, sealers.provided.totp),
+        memory=memory_user_imports,
+    )
+    import_runs = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlImportRunRepository, engine),
+        memory=providers.Singleton(MemoryImportRunRepository),
+    )
+    user_exporter = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlUserExporter, engine, sealers.provided.totp),
+        memory=memory_user_imports,
+    )
+    run_import = providers.Factory(
+        RunImport, user_import_writer, import_runs, hasher, clock, uow.provider
+    )
+    background_imports = providers.Singleton(BackgroundImports)
 
     # --- hosted pages (section 16): browser sessions -----------------------------------
     browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)

@@ -79,9 +79,14 @@ async def test_malformed_hash_is_false(hasher: BcryptSha256Hasher, malformed: st
     assert await hasher.verify("pw", malformed) is False
 
 
-async def test_raw_bcrypt_hash_without_prefix_is_refused(hasher: BcryptSha256Hasher) -> None:
+async def test_raw_bcrypt_hash_is_an_imported_hash_checked_then_replaced(
+    hasher: BcryptSha256Hasher,
+) -> None:
+    # Another system's plain bcrypt (API.md §18): the password itself, not its SHA-256.
     raw = bcrypt.hashpw(b"pw", bcrypt.gensalt(ROUNDS)).decode()
-    assert await hasher.verify("pw", raw) is False
+    assert await hasher.verify("pw", raw) is True
+    assert await hasher.verify("other", raw) is False
+    assert hasher.needs_rehash(raw)
 
 
 async def test_dummy_verify_hashes_once_with_the_same_rounds(

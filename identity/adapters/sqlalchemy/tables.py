@@ -53,7 +53,8 @@ users = Table(
     Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("email", String(320), nullable=False),
     Column("normalized_email", String(320), nullable=False),
-    Column("password_hash", String(200), nullable=True),
+    # Up to 1024: an imported hash keeps its foreign parameters (Firebase's are long).
+    Column("password_hash", String(1024), nullable=True),
     Column("full_name", String(200), nullable=True),
     Column("is_verified", Boolean, nullable=False, default=False),
     Column("is_active", Boolean, nullable=False, default=True),
@@ -66,6 +67,9 @@ users = Table(
     # The linked providers' names, comma-separated (NULL: none), kept by the
     # external identity repository so the hot read needs no aggregate.
     Column("identities", Text, nullable=True),
+    # Opaque JSON carried over by an import (Auth0's names), shown on the admin user.
+    Column("app_metadata", JSON, nullable=True),
+    Column("user_metadata", JSON, nullable=True),
     # The language the account signed up in (its mails are written in it); NULL: English.
     Column("locale", String(16), nullable=True),
     UniqueConstraint("tenant_id", "normalized_email"),
@@ -322,6 +326,24 @@ webhook_deliveries = Table(
     Index(None, "webhook_id", "created_at"),
     Index(None, "event_id"),
 )
+
+
+# The progress of each import run (GET /admin/imports/{id}); errors: the first 100.
+user_imports = Table(
+    "user_imports",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("total", BigInteger, nullable=False, default=0),
+    Column("imported", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("errors", JSON, nullable=False, default=list),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+)
+
 
 # A hosted page's browser session: the keyed digest of its cookie, bound to one session.
 browser_sessions = Table(

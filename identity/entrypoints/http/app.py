@@ -94,6 +94,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     # first such login takes no longer than a known one.
     await container.hasher().warm_up()
     yield
+    await container.background_imports().close()  # their runs are recorded as failed
     limiter_client = container.redis_client
     if app[SETTINGS].redis_url:
         await limiter_client().aclose()

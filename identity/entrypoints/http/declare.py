@@ -1009,6 +1009,9 @@ class Declared:
     """Counted by the per-IP rate limit (429)."""
     storage: bool = True
     """Reads or writes the database (503 ``service_unavailable`` while it is away)."""
+    stream_in: str | None = None
+    """The media type of a body of any size the handler reads itself from
+    ``request.content`` (not parsed here, not bounded by the app's body limit)."""
 
 
 class Endpoints:
@@ -1048,6 +1051,7 @@ class Endpoints:
         cookies: tuple[tuple[str, str], ...] = (),
         limited: bool = True,
         storage: bool = True,
+        stream_in: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -1062,7 +1066,7 @@ class Endpoints:
                 query=query,
                 path_params=path_params,
                 ok=ok,
-                status=status or (200 if ok is not None else 204),
+                status=status or (200 if ok is not None or content else 204),
                 ok_description=ok_description or summary,
                 auth=auth,
                 errors=errors,
@@ -1074,6 +1078,7 @@ class Endpoints:
                 cookies=cookies,
                 limited=limited,
                 storage=storage,
+                stream_in=stream_in,
             )
             self.declared.append(declared)
             endpoint = _endpoint(declared, handler)
@@ -1121,6 +1126,7 @@ def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], A
         return web.json_response(serialise(result), status=status)
 
     endpoint.__name__ = handler.__name__
+    endpoint.unbounded_body = declared.stream_in is not None  # type: ignore[attr-defined]
     return endpoint
 
 

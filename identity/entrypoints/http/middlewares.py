@@ -124,7 +124,9 @@ async def _answer(
 ) -> web.StreamResponse:
     try:
         length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
+        # A declared streamed body (``stream_in``) is read by its handler, of any size.
+        unbounded = getattr(request.match_info.handler, "unbounded_body", False)
+        if length is not None and length > MAX_BODY_BYTES and not unbounded:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
         if request.method == "OPTIONS" and _is_preflight(request, preflight_origins):
             return _preflight()

@@ -194,6 +194,13 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
             content[declare.FORM] = {"schema": schema}
         result["requestBody"] = {"required": True, "content": content}
         codes = [*JSON_BODY, *codes]
+    if entry.stream_in is not None:
+        streamed: Schema = {"type": "string", "description": "streamed, of any size"}
+        result["requestBody"] = {
+            "required": True,
+            "content": {entry.stream_in: {"schema": streamed}},
+        }
+        codes = ["unsupported_media_type", *codes]
     codes += entry.errors
     ok: Schema = {"description": entry.ok_description}
     if entry.content is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID
 
 import attrs
@@ -11,6 +11,7 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import admin
+from identity.application.ports import UserExporter
 from identity.domain.accounts import Account
 from identity.domain.api_keys import Scope
 from identity.domain.emails import Email
@@ -33,6 +34,12 @@ class AdminUserView(UserView):
     """A user as the admin API shows it: the `/auth/me` user and more."""
 
     last_login_at: datetime | None = d.out("when a sign-in last opened a session; null if never")
+    app_metadata: dict[str, Any] | None = d.out(
+        "opaque JSON carried over by an import; null in lists", default=None
+    )
+    user_metadata: dict[str, Any] | None = d.out(
+        "opaque JSON carried over by an import; null in lists", default=None
+    )
 
     @classmethod
     def of(cls, account: Account, tenant: Tenant) -> Self:
@@ -166,10 +173,19 @@ async def create_user(
 )
 @inject
 async def get_user(
-    request: web.Request, user_id: UUID, use_case: admin.GetUser = Provide[Container.get_user]
+    request: web.Request,
+    user_id: UUID,
+    use_case: admin.GetUser = Provide[Container.get_user],
+    users: UserExporter = Provide[Container.user_exporter],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    return AdminUserView.of((await use_case(tenant, user_id)).account, tenant)
+    view = AdminUserView.of((await use_case(tenant, user_id)).account, tenant)
+    app_metadata, user_metadata = await users.metadata(tenant.id, user_id)
+    return attrs.evolve(
+        view,
+        app_metadata=dict(app_metadata) if app_metadata is not None else None,
+        user_metadata=dict(user_metadata) if user_metadata is not None else None,
+    )
 
 
 @endpoints.patch(
