@@ -42,6 +42,7 @@ from identity.adapters.memory.mfa import (
     MemoryRecoveryCodeRepository,
     MemoryTotpFactorRepository,
 )
+from identity.adapters.memory.passkeys import MemoryPasskeyRepository, MemoryWebAuthnFlowRepository
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -645,6 +646,8 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    passkeys: MemoryPasskeyRepository
+    webauthn_flows: MemoryWebAuthnFlowRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -674,6 +677,8 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        self.passkeys = MemoryPasskeyRepository(transaction)
+        self.webauthn_flows = MemoryWebAuthnFlowRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -723,4 +728,3 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
-

@@ -15,6 +15,7 @@ from identity.adapters.sqlalchemy.mfa import (
     SqlRecoveryCodeRepository,
     SqlTotpFactorRepository,
 )
+from identity.adapters.sqlalchemy.passkeys import SqlPasskeyRepository, SqlWebAuthnFlowRepository
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlCodeRequestQueue,
@@ -80,6 +81,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.events = SqlEventRepository(connection)
         self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
+        self.passkeys = SqlPasskeyRepository(connection)
+        self.webauthn_flows = SqlWebAuthnFlowRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
