@@ -6,11 +6,13 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from identity.application.redirects import is_valid_allowlist_entry
 from identity.domain.identities import OAuthClient
+from identity.domain.passkeys import origin_problem, rp_id_problem
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
 
@@ -33,6 +35,10 @@ class Policy:
     provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
         factory=dict, repr=False
     )
+    # The WebAuthn relying party (section 15); see ``passkeys.relying_party``.
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str | None = None
+    webauthn_origins: tuple[str, ...] = ()
 
     def client_for(self, settings_key: str) -> OAuthClient | None:
         """The provider's client (id and secret both set), or None: not configured."""
@@ -104,7 +110,28 @@ TENANT_SETTINGS: dict[str, Any] = {
     "google_client_id": _text,
     "google_client_secret": _text,
     "oauth_redirect_allowlist": lambda value: redirect_allowlist(_list(value)),
+    "webauthn_rp_id": lambda value: webauthn_rp_id(_text(value)),
+    "webauthn_rp_name": _text,
+    "webauthn_origins": lambda value: webauthn_origins(_list(value)),
 }
+
+
+def webauthn_rp_id(value: str) -> str:
+    problem = rp_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def webauthn_origins(origins: tuple[str, ...], rp_id: str | None = None) -> tuple[str, ...]:
+    """Exact origins; each on ``rp_id`` (or, without one, on its own host: the shape only)."""
+    if not origins:
+        raise ValueError("must name at least one origin")
+    for origin in origins:
+        problem = origin_problem(origin, rp_id or urlsplit(origin).hostname or "")
+        if problem is not None:
+            raise ValueError(problem)
+    return origins
 
 
 # Per-tenant clients of the other providers, named as their variables without
