@@ -81,6 +81,9 @@ def policy_from(settings: Settings) -> Policy:
         ),
         oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
         provider_clients=provider_clients(settings),
+        webauthn_rp_id=settings.relying_party_id,
+        webauthn_rp_name=settings.webauthn_rp_name,
+        webauthn_origins=settings.relying_party_origins,
     )
 
 

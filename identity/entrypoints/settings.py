@@ -13,12 +13,14 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 from sqlalchemy.engine import make_url
 
-from identity.application.policy import redirect_allowlist
+from identity.application.policy import redirect_allowlist, webauthn_origins, webauthn_rp_id
 from identity.domain.identities import RESERVED_PROVIDER_NAMES, valid_provider_name
+from identity.domain.passkeys import origin_problem
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./identity.db"
@@ -128,6 +130,20 @@ class Settings:
     rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
     event_retention: float = 90 * 86400.0
     webhook_allow_private: bool = False
+    # Passkeys (section 15): None / () means the documented default (see the properties).
+    webauthn_rp_id: str | None = None
+    webauthn_rp_name: str | None = None
+    webauthn_origins: tuple[str, ...] = ()
+
+    @property
+    def relying_party_id(self) -> str:
+        """``WEBAUTHN_RP_ID``, else the host of the issuer."""
+        return self.webauthn_rp_id or urlsplit(self.issuer).hostname or "localhost"
+
+    @property
+    def relying_party_origins(self) -> tuple[str, ...]:
+        """``WEBAUTHN_ORIGINS``, else ``https://<RP ID>``."""
+        return self.webauthn_origins or (f"https://{self.relying_party_id}",)
 
     @property
     def is_embedded_database(self) -> bool:
@@ -331,6 +347,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_otp_verify": parse_rate_limit,
     "event_retention": parse_duration,
     "webhook_allow_private": parse_bool,
+    "webauthn_rp_id": lambda text: webauthn_rp_id(text.strip()),
+    "webauthn_rp_name": parse_text,
+    "webauthn_origins": lambda text: webauthn_origins(parse_list(text)),
 }
 
 ENV_PREFIX = "IDENTITY_"
@@ -365,7 +384,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["issuer_is_default"] = True
     _require_both(values, "github_client_id", "github_client_secret")
     values["oidc_providers"] = load_oidc_providers(env)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_relying_party(settings)
+    return settings
+
+
+def _check_relying_party(settings: Settings) -> None:
+    """Origins must be on the RP ID (given, or the issuer's host)."""
+    rp_id = settings.relying_party_id
+    for origin in settings.webauthn_origins:
+        problem = origin_problem(origin, rp_id)
+        if problem is not None:
+            raise SettingsError(f"{env_name('webauthn_origins')}: {problem}")
 
 
 def _require_both(values: dict[str, Any], first: str, second: str) -> None:
