@@ -43,9 +43,18 @@ from identity.adapters.sqlalchemy.keys import SigningKeyStore
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
+from identity.adapters.webauthn import PyWebAuthnCeremonies
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
+from identity.application import (
+    accounts,
+    admin,
+    external_sign_in,
+    mfa,
+    passkeys,
+    self_service,
+    sessions,
+)
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
@@ -58,6 +67,7 @@ from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
+from identity.application.webauthn_keys import WebAuthnKeys
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.http.bodies import normalise_email
@@ -203,6 +213,7 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
             "identity.entrypoints.http.handlers.webhooks",
+            "identity.entrypoints.http.handlers.passkeys",
         ]
     )
 
@@ -450,3 +461,29 @@ class Container(containers.DeclarativeContainer):
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )
+
+    # --- passkeys (section 15) ---------------------------------------------------------
+    passkey_services = providers.Singleton(
+        passkeys.PasskeyServices,
+        uow=uow.provider,
+        clock=clock,
+        ceremonies=providers.Singleton(PyWebAuthnCeremonies),
+        keys=providers.Singleton(WebAuthnKeys, secret_key),
+        tokens=session_tokens,
+        throttle=throttle,
+        templates=templates,
+        policy=policy,
+    )
+    start_passkey_registration = providers.Factory(
+        passkeys.StartPasskeyRegistration, passkey_services
+    )
+    finish_passkey_registration = providers.Factory(
+        passkeys.FinishPasskeyRegistration, passkey_services
+    )
+    start_passkey_login = providers.Factory(passkeys.StartPasskeyLogin, passkey_services)
+    finish_passkey_login = providers.Factory(passkeys.FinishPasskeyLogin, passkey_services)
+    list_passkeys = providers.Factory(passkeys.ListPasskeys, passkey_services)
+    rename_passkey = providers.Factory(passkeys.RenamePasskey, passkey_services)
+    delete_passkey = providers.Factory(passkeys.DeletePasskey, passkey_services)
+    admin_list_passkeys = providers.Factory(passkeys.AdminListPasskeys, passkey_services)
+    admin_delete_passkey = providers.Factory(passkeys.AdminDeletePasskey, passkey_services)

@@ -24,6 +24,7 @@ from identity.entrypoints.http.handlers import (
     google,
     introspection,
     mfa,
+    passkeys,
     providers,
     self_service,
     sessions,
@@ -94,6 +95,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)
+    app.add_routes(passkeys.endpoints.routes)
+    app.add_routes(passkeys.admin_endpoints.routes)
     return app
 
 

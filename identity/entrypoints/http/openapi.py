@@ -73,13 +73,24 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "last_sign_in_method": (
         409,
-        "removing it would leave the account without a password or another linked identity",
+        "removing it would leave the account without a password, a linked identity or a passkey",
     ),
     "provider_unavailable": (
         503,
         "the sign-in provider cannot be reached, timed out or failed; retry shortly",
     ),
     "service_unavailable": (503, "a dependency (the database) is unreachable; retry shortly"),
+    # Passkeys (section 15).
+    "webauthn_invalid": (
+        400,
+        "a WebAuthn check failed or the flow is unknown, expired, spent or another's",
+    ),
+    "passkey_not_found": (
+        404,
+        "the tenant holds no passkey with this credential id (never registered, deleted, or "
+        "another tenant's): `PublicKeyCredential.signalUnknownCredential` may tell the browser",
+    ),
+    "passkey_exists": (409, "the credential is registered in this tenant already"),
 }
 
 # Every /auth/* endpoint: the tenant is resolved and the per-IP limit counted.

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, events, mfa, webhooks
+from identity.domain import api_keys, errors, events, mfa, passkeys, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -135,7 +135,8 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
         409,
         "last_sign_in_method",
         "Last sign-in method",
-        "This is the account's only way to sign in; set a password or link another first.",
+        "This is the account's only way to sign in; set a password, link an identity or add a "
+        "passkey first.",
     ),
     errors.IdentityNotLinkedError: (
         404,
@@ -176,6 +177,26 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
     ),
     api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
     webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
+    # Passkeys (section 15): one detail for every failed check, whichever failed.
+    passkeys.WebAuthnInvalidError: (
+        400,
+        "webauthn_invalid",
+        "Passkey not verified",
+        "The passkey response could not be verified, or its flow is unusable; start again.",
+    ),
+    passkeys.PasskeyNotFoundError: (
+        404,
+        "passkey_not_found",
+        "Passkey not found",
+        "No passkey with this credential is registered here.",
+    ),
+    passkeys.PasskeyExistsError: (
+        409,
+        "passkey_exists",
+        "Passkey exists",
+        "This passkey is registered already.",
+    ),
+    passkeys.UnknownPasskeyError: (404, "not_found", "Not found", "No such passkey."),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2

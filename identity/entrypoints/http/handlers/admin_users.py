@@ -44,6 +44,7 @@ class AdminUserView:
     mfa_enabled: bool = d.out("whether a second factor is required at sign-in")
     identities: list[str] = d.out("the providers the user is linked to, e.g. `google`")
     last_login_at: datetime | None = d.out("when a sign-in last opened a session; null if never")
+    passkeys: int = d.out("how many passkeys the user has", default=0)
 
     @classmethod
     def of(cls, user: admin.ManagedUser, tenant: Tenant) -> AdminUserView:
@@ -61,6 +62,7 @@ class AdminUserView:
             mfa_enabled=account.mfa_enabled,
             identities=user.identities,
             last_login_at=account.last_login_at,
+            passkeys=user.passkeys,
         )
 
 

@@ -14,6 +14,7 @@ from identity.application import self_service
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.handlers.events import EventView
+from identity.entrypoints.http.handlers.passkeys import PasskeyView
 from identity.entrypoints.http.views import client_info
 
 endpoints = d.Endpoints(tag="sessions")
@@ -92,6 +93,7 @@ class AccountExportView:
     factors: list[ExportedFactor]
     recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
     events: list[EventView] = d.out("the security events about the caller, newest first")
+    passkeys: list[PasskeyView] = d.out("the caller's passkeys, oldest first", factory=list)
 
 
 @endpoints.delete(
@@ -169,4 +171,5 @@ async def export_me(
         ],
         recovery_codes_unused=found.recovery_codes_unused,
         events=[EventView.of(event, principal.tenant.slug) for event in found.events],
+        passkeys=[PasskeyView.of(passkey) for passkey in found.passkeys],
     )
