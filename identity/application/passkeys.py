@@ -23,6 +23,7 @@ from identity.application.policy import Policy, policy_for
 from identity.application.ports import (
     Clock,
     CredentialDescriptor,
+    PresentedAssertion,
     UnitOfWork,
     UnitOfWorkFactory,
     WebAuthnCeremonies,
@@ -36,6 +37,7 @@ from identity.domain.emails import Email
 from identity.domain.errors import (
     AccountDisabledError,
     AccountNotFoundError,
+    DomainError,
     EmailNotVerifiedError,
     InvalidTokenError,
 )
@@ -317,6 +319,11 @@ class FinishPasskeyLogin:
     counter (also recorded as ``passkey.sign_count_regressed``) and a
     credential of another account than the flow's are ``WebAuthnInvalidError``;
     a disabled account ``AccountDisabledError`` after a valid assertion.
+
+    One transaction spends the flow, reads the passkey and writes the sign-in:
+    the checks in between are sub-millisecond CPU work without I/O (no slow
+    hash here), and a sign-in is the hot path. Every refusal commits what it
+    has (the spent flow, its ``login.failed``) before it is raised.
     """
 
     def __init__(self, services: PasskeyServices) -> None:
@@ -324,29 +331,44 @@ class FinishPasskeyLogin:
 
     async def __call__(self, command: FinishLogin) -> TokenPair:
         s = self._s
+        try:
+            assertion: PresentedAssertion | None = s.ceremonies.read_assertion(command.credential)
+        except WebAuthnInvalidError:
+            assertion = None  # refused once the flow is spent and judged
+        async with s.uow() as uow:
+            try:
+                pair = await self._sign_in(uow, command, assertion)
+            except DomainError:
+                # Refused: the flow stays spent, and a refusal's events are kept.
+                await uow.commit()
+                raise
+            await uow.commit()
+        return pair
+
+    async def _sign_in(
+        self, uow: UnitOfWork, command: FinishLogin, assertion: PresentedAssertion | None
+    ) -> TokenPair:
+        s = self._s
         tenant = command.tenant
         policy = s.policy_for(tenant)
-        flow = await s.take_flow(command.flow_id)
+        flow = await uow.webauthn_flows.take(s.keys.flow_key(command.flow_id))
+        if flow is None:
+            raise WebAuthnInvalidError("unknown or spent flow")
         flow.ensure_finishes(tenant.id, Ceremony.AUTHENTICATION, s.clock.now())
-        assertion = s.ceremonies.read_assertion(command.credential)
-        async with s.uow() as uow:
-            passkey = await uow.passkeys.get_by_credential(tenant.id, assertion.credential_id)
-            account = await uow.accounts.get(tenant.id, passkey.user_id) if passkey else None
-            # Registration made the handle; nothing is committed here anyway.
-            handle = (
-                await uow.passkeys.user_handle(tenant.id, passkey.user_id, b"")
-                if passkey is not None
-                else None
-            )
-        if passkey is None or account is None:
+        if assertion is None:
+            raise WebAuthnInvalidError("malformed credential")
+        found = await uow.passkeys.get_for_sign_in(tenant.id, assertion.credential_id)
+        account = await uow.accounts.get(tenant.id, found[0].user_id) if found else None
+        if found is None or account is None:
             if s.keys.is_decoy(tenant.id, assertion.credential_id):
                 raise WebAuthnInvalidError("a decoy")
             raise PasskeyNotFoundError("unknown credential")
+        passkey, handle = found
         await s.throttle.check(tenant.id, "login", account.email.key, policy.rate_limit_login)
         if not flow.admits(passkey) or (
             assertion.user_handle is not None and assertion.user_handle != handle
         ):
-            await self._failed(command, passkey, "wrong_account")
+            await self._refuse(uow, command, passkey, "wrong_account")
             raise WebAuthnInvalidError("credential of another account")
         try:
             verified = s.ceremonies.verify_assertion(
@@ -356,79 +378,80 @@ class FinishPasskeyLogin:
                 public_key=passkey.public_key,
             )
         except WebAuthnInvalidError:
-            await self._failed(command, passkey, "assertion_invalid")
+            await self._refuse(uow, command, passkey, "assertion_invalid")
             raise
         previous = passkey.sign_count
         try:
             passkey.record_sign_in(verified.sign_count, verified.backed_up, s.clock.now())
         except SignCountRegressedError:
-            await self._failed(command, passkey, "sign_count_regressed", regressed=True)
+            await self._refuse(uow, command, passkey, "sign_count_regressed", regressed=True)
             raise
         try:
             account.ensure_can_log_in()
         except AccountDisabledError:
-            await self._failed(command, passkey, "account_disabled")
+            await self._refuse(uow, command, passkey, "account_disabled")
             raise
         except EmailNotVerifiedError:
-            await self._failed(command, passkey, "email_not_verified")
+            await self._refuse(uow, command, passkey, "email_not_verified")
             raise
-        async with s.uow() as uow:
-            current = await uow.accounts.get(tenant.id, account.id)
-            if current is None:
-                raise PasskeyNotFoundError("account erased meanwhile")
-            current.ensure_can_log_in()
-            if not await uow.passkeys.record_sign_in(passkey, previous):
-                # A concurrent sign-in moved the counter (or the passkey went).
-                raise WebAuthnInvalidError("counter moved meanwhile")
-            pair = await s.tokens.start(
-                uow, current, tenant, policy, command.client, amr=passkey.amr, aal=AAL2
+        if not await uow.passkeys.record_sign_in(passkey, previous):
+            # A concurrent sign-in moved the counter (or the passkey went).
+            raise WebAuthnInvalidError("counter moved meanwhile")
+        # A disable or erasure since the read above is caught by ``sessions.add``.
+        pair = await s.tokens.start(
+            uow, account, tenant, policy, command.client, amr=passkey.amr, aal=AAL2
+        )
+        await uow.events.add(
+            security_event(
+                EventType.LOGIN_SUCCEEDED,
+                tenant.id,
+                s.clock.now(),
+                command.client,
+                user_id=account.id,
+                session_id=pair.session_id,
+                method="passkey",
+                aal=AAL2,
+                passkey_id=str(passkey.id),
             )
-            await uow.events.add(
-                security_event(
-                    EventType.LOGIN_SUCCEEDED,
-                    tenant.id,
-                    s.clock.now(),
-                    command.client,
-                    user_id=current.id,
-                    session_id=pair.session_id,
-                    method="passkey",
-                    aal=AAL2,
-                    passkey_id=str(passkey.id),
-                )
-            )
-            await uow.commit()
+        )
         return pair
 
-    async def _failed(
-        self, command: FinishLogin, passkey: Passkey, reason: str, *, regressed: bool = False
+    async def _refuse(
+        self,
+        uow: UnitOfWork,
+        command: FinishLogin,
+        passkey: Passkey,
+        reason: str,
+        *,
+        regressed: bool = False,
     ) -> None:
+        """Record the refusal of a known credential; the caller commits (nothing else was
+        written)."""
         s = self._s
-        async with s.uow() as uow:
-            now = s.clock.now()
-            if regressed:
-                await uow.events.add(
-                    security_event(
-                        EventType.PASSKEY_SIGN_COUNT_REGRESSED,
-                        command.tenant.id,
-                        now,
-                        command.client,
-                        user_id=passkey.user_id,
-                        passkey_id=str(passkey.id),
-                    )
-                )
+        now = s.clock.now()
+        if regressed:
             await uow.events.add(
                 security_event(
-                    EventType.LOGIN_FAILED,
+                    EventType.PASSKEY_SIGN_COUNT_REGRESSED,
                     command.tenant.id,
                     now,
                     command.client,
                     user_id=passkey.user_id,
-                    method="passkey",
-                    reason=reason,
                     passkey_id=str(passkey.id),
                 )
             )
-            await uow.commit()
+        await uow.events.add(
+            security_event(
+                EventType.LOGIN_FAILED,
+                command.tenant.id,
+                now,
+                command.client,
+                user_id=passkey.user_id,
+                method="passkey",
+                reason=reason,
+                passkey_id=str(passkey.id),
+            )
+        )
 
 
 # --- management -------------------------------------------------------------------

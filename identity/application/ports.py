@@ -600,6 +600,12 @@ class PasskeyRepository(Protocol):
 
     async def get_by_credential(self, tenant_id: UUID, credential_id: bytes) -> Passkey | None: ...
 
+    async def get_for_sign_in(
+        self, tenant_id: UUID, credential_id: bytes
+    ) -> tuple[Passkey, bytes | None] | None:
+        """The passkey with this credential id and its account's user handle, in one read."""
+        ...
+
     async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:
         """The account's passkeys, oldest first."""
         ...

@@ -119,8 +119,10 @@ async def test_register_then_sign_in_is_aal2_with_swk_or_hwk(s: Services) -> Non
     await register(s, principal, bound, backup_eligible=False, backed_up=False)
     claims = s.codec.decode_access((await log_in(s, bound, EMAIL)).access_token)
     assert (claims.aal, claims.amr) == ("aal2", ("hwk", "user"))
-    (succeeded, *_) = await events(s, EventType.LOGIN_SUCCEEDED)
-    assert succeeded.data["method"] == "passkey" and succeeded.data["aal"] == "aal2"
+    succeeded = [
+        e for e in await events(s, EventType.LOGIN_SUCCEEDED) if e.data["method"] == "passkey"
+    ]
+    assert len(succeeded) == 2 and all(e.data["aal"] == "aal2" for e in succeeded)
     assert [e.data["passkey_id"] for e in await events(s, EventType.PASSKEY_ADDED)]
     notices = [m for m in s.mails_to(EMAIL) if "passkey" in m.subject]
     assert len(notices) == 2 and passkey.name in notices[0].text

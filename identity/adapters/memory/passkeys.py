@@ -50,6 +50,16 @@ class MemoryPasskeyRepository(PasskeyRepository):
         return self._find(tenant_id, credential_id)
 
     @_round_trip
+    async def get_for_sign_in(
+        self, tenant_id: UUID, credential_id: bytes
+    ) -> tuple[Passkey, bytes | None] | None:
+        passkey = self._find(tenant_id, credential_id)
+        if passkey is None:
+            return None
+        handle = self._handles.get(passkey.user_id)
+        return passkey, handle.handle if handle is not None else None
+
+    @_round_trip
     async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:
         return self._of(tenant_id, {user_id})
 

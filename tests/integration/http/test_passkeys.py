@@ -313,7 +313,11 @@ async def test_a_cloned_counter_is_refused_recorded_and_the_passkey_stays(api: A
     assert regressed["data"]["passkey_id"] == passkey["id"]
     failed = next(e for e in events["items"] if e["type"] == "login.failed")
     assert failed["data"]["method"] == "passkey"
-    succeeded = next(e for e in events["items"] if e["type"] == "login.succeeded")
+    succeeded = next(
+        e
+        for e in events["items"]
+        if e["type"] == "login.succeeded" and e["data"]["method"] == "passkey"
+    )
     assert succeeded["data"]["method"] == "passkey" and succeeded["data"]["aal"] == "aal2"
     assert succeeded["data"]["passkey_id"] == passkey["id"]
     assert "passkey.added" in types
