@@ -3,8 +3,9 @@ and the admin routes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import attrs
@@ -18,7 +19,6 @@ from identity.domain.passkeys import NAME_MAX_LENGTH, InvalidPasskeyNameError, P
 from identity.domain.passkeys import passkey_name as check_name
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
-from identity.entrypoints.http.bodies import Body
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.problems import FieldError, validation_problem
 from identity.entrypoints.http.views import client_info, token_view
@@ -31,29 +31,30 @@ USER_ID = d.path_id("user_id", "the user's id")
 FLOW_ID_MAX = 128
 
 
-def _credential(body: Body, name: str) -> dict[str, Any]:
+def _credential(value: Any) -> dict[str, Any]:
     # The response is judged by py_webauthn behind the use case: here only its shape
     # (an object) is checked; the body is bounded to 64 KiB by the app.
-    value = body._data.get(name)
     if not isinstance(value, dict):
-        body.fail(name, "must be an object: the credential's toJSON()")
-        return {}
+        raise d.Invalid("must be an object: the credential's toJSON()")
     return value
 
 
-def credential_field() -> Any:
-    return d._declare(
-        {
-            "type": "object",
-            "description": "`PublicKeyCredential.toJSON()` of the browser's answer",
-        },
-        _credential,
-        required=True,
-    )
+@attrs.frozen
+class CredentialJson(d.Rule):
+    """A ``PublicKeyCredential.toJSON()``, as the browser made it."""
+
+    description: str | None = "`PublicKeyCredential.toJSON()` of the browser's answer"
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return _credential
+
+    def schema(self, base: Any) -> dict[str, Any]:
+        return {"type": "object", "description": self.description}
 
 
-def flow_id_field() -> Any:
-    return d.text("the `flow_id` of the options answer", max_length=FLOW_ID_MAX)
+Credential = Annotated[dict[str, Any], CredentialJson()]
+FlowId = Annotated[str, d.Text("the `flow_id` of the options answer", max_length=FLOW_ID_MAX)]
+Name = Annotated[str, d.Text("1-64 characters (trimmed)", max_length=256)]
 
 
 def _name(raw: str | None, field: str = "name") -> str | None:
@@ -69,33 +70,34 @@ def _name(raw: str | None, field: str = "name") -> str | None:
 
 @attrs.frozen
 class RegisterVerifyBody:
-    flow_id: str = flow_id_field()
-    credential: dict[str, Any] = credential_field()
-    name: str | None = d.text(
-        "a name for the passkey, 1-64 characters (trimmed); default one of the service's",
-        max_length=256,
-        required=False,
-    )
+    flow_id: FlowId
+    credential: Credential
+    name: Name | None = None
 
 
 @attrs.frozen
 class LoginOptionsBody:
-    email: Email | None = d.email(
-        "email-first sign-in: the account's passkeys (or decoys); absent: any passkey of "
-        "this site (discoverable credentials)",
-        required=False,
-    )
+    email: (
+        Annotated[
+            Email,
+            d.Address(
+                "email-first sign-in: the account's passkeys (or decoys); absent: any passkey "
+                "of this site (discoverable credentials)"
+            ),
+        ]
+        | None
+    ) = None
 
 
 @attrs.frozen
 class LoginVerifyBody:
-    flow_id: str = flow_id_field()
-    credential: dict[str, Any] = credential_field()
+    flow_id: FlowId
+    credential: Credential
 
 
 @attrs.frozen
 class RenameBody:
-    name: str = d.text("1-64 characters (trimmed)", max_length=256)
+    name: Name
 
 
 @attrs.frozen
