@@ -447,3 +447,18 @@ async def test_erasing_the_account_erases_its_passkeys(s: Services) -> None:
         await uow.commit()
     async with s.uow() as uow:
         assert await count(uow) == 0
+
+
+async def test_expired_flows_are_purged_with_the_other_expired_rows(s: Services) -> None:
+    from identity.application.mail_delivery import PurgeExpired
+
+    principal = await signed_up(s)
+    p = passkeys(s)
+    await StartPasskeyRegistration(p)(principal)
+    await StartPasskeyLogin(p)(StartLogin(s.tenant))
+    assert (await PurgeExpired(s.accounts.uow, s.clock)() or {})["webauthn_flows"] == 0
+    s.clock.advance(301)
+
+    counts = await PurgeExpired(s.accounts.uow, s.clock)()
+
+    assert counts is not None and counts["webauthn_flows"] == 2

@@ -616,3 +616,10 @@ async def test_with_mfa_on_sign_in_is_aal2_and_managing_needs_aal2(
     await add_passkey(api, strong, SoftwareAuthenticator(ORIGIN))
     response = await api.delete(f"/auth/passkeys/{passkey['id']}", token=strong)
     assert response.status == 204, await response.text()
+    # An administrator's MFA reset leaves the passkeys.
+    me = await (await api.me(strong)).json()
+    writer = await api.api_key("users:write", "users:read")
+    response = await api.delete(f"/admin/users/{me['id']}/mfa", token=writer)
+    assert response.status == 200, await response.text()
+    listed = await (await api.get(f"/admin/users/{me['id']}/passkeys", token=writer)).json()
+    assert len(listed["items"]) == 1
