@@ -358,12 +358,11 @@ class FinishPasskeyLogin:
         if assertion is None:
             raise WebAuthnInvalidError("malformed credential")
         found = await uow.passkeys.get_for_sign_in(tenant.id, assertion.credential_id)
-        account = await uow.accounts.get(tenant.id, found[0].user_id) if found else None
-        if found is None or account is None:
+        if found is None:
             if s.keys.is_decoy(tenant.id, assertion.credential_id):
                 raise WebAuthnInvalidError("a decoy")
             raise PasskeyNotFoundError("unknown credential")
-        passkey, handle = found
+        passkey, account, handle = found.passkey, found.account, found.user_handle
         await s.throttle.check(tenant.id, "login", account.email.key, policy.rate_limit_login)
         if not flow.admits(passkey) or (
             assertion.user_handle is not None and assertion.user_handle != handle

@@ -609,6 +609,15 @@ class WebhookDeliveryQueue(Protocol):
 # --- passkeys (WebAuthn) ------------------------------------------------------
 
 
+@attrs.frozen
+class SignInCandidate:
+    """What a presented credential id names: the passkey, its account, its user handle."""
+
+    passkey: Passkey
+    account: Account
+    user_handle: bytes | None
+
+
 class PasskeyRepository(Protocol):
     """Passkeys, at most one per (tenant, credential id), and each account's user handle."""
 
@@ -622,8 +631,9 @@ class PasskeyRepository(Protocol):
 
     async def get_for_sign_in(
         self, tenant_id: UUID, credential_id: bytes
-    ) -> tuple[Passkey, bytes | None] | None:
-        """The passkey with this credential id and its account's user handle, in one read."""
+    ) -> SignInCandidate | None:
+        """The passkey with this credential id, its account and the account's user handle,
+        in one read (the hot path of a passkey sign-in)."""
         ...
 
     async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:

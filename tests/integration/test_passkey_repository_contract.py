@@ -262,19 +262,20 @@ async def test_erasing_the_account_erases_its_passkeys_handle_and_flows(
     assert handle == b"h"
 
 
-async def test_a_sign_in_reads_the_passkey_with_its_accounts_handle(
+async def test_a_sign_in_reads_the_passkey_with_its_account_and_handle(
     storage: Storage, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     account = await add_account(storage, tenant)
     passkey = await add(storage, new_passkey(account, b"cred-1"))
 
-    assert await read(storage, lambda uow: uow.passkeys.get_for_sign_in(tenant.id, b"cred-1")) == (
-        passkey,
-        None,
-    )
+    found = await read(storage, lambda uow: uow.passkeys.get_for_sign_in(tenant.id, b"cred-1"))
+    assert found is not None
+    assert (found.passkey, found.user_handle) == (passkey, None)
+    assert found.account.id == account.id and found.account.email == account.email
+    assert found.account.created_at == account.created_at and found.account.is_active
     await write(storage, lambda uow: uow.passkeys.user_handle(tenant.id, account.id, b"h" * 32))
     found = await read(storage, lambda uow: uow.passkeys.get_for_sign_in(tenant.id, b"cred-1"))
-    assert found == (passkey, b"h" * 32)
+    assert found is not None and found.user_handle == b"h" * 32
     assert (
         await read(storage, lambda uow: uow.passkeys.get_for_sign_in(other_tenant.id, b"cred-1"))
         is None

@@ -9,7 +9,7 @@ from uuid import UUID
 import attrs
 
 from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
-from identity.application.ports import PasskeyRepository, WebAuthnFlowRepository
+from identity.application.ports import PasskeyRepository, SignInCandidate, WebAuthnFlowRepository
 from identity.domain.accounts import Account
 from identity.domain.passkeys import Passkey, PasskeyExistsError, WebAuthnFlow
 
@@ -52,12 +52,15 @@ class MemoryPasskeyRepository(PasskeyRepository):
     @_round_trip
     async def get_for_sign_in(
         self, tenant_id: UUID, credential_id: bytes
-    ) -> tuple[Passkey, bytes | None] | None:
+    ) -> SignInCandidate | None:
         passkey = self._find(tenant_id, credential_id)
         if passkey is None:
             return None
+        account = self._accounts.get(passkey.user_id)
+        if account is None:
+            return None
         handle = self._handles.get(passkey.user_id)
-        return passkey, handle.handle if handle is not None else None
+        return SignInCandidate(passkey, account, handle.handle if handle is not None else None)
 
     @_round_trip
     async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:

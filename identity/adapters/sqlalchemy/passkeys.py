@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.application.ports import PasskeyRepository, WebAuthnFlowRepository
+from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
+from identity.adapters.sqlalchemy.native import ManyRowsRead
+from identity.application.ports import PasskeyRepository, SignInCandidate, WebAuthnFlowRepository
 from identity.domain.passkeys import Ceremony, Passkey, PasskeyExistsError, WebAuthnFlow
 
 _P = t.passkeys
@@ -22,10 +25,24 @@ _F = t.webauthn_flows
 
 # The statements of a sign-in, built once: building and keying a statement per
 # call is a measurable share of the sign-in's CPU.
+_U = t.users
 _FOR_SIGN_IN = (
-    select(_P, _H.c.handle)
+    select(_P, _H.c.handle, *(column.label(f"account_{column.name}") for column in _U.c))
+    .join(_U, _U.c.id == _P.c.user_id)
     .outerjoin(_H, _H.c.user_id == _P.c.user_id)
     .where(_P.c.tenant_id == bindparam("tenant_id"), _P.c.credential_id == bindparam("credential"))
+)
+# Straight to the driver on asyncpg (a sign-in's read, inside its transaction).
+_FOR_SIGN_IN_READ = ManyRowsRead(
+    _FOR_SIGN_IN,
+    datetimes=(
+        "created_at",
+        "last_used_at",
+        *(
+            f"account_{name}"
+            for name in ("verified_at", "created_at", "updated_at", "last_login_at")
+        ),
+    ),
 )
 _RECORD_SIGN_IN = (
     update(_P)
@@ -111,12 +128,20 @@ class SqlPasskeyRepository(PasskeyRepository):
 
     async def get_for_sign_in(
         self, tenant_id: UUID, credential_id: bytes
-    ) -> tuple[Passkey, bytes | None] | None:
+    ) -> SignInCandidate | None:
         params = {"tenant_id": tenant_id, "credential": credential_id}
-        row = (await self._c.execute(_FOR_SIGN_IN, params)).first()
-        if row is None:
+        rows = await _FOR_SIGN_IN_READ(self._c, params)
+        if not rows:
             return None
-        return _to_passkey(row), bytes(row.handle) if row.handle is not None else None
+        row = rows[0]
+        account = SimpleNamespace(
+            **{column.name: getattr(row, f"account_{column.name}") for column in _U.c}
+        )
+        return SignInCandidate(
+            passkey=_to_passkey(row),
+            account=SqlAccountRepository._to_entity(account),
+            user_handle=bytes(row.handle) if row.handle is not None else None,
+        )
 
     async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:
         query = (
