@@ -623,3 +623,22 @@ async def test_with_mfa_on_sign_in_is_aal2_and_managing_needs_aal2(
     assert response.status == 200, await response.text()
     listed = await (await api.get(f"/admin/users/{me['id']}/passkeys", token=writer)).json()
     assert len(listed["items"]) == 1
+
+
+async def test_email_first_options_and_verify_count_against_the_login_limit(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(WEBAUTHN_RP_ID=RP_ID, WEBAUTHN_ORIGINS=ORIGIN, RATE_LIMIT_LOGIN="3/minute")
+    token = await signed_in(api)
+    authenticator = SoftwareAuthenticator(ORIGIN)
+    await add_passkey(api, token, authenticator)
+
+    # Discoverable options name no one: not counted. Each verify counts for the account.
+    assert (await login(api, authenticator)).status == 200
+    assert (await login(api, authenticator)).status == 200
+    await login_options(api, EMAIL)  # the third hit for this address
+    response = await api.post("/auth/passkeys/login/options", {"email": EMAIL})
+    await problem_of(response, 429, "rate_limited")
+    await problem_of(await login(api, authenticator), 429, "rate_limited")
+    # Another address has its own count.
+    await login_options(api, "someone@example.com")
