@@ -237,7 +237,7 @@ async def test_a_successful_login_records_counter_backup_state_and_last_use(
     principal = await signed_up(s)
     authenticator = SoftwareAuthenticator(ORIGIN)
     await register(s, principal, authenticator)
-    s.clock.advance(60)
+    s.clock.advance(seconds=60)
 
     await log_in(s, authenticator, sign_count=3, backed_up=False)
 
@@ -457,7 +457,7 @@ async def test_expired_flows_are_purged_with_the_other_expired_rows(s: Services)
     await StartPasskeyRegistration(p)(principal)
     await StartPasskeyLogin(p)(StartLogin(s.tenant))
     assert (await PurgeExpired(s.accounts.uow, s.clock)() or {})["webauthn_flows"] == 0
-    s.clock.advance(301)
+    s.clock.advance(seconds=301)
 
     counts = await PurgeExpired(s.accounts.uow, s.clock)()
 

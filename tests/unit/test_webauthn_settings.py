@@ -11,7 +11,7 @@ from identity.application.policy import parse_tenant_setting, policy_for
 from identity.domain.tenants import Tenant
 from identity.entrypoints.container import policy_from
 from identity.entrypoints.settings import Settings, SettingsError, load_settings
-from tests.fakes import FixedClock
+from tests.fakes import manual_clock
 
 BASE = {"IDENTITY_SECRET_KEY": "k3y-" + "x" * 40, "IDENTITY_ISSUER": "https://id.example.com"}
 
@@ -25,7 +25,7 @@ def tenant(**overrides: object) -> Tenant:
         id=uuid.uuid4(),
         slug="acme",
         name="Acme",
-        created_at=FixedClock().now(),
+        created_at=manual_clock().now(),
         settings=dict(overrides),
     )
 

@@ -17,12 +17,12 @@ import pytest
 from dependency_injector import providers
 from sqlalchemy import select
 
+from identity.adapters.clock import ManualClock
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.entrypoints.http.app import build_container
 from identity.entrypoints.settings import Settings
 from tests.authenticator import SoftwareAuthenticator, b64url
-from tests.fakes import FixedClock
 from tests.integration.http.conftest import PASSWORD, Api, MakeApi, problem_of
 
 EMAIL = "ada@example.com"
@@ -560,8 +560,8 @@ async def test_the_store_holds_no_challenge_nor_flow_id(api: Api) -> None:
 
 @pytest.fixture
 def clocked(make_api: MakeApi, settings_for: Callable[..., Settings]) -> Callable[..., Any]:
-    async def build() -> tuple[Api, FixedClock]:
-        clock = FixedClock()
+    async def build() -> tuple[Api, ManualClock]:
+        clock = ManualClock()
         container = build_container(settings_for(CLOCK_SKEW="1h", **RP))
         container.clock.override(providers.Object(clock))
         return await make_api(container=container), clock
@@ -575,7 +575,7 @@ async def test_a_flow_lives_five_minutes(clocked: Callable[..., Any]) -> None:
     authenticator = SoftwareAuthenticator(ORIGIN)
     await add_passkey(api, token, authenticator)
     flow = await login_options(api)
-    clock.advance(301)
+    clock.advance(seconds=301)
 
     response = await api.post(
         "/auth/passkeys/login/verify",
@@ -589,7 +589,7 @@ async def test_with_mfa_on_sign_in_is_aal2_and_managing_needs_aal2(
     clocked: Callable[..., Any],
 ) -> None:
     api, clock = await clocked()
-    clock.advance(15 - clock.now().timestamp() % 30)
+    clock.advance(seconds=15 - clock.now().timestamp() % 30)
     token = (await api.register_verified(EMAIL))["access_token"]
     authenticator = SoftwareAuthenticator(ORIGIN)
     passkey = await add_passkey(api, token, authenticator)
