@@ -144,6 +144,8 @@ class Settings:
     def relying_party_origins(self) -> tuple[str, ...]:
         """``WEBAUTHN_ORIGINS``, else ``https://<RP ID>``."""
         return self.webauthn_origins or (f"https://{self.relying_party_id}",)
+    # Hosted pages (section 16): a directory whose templates replace the packaged ones.
+    ui_templates_dir: str | None = None
 
     @property
     def is_embedded_database(self) -> bool:
@@ -293,6 +295,13 @@ def parse_milliseconds(text: str) -> float:
     return parse_duration(stripped) * 1000.0
 
 
+def parse_directory(text: str) -> str:
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if not os.path.isdir(path):
+        raise ValueError(f"{text!r} is not a directory")
+    return path
+
+
 def parse_log_level(text: str) -> str:
     return parse_choice("debug", "info", "warning", "error")(text).upper()
 
@@ -350,6 +359,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "webauthn_rp_id": lambda text: webauthn_rp_id(text.strip()),
     "webauthn_rp_name": parse_text,
     "webauthn_origins": lambda text: webauthn_origins(parse_list(text)),
+    "ui_templates_dir": parse_directory,
 }
 
 ENV_PREFIX = "IDENTITY_"

@@ -33,6 +33,7 @@ from uuid import UUID
 
 from identity.adapters.memory.accounts import MemoryAccountRepository
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.browser_sessions import MemoryBrowserSessionRepository
 from identity.adapters.memory.code_requests import MemoryCodeRequestQueue
 from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.external_identities import MemoryExternalIdentityRepository
@@ -94,6 +95,7 @@ class MemoryUnitOfWork(UnitOfWork):
     mfa_challenges: MemoryMfaChallengeRepository
     passkeys: MemoryPasskeyRepository
     webauthn_flows: MemoryWebAuthnFlowRepository
+    browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -125,6 +127,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
         self.passkeys = MemoryPasskeyRepository(transaction)
         self.webauthn_flows = MemoryWebAuthnFlowRepository(transaction)
+        self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
