@@ -589,7 +589,7 @@ async def test_with_mfa_on_sign_in_is_aal2_and_managing_needs_aal2(
     clocked: Callable[..., Any],
 ) -> None:
     api, clock = await clocked()
-    clock.advance(seconds=15 - clock.now().timestamp() % 30)
+    clock.advance(seconds=(15 - clock.now().timestamp() % 30) % 30)
     token = (await api.register_verified(EMAIL))["access_token"]
     authenticator = SoftwareAuthenticator(ORIGIN)
     passkey = await add_passkey(api, token, authenticator)
