@@ -1,13 +1,16 @@
 """Does the response time of code requests tell whether an email has an account?
 
 Starts one ``identity serve`` process on a fresh Postgres database with
-``--requests`` verified accounts, then, for ``register``, ``request-otp`` and
-``verify-otp`` (a wrong code), sends ``--requests`` requests for known emails
-and as many for unknown ones, interleaved in random order, one at a time over
-one keep-alive connection, and prints Welch's t statistic of the two samples of
-response times per endpoint. |t| < 3: no difference this many samples can see.
+``--requests`` verified accounts (each with one passkey), then, for ``register``,
+``request-otp``, ``verify-otp`` (a wrong code) and email-first passkey options
+(``/auth/passkeys/login/options``: the account's passkeys, or decoys), sends
+``--requests`` requests for known emails and as many for unknown ones, interleaved
+in random order, one at a time over one keep-alive connection, and prints Welch's
+t statistic of the two samples of response times per endpoint. |t| < 3: no
+difference this many samples can see.
 
     PYTHONPATH=. .venv/bin/python bench/timing_oracle.py --requests 2000
+    PYTHONPATH=. .venv/bin/python bench/timing_oracle.py --only passkey-options
 
 Known emails are verified accounts; for ``verify-otp`` each holds a live login
 code (asked for in the ``request-otp`` phase), so a wrong code is counted
@@ -62,6 +65,30 @@ def welch_t(a: list[float], b: list[float]) -> float:
     """Welch's t statistic of the difference of the means of ``a`` and ``b``."""
     va, vb = statistics.variance(a), statistics.variance(b)
     return (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va / len(a) + vb / len(b))
+
+
+async def add_passkeys(database_url: str, emails: list[str]) -> None:
+    """One passkey row per known account: its options list it, unknown emails get decoys.
+
+    Only the options are timed, so the key needs no private half.
+    """
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO passkeys (id, tenant_id, user_id, credential_id, public_key, "
+                    "sign_count, transports, backup_eligible, backed_up, aaguid, name, "
+                    "created_at) SELECT gen_random_uuid(), tenant_id, id, "
+                    "decode(md5(random()::text) || md5(random()::text), 'hex'), "
+                    "'\\xa5'::bytea, 0, 'hybrid,internal', true, true, "
+                    "'00000000-0000-0000-0000-000000000000', 'Bench', now() "
+                    "FROM users WHERE normalized_email = ANY(:emails)"
+                ),
+                {"emails": [email.casefold() for email in emails]},
+            )
+    finally:
+        await engine.dispose()
 
 
 def unknown_email() -> str:
@@ -171,6 +198,7 @@ async def bench(args: argparse.Namespace) -> bool:
         )
         await create_users(database_url, args.requests, 4, 1)
         known = [user_email(index) for index in range(args.requests)]
+        await add_passkeys(database_url, known)
         await server.start()
         connector = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -192,7 +220,15 @@ async def bench(args: argparse.Namespace) -> bool:
                     lambda email: {"email": email, "otp_code": "000000", "purpose": "login"},
                     400,
                 ),
+                (
+                    "passkey-options",
+                    "/auth/passkeys/login/options",
+                    lambda email: {"email": email},
+                    200,
+                ),
             ]
+            if args.only:
+                phases = [phase for phase in phases if phase[0] in args.only]
             for label, path, body, status in phases:
                 random.shuffle(known)
                 samples = await measure(http, server.base, path, body, known, status)
@@ -213,6 +249,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per kind and endpoint")
     parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("register", "request-otp", "verify-otp", "passkey-options"),
+        help="measure only these endpoints (default: all)",
+    )
     args = parser.parse_args()
     return 0 if asyncio.run(bench(args)) else 1
 

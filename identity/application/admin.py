@@ -74,6 +74,7 @@ class ManagedUser:
 
     account: Account
     identities: list[str]
+    passkeys: int = 0
 
 
 async def erase_account(
@@ -99,8 +100,17 @@ async def erase_account(
     return True
 
 
-def _managed(accounts: list[Account]) -> list[ManagedUser]:
-    return [ManagedUser(account, list(account.identities)) for account in accounts]
+async def _managed(uow: UnitOfWork, accounts: list[Account]) -> list[ManagedUser]:
+    """With each account's passkey count: one more read for the whole page."""
+    if not accounts:
+        return []
+    counts = await uow.passkeys.count_for_accounts(
+        accounts[0].tenant_id, [account.id for account in accounts]
+    )
+    return [
+        ManagedUser(account, list(account.identities), counts.get(account.id, 0))
+        for account in accounts
+    ]
 
 
 async def _get(uow: UnitOfWork, tenant: Tenant, user_id: UUID) -> Account:
@@ -138,10 +148,10 @@ class ListUsers:
         async with self._s.uow() as uow:
             if query.email is not None:
                 found = await uow.accounts.get_by_email(query.tenant.id, query.email.key)
-                return Page(_managed([found] if found else []))
+                return Page(await _managed(uow, [found] if found else []))
             rows = await uow.accounts.list_page(query.tenant.id, query.after, query.limit + 1)
             page = page_of(rows, query.limit, lambda account: (account.created_at, account.id))
-            return Page(_managed(page.items), page.next)
+            return Page(await _managed(uow, page.items), page.next)
 
 
 @attrs.frozen
@@ -204,7 +214,7 @@ class GetUser:
 
     async def __call__(self, tenant: Tenant, user_id: UUID) -> ManagedUser:
         async with self._s.uow() as uow:
-            (managed,) = _managed([await _get(uow, tenant, user_id)])
+            (managed,) = await _managed(uow, [await _get(uow, tenant, user_id)])
         return managed
 
 
@@ -257,7 +267,7 @@ class UpdateUser:
                 ended = await end_sessions(
                     uow, command.tenant.id, account.id, now, command.client, "account_disabled"
                 )
-            (managed,) = _managed([account])
+            (managed,) = await _managed(uow, [account])
             await uow.commit()
         return UserChanged(managed, len(ended))
 

@@ -463,8 +463,8 @@ class UnlinkIdentity:
     """Remove the caller's identity at ``provider``.
 
     Raises ``IdentityNotLinkedError`` when there is none and
-    ``LastSignInMethodError`` when the account would be left with no password
-    and no other identity. Concurrent unlinks of one account are serialised on
+    ``LastSignInMethodError`` when the account would be left with no password,
+    no other identity and no passkey. Concurrent unlinks of one account are serialised on
     the account row, so two cannot each remove "the other last" identity.
     """
 
@@ -488,7 +488,8 @@ class UnlinkIdentity:
             account = await uow.accounts.get(tenant.id, account_id)
             assert account is not None
             links = await uow.external_identities.list_for_account(tenant.id, account.id)
-            target = identity_to_unlink(account, links, provider)
+            passkeys = await uow.passkeys.count_for_account(tenant.id, account.id)
+            target = identity_to_unlink(account, links, provider, passkeys=passkeys)
             await uow.external_identities.delete(tenant.id, target.id)
             await uow.events.add(
                 security_event(

@@ -279,6 +279,21 @@ class MailTemplates:
             sender=sender,
         )
 
+    def passkey_added_notice(
+        self, to: str, *, name: str, added_at: str, sender: str | None = None
+    ) -> EmailMessage:
+        """Sent when a passkey is added: its name and when, no link and no code."""
+        return self._notice_mail(
+            to,
+            subject=f"A passkey was added to your {self._product} account",
+            body=(
+                f"A passkey named \"{name}\" was added to your account {to} on "
+                f"{self._product} at {added_at}. It can now sign in to your account. If it "
+                "was not you, remove it from your account page and contact support."
+            ),
+            sender=sender,
+        )
+
     def _code_mail(
         self,
         to: str,

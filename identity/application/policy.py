@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -18,6 +19,7 @@ from identity.application.setting_values import (
 )
 from identity.domain.branding import BRANDING_SETTINGS
 from identity.domain.identities import OAuthClient
+from identity.domain.passkeys import origin_problem, rp_id_problem
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
 
@@ -63,6 +65,32 @@ def redirect_allowlist(entries: tuple[str, ...]) -> tuple[str, ...]:
         if not is_valid_allowlist_entry(entry):
             raise ValueError(f"{entry!r} is not an absolute http(s) URL prefix")
     return entries
+
+
+def webauthn_rp_id(value: str) -> str:
+    problem = rp_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def webauthn_origins(origins: tuple[str, ...], rp_id: str | None = None) -> tuple[str, ...]:
+    """Exact origins; each on ``rp_id`` (or, without one, on its own host: the shape only)."""
+    if not origins:
+        raise ValueError("must name at least one origin")
+    for origin in origins:
+        problem = origin_problem(origin, rp_id or urlsplit(origin).hostname or "")
+        if problem is not None:
+            raise ValueError(problem)
+    return origins
+
+
+def _rp_id(value: Any) -> str:
+    return webauthn_rp_id(_text(value))
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    return webauthn_origins(_list(value))
 
 
 def _duration(text: str) -> timedelta:
@@ -130,6 +158,11 @@ class Policy:
     google_client_id: str | None = policy_setting(None, env=parse_text, tenant=_text)
     google_client_secret: str | None = policy_setting(None, env=_as_is, tenant=_text, repr=False)
     oauth_redirect_allowlist: tuple[str, ...] = policy_setting((), env=_allowlist)
+    # The WebAuthn relying party (section 15); unset: the issuer's host and https on it
+    # (filled in by the composition root, see ``passkeys.relying_party``).
+    webauthn_rp_id: str | None = policy_setting(None, env=_rp_id)
+    webauthn_rp_name: str | None = policy_setting(None, env=parse_text, tenant=_text)
+    webauthn_origins: tuple[str, ...] = policy_setting((), env=_origins)
     # Not a setting of its own: the other providers' clients by settings key
     # ("github", "oidc_<name>"): (id, secret), from their variables and tenant keys.
     provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(

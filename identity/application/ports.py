@@ -24,6 +24,7 @@ from identity.domain.imports import ImportedUser, ImportRun, OnConflict, Refusal
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
 from identity.domain.otp import OtpChallenge, OtpPurpose
+from identity.domain.passkeys import Passkey, RelyingParty, WebAuthnFlow
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
@@ -615,6 +616,179 @@ class WebhookDeliveryQueue(Protocol):
     async def pending_count(self) -> int: ...
 
 
+# --- passkeys (WebAuthn) ------------------------------------------------------
+
+
+@attrs.frozen
+class SignInCandidate:
+    """What a presented credential id names: the passkey, its account, its user handle."""
+
+    passkey: Passkey
+    account: Account
+    user_handle: bytes | None
+
+
+class PasskeyRepository(Protocol):
+    """Passkeys, at most one per (tenant, credential id), and each account's user handle."""
+
+    async def add(self, passkey: Passkey) -> None:
+        """Raise ``PasskeyExistsError`` when the tenant holds the credential id (even racing)."""
+        ...
+
+    async def get(self, tenant_id: UUID, passkey_id: UUID) -> Passkey | None: ...
+
+    async def get_by_credential(self, tenant_id: UUID, credential_id: bytes) -> Passkey | None: ...
+
+    async def get_for_sign_in(
+        self, tenant_id: UUID, credential_id: bytes
+    ) -> SignInCandidate | None:
+        """The passkey with this credential id, its account and the account's user handle,
+        in one read (the hot path of a passkey sign-in)."""
+        ...
+
+    async def list_for_account(self, tenant_id: UUID, user_id: UUID) -> list[Passkey]:
+        """The account's passkeys, oldest first."""
+        ...
+
+    async def list_for_email(self, tenant_id: UUID, email_key: str) -> list[Passkey]:
+        """The passkeys of the account with this address, oldest first, in one read
+        (the same read whether or not the account exists)."""
+        ...
+
+    async def count_for_account(self, tenant_id: UUID, user_id: UUID) -> int: ...
+
+    async def count_for_accounts(self, tenant_id: UUID, user_ids: list[UUID]) -> dict[UUID, int]:
+        """Passkeys per account, for those with any."""
+        ...
+
+    async def rename(self, passkey: Passkey) -> bool:
+        """Write ``name``; False when the passkey is gone."""
+        ...
+
+    async def record_sign_in(self, passkey: Passkey, previous_sign_count: int) -> bool:
+        """Write ``sign_count``, ``backed_up`` and ``last_used_at`` only if the stored
+        counter is still ``previous_sign_count``: of concurrent sign-ins with one
+        counter value, exactly one gets True."""
+        ...
+
+    async def delete(self, tenant_id: UUID, passkey_id: UUID) -> bool:
+        """False when it was gone already."""
+        ...
+
+    async def user_handle(self, tenant_id: UUID, user_id: UUID, new: bytes) -> bytes:
+        """The account's WebAuthn user handle, stored as ``new`` on first use.
+
+        Racing first uses all get the one that was stored.
+        """
+        ...
+
+
+class WebAuthnFlowRepository(Protocol):
+    """Pending ceremonies, keyed by the digest of their flow id."""
+
+    async def add(self, flow: WebAuthnFlow) -> None: ...
+
+    async def take(self, key: str) -> WebAuthnFlow | None:
+        """Delete the flow stored under ``key`` and return it, expired or not.
+
+        Atomic: of many concurrent callers with one key, at most one gets it.
+        """
+        ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+@attrs.frozen
+class CredentialDescriptor:
+    """A ``PublicKeyCredentialDescriptor``: a credential id and its transports."""
+
+    id: bytes
+    transports: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class NewCredential:
+    """What a verified registration response established."""
+
+    credential_id: bytes
+    public_key: bytes = attrs.field(repr=False)
+    sign_count: int
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backed_up: bool
+    aaguid: str
+
+
+@attrs.frozen
+class PresentedAssertion:
+    """An authentication response read (not yet verified): which credential it names."""
+
+    credential_id: bytes
+    user_handle: bytes | None
+    parsed: object = attrs.field(repr=False, eq=False)
+
+
+@attrs.frozen
+class VerifiedAssertion:
+    sign_count: int
+    backed_up: bool
+
+
+class WebAuthnCeremonies(Protocol):
+    """WebAuthn Level 3 options and response checks (§7.1, §7.2). Pure CPU work.
+
+    Every response check raises ``WebAuthnInvalidError`` for anything wrong,
+    malformed input included (bad base64, truncated CBOR, wrong types): never
+    another exception.
+    """
+
+    def creation_options(
+        self,
+        rp: RelyingParty,
+        *,
+        user_handle: bytes,
+        user_name: str,
+        display_name: str,
+        challenge: bytes,
+        exclude: list[CredentialDescriptor],
+        timeout_ms: int,
+    ) -> dict[str, object]:
+        """``PublicKeyCredentialCreationOptionsJSON``: resident key and UV required,
+        attestation ``none``, ES256, EdDSA and RS256 offered."""
+        ...
+
+    def request_options(
+        self,
+        rp: RelyingParty,
+        *,
+        challenge: bytes,
+        allow: list[CredentialDescriptor],
+        timeout_ms: int,
+    ) -> dict[str, object]:
+        """``PublicKeyCredentialRequestOptionsJSON`` with UV required."""
+        ...
+
+    def verify_registration(
+        self, credential: Mapping[str, object], *, rp: RelyingParty, challenge: bytes
+    ) -> NewCredential:
+        """Check a ``navigator.credentials.create()`` response (UP and UV required)."""
+        ...
+
+    def read_assertion(self, credential: Mapping[str, object]) -> PresentedAssertion:
+        """Read an authentication response's credential id and user handle."""
+        ...
+
+    def verify_assertion(
+        self,
+        assertion: PresentedAssertion,
+        *,
+        rp: RelyingParty,
+        challenge: bytes,
+        public_key: bytes,
+    ) -> VerifiedAssertion:
+        """Check the assertion (UP and UV required). The signature counter is the
+        caller's to judge (``Passkey.check_sign_count``)."""
+        ...
 class BrowserSessionRepository(Protocol):
     """The cookies of the hosted pages, by the keyed digest of their value.
 
@@ -652,6 +826,8 @@ class UnitOfWork(Protocol):
     events: EventRepository
     webhooks: WebhookRepository
     webhook_deliveries: WebhookDeliveryQueue
+    passkeys: PasskeyRepository
+    webauthn_flows: WebAuthnFlowRepository
     browser_sessions: BrowserSessionRepository
 
     async def __aenter__(self) -> UnitOfWork: ...

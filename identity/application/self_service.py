@@ -19,6 +19,7 @@ from identity.domain.events import SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity
 from identity.domain.mfa import TotpFactor
 from identity.domain.otp import OtpPurpose
+from identity.domain.passkeys import Passkey
 from identity.domain.sessions import Session
 
 # The newest events of the account (they are kept IDENTITY_EVENT_RETENTION anyway).
@@ -112,11 +113,12 @@ class AccountExport:
     totp: TotpFactor | None
     recovery_codes_unused: int
     events: list[SecurityEvent]
+    passkeys: list[Passkey] = attrs.field(factory=list)
 
 
 class ExportOwnAccount:
     """A copy of the caller's data: profile, active sessions, linked identities, factors,
-    and the newest ``EXPORTED_EVENTS`` security events about it."""
+    passkeys and the newest ``EXPORTED_EVENTS`` security events about it."""
 
     def __init__(self, services: AccountServices) -> None:
         self._s = services
@@ -134,4 +136,5 @@ class ExportOwnAccount:
             totp = await uow.totp_factors.get(tenant_id, account_id)
             unused = await uow.recovery_codes.count_unused(tenant_id, account_id)
             events = await uow.events.list(tenant_id, limit=EXPORTED_EVENTS, user_id=account_id)
-        return AccountExport(now, account, sessions, identities, totp, unused, events)
+            passkeys = await uow.passkeys.list_for_account(tenant_id, account_id)
+        return AccountExport(now, account, sessions, identities, totp, unused, events, passkeys)

@@ -35,6 +35,9 @@ class EventType(StrEnum):
     API_KEY_REVOKED = "api_key.revoked"
     PASSWORD_REHASHED = "password.rehashed"
     USERS_IMPORTED = "users.imported"
+    PASSKEY_ADDED = "passkey.added"
+    PASSKEY_REMOVED = "passkey.removed"
+    PASSKEY_SIGN_COUNT_REGRESSED = "passkey.sign_count_regressed"
 
 
 DataValue = str | int | bool | None | list[str]
@@ -42,7 +45,7 @@ DataValue = str | int | bool | None | list[str]
 # An event is read by admins and sent to webhooks: nothing that authenticates
 # may ever be in it. Keys are checked by name, as a last line of defence.
 _FORBIDDEN_KEY_PARTS = ("password", "secret", "token", "hash", "code", "otp", "key")
-_ALLOWED_KEYS = frozenset({"key_id", "by_key_id", "has_password"})
+_ALLOWED_KEYS = frozenset({"key_id", "by_key_id", "has_password", "passkey_id"})
 
 
 class UnsafeEventDataError(DomainError):

@@ -8,11 +8,8 @@ from uuid import UUID
 import attrs
 
 from identity.domain.accounts import Account
-from identity.domain.errors import (
-    DomainError,
-    IdentityNotLinkedError,
-    LastSignInMethodError,
-)
+from identity.domain.errors import DomainError, IdentityNotLinkedError
+from identity.domain.sign_in_methods import SignInMethods
 
 
 class IdentityAlreadyLinkedError(DomainError):
@@ -62,19 +59,19 @@ class PendingSignIn:
 
 
 def identity_to_unlink(
-    account: Account, links: list[LinkedIdentity], provider: str
+    account: Account, links: list[LinkedIdentity], provider: str, *, passkeys: int = 0
 ) -> LinkedIdentity:
     """The account's link at ``provider``, if removing it leaves a way to sign in.
 
-    A way to sign in is a password or another linked identity. An emailed code
-    is not counted: it is the way back in when every other one is lost, not a
-    method the user chose. Raises ``IdentityNotLinkedError`` or
+    ``passkeys`` is the account's passkey count; the rule is ``SignInMethods``'s
+    (``domain/sign_in_methods.py``). Raises ``IdentityNotLinkedError`` or
     ``LastSignInMethodError``.
     """
     mine = [link for link in links if link.user_id == account.id]
     target = next((link for link in mine if link.provider == provider), None)
     if target is None:
         raise IdentityNotLinkedError(provider)
-    if not account.has_password and len(mine) == 1:
-        raise LastSignInMethodError(provider)
+    SignInMethods.of(account, identities=len(mine), passkeys=passkeys).ensure_one_remains_without(
+        provider
+    )
     return target

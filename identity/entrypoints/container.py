@@ -12,6 +12,7 @@ overrides ``keyring`` then (see ``app.py``).
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -51,6 +52,7 @@ from identity.adapters.sqlalchemy.user_imports import (
     SqlUserImportWriter,
 )
 from identity.adapters.totp import PyotpTotpEngine
+from identity.adapters.webauthn import PyWebAuthnCeremonies
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
 from identity.application import (
@@ -60,6 +62,7 @@ from identity.application import (
     admin,
     external_sign_in,
     mfa,
+    passkeys,
     self_service,
     sessions,
 )
@@ -83,6 +86,7 @@ from identity.application.recovery_codes import RecoveryCodeDigester
 from identity.application.tenancy import ResolveTenant, TenantAdmin
 from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
+from identity.application.webauthn_keys import WebAuthnKeys
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.background_imports import BackgroundImports
@@ -90,8 +94,16 @@ from identity.entrypoints.settings import Settings
 
 
 def policy_from(settings: Settings) -> Policy:
-    """The deployment policy: its settings, and the other providers' clients."""
-    return attrs.evolve(settings.policy, provider_clients=provider_clients(settings))
+    """The deployment policy: its settings, the other providers' clients, and the
+    passkeys' relying party with its documented defaults (the issuer's host; https on it)."""
+    policy = settings.policy
+    rp_id = policy.webauthn_rp_id or urlsplit(settings.issuer).hostname or "localhost"
+    return attrs.evolve(
+        policy,
+        provider_clients=provider_clients(settings),
+        webauthn_rp_id=rp_id,
+        webauthn_origins=policy.webauthn_origins or (f"https://{rp_id}",),
+    )
 
 
 def provider_clients(settings: Settings) -> dict[str, tuple[str | None, str | None]]:
@@ -450,6 +462,31 @@ class Container(containers.DeclarativeContainer):
     )
     background_imports = providers.Singleton(BackgroundImports)
 
+    # --- passkeys (section 15) ---------------------------------------------------------
+    passkey_services = providers.Singleton(
+        passkeys.PasskeyServices,
+        uow=uow.provider,
+        clock=clock,
+        ceremonies=providers.Singleton(PyWebAuthnCeremonies),
+        keys=providers.Singleton(WebAuthnKeys, secret_key),
+        tokens=session_tokens,
+        throttle=throttle,
+        templates=templates,
+        policy=policy,
+    )
+    start_passkey_registration = providers.Factory(
+        passkeys.StartPasskeyRegistration, passkey_services
+    )
+    finish_passkey_registration = providers.Factory(
+        passkeys.FinishPasskeyRegistration, passkey_services
+    )
+    start_passkey_login = providers.Factory(passkeys.StartPasskeyLogin, passkey_services)
+    finish_passkey_login = providers.Factory(passkeys.FinishPasskeyLogin, passkey_services)
+    list_passkeys = providers.Factory(passkeys.ListPasskeys, passkey_services)
+    rename_passkey = providers.Factory(passkeys.RenamePasskey, passkey_services)
+    delete_passkey = providers.Factory(passkeys.DeletePasskey, passkey_services)
+    admin_list_passkeys = providers.Factory(passkeys.AdminListPasskeys, passkey_services)
+    admin_delete_passkey = providers.Factory(passkeys.AdminDeletePasskey, passkey_services)
     # --- hosted pages (section 16): browser sessions -----------------------------------
     browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
     browser_services = providers.Singleton(

@@ -33,6 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 from sqlalchemy.engine import make_url
@@ -49,6 +50,7 @@ from identity.application.setting_values import (
     parse_url,
 )
 from identity.domain.identities import RESERVED_PROVIDER_NAMES, valid_provider_name
+from identity.domain.passkeys import origin_problem
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./identity.db"
@@ -322,7 +324,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["issuer_is_default"] = True
     _require_both(values, "github_client_id", "github_client_secret")
     values["oidc_providers"] = load_oidc_providers(env)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_relying_party(settings)
+    return settings
+
+
+def _check_relying_party(settings: Settings) -> None:
+    """Origins must be on the RP ID (given, or the issuer's host)."""
+    policy = settings.policy
+    rp_id = policy.webauthn_rp_id or urlsplit(settings.issuer).hostname or "localhost"
+    for origin in policy.webauthn_origins:
+        problem = origin_problem(origin, rp_id)
+        if problem is not None:
+            raise SettingsError(f"{env_name('webauthn_origins')}: {problem}")
 
 
 def _require_both(values: dict[str, Any], first: str, second: str) -> None:

@@ -46,6 +46,7 @@ from identity.adapters.memory.mfa import (
 from identity.adapters.memory.oauth_states import MemoryOAuthStateRepository
 from identity.adapters.memory.otp_challenges import MemoryOtpChallengeRepository
 from identity.adapters.memory.outbox import MemoryOutboxRepository
+from identity.adapters.memory.passkeys import MemoryPasskeyRepository, MemoryWebAuthnFlowRepository
 from identity.adapters.memory.sessions import MemorySessionRepository
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
@@ -92,6 +93,8 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    passkeys: MemoryPasskeyRepository
+    webauthn_flows: MemoryWebAuthnFlowRepository
     browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
@@ -122,6 +125,8 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        self.passkeys = MemoryPasskeyRepository(transaction)
+        self.webauthn_flows = MemoryWebAuthnFlowRepository(transaction)
         self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 

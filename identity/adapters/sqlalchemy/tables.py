@@ -344,6 +344,59 @@ user_imports = Table(
     Column("finished_at", UtcDateTime, nullable=True),
 )
 
+# --- passkeys (WebAuthn) -------------------------------------------------------------
+
+UQ_PASSKEYS_CREDENTIAL = "uq_passkeys_tenant_id_credential_id"
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The authenticator's credential id (WebAuthn caps it at 1023 bytes).
+    Column("credential_id", LargeBinary(1023), nullable=False),
+    # The COSE public key: public, but never shown in an answer.
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    # Reported transports, comma-separated.
+    Column("transports", String(200), nullable=False, default=""),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    # Stored, never relied on (no attestation is trusted).
+    Column("aaguid", String(36), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    UniqueConstraint("tenant_id", "credential_id"),
+    Index(None, "user_id", "created_at"),
+)
+
+webauthn_user_handles = Table(
+    "webauthn_user_handles",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    # Random, made once per account: never the email or the account id.
+    Column("handle", LargeBinary(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "handle"),
+)
+
+webauthn_flows = Table(
+    "webauthn_flows",
+    metadata,
+    # SHA-256 hex of the flow id; the challenge is derived from the id with the
+    # secret key, so neither the id nor the challenge is stored.
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("ceremony", String(16), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("email_bound", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
 
 # A hosted page's browser session: the keyed digest of its cookie, bound to one session.
 browser_sessions = Table(

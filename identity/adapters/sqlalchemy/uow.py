@@ -23,6 +23,7 @@ from identity.adapters.sqlalchemy.mfa import (
 from identity.adapters.sqlalchemy.oauth_states import SqlOAuthStateRepository
 from identity.adapters.sqlalchemy.otp_challenges import SqlOtpChallengeRepository
 from identity.adapters.sqlalchemy.outbox import SqlOutboxRepository
+from identity.adapters.sqlalchemy.passkeys import SqlPasskeyRepository, SqlWebAuthnFlowRepository
 from identity.adapters.sqlalchemy.sessions import SqlSessionRepository
 from identity.adapters.sqlalchemy.tenants import SqlTenantRepository
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
@@ -64,6 +65,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.events = SqlEventRepository(connection)
         self.webhooks = SqlWebhookRepository(connection, self._sealers.webhook)
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._sealers.webhook)
+        self.passkeys = SqlPasskeyRepository(connection)
+        self.webauthn_flows = SqlWebAuthnFlowRepository(connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 

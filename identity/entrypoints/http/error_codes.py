@@ -33,6 +33,19 @@ ERROR_CODES: dict[str, ErrorCode] = {
             "the request cannot be parsed (a malformed header, cookie or request line)",
         ),
         ErrorCode(
+            "webauthn_invalid",
+            400,
+            "Passkey not verified",
+            "a passkey check failed or its flow is unusable (one answer for all)",
+        ),
+        ErrorCode(
+            "passkey_not_found",
+            404,
+            "Passkey not found",
+            "the tenant holds no passkey with this credential id",
+        ),
+        ErrorCode("passkey_exists", 409, "Passkey exists", "the credential is registered already"),
+        ErrorCode(
             "otp_invalid",
             400,
             "Invalid code",
@@ -137,7 +150,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
             "last_sign_in_method",
             409,
             "Last sign-in method",
-            "removing it would leave the account without a password or another linked identity",
+            "removing it would leave the account without a password, linked identity or passkey",
         ),
         ErrorCode(
             "payload_too_large",

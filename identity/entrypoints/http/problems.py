@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, mfa, webhooks
+from identity.domain import api_keys, errors, mfa, passkeys, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 from identity.entrypoints.http.error_codes import ERROR_CODES
 
@@ -104,7 +104,8 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[str, str]] = {
     ),
     errors.LastSignInMethodError: (
         "last_sign_in_method",
-        "This is the account's only way to sign in; set a password or link another first.",
+        "This is the account's only way to sign in; set a password, link an identity or add a "
+        "passkey first.",
     ),
     errors.IdentityNotLinkedError: ("not_found", "No identity of yours at this provider."),
     mfa.MfaInvalidError: ("mfa_invalid", "The code is wrong or was already used."),
@@ -127,6 +128,17 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[str, str]] = {
     ),
     api_keys.ApiKeyNotFoundError: ("not_found", "No such API key."),
     webhooks.WebhookNotFoundError: ("not_found", "No such webhook."),
+    # Passkeys (section 15): one detail for every failed check, whichever failed.
+    passkeys.WebAuthnInvalidError: (
+        "webauthn_invalid",
+        "The passkey response could not be verified, or its flow is unusable; start again.",
+    ),
+    passkeys.PasskeyNotFoundError: (
+        "passkey_not_found",
+        "No passkey with this credential is registered here.",
+    ),
+    passkeys.PasskeyExistsError: ("passkey_exists", "This passkey is registered already."),
+    passkeys.UnknownPasskeyError: ("not_found", "No such passkey."),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2

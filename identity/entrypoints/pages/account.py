@@ -51,6 +51,7 @@ async def account_view(
     container = page.container
     found = await container.list_sessions()(principal)
     linked = await container.list_identities()(principal.tenant, principal.account)
+    own_passkeys = await container.list_passkeys()(principal)
     notice = messages.NOTICES.get(page.request.query.get("notice", ""))
     context.setdefault("notice", notice)
     return page.render(
@@ -58,6 +59,7 @@ async def account_view(
         status=status,
         sessions=found,
         identities=linked,
+        passkeys=own_passkeys,
         account=principal.account,
         values=context.pop("values", {}),
         **context,

@@ -42,6 +42,9 @@ ERRORS = {
     "unsupported_media_type": N_("The form could not be read."),
     "malformed_form": N_("The form could not be read."),
     "method_not_allowed": N_("There is no such page."),
+    "webauthn_invalid": N_("The passkey could not be used. Please try again."),
+    "passkey_not_found": N_("This passkey is not registered here. Choose another way to sign in."),
+    "passkey_exists": N_("This passkey is already added."),
 }
 FALLBACK_ERROR = N_("Something went wrong. Please try again.")
 
@@ -67,6 +70,9 @@ NOTICES = {
     "sessions_ended": N_("Every other session has ended."),
     "unlinked": N_("The sign-in is removed."),
     "mfa_disabled": N_("Two-step sign-in is off."),
+    "passkey_added": N_("Your passkey is added."),
+    "passkey_renamed": N_("The passkey is renamed."),
+    "passkey_removed": N_("The passkey is removed."),
 }
 
 

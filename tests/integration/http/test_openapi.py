@@ -295,9 +295,11 @@ async def _token(api: Api) -> Credentials:
 async def test_the_required_fields_are_those_the_handlers_demand(api: Api, spec: Spec) -> None:
     token = await _token(api)
     for method, template, operation in json_body_operations(spec):
+        schema = body_schema(spec, operation)
+        if not schema["required"] and not {"oneOf", "anyOf"} & set(schema):
+            continue  # every field optional (passkey login options): {} is a valid body
         response, body = await call(api, spec, method, template, json={}, token=token.of(operation))
         assert response.status == 422, (template, body)
-        schema = body_schema(spec, operation)
         required = set(schema["required"])
         for alternatives in ("oneOf", "anyOf"):  # the first is named when none is given
             if alternatives in schema:

@@ -12,7 +12,6 @@ from dependency_injector.wiring import Provide, inject
 
 from identity.application import admin
 from identity.application.ports import UserExporter
-from identity.domain.accounts import Account
 from identity.domain.api_keys import Scope
 from identity.domain.emails import Email
 from identity.domain.sessions import Session
@@ -41,9 +40,16 @@ class AdminUserView(UserView):
         "opaque JSON carried over by an import; null in lists", default=None
     )
 
+    passkeys: int = d.out("how many passkeys the user has", default=0)
+
     @classmethod
-    def of(cls, account: Account, tenant: Tenant) -> Self:
-        return cls(**cls.fields_of(account, tenant), last_login_at=account.last_login_at)
+    def of_user(cls, user: admin.ManagedUser, tenant: Tenant) -> Self:
+        account = user.account
+        return cls(
+            **cls.fields_of(account, tenant),
+            last_login_at=account.last_login_at,
+            passkeys=user.passkeys,
+        )
 
 
 @attrs.frozen
@@ -138,7 +144,7 @@ async def list_users(
     tenant = request_tenant(request)
     page = await use_case(admin.FindUsers(tenant, query.email, query.cursor, query.limit))
     return AdminUserList(
-        [AdminUserView.of(user.account, tenant) for user in page.items], encode_cursor(page.next)
+        [AdminUserView.of_user(user, tenant) for user in page.items], encode_cursor(page.next)
     )
 
 
@@ -161,7 +167,7 @@ async def create_user(
     command = admin.AddUser(
         tenant, body.email, body.password, body.full_name, body.verified, client_info(request)
     )
-    return AdminUserView.of((await use_case(command)).account, tenant)
+    return AdminUserView.of_user(await use_case(command), tenant)
 
 
 @endpoints.get(
@@ -179,7 +185,7 @@ async def get_user(
     users: UserExporter = Provide[Container.user_exporter],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    view = AdminUserView.of((await use_case(tenant, user_id)).account, tenant)
+    view = AdminUserView.of_user(await use_case(tenant, user_id), tenant)
     app_metadata, user_metadata = await users.metadata(tenant.id, user_id)
     return attrs.evolve(
         view,
@@ -207,7 +213,7 @@ async def update_user(
     changes = admin.ChangeUser(
         tenant, user_id, body.full_name, body.is_active, body.is_verified, client_info(request)
     )
-    return AdminUserView.of((await use_case(changes)).user.account, tenant)
+    return AdminUserView.of_user((await use_case(changes)).user, tenant)
 
 
 @endpoints.delete(

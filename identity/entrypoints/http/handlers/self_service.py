@@ -17,6 +17,7 @@ from identity.domain.tenants import Tenant
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.handlers.events import EventView
+from identity.entrypoints.http.handlers.passkeys import PasskeyView
 from identity.entrypoints.http.views import UserView, client_info
 
 endpoints = d.Endpoints(tag="sessions")
@@ -96,6 +97,7 @@ class AccountExportView:
     factors: list[ExportedFactor]
     recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
     events: list[EventView] = d.out("the security events about the caller, newest first")
+    passkeys: list[PasskeyView] = d.out("the caller's passkeys, oldest first", factory=list)
 
 
 @endpoints.delete(
@@ -163,4 +165,5 @@ def export_view(principal: Principal, found: self_service.AccountExport) -> Acco
         ],
         recovery_codes_unused=found.recovery_codes_unused,
         events=[EventView.of(event, principal.tenant.slug) for event in found.events],
+        passkeys=[PasskeyView.of(passkey) for passkey in found.passkeys],
     )
