@@ -60,7 +60,7 @@ from bench.load import (  # noqa: E402
     user_email,
     vacuum,
 )
-from identity.adapters.sealing import Sealer  # noqa: E402
+from identity.adapters.sealing import Sealers  # noqa: E402
 from identity.adapters.sqlalchemy.engine import make_engine  # noqa: E402
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork  # noqa: E402
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard  # noqa: E402
@@ -279,10 +279,10 @@ async def part_two(
     args: argparse.Namespace, database_url: str, secret_key: str, receiver: Receiver
 ) -> bool:
     engine = make_engine(database_url, pool_size=10)
-    sealer = Sealer(secret_key, "webhook-secret")
+    sealer = Sealers.derive(secret_key)
 
     def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, sealer, webhook_sealer=sealer)
+        return SqlUnitOfWork(engine, sealer)
 
     class Clock:
         def now(self) -> datetime:

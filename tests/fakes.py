@@ -28,16 +28,15 @@ from identity.adapters.memory import (
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
 from identity.adapters.totp import PyotpTotpEngine
-from identity.application.accounts import (
-    AccountServices,
+from identity.application.account_codes import (
     IssueRequestedCodes,
-    LogIn,
-    LogInWithPassword,
     Register,
     RegisterUser,
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.account_passwords import LogIn, LogInWithPassword
+from identity.application.accounts import AccountServices
 from identity.application.first_factor import SignInResult
 from identity.application.mail_templates import MailTemplates
 from identity.application.mfa import MfaServices

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 
+import attrs
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -39,6 +40,32 @@ class Sealer:
             return self._fernet.decrypt(token)
         except InvalidToken:
             raise UnsealError("cannot unseal: wrong secret key or altered data") from None
+
+
+@attrs.frozen
+class Sealers:
+    """One sealer per kind of sealed record, each with its own key: the one bundle
+    the composition root builds and the SQL unit of work takes."""
+
+    outbox: Sealer
+    oauth_state: Sealer
+    code_request: Sealer
+    webhook: Sealer
+    totp: Sealer
+    tenant_secret: Sealer
+
+    @classmethod
+    def derive(cls, secret_key: str) -> Sealers:
+        """Every sealer's key derived from the master secret (the purposes are part
+        of the stored data: never rename one)."""
+        return cls(
+            outbox=Sealer(secret_key, "outbox"),
+            oauth_state=Sealer(secret_key, "oauth-state"),
+            code_request=Sealer(secret_key, "code-request"),
+            webhook=Sealer(secret_key, "webhook-secret"),
+            totp=Sealer(secret_key, "totp-secret"),
+            tenant_secret=Sealer(secret_key, "tenant-secret"),
+        )
 
 
 def _derive(secret_key: str, label: str) -> bytes:

@@ -23,6 +23,7 @@ from identity.application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from identity.application.session_ending import end_sessions
 from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.accounts import Account
 from identity.domain.browser_sessions import BROWSER
@@ -34,66 +35,34 @@ from identity.domain.tenants import Tenant
 
 
 class UserAdmin:
-    """What the ``identity users`` commands do."""
+    """What the ``identity users`` commands do: users named by tenant slug and address.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow = uow
-        self._clock = clock
+    A change goes through ``UpdateUser``, as the admin API's (the operator at the
+    command line has no request, so its events carry no ip or user agent).
+    """
+
+    def __init__(self, services: AdminServices) -> None:
+        self._s = services
 
     async def show(self, tenant_slug: str, email: Email) -> Account:
-        async with self._uow() as uow:
+        return (await self._find(tenant_slug, email))[1]
+
+    async def set_active(self, tenant_slug: str, email: Email, active: bool) -> tuple[Account, int]:
+        """Enable or disable; disabling ends every session. Returns sessions ended."""
+        tenant, account = await self._find(tenant_slug, email)
+        changed = await UpdateUser(self._s)(ChangeUser(tenant, account.id, is_active=active))
+        return changed.user.account, changed.sessions_ended
+
+    async def _find(self, tenant_slug: str, email: Email) -> tuple[Tenant, Account]:
+        # By slug, a disabled tenant too: its operator may still manage its users.
+        async with self._s.uow() as uow:
             tenant = await uow.tenants.get_by_slug(tenant_slug)
             if tenant is None:
                 raise TenantNotFoundError(tenant_slug)
             account = await uow.accounts.get_by_email(tenant.id, email.key)
         if account is None:
             raise AccountNotFoundError(email.value)
-        return account
-
-    async def set_active(self, tenant_slug: str, email: Email, active: bool) -> tuple[Account, int]:
-        """Enable or disable; disabling ends every session. Returns sessions ended."""
-        async with self._uow() as uow:
-            tenant = await uow.tenants.get_by_slug(tenant_slug)
-            if tenant is None:
-                raise TenantNotFoundError(tenant_slug)
-            account = await uow.accounts.get_by_email(tenant.id, email.key)
-            if account is None:
-                raise AccountNotFoundError(email.value)
-            now = self._clock.now()
-            ended = 0
-            was_active = account.is_active
-            if active:
-                account.enable(now)
-            else:
-                account.disable(now)
-            # The account row first, so a racing sign-in cannot slip a session in (see
-            # UpdateUser).
-            await uow.accounts.update(account)
-            if not active:
-                ended = await uow.sessions.revoke_all_for_account(
-                    tenant.id, account.id, now, "account_disabled"
-                )
-            # The operator at the command line: no request, so no ip or user agent.
-            operator = ClientInfo()
-            if was_active != active:
-                kind = EventType.USER_ENABLED if active else EventType.USER_DISABLED
-                await uow.events.add(
-                    security_event(kind, tenant.id, now, operator, user_id=account.id)
-                )
-            if ended:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        operator,
-                        user_id=account.id,
-                        reason="account_disabled",
-                        sessions_revoked=ended,
-                    )
-                )
-            await uow.commit()
-        return account, ended
+        return tenant, account
 
 
 # --- the admin API ---------------------------------------------------------------
@@ -176,7 +145,7 @@ class ListUsers:
 
 
 @attrs.frozen
-class NewUser:
+class AddUser:
     tenant: Tenant
     email: Email
     password: str | None = attrs.field(default=None, repr=False)
@@ -192,7 +161,7 @@ class CreateUser:
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, command: NewUser) -> ManagedUser:
+    async def __call__(self, command: AddUser) -> ManagedUser:
         s = self._s
         password_hash = None
         if command.password is not None:
@@ -240,7 +209,7 @@ class GetUser:
 
 
 @attrs.frozen
-class UserChanges:
+class ChangeUser:
     """What to change; None leaves a field as it is."""
 
     tenant: Tenant
@@ -251,13 +220,22 @@ class UserChanges:
     client: ClientInfo = ClientInfo()
 
 
+@attrs.frozen
+class UserChanged:
+    user: ManagedUser
+    sessions_ended: int
+
+
 class UpdateUser:
-    """Rename, verify or un-verify, enable or disable; disabling ends every session."""
+    """Rename, verify or un-verify, enable or disable; disabling ends every session.
+
+    The admin API and the ``identity users`` commands both change users here.
+    """
 
     def __init__(self, services: AdminServices) -> None:
         self._s = services
 
-    async def __call__(self, command: UserChanges) -> ManagedUser:
+    async def __call__(self, command: ChangeUser) -> UserChanged:
         async with self._s.uow() as uow:
             account = await _get(uow, command.tenant, command.user_id)
             now = self._s.clock.now()
@@ -273,23 +251,22 @@ class UpdateUser:
             # The account row first: its lock makes a racing sign-in wait, and then
             # find the account disabled (or commit first, and have its session ended).
             await uow.accounts.update(account)
-            ended = 0
+            await self._record(uow, command, account, before, now)
+            ended: list[UUID] = []
             if command.is_active is False:
-                ended = await uow.sessions.revoke_all_for_account(
-                    command.tenant.id, account.id, now, "account_disabled"
+                ended = await end_sessions(
+                    uow, command.tenant.id, account.id, now, command.client, "account_disabled"
                 )
-            await self._record(uow, command, account, before, ended, now)
             (managed,) = _managed([account])
             await uow.commit()
-        return managed
+        return UserChanged(managed, len(ended))
 
     @staticmethod
     async def _record(
         uow: UnitOfWork,
-        command: UserChanges,
+        command: ChangeUser,
         account: Account,
         before: tuple[str | None, bool, bool],
-        ended: int,
         now: datetime,
     ) -> None:
         tenant_id, user_id, client = account.tenant_id, account.id, command.client
@@ -313,18 +290,6 @@ class UpdateUser:
         if "is_active" in changed:
             kind = EventType.USER_ENABLED if account.is_active else EventType.USER_DISABLED
             await uow.events.add(security_event(kind, tenant_id, now, client, user_id=user_id))
-        if ended:
-            await uow.events.add(
-                security_event(
-                    EventType.SESSION_REVOKED,
-                    tenant_id,
-                    now,
-                    client,
-                    user_id=user_id,
-                    reason="account_disabled",
-                    sessions_revoked=ended,
-                )
-            )
 
 
 class DeleteUser:
@@ -367,18 +332,6 @@ class LogOutUser:
         async with self._s.uow() as uow:
             account = await _get(uow, tenant, user_id)
             now = self._s.clock.now()
-            count = await uow.sessions.revoke_all_for_account(tenant.id, account.id, now, "admin")
-            if count:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        client,
-                        user_id=account.id,
-                        reason="admin",
-                        sessions_revoked=count,
-                    )
-                )
+            ended = await end_sessions(uow, tenant.id, account.id, now, client, "admin")
             await uow.commit()
-        return count
+        return len(ended)

@@ -16,12 +16,11 @@ from uuid import UUID
 
 import attrs
 
-from identity.application.events import security_event
 from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.application.session_ending import end_session
 from identity.application.sessions import Principal
 from identity.application.tokens import NO_CLIENT, ClientInfo, TokenPair
 from identity.domain.browser_sessions import BrowserSession
-from identity.domain.events import EventType
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims
 
@@ -136,17 +135,15 @@ class EndBrowserSession:
             if browser is None:
                 return
             now = self._s.clock.now()
-            if await uow.sessions.revoke(tenant.id, browser.session_id, now, "logout"):
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        client,
-                        user_id=browser.user_id,
-                        session_id=browser.session_id,
-                        reason="logout",
-                    )
-                )
+            await end_session(
+                uow,
+                tenant.id,
+                browser.user_id,
+                browser.session_id,
+                now,
+                client,
+                "logout",
+                by_session_id=browser.session_id,
+            )
             await uow.browser_sessions.delete(tenant.id, digest)
             await uow.commit()

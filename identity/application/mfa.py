@@ -19,6 +19,7 @@ from identity.application.recovery_codes import (
     new_recovery_code,
     normalise_recovery_code,
 )
+from identity.application.session_ending import end_sessions
 from identity.application.sessions import Principal
 from identity.application.throttle import Throttle
 from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair
@@ -413,10 +414,17 @@ class DisableTotp:
             await s.check_second_factor(uow, tenant, account.id, SecondFactorProof(code=code))
             now = s.clock.now()
             await _remove_mfa(uow, account, now)
-            ended = await uow.sessions.revoke_all_for_account(
-                tenant.id, account.id, now, "revoked_by_user", keep=principal.session_id
+            await _record_mfa_off(uow, account, now, client, principal.session_id)
+            await end_sessions(
+                uow,
+                tenant.id,
+                account.id,
+                now,
+                client,
+                "revoked_by_user",
+                by_session_id=principal.session_id,
+                keep=principal.session_id,
             )
-            await _record_mfa_off(uow, account, now, client, principal.session_id, ended)
             await uow.commit()
 
 
@@ -440,14 +448,10 @@ class ResetMfa:
                 raise AccountNotFoundError("no such user")
             now = s.clock.now()
             was_enabled = account.mfa_enabled
-            ended = 0
-            if was_enabled:
-                ended = await uow.sessions.revoke_all_for_account(
-                    tenant.id, account.id, now, "admin"
-                )
             await _remove_mfa(uow, account, now)
             if was_enabled:
-                await _record_mfa_off(uow, account, now, client, None, ended, reason="admin")
+                await _record_mfa_off(uow, account, now, client, None, by="admin")
+                await end_sessions(uow, tenant.id, account.id, now, client, "admin")
             await uow.commit()
         return account
 
@@ -467,11 +471,9 @@ async def _record_mfa_off(
     now: datetime,
     client: ClientInfo,
     session_id: UUID | None,
-    sessions_ended: int,
     *,
-    reason: str = "revoked_by_user",
+    by: str = "user",
 ) -> None:
-    # The contract's session.revoked reasons: the user's own act, or an admin's.
     await uow.events.add(
         security_event(
             EventType.MFA_DISABLED,
@@ -480,19 +482,6 @@ async def _record_mfa_off(
             client,
             user_id=account.id,
             session_id=session_id,
-            by="admin" if reason == "admin" else "user",
+            by=by,
         )
     )
-    if sessions_ended:
-        await uow.events.add(
-            security_event(
-                EventType.SESSION_REVOKED,
-                account.tenant_id,
-                now,
-                client,
-                user_id=account.id,
-                session_id=session_id,
-                reason=reason,
-                sessions_revoked=sessions_ended,
-            )
-        )

@@ -3,49 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from identity.application.redirects import is_valid_allowlist_entry
+from identity.application.setting_values import (
+    parse_duration,
+    parse_duration_or_zero,
+    parse_int,
+    parse_text,
+)
 from identity.domain.branding import BRANDING_SETTINGS
 from identity.domain.identities import OAuthClient
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
-
-
-@attrs.frozen
-class Policy:
-    access_token_ttl: timedelta
-    refresh_token_ttl: timedelta
-    otp_ttl: timedelta
-    otp_max_attempts: int
-    refresh_reuse_grace: timedelta
-    email_from: str
-    rate_limit_login: RateLimit
-    rate_limit_otp_request: RateLimit
-    rate_limit_otp_verify: RateLimit
-    google_client_id: str | None = None
-    google_client_secret: str | None = attrs.field(default=None, repr=False)
-    oauth_redirect_allowlist: tuple[str, ...] = ()
-    # The other providers' clients by settings key ("github", "oidc_<name>"): (id, secret).
-    provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
-        factory=dict, repr=False
-    )
-
-    def client_for(self, settings_key: str) -> OAuthClient | None:
-        """The provider's client (id and secret both set), or None: not configured."""
-        if settings_key == "google":
-            client_id, secret = self.google_client_id, self.google_client_secret
-        else:
-            client_id, secret = self.provider_clients.get(settings_key, (None, None))
-        return OAuthClient(client_id, secret) if client_id and secret else None
-
-    @property
-    def otp_ttl_minutes(self) -> int:
-        return max(1, round(self.otp_ttl.total_seconds() / 60))
 
 
 def _seconds(value: Any) -> timedelta:
@@ -91,20 +65,95 @@ def redirect_allowlist(entries: tuple[str, ...]) -> tuple[str, ...]:
     return entries
 
 
+def _duration(text: str) -> timedelta:
+    return timedelta(seconds=parse_duration(text))
+
+
+def _duration_or_zero(text: str) -> timedelta:
+    return timedelta(seconds=parse_duration_or_zero(text))
+
+
+def _allowlist(value: Any) -> tuple[str, ...]:
+    return redirect_allowlist(_list(value))
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+# Field metadata keys: the parser of the ``IDENTITY_<NAME>`` variable, and the
+# parser of the tenant's stored override (a JSON value or the CLI's text).
+ENV_PARSER = "env_parser"
+TENANT_PARSER = "tenant_parser"
+
+
+def policy_setting(
+    default: Any,
+    *,
+    env: Callable[[str], Any],
+    tenant: Callable[[Any], Any] | None = None,
+    repr: bool = True,
+) -> Any:
+    """One overridable setting: its default, its variable's parser, its tenant parser
+    (the variable's when omitted); each parser gives the field's own type."""
+    return attrs.field(
+        default=default,
+        repr=repr,
+        metadata={ENV_PARSER: env, TENANT_PARSER: env if tenant is None else tenant},
+    )
+
+
+@attrs.frozen
+class Policy:
+    """The rules a tenant may override, each declared once.
+
+    A field made by ``policy_setting`` is read from ``IDENTITY_<NAME>`` (see
+    ``identity/entrypoints/settings.py``) and may be set per tenant under
+    ``<name>`` (``TENANT_SETTINGS``); ``policy_for`` applies a tenant's overrides.
+    """
+
+    access_token_ttl: timedelta = policy_setting(
+        timedelta(minutes=15), env=_duration, tenant=_seconds
+    )
+    refresh_token_ttl: timedelta = policy_setting(
+        timedelta(days=30), env=_duration, tenant=_seconds
+    )
+    otp_ttl: timedelta = policy_setting(timedelta(minutes=10), env=_duration, tenant=_seconds)
+    otp_max_attempts: int = policy_setting(5, env=parse_int(1, 100), tenant=_positive_int)
+    refresh_reuse_grace: timedelta = policy_setting(
+        timedelta(seconds=10), env=_duration_or_zero, tenant=_seconds_or_zero
+    )
+    email_from: str = policy_setting("identity <no-reply@localhost>", env=parse_text, tenant=_text)
+    rate_limit_login: RateLimit = policy_setting(RateLimit(5, 60), env=parse_rate_limit)
+    rate_limit_otp_request: RateLimit = policy_setting(RateLimit(5, 3600), env=parse_rate_limit)
+    rate_limit_otp_verify: RateLimit = policy_setting(RateLimit(10, 900), env=parse_rate_limit)
+    google_client_id: str | None = policy_setting(None, env=parse_text, tenant=_text)
+    google_client_secret: str | None = policy_setting(None, env=_as_is, tenant=_text, repr=False)
+    oauth_redirect_allowlist: tuple[str, ...] = policy_setting((), env=_allowlist)
+    # Not a setting of its own: the other providers' clients by settings key
+    # ("github", "oidc_<name>"): (id, secret), from their variables and tenant keys.
+    provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
+        factory=dict, repr=False
+    )
+
+    def client_for(self, settings_key: str) -> OAuthClient | None:
+        """The provider's client (id and secret both set), or None: not configured."""
+        if settings_key == "google":
+            client_id, secret = self.google_client_id, self.google_client_secret
+        else:
+            client_id, secret = self.provider_clients.get(settings_key, (None, None))
+        return OAuthClient(client_id, secret) if client_id and secret else None
+
+    @property
+    def otp_ttl_minutes(self) -> int:
+        return max(1, round(self.otp_ttl.total_seconds() / 60))
+
+
 # Setting name (as stored in tenants.settings and typed in the CLI) -> parser.
-TENANT_SETTINGS: dict[str, Any] = {
-    "access_token_ttl": _seconds,
-    "refresh_token_ttl": _seconds,
-    "otp_ttl": _seconds,
-    "otp_max_attempts": _positive_int,
-    "refresh_reuse_grace": _seconds_or_zero,
-    "email_from": _text,
-    "rate_limit_login": parse_rate_limit,
-    "rate_limit_otp_request": parse_rate_limit,
-    "rate_limit_otp_verify": parse_rate_limit,
-    "google_client_id": _text,
-    "google_client_secret": _text,
-    "oauth_redirect_allowlist": lambda value: redirect_allowlist(_list(value)),
+TENANT_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    field.name: field.metadata[TENANT_PARSER]
+    for field in attrs.fields(Policy)
+    if TENANT_PARSER in field.metadata
 }
 
 

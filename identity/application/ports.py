@@ -322,7 +322,9 @@ class SessionRepository(Protocol):
         reason: str,
         *,
         keep: UUID | None = None,
-    ) -> int: ...
+    ) -> list[UUID]:
+        """End every active session of the account but ``keep``; the ids of those ended."""
+        ...
 
     async def list_active_for_account(
         self, tenant_id: UUID, account_id: UUID, now: datetime

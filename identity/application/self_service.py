@@ -26,7 +26,7 @@ EXPORTED_EVENTS = 1000
 
 
 @attrs.frozen
-class DeleteAccountCommand:
+class DeleteAccount:
     """Re-authentication: the password, or a code of purpose ``account_deletion``."""
 
     principal: Principal
@@ -48,7 +48,7 @@ class DeleteOwnAccount:
     def __init__(self, services: AccountServices) -> None:
         self._s = services
 
-    async def __call__(self, command: DeleteAccountCommand) -> None:
+    async def __call__(self, command: DeleteAccount) -> None:
         s = self._s
         account = command.principal.account
         tenant = command.principal.tenant

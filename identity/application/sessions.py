@@ -19,6 +19,7 @@ from identity.application.ports import (
     TokenCodec,
     UnitOfWorkFactory,
 )
+from identity.application.session_ending import end_session, end_sessions
 from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair, new_jti
 from identity.domain.accounts import Account
 from identity.domain.browser_sessions import BROWSER
@@ -131,9 +132,6 @@ class RefreshSession:
                 if presented is Presented.DEAD:
                     raise InvalidTokenError("session ended")
                 if presented is Presented.REUSED:
-                    ended = await uow.sessions.revoke(
-                        tenant.id, session.id, now, "refresh_token_reused"
-                    )
                     await uow.events.add(
                         security_event(
                             EventType.REFRESH_TOKEN_REUSED,
@@ -144,18 +142,9 @@ class RefreshSession:
                             session_id=session.id,
                         )
                     )
-                    if ended:
-                        await uow.events.add(
-                            security_event(
-                                EventType.SESSION_REVOKED,
-                                tenant.id,
-                                now,
-                                client,
-                                user_id=account.id,
-                                session_id=session.id,
-                                reason="refresh_token_reused",
-                            )
-                        )
+                    await end_session(
+                        uow, tenant.id, account.id, session.id, now, client, "refresh_token_reused"
+                    )
                     await uow.commit()
                     raise RefreshTokenReusedError("refresh token reused")
                 if not account.is_active:
@@ -186,18 +175,16 @@ class LogOut:
         async with self._s.uow() as uow:
             now = self._s.clock.now()
             await uow.invalidated_tokens.add(tenant.id, claims.token_id, claims.expires_at, now)
-            if await uow.sessions.revoke(tenant.id, claims.session_id, now, "logout"):
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        client,
-                        user_id=claims.subject,
-                        session_id=claims.session_id,
-                        reason="logout",
-                    )
-                )
+            await end_session(
+                uow,
+                tenant.id,
+                claims.subject,
+                claims.session_id,
+                now,
+                client,
+                "logout",
+                by_session_id=claims.session_id,
+            )
             await uow.commit()
 
 
@@ -208,24 +195,17 @@ class LogOutEverywhere:
     async def __call__(self, principal: Principal, client: ClientInfo = NO_CLIENT) -> int:
         async with self._s.uow() as uow:
             now = self._s.clock.now()
-            count = await uow.sessions.revoke_all_for_account(
-                principal.tenant.id, principal.account.id, now, "logout_all"
+            ended = await end_sessions(
+                uow,
+                principal.tenant.id,
+                principal.account.id,
+                now,
+                client,
+                "logout_all",
+                by_session_id=principal.session_id,
             )
-            if count:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        principal.tenant.id,
-                        now,
-                        client,
-                        user_id=principal.account.id,
-                        session_id=principal.session_id,
-                        reason="logout_all",
-                        sessions_revoked=count,
-                    )
-                )
             await uow.commit()
-        return count
+        return len(ended)
 
 
 class ListSessions:
@@ -261,37 +241,35 @@ class RevokeSession:
                 or not session.is_active(now)
             ):
                 raise SessionNotFoundError("no such session")
-            await uow.sessions.revoke(principal.tenant.id, session_id, now, "revoked_by_user")
-            await uow.events.add(
-                security_event(
-                    EventType.SESSION_REVOKED,
-                    principal.tenant.id,
-                    now,
-                    client,
-                    user_id=principal.account.id,
-                    session_id=session_id,
-                    reason="revoked_by_user",
-                )
+            await end_session(
+                uow,
+                principal.tenant.id,
+                principal.account.id,
+                session_id,
+                now,
+                client,
+                "revoked_by_user",
+                by_session_id=principal.session_id,
             )
             await uow.commit()
 
 
 @attrs.frozen
-class ChangePasswordCommand:
+class ChangePassword:
     principal: Principal
     current_password: str = attrs.field(repr=False)
     new_password: str = attrs.field(repr=False)
     client: ClientInfo = ClientInfo()
 
 
-class ChangePassword:
+class ChangeOwnPassword:
     """Needs the current password (and, with MFA on, an aal2 session: ``MfaRequiredError``);
     every other session ends, the caller's stays."""
 
     def __init__(self, services: SessionServices) -> None:
         self._s = services
 
-    async def __call__(self, command: ChangePasswordCommand) -> None:
+    async def __call__(self, command: ChangePassword) -> None:
         s = self._s
         account = command.principal.account
         tenant = command.principal.tenant
@@ -319,9 +297,6 @@ class ChangePassword:
             account = current
             account.set_password_hash(new_hash, now)
             await uow.accounts.update(account)
-            ended = await uow.sessions.revoke_all_for_account(
-                tenant.id, account.id, now, "password_changed", keep=command.principal.session_id
-            )
             current_session = command.principal.session_id
             await uow.events.add(
                 security_event(
@@ -333,19 +308,16 @@ class ChangePassword:
                     session_id=current_session,
                 )
             )
-            if ended:
-                await uow.events.add(
-                    security_event(
-                        EventType.SESSION_REVOKED,
-                        tenant.id,
-                        now,
-                        command.client,
-                        user_id=account.id,
-                        session_id=current_session,
-                        reason="password_changed",
-                        sessions_revoked=ended,
-                    )
-                )
+            await end_sessions(
+                uow,
+                tenant.id,
+                account.id,
+                now,
+                command.client,
+                "password_changed",
+                by_session_id=current_session,
+                keep=current_session,
+            )
             await uow.outbox.add(
                 tenant.id,
                 s.templates.password_changed_notice(

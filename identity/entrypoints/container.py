@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import aiohttp
+import attrs
 from dependency_injector import containers, providers
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
@@ -36,7 +37,7 @@ from identity.adapters.ratelimit import (
     RedisRateLimiter,
     create_rate_limit_redis,
 )
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
@@ -52,7 +53,16 @@ from identity.adapters.sqlalchemy.user_imports import (
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
+from identity.application import (
+    account_codes,
+    account_passwords,
+    accounts,
+    admin,
+    external_sign_in,
+    mfa,
+    self_service,
+    sessions,
+)
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.browser_sessions import (
@@ -80,23 +90,8 @@ from identity.entrypoints.settings import Settings
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        access_token_ttl=timedelta(seconds=settings.access_token_ttl),
-        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        otp_ttl=timedelta(seconds=settings.otp_ttl),
-        otp_max_attempts=settings.otp_max_attempts,
-        refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace),
-        email_from=settings.email_from,
-        rate_limit_login=settings.rate_limit_login,
-        rate_limit_otp_request=settings.rate_limit_otp_request,
-        rate_limit_otp_verify=settings.rate_limit_otp_verify,
-        google_client_id=settings.google_client_id,
-        google_client_secret=(
-            settings.google_client_secret.value if settings.google_client_secret else None
-        ),
-        oauth_redirect_allowlist=settings.oauth_redirect_allowlist,
-        provider_clients=provider_clients(settings),
-    )
+    """The deployment policy: its settings, and the other providers' clients."""
+    return attrs.evolve(settings.policy, provider_clients=provider_clients(settings))
 
 
 def provider_clients(settings: Settings) -> dict[str, tuple[str | None, str | None]]:
@@ -200,24 +195,9 @@ def smtp_password(settings: Settings) -> str | None:
 
 
 class Container(containers.DeclarativeContainer):
-    wiring_config = containers.WiringConfiguration(
-        modules=[
-            "identity.entrypoints.http.handlers.accounts",
-            "identity.entrypoints.http.handlers.admin_tenants",
-            "identity.entrypoints.http.handlers.admin_users",
-            "identity.entrypoints.http.handlers.admin_imports",
-            "identity.entrypoints.http.handlers.api_keys",
-            "identity.entrypoints.http.handlers.self_service",
-            "identity.entrypoints.http.handlers.events",
-            "identity.entrypoints.http.handlers.google",
-            "identity.entrypoints.http.handlers.introspection",
-            "identity.entrypoints.http.handlers.providers",
-            "identity.entrypoints.http.handlers.mfa",
-            "identity.entrypoints.http.handlers.sessions",
-            "identity.entrypoints.http.handlers.system",
-            "identity.entrypoints.http.handlers.webhooks",
-        ]
-    )
+    # Every module of the handler package is wired (the only place with
+    # ``@inject``/``Provide``): a new handler module needs no entry here.
+    wiring_config = containers.WiringConfiguration(packages=["identity.entrypoints.http.handlers"])
 
     settings = providers.Dependency(instance_of=Settings)
     secret_key = providers.Callable(secret, settings)
@@ -232,24 +212,10 @@ class Container(containers.DeclarativeContainer):
         statement_timeout=settings.provided.db_statement_timeout,
     )
     memory_store = providers.Singleton(MemoryStore)
-    outbox_sealer = providers.Singleton(Sealer, secret_key, "outbox")
-    oauth_state_sealer = providers.Singleton(Sealer, secret_key, "oauth-state")
-    code_request_sealer = providers.Singleton(Sealer, secret_key, "code-request")
-    webhook_sealer = providers.Singleton(Sealer, secret_key, "webhook-secret")
-    totp_sealer = providers.Singleton(Sealer, secret_key, "totp-secret")
-    tenant_secret_sealer = providers.Singleton(Sealer, secret_key, "tenant-secret")
+    sealers = providers.Singleton(Sealers.derive, secret_key)
     uow = providers.Selector(
         storage,
-        sql=providers.Factory(
-            SqlUnitOfWork,
-            engine=engine,
-            outbox_sealer=outbox_sealer,
-            oauth_state_sealer=oauth_state_sealer,
-            code_request_sealer=code_request_sealer,
-            webhook_sealer=webhook_sealer,
-            totp_sealer=totp_sealer,
-            tenant_secret_sealer=tenant_secret_sealer,
-        ),
+        sql=providers.Factory(SqlUnitOfWork, engine=engine, sealers=sealers),
         memory=providers.Factory(MemoryUnitOfWork, memory_store),
     )
     session_reader = providers.Selector(
@@ -321,7 +287,7 @@ class Container(containers.DeclarativeContainer):
 
     policy = providers.Singleton(policy_from, settings)
     digester = providers.Singleton(CodeDigester, secret_key)
-    templates = providers.Singleton(MailTemplates, settings.provided.email_from)
+    templates = providers.Singleton(MailTemplates, settings.provided.policy.email_from)
     session_tokens = providers.Singleton(SessionTokens, token_codec, clock)
     throttle = providers.Singleton(Throttle, rate_limiter)
     code_requests_signal = providers.Singleton(EventWorkSignal)
@@ -353,11 +319,11 @@ class Container(containers.DeclarativeContainer):
     )
 
     resolve_tenant = providers.Singleton(ResolveTenant, uow.provider)
-    register_user = providers.Factory(accounts.RegisterUser, account_services)
-    request_otp = providers.Factory(accounts.RequestOtp, account_services)
-    verify_otp = providers.Factory(accounts.VerifyOtp, account_services)
-    reset_password = providers.Factory(accounts.ResetPasswordWithCode, account_services)
-    log_in = providers.Factory(accounts.LogInWithPassword, account_services)
+    register_user = providers.Factory(account_codes.RegisterUser, account_services)
+    request_otp = providers.Factory(account_codes.RequestOtp, account_services)
+    verify_otp = providers.Factory(account_codes.VerifyOtp, account_services)
+    reset_password = providers.Factory(account_passwords.ResetPasswordWithCode, account_services)
+    log_in = providers.Factory(account_passwords.LogInWithPassword, account_services)
 
     authenticate = providers.Factory(sessions.Authenticate, session_services)
     refresh_session = providers.Factory(sessions.RefreshSession, session_services)
@@ -365,7 +331,7 @@ class Container(containers.DeclarativeContainer):
     log_out_everywhere = providers.Factory(sessions.LogOutEverywhere, session_services)
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
-    change_password = providers.Factory(sessions.ChangePassword, session_services)
+    change_password = providers.Factory(sessions.ChangeOwnPassword, session_services)
     introspect = providers.Factory(Introspect, authenticate)
 
     totp = providers.Singleton(PyotpTotpEngine)
@@ -411,12 +377,11 @@ class Container(containers.DeclarativeContainer):
     unlink_identity = providers.Factory(external_sign_in.UnlinkIdentity, sign_in_services)
 
     deliver_mail = providers.Singleton(DeliverPendingMail, uow.provider, mailer, clock)
-    issue_requested_codes = providers.Factory(accounts.IssueRequestedCodes, account_services)
+    issue_requested_codes = providers.Factory(account_codes.IssueRequestedCodes, account_services)
     purge_expired = providers.Factory(
         PurgeExpired, uow.provider, clock, providers.Callable(event_retention, settings)
     )
     tenant_admin = providers.Factory(TenantAdmin, uow.provider, clock)
-    user_admin = providers.Factory(UserAdmin, uow.provider, clock)
 
     admin_services = providers.Singleton(
         admin.AdminServices,
@@ -426,6 +391,7 @@ class Container(containers.DeclarativeContainer):
         common_passwords=common_passwords,
     )
     list_users = providers.Factory(admin.ListUsers, admin_services)
+    user_admin = providers.Factory(UserAdmin, admin_services)
     create_user = providers.Factory(admin.CreateUser, admin_services)
     get_user = providers.Factory(admin.GetUser, admin_services)
     update_user = providers.Factory(admin.UpdateUser, admin_services)
@@ -466,7 +432,7 @@ class Container(containers.DeclarativeContainer):
     memory_user_imports = providers.Singleton(MemoryUserImports, memory_store)
     user_import_writer = providers.Selector(
         storage,
-        sql=providers.Singleton(SqlUserImportWriter, engine, totp_sealer),
+        sql=providers.Singleton(SqlUserImportWriter, engine, sealers.provided.totp),
         memory=memory_user_imports,
     )
     import_runs = providers.Selector(
@@ -476,7 +442,7 @@ class Container(containers.DeclarativeContainer):
     )
     user_exporter = providers.Selector(
         storage,
-        sql=providers.Singleton(SqlUserExporter, engine, totp_sealer),
+        sql=providers.Singleton(SqlUserExporter, engine, sealers.provided.totp),
         memory=memory_user_imports,
     )
     run_import = providers.Factory(

@@ -26,7 +26,7 @@ async def discover_providers(
     named = [
         (oidc.name, oidc_env_name(oidc.name, "discovery_url")) for oidc in settings.oidc_providers
     ]
-    if settings.google_client_id:
+    if settings.policy.google_client_id:
         named.insert(0, ("google", env_name("google_discovery_url")))
     checks = [
         (name, variable, adapter)

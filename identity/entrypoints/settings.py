@@ -2,13 +2,33 @@
 
 A bad value stops start-up with one line naming the variable. Secrets are
 wrapped in ``Secret`` so no ``repr`` or log line can show them.
+
+Each setting is declared once, as a field, in the group of its concern:
+
+- A deployment setting: add a field to ``Settings`` made by
+  ``setting(parser, default)``. The variable is ``IDENTITY_`` + the field name
+  in upper case; ``parser`` takes the text and raises ``ValueError`` with a
+  short reason (the message becomes ``IDENTITY_<NAME>: <reason>``); an unset
+  or empty variable gives ``default``. Reuse the parsers of
+  ``identity/application/setting_values.py`` (durations, whole numbers in a
+  range, choices, URLs, lists, booleans) or add one beside them. A group of
+  several related settings may be a field holding a frozen attrs class of its
+  own, read by ``load_settings`` as ``policy`` is.
+- A rule a tenant may override: add a field to ``Policy``
+  (``identity/application/policy.py``) made by
+  ``policy_setting(default, env=parser, tenant=parser)``. That one declaration
+  gives the variable (read here into ``settings.policy``), the tenant setting
+  of that name (validated by ``parse_tenant_setting``, applied by
+  ``policy_for``) and the value use cases read from ``policy_for(...)``.
+
+``setting_names()`` lists every variable (a test checks the deployment files
+name only real ones).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +37,17 @@ from typing import Any, Literal, TypeVar
 import attrs
 from sqlalchemy.engine import make_url
 
-from identity.application.policy import redirect_allowlist
+from identity.application.policy import ENV_PARSER, Policy, redirect_allowlist
+from identity.application.setting_values import (
+    parse_bool,
+    parse_choice,
+    parse_duration,
+    parse_duration_or_zero,
+    parse_int,
+    parse_list,
+    parse_text,
+    parse_url,
+)
 from identity.domain.identities import RESERVED_PROVIDER_NAMES, valid_provider_name
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 
@@ -73,133 +103,7 @@ def redact_url(url: str) -> str:
         return "'**********'"
 
 
-@attrs.frozen
-class Settings:
-    secret_key: Secret
-    # A Postgres URL may carry a password: repr shows it masked.
-    database_url: str = attrs.field(default=DEFAULT_DATABASE_URL, repr=redact_url)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    issuer: str = "http://127.0.0.1:8000"
-    # No IDENTITY_ISSUER: the issuer is the address actually served (see ``served_at``).
-    issuer_is_default: bool = attrs.field(default=False, repr=False)
-    audience: str = "identity"
-    access_token_ttl: float = 900.0
-    refresh_token_ttl: float = 30 * 86400.0
-    otp_ttl: float = 600.0
-    otp_max_attempts: int = 5
-    refresh_reuse_grace: float = 10.0
-    clock_skew: float = 30.0
-    signing_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
-    bcrypt_rounds: int = 12
-    hasher_threads: int = 0  # 0: one per CPU
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_username: str | None = None
-    smtp_password: Secret | None = None
-    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
-    smtp_timeout: float = 10.0
-    email_from: str = "identity <no-reply@localhost>"
-    redis_url: Secret | None = None
-    google_client_id: str | None = None
-    google_client_secret: Secret | None = None
-    google_discovery_url: str = GOOGLE_DISCOVERY_URL
-    google_redirect_uri: str | None = None
-    oidc_providers: tuple[OidcProviderSettings, ...] = ()
-    github_client_id: str | None = None
-    github_client_secret: Secret | None = None
-    github_base_url: str = GITHUB_BASE_URL
-    github_api_url: str = GITHUB_API_URL
-    github_redirect_uri: str | None = None
-    provider_timeout: float = 5.0
-    oauth_redirect_allowlist: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
-    trusted_proxies: tuple[IpNetwork, ...] = ()
-    hsts: bool = False
-    slow_request_ms: float = 500.0
-    log_format: Literal["json", "text"] = "json"
-    log_level: str = "INFO"
-    db_pool_size: int = 20
-    db_pool_timeout: float = 5.0
-    db_statement_timeout: float = 30.0
-    rate_limit_global: RateLimit = RateLimit(100, 60)
-    rate_limit_login: RateLimit = RateLimit(5, 60)
-    rate_limit_otp_request: RateLimit = RateLimit(5, 3600)
-    rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
-    event_retention: float = 90 * 86400.0
-    webhook_allow_private: bool = False
-    # Hosted pages (section 16): a directory whose templates replace the packaged ones.
-    ui_templates_dir: str | None = None
-
-    @property
-    def is_embedded_database(self) -> bool:
-        return is_sqlite(self.database_url)
-
-    def served_at(self, host: str, port: int) -> Settings:
-        """These settings for a server bound to ``host:port`` (the CLI may override both).
-
-        A default issuer follows the address, so tokens, the discovery document
-        and the JWKS location name the server that issued them.
-        """
-        issuer = default_issuer(host, port) if self.issuer_is_default else self.issuer
-        return attrs.evolve(self, host=host, port=port, issuer=issuer)
-
-
-def default_issuer(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets in a URL
-    return f"http://{shown}:{port}"
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
 # --- value parsers: each raises ValueError with a short reason ---------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """``900`` (seconds), ``15m``, ``30d``, ``10s``, ``250ms``, ``2h`` to seconds; above zero."""
-    seconds = parse_duration_or_zero(text)
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-def parse_duration_or_zero(text: str) -> float:
-    """A duration where zero is a legitimate choice (no leeway, no grace window)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError("expected a duration like 900, 30s, 15m, 12h or 30d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def parse_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-        if not low <= value <= high:
-            raise ValueError(f"expected a number from {low} to {high}")
-        return value
-
-    return parse
-
-
-def parse_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def parse_networks(text: str) -> tuple[IpNetwork, ...]:
@@ -210,26 +114,6 @@ def parse_networks(text: str) -> tuple[IpNetwork, ...]:
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
     return tuple(networks)
-
-
-def parse_choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def parse_url(*schemes: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip()
-        if not any(value.startswith(f"{scheme}://") for scheme in schemes):
-            raise ValueError(f"expected a URL starting with {' or '.join(schemes)}://")
-        return value
-
-    return parse
 
 
 def parse_database_url(text: str) -> str:
@@ -264,13 +148,6 @@ def parse_signing_algorithm(text: str) -> str:
     raise ValueError("expected EdDSA or RS256")
 
 
-def parse_text(text: str) -> str:
-    value = text.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
 def parse_milliseconds(text: str) -> float:
     """A bare number is milliseconds; ``1s`` or ``250ms`` carry their unit."""
     stripped = text.strip()
@@ -290,58 +167,109 @@ def parse_log_level(text: str) -> str:
     return parse_choice("debug", "info", "warning", "error")(text).upper()
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "secret_key": parse_secret_key,
-    "database_url": parse_database_url,
-    "host": parse_text,
-    "port": parse_int(1, 65535),
-    "issuer": parse_text,
-    "audience": parse_text,
-    "access_token_ttl": parse_duration,
-    "refresh_token_ttl": parse_duration,
-    "otp_ttl": parse_duration,
-    "otp_max_attempts": parse_int(1, 100),
-    "refresh_reuse_grace": parse_duration_or_zero,
-    "clock_skew": parse_duration_or_zero,
-    "signing_algorithm": parse_signing_algorithm,
-    "bcrypt_rounds": parse_int(4, 31),
-    "hasher_threads": parse_int(0, 256),
-    "smtp_host": parse_text,
-    "smtp_port": parse_int(1, 65535),
-    "smtp_username": parse_text,
-    "smtp_password": parse_secret,
-    "smtp_tls": parse_choice("none", "starttls", "tls"),
-    "smtp_timeout": parse_duration,
-    "email_from": parse_text,
-    "redis_url": lambda text: Secret(parse_url("redis", "rediss", "unix")(text)),
-    "google_client_id": parse_text,
-    "google_client_secret": parse_secret,
-    "google_discovery_url": parse_url("https", "http"),
-    "google_redirect_uri": parse_url("https", "http"),
-    "github_client_id": parse_text,
-    "github_client_secret": parse_secret,
-    "github_base_url": parse_url("https", "http"),
-    "github_api_url": parse_url("https", "http"),
-    "github_redirect_uri": parse_url("https", "http"),
-    "provider_timeout": parse_duration,
-    "oauth_redirect_allowlist": lambda text: redirect_allowlist(parse_list(text)),
-    "cors_origins": parse_list,
-    "trusted_proxies": parse_networks,
-    "hsts": parse_bool,
-    "slow_request_ms": parse_milliseconds,
-    "log_format": parse_choice("json", "text"),
-    "log_level": parse_log_level,
-    "db_pool_size": parse_int(1, 1000),
-    "db_pool_timeout": parse_duration,
-    "db_statement_timeout": parse_duration,
-    "rate_limit_global": parse_rate_limit,
-    "rate_limit_login": parse_rate_limit,
-    "rate_limit_otp_request": parse_rate_limit,
-    "rate_limit_otp_verify": parse_rate_limit,
-    "event_retention": parse_duration,
-    "webhook_allow_private": parse_bool,
-    "ui_templates_dir": parse_directory,
-}
+def parse_redis_url(text: str) -> Secret:
+    return Secret(parse_url("redis", "rediss", "unix")(text))
+
+
+def parse_allowlist(text: str) -> tuple[str, ...]:
+    return redirect_allowlist(parse_list(text))
+
+
+# Field metadata key: the parser of the field's ``IDENTITY_<NAME>`` variable.
+PARSER = "parser"
+
+
+def setting(parser: Callable[[str], Any], default: Any = attrs.NOTHING, **field: Any) -> Any:
+    """A field read from ``IDENTITY_<FIELD NAME>`` with ``parser``; ``default`` when unset."""
+    return attrs.field(default=default, metadata={PARSER: parser}, **field)
+
+
+_HTTP_URL = parse_url("https", "http")
+
+
+@attrs.frozen
+class Settings:
+    # --- keys and tokens
+    secret_key: Secret = setting(parse_secret_key)
+    issuer: str = setting(parse_text, "http://127.0.0.1:8000")
+    # No IDENTITY_ISSUER: the issuer is the address actually served (see ``served_at``).
+    issuer_is_default: bool = attrs.field(default=False, repr=False)
+    audience: str = setting(parse_text, "identity")
+    clock_skew: float = setting(parse_duration_or_zero, 30.0)
+    signing_algorithm: Literal["EdDSA", "RS256"] = setting(parse_signing_algorithm, "EdDSA")
+    bcrypt_rounds: int = setting(parse_int(4, 31), 12)
+    hasher_threads: int = setting(parse_int(0, 256), 0)  # 0: one per CPU
+    # --- the rules a tenant may override (IDENTITY_ACCESS_TOKEN_TTL, ...): declared
+    # once in identity/application/policy.py, each read from its own variable.
+    policy: Policy = attrs.field(factory=Policy)
+    # --- the HTTP server
+    host: str = setting(parse_text, "127.0.0.1")
+    port: int = setting(parse_int(1, 65535), 8000)
+    cors_origins: tuple[str, ...] = setting(parse_list, ())
+    trusted_proxies: tuple[IpNetwork, ...] = setting(parse_networks, ())
+    hsts: bool = setting(parse_bool, False)
+    slow_request_ms: float = setting(parse_milliseconds, 500.0)
+    # --- the database
+    # A Postgres URL may carry a password: repr shows it masked.
+    database_url: str = setting(parse_database_url, DEFAULT_DATABASE_URL, repr=redact_url)
+    db_pool_size: int = setting(parse_int(1, 1000), 20)
+    db_pool_timeout: float = setting(parse_duration, 5.0)
+    db_statement_timeout: float = setting(parse_duration, 30.0)
+    event_retention: float = setting(parse_duration, 90 * 86400.0)
+    # --- mail
+    smtp_host: str | None = setting(parse_text, None)
+    smtp_port: int = setting(parse_int(1, 65535), 587)
+    smtp_username: str | None = setting(parse_text, None)
+    smtp_password: Secret | None = setting(parse_secret, None)
+    smtp_tls: Literal["none", "starttls", "tls"] = setting(
+        parse_choice("none", "starttls", "tls"), "starttls"
+    )
+    smtp_timeout: float = setting(parse_duration, 10.0)
+    # --- rate limits (the per-tenant ones are in the policy) and Redis
+    redis_url: Secret | None = setting(parse_redis_url, None)
+    rate_limit_global: RateLimit = setting(parse_rate_limit, RateLimit(100, 60))
+    # --- sign-in providers (the Google client is in the policy: a tenant may bring its own)
+    google_discovery_url: str = setting(_HTTP_URL, GOOGLE_DISCOVERY_URL)
+    google_redirect_uri: str | None = setting(_HTTP_URL, None)
+    github_client_id: str | None = setting(parse_text, None)
+    github_client_secret: Secret | None = setting(parse_secret, None)
+    github_base_url: str = setting(_HTTP_URL, GITHUB_BASE_URL)
+    github_api_url: str = setting(_HTTP_URL, GITHUB_API_URL)
+    github_redirect_uri: str | None = setting(_HTTP_URL, None)
+    # IDENTITY_OIDC_PROVIDERS and each one's IDENTITY_OIDC_<NAME>_*: see load_oidc_providers.
+    oidc_providers: tuple[OidcProviderSettings, ...] = ()
+    provider_timeout: float = setting(parse_duration, 5.0)
+    # --- webhooks
+    webhook_allow_private: bool = setting(parse_bool, False)
+    # --- logging
+    log_format: Literal["json", "text"] = setting(parse_choice("json", "text"), "json")
+    log_level: str = setting(parse_log_level, "INFO")
+    # --- hosted pages (section 16)
+    # A directory whose templates replace the packaged ones.
+    ui_templates_dir: str | None = setting(parse_directory, None)
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return is_sqlite(self.database_url)
+
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings for a server bound to ``host:port`` (the CLI may override both).
+
+        A default issuer follows the address, so tokens, the discovery document
+        and the JWKS location name the server that issued them.
+        """
+        issuer = default_issuer(host, port) if self.issuer_is_default else self.issuer
+        return attrs.evolve(self, host=host, port=port, issuer=issuer)
+
+
+def default_issuer(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets in a URL
+    return f"http://{shown}:{port}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
 
 ENV_PREFIX = "IDENTITY_"
 
@@ -350,11 +278,22 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Parse the environment once; raise ``SettingsError`` naming the bad variable."""
-    env = os.environ if environ is None else environ
+def _declared(cls: type, key: str) -> dict[str, Callable[[str], Any]]:
+    """Field name -> parser of the fields of ``cls`` read from the environment."""
+    return {f.name: f.metadata[key] for f in attrs.fields(cls) if key in f.metadata}
+
+
+def setting_names() -> list[str]:
+    """Every ``IDENTITY_*`` variable of a setting (the per-provider OIDC ones aside)."""
+    fields = [*_declared(Settings, PARSER), *_declared(Policy, ENV_PARSER), "oidc_providers"]
+    return [env_name(field) for field in fields]
+
+
+def _parse_env(
+    env: Mapping[str, str], parsers: Mapping[str, Callable[[str], Any]]
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for field, parser in _PARSERS.items():
+    for field, parser in parsers.items():
         raw = env.get(env_name(field))
         if raw is None or (raw.strip() == "" and field != "secret_key"):
             continue
@@ -362,6 +301,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[field] = parser(raw)
         except ValueError as exc:
             raise SettingsError(f"{env_name(field)}: {exc}") from None
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the environment once; raise ``SettingsError`` naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values = _parse_env(env, _declared(Settings, PARSER))
+    values["policy"] = Policy(**_parse_env(env, _declared(Policy, ENV_PARSER)))
     database_url = values.get("database_url", DEFAULT_DATABASE_URL)
     if "secret_key" not in values:
         if not is_sqlite(database_url):

@@ -31,7 +31,7 @@ from dependency_injector import providers
 from identity.adapters.clock import ManualClock
 from identity.adapters.email_syntax import normalise_email
 from identity.adapters.sqlalchemy import migrate
-from identity.application import accounts
+from identity.application import account_codes, account_passwords, accounts
 from identity.application.api_keys import ApiKeys, CreateKey
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import Clock, Mailer, UnitOfWorkFactory
@@ -111,7 +111,7 @@ class _DeliverInOrder(DeliverPendingMail):
             pass
 
 
-class _IssueInOrder(accounts.IssueRequestedCodes):
+class _IssueInOrder(account_codes.IssueRequestedCodes):
     """As ``_DeliverInOrder``, for the queue of code requests that register and
     request-otp answer before (the codes, and their mail, are made here)."""
 
@@ -266,15 +266,15 @@ class IdentityTestServer:
         where = await self._tenant(tenant)
         if await self._account_id(where, address.value) is not None:
             raise ValueError(f"{address.value} is already registered in tenant {where.slug!r}")
-        register: accounts.RegisterUser = container.register_user()
-        await register(accounts.Register(where, address, password, full_name))
+        register: account_codes.RegisterUser = container.register_user()
+        await register(account_codes.Register(where, address, password, full_name))
         await self._drain_mail()
         if verified:
             code = self.mail.last_code(address.value, OtpPurpose.VERIFICATION)
             if code is None:
                 raise TestServerError(f"no verification code was mailed to {address.value}")
-            verify: accounts.VerifyOtp = container.verify_otp()
-            await verify(accounts.VerifyCode(where, address, code, OtpPurpose.VERIFICATION))
+            verify: account_codes.VerifyOtp = container.verify_otp()
+            await verify(account_codes.VerifyCode(where, address, code, OtpPurpose.VERIFICATION))
         account_id = await self._account_id(where, address.value)
         assert account_id is not None
         return IdentityUser(account_id, address.value, password, where.slug, verified)
@@ -289,9 +289,9 @@ class IdentityTestServer:
         use case does.
         """
         container = self.container
-        log_in: accounts.LogInWithPassword = container.log_in()
+        log_in: account_passwords.LogInWithPassword = container.log_in()
         result = await log_in(
-            accounts.LogIn(await self._tenant(tenant), normalise_email(email), password)
+            account_passwords.LogIn(await self._tenant(tenant), normalise_email(email), password)
         )
         return sign_in_view(result)
 

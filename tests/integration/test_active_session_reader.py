@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, memory_uow_factory
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
@@ -40,7 +40,7 @@ async def storage(
         return
     url = storage_url
     engine = make_engine(url)
-    sealer = Sealer("s" * 40, "outbox")
+    sealer = Sealers.derive("s" * 40)
     try:
         yield (lambda: SqlUnitOfWork(engine, sealer)), SqlActiveSessionReader(engine)
     finally:

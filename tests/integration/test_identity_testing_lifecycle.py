@@ -204,7 +204,7 @@ def test_the_plugin_fixtures_options_and_marker(pytester: pytest.Pytester) -> No
 
         @pytest.mark.identity_settings(ACCESS_TOKEN_TTL="1m")
         def test_marker(identity_server, identity_user):
-            assert identity_server.settings.access_token_ttl == 60
+            assert identity_server.settings.policy.access_token_ttl.total_seconds() == 60
             identity_server.clock.advance(minutes=2)
             request = urllib.request.Request(f"{identity_server.url}/auth/me")
             request.add_header("Authorization", f"Bearer {identity_user.access_token}")

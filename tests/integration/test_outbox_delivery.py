@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.mail.smtp import SmtpMailer
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
@@ -61,7 +61,7 @@ class Outbox:
 
 async def open_outbox(url: str) -> Outbox:
     engine = make_engine(url)
-    uow = functools.partial(SqlUnitOfWork, engine, Sealer(SECRET_KEY, "outbox"))
+    uow = functools.partial(SqlUnitOfWork, engine, Sealers.derive(SECRET_KEY))
     async with uow() as unit:
         tenant = await unit.tenants.get_by_slug("default")
     assert tenant is not None

@@ -23,21 +23,20 @@ from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.ratelimit.memory import MemoryRateLimiter
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.signing_keys import KeyEncryptor, KeyRing, generate_signing_key
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
-from identity.application.accounts import (
-    AccountServices,
-    CodeSent,
+from identity.application.account_codes import (
     IssueRequestedCodes,
     Register,
     RegisterUser,
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.accounts import AccountServices, CodeSent
 from identity.application.mail_templates import MailTemplates
 from identity.application.otp_codes import CodeDigester
 from identity.application.ports import UnitOfWorkFactory
@@ -111,7 +110,7 @@ async def wired(migrated_postgres_url: str) -> AsyncIterator[Wired]:
         rate_limit_otp_verify=plenty,
         refresh_reuse_grace=timedelta(seconds=10),
     )
-    uow = functools.partial(SqlUnitOfWork, engine, Sealer(SECRET_KEY, "outbox"))
+    uow = functools.partial(SqlUnitOfWork, engine, Sealers.derive(SECRET_KEY))
     hasher = BcryptSha256Hasher(4, executor)
     common = ZxcvbnCommonPasswords()
     templates = MailTemplates("identity@example.test")

@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, memory_uow_factory
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
@@ -130,7 +130,7 @@ async def storage(storage_url: str | None) -> AsyncIterator[Storage]:
             await _empty(engine)
         yield Storage(
             kind,
-            functools.partial(SqlUnitOfWork, engine, Sealer(SECRET_KEY, "outbox")),
+            functools.partial(SqlUnitOfWork, engine, Sealers.derive(SECRET_KEY)),
             SqlActiveSessionReader(engine),
             engine,
         )
@@ -372,7 +372,7 @@ async def test_a_client_secret_sealed_with_another_key_reads_as_not_set(storage:
         pytest.skip("SQL storage only: the in-memory store keeps no rows")
     tenant = await add_tenant(storage, "acme", github_client_secret="s3cret", otp_ttl=60)
     foreign = functools.partial(
-        SqlUnitOfWork, storage.engine, Sealer("another-secret-" * 3, "outbox")
+        SqlUnitOfWork, storage.engine, Sealers.derive("another-secret-" * 3)
     )
 
     async with foreign() as uow:
@@ -756,14 +756,14 @@ async def test_revoke_all_for_account_keeps_the_one_asked_for(
     foreign = new_session(other_tenant, alice_elsewhere)
     await add_sessions(storage, kept, ended_1, ended_2, expired, already, bobs, foreign)
 
-    count = await write(
+    ids = await write(
         storage,
         lambda uow: uow.sessions.revoke_all_for_account(
             tenant.id, alice.id, NOW, "password_changed", keep=kept.id
         ),
     )
 
-    assert count == 2
+    assert sorted(ids) == sorted([ended_1.id, ended_2.id])
     active = await read(
         storage, lambda uow: uow.sessions.list_active_for_account(tenant.id, alice.id, NOW)
     )
@@ -777,11 +777,11 @@ async def test_revoke_all_for_account_keeps_the_one_asked_for(
     assert await read(storage, functools.partial(_get_session, session=bobs)) == bobs
     assert await read(storage, functools.partial(_get_session, session=foreign)) == foreign
 
-    count = await write(
+    ids = await write(
         storage,
         lambda uow: uow.sessions.revoke_all_for_account(tenant.id, alice.id, NOW, "logout_all"),
     )
-    assert count == 1
+    assert ids == [kept.id]
     assert (
         await read(
             storage, lambda uow: uow.sessions.list_active_for_account(tenant.id, alice.id, NOW)
@@ -1204,7 +1204,7 @@ async def test_an_unreachable_database_raises_storage_unavailable(storage: Stora
             else "postgresql+asyncpg://postgres@127.0.0.1:1/postgres"
         )
         engine = make_engine(url, pool_timeout=2.0)
-        unreachable = functools.partial(SqlUnitOfWork, engine, Sealer(SECRET_KEY, "outbox"))
+        unreachable = functools.partial(SqlUnitOfWork, engine, Sealers.derive(SECRET_KEY))
     threads_before = set(threading.enumerate())
     try:
         with pytest.raises(StorageUnavailableError):
@@ -1868,7 +1868,7 @@ async def test_sql_a_webhook_sealed_under_another_secret_fails_without_blocking_
     if storage.engine is None:
         pytest.skip("the in-memory store seals nothing")
     engine = storage.engine
-    foreign = functools.partial(SqlUnitOfWork, engine, Sealer("another-secret-" * 3, "outbox"))
+    foreign = functools.partial(SqlUnitOfWork, engine, Sealers.derive("another-secret-" * 3))
     lost, fine = (
         new_webhook(tenant, EventType.LOGIN_FAILED),
         new_webhook(tenant, EventType.LOGIN_FAILED),

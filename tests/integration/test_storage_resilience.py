@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from sqlalchemy import insert, select
 
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.native import native_pool
@@ -20,7 +20,7 @@ from identity.domain.errors import StorageUnavailableError
 from identity.domain.mail import EmailMessage
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-SEALER = Sealer("s" * 40, "outbox")
+SEALER = Sealers.derive("s" * 40)
 
 
 async def default_tenant_id(uow: SqlUnitOfWork) -> uuid.UUID:

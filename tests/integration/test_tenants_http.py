@@ -339,8 +339,8 @@ async def test_a_tenant_sender_is_used_for_its_mail_and_its_outbox_rows_carry_it
     acme_code_mail, default_code_mail = api.mail_for(EMAIL)[:2]
     assert parseaddr(str(acme_code_mail["From"])) == parseaddr(ACME_SENDER)
     assert parseaddr(str(notice["From"])) == parseaddr(ACME_SENDER)
-    assert parseaddr(str(default_code_mail["From"])) == parseaddr(api.settings.email_from)
-    assert parseaddr(api.settings.email_from) != parseaddr(ACME_SENDER)
+    assert parseaddr(str(default_code_mail["From"])) == parseaddr(api.settings.policy.email_from)
+    assert parseaddr(api.settings.policy.email_from) != parseaddr(ACME_SENDER)
 
 
 async def test_a_tenant_login_rate_limit_applies_to_that_tenant_only(

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from identity.adapters.sqlalchemy import tables as t
-from identity.application.accounts import LogIn
+from identity.application.account_passwords import LogIn
 from identity.domain.emails import Email
 from identity.domain.errors import DomainError
 from identity.entrypoints.container import Container

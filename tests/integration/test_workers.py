@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from identity.adapters.clock import SystemClock
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.mail_delivery import PurgeExpired
@@ -191,7 +191,7 @@ async def signing_key_count(database_url: str) -> int:
 async def two_processes(migrated_postgres_url: str) -> AsyncIterator[list[UowFactory]]:
     """Units of work of two "processes": each its own engine and pool on one database."""
     engines = [make_engine(migrated_postgres_url, pool_size=2) for _ in range(2)]
-    sealer = Sealer("x" * 40, "outbox")
+    sealer = Sealers.derive("x" * 40)
     yield [lambda engine=engine: SqlUnitOfWork(engine, sealer) for engine in engines]
     for engine in engines:
         await engine.dispose()
@@ -344,7 +344,7 @@ async def test_on_sqlite_the_purge_holds_the_write_lock_and_runs(migrated_sqlite
     engine = make_engine(migrated_sqlite_url, pool_size=1)
     try:
         purge = PurgeExpired(
-            lambda: SqlUnitOfWork(engine, Sealer("x" * 40, "outbox")), SystemClock()
+            lambda: SqlUnitOfWork(engine, Sealers.derive("x" * 40)), SystemClock()
         )
         counts = await purge()
         assert counts is not None

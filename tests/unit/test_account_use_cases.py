@@ -3,19 +3,21 @@ import asyncio
 import attrs
 import pytest
 
-from identity.application.accounts import (
-    CodeSent,
-    LogIn,
-    LogInWithPassword,
+from identity.application.account_codes import (
     Register,
     RegisterUser,
     RequestCode,
     RequestOtp,
-    ResetPassword,
-    ResetPasswordWithCode,
     VerifyCode,
     VerifyOtp,
 )
+from identity.application.account_passwords import (
+    LogIn,
+    LogInWithPassword,
+    ResetPassword,
+    ResetPasswordWithCode,
+)
+from identity.application.accounts import CodeSent
 from identity.application.sessions import Authenticate, RefreshSession
 from identity.application.tokens import TokenPair
 from identity.domain.accounts import Account

@@ -10,7 +10,7 @@ import pytest
 
 from identity.adapters.memory import MemoryUnitOfWork
 from identity.application import admin, self_service
-from identity.application.accounts import RequestCode, RequestOtp
+from identity.application.account_codes import RequestCode, RequestOtp
 from identity.application.pagination import page_of
 from identity.application.ports import Position
 from identity.application.sessions import Authenticate, RefreshSession
@@ -43,13 +43,13 @@ def services(s: Services) -> admin.AdminServices:
 async def test_create_find_change_and_delete(s: Services) -> None:
     a = services(s)
     created = await admin.CreateUser(a)(
-        admin.NewUser(s.tenant, Email("ann@example.com"), PASSWORD, "Ann", verified=True)
+        admin.AddUser(s.tenant, Email("ann@example.com"), PASSWORD, "Ann", verified=True)
     )
     assert created.account.is_verified and created.account.has_password
     with pytest.raises(EmailAlreadyRegisteredError):
-        await admin.CreateUser(a)(admin.NewUser(s.tenant, Email("ANN@example.com")))
+        await admin.CreateUser(a)(admin.AddUser(s.tenant, Email("ANN@example.com")))
     with pytest.raises(WeakPasswordError):
-        await admin.CreateUser(a)(admin.NewUser(s.tenant, Email("b@example.com"), "password"))
+        await admin.CreateUser(a)(admin.AddUser(s.tenant, Email("b@example.com"), "password"))
 
     pair = await s.log_in("ann@example.com")
     user_id = created.account.id
@@ -57,9 +57,10 @@ async def test_create_find_change_and_delete(s: Services) -> None:
     assert found.account.last_login_at == s.clock.now()
 
     changed = await admin.UpdateUser(a)(
-        admin.UserChanges(s.tenant, user_id, full_name="Ann B.", is_verified=False)
+        admin.ChangeUser(s.tenant, user_id, full_name="Ann B.", is_verified=False)
     )
-    assert (changed.account.full_name, changed.account.is_verified) == ("Ann B.", False)
+    assert (changed.user.account.full_name, changed.user.account.is_verified) == ("Ann B.", False)
+    assert changed.sessions_ended == 0
     page = await admin.ListUsers(a)(admin.FindUsers(s.tenant, Email("ANN@example.com")))
     assert [user.account.id for user in page.items] == [user_id] and page.next is None
 
@@ -112,7 +113,7 @@ async def test_another_tenants_user_is_not_found_and_untouched(s: Services) -> N
         with pytest.raises(AccountNotFoundError):
             await use_case(acme, pair.account.id)
     with pytest.raises(AccountNotFoundError):
-        await admin.UpdateUser(a)(admin.UserChanges(acme, pair.account.id, is_active=False))
+        await admin.UpdateUser(a)(admin.ChangeUser(acme, pair.account.id, is_active=False))
     assert (await admin.ListUsers(a)(admin.FindUsers(acme))).items == []
     assert await s.principal(pair)
 
@@ -121,14 +122,14 @@ async def test_disabling_ends_every_session_and_enabling_opens_none(s: Services)
     first = await s.register_verified("fay@example.com")
     second = await s.log_in("fay@example.com")
     a = services(s)
-    await admin.UpdateUser(a)(admin.UserChanges(s.tenant, first.account.id, is_active=False))
+    await admin.UpdateUser(a)(admin.ChangeUser(s.tenant, first.account.id, is_active=False))
     for pair in (first, second):
         with pytest.raises(InvalidTokenError):
             await s.principal(pair)
         with pytest.raises((InvalidTokenError, AccountDisabledError)):
             await RefreshSession(s.sessions)(s.tenant, pair.refresh_token)
     assert await admin.ListUserSessions(a)(s.tenant, first.account.id) == []
-    await admin.UpdateUser(a)(admin.UserChanges(s.tenant, first.account.id, is_active=True))
+    await admin.UpdateUser(a)(admin.ChangeUser(s.tenant, first.account.id, is_active=True))
     with pytest.raises(InvalidTokenError):
         await s.principal(first)
     assert await s.principal(await s.log_in("fay@example.com"))
@@ -154,15 +155,15 @@ async def test_self_service_delete_needs_the_password_or_a_deletion_code(s: Serv
     principal = await s.principal(with_password)
     delete = self_service.DeleteOwnAccount(s.accounts)
     with pytest.raises(InvalidCredentialsError):
-        await delete(self_service.DeleteAccountCommand(principal, password="wrong password!"))
-    await delete(self_service.DeleteAccountCommand(principal, password=PASSWORD))
+        await delete(self_service.DeleteAccount(principal, password="wrong password!"))
+    await delete(self_service.DeleteAccount(principal, password=PASSWORD))
     with pytest.raises(InvalidTokenError):
         await s.principal(with_password)
 
     without = await s.register_verified("ivy@example.com", password=None)
     principal = await s.principal(without)
     with pytest.raises(InvalidCredentialsError):
-        await delete(self_service.DeleteAccountCommand(principal, password=PASSWORD))
+        await delete(self_service.DeleteAccount(principal, password=PASSWORD))
     await RequestOtp(s.accounts)(
         RequestCode(s.tenant, Email("ivy@example.com"), OtpPurpose.ACCOUNT_DELETION)
     )
@@ -170,8 +171,8 @@ async def test_self_service_delete_needs_the_password_or_a_deletion_code(s: Serv
     code = s.last_code("ivy@example.com")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     with pytest.raises(OtpInvalidError):
-        await delete(self_service.DeleteAccountCommand(principal, code=wrong))
-    await delete(self_service.DeleteAccountCommand(principal, code=code))
+        await delete(self_service.DeleteAccount(principal, code=wrong))
+    await delete(self_service.DeleteAccount(principal, code=code))
     with pytest.raises(InvalidTokenError):
         await Authenticate(s.sessions)(s.tenant, without.access_token)
     # Gone for good: the address registers anew.
@@ -211,3 +212,24 @@ def test_a_cursor_the_event_and_delivery_lists_gave_out_still_reads() -> None:
     position = Position(datetime(2030, 1, 1, 12, 0, tzinfo=UTC), uuid.uuid4())
     raw = f"{position.created_at.isoformat()}|{position.id}".encode()
     assert decode_cursor(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == position
+
+
+async def test_the_command_line_changes_users_through_the_admin_use_case(s: Services) -> None:
+    a = services(s)
+    await s.register_verified("cli@example.com")
+    await s.log_in("cli@example.com")
+    users = admin.UserAdmin(a)
+
+    account, ended = await users.set_active("default", Email("cli@example.com"), False)
+    assert (account.is_active, ended) == (False, 2)
+    again = await admin.UpdateUser(a)(admin.ChangeUser(s.tenant, account.id, is_active=False))
+    assert (again.user.account.is_active, again.sessions_ended) == (False, 0)
+    account, ended = await users.set_active("default", Email("cli@example.com"), True)
+    assert (account.is_active, ended) == (True, 0)
+    async with s.uow() as uow:
+        events = await uow.events.list(s.tenant.id, limit=50, user_id=account.id)
+    kinds = sorted(event.type.value for event in events)
+    assert kinds.count("session.revoked") == 2
+    assert {"user.disabled", "user.enabled"} <= set(kinds)
+    with pytest.raises(AccountNotFoundError):
+        await users.show("default", Email("nobody@example.com"))

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from identity.entrypoints.cli import _parser
-from identity.entrypoints.settings import _PARSERS, env_name
+from identity.entrypoints.settings import setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE_TEXT = (ROOT / "compose.yaml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
-SETTINGS = {env_name(field) for field in _PARSERS}
+SETTINGS = set(setting_names())
 VARIABLE = re.compile(r"\bIDENTITY_[A-Z0-9_]+\b")
 
 

@@ -279,7 +279,9 @@ async def test_revoke_all_keeps_one_and_skips_ended_sessions() -> None:
     async with MemoryUnitOfWork(store) as uow:
         for session in (keep, other, expired, stranger):
             await _add_session(uow, session)
-        assert await uow.sessions.revoke_all_for_account(TENANT, user, T0, "x", keep=keep.id) == 1
+        assert await uow.sessions.revoke_all_for_account(TENANT, user, T0, "x", keep=keep.id) == [
+            other.id
+        ]
         active = await uow.sessions.list_active_for_account(TENANT, user, T0)
         assert [s.id for s in active] == [keep.id]
         await uow.commit()

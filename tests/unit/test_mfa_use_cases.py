@@ -8,7 +8,7 @@ import re
 import pyotp
 import pytest
 
-from identity.application.accounts import RequestCode, RequestOtp, VerifyCode, VerifyOtp
+from identity.application.account_codes import RequestCode, RequestOtp, VerifyCode, VerifyOtp
 from identity.application.first_factor import MfaRequired
 from identity.application.mfa import (
     ConfirmTotp,
@@ -23,8 +23,8 @@ from identity.application.mfa import (
 )
 from identity.application.recovery_codes import normalise_recovery_code
 from identity.application.sessions import (
+    ChangeOwnPassword,
     ChangePassword,
-    ChangePasswordCommand,
     Principal,
     RefreshSession,
 )
@@ -261,8 +261,8 @@ async def test_other_sessions_stay_aal1_and_step_up_raises_the_session(
     with pytest.raises(MfaRequiredError):
         await RenewRecoveryCodes(s.mfa)(laptop_principal)
     with pytest.raises(MfaRequiredError):
-        await ChangePassword(s.sessions)(
-            ChangePasswordCommand(laptop_principal, PASSWORD, "a brand new passphrase 42")
+        await ChangeOwnPassword(s.sessions)(
+            ChangePassword(laptop_principal, PASSWORD, "a brand new passphrase 42")
         )
     with pytest.raises(MfaInvalidError):
         await StepUp(s.mfa)(laptop_principal, SecondFactorProof(recovery_code="aaaa-bbbb-cccc"))
@@ -271,8 +271,8 @@ async def test_other_sessions_stay_aal1_and_step_up_raises_the_session(
     assert stepped.refresh_token == laptop.refresh_token  # the same session
     assert s.codec.decode_access(stepped.access_token).aal == "aal2"
     assert await session_of(s, laptop_principal) == ("aal2", ("pwd", "recovery"))
-    await ChangePassword(s.sessions)(
-        ChangePasswordCommand(laptop_principal, PASSWORD, "a brand new passphrase 42")
+    await ChangeOwnPassword(s.sessions)(
+        ChangePassword(laptop_principal, PASSWORD, "a brand new passphrase 42")
     )
 
 

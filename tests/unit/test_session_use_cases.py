@@ -5,8 +5,8 @@ import pytest
 
 from identity.application.sessions import (
     Authenticate,
+    ChangeOwnPassword,
     ChangePassword,
-    ChangePasswordCommand,
     ListSessions,
     LogOut,
     LogOutEverywhere,
@@ -260,8 +260,8 @@ async def test_change_password_keeps_the_current_session_and_ends_the_others(
     current = await app.register_verified(ADA)
     other = await app.log_in(ADA)
 
-    await ChangePassword(app.sessions)(
-        ChangePasswordCommand(await app.principal(current), PASSWORD, NEW_PASSWORD)
+    await ChangeOwnPassword(app.sessions)(
+        ChangePassword(await app.principal(current), PASSWORD, NEW_PASSWORD)
     )
 
     assert await _is_live(app, current)
@@ -277,12 +277,12 @@ async def test_change_password_needs_the_current_password(app: Services) -> None
     current = await app.register_verified(ADA)
     other = await app.log_in(ADA)
     with pytest.raises(InvalidCredentialsError):
-        await ChangePassword(app.sessions)(
-            ChangePasswordCommand(await app.principal(current), "not the password", NEW_PASSWORD)
+        await ChangeOwnPassword(app.sessions)(
+            ChangePassword(await app.principal(current), "not the password", NEW_PASSWORD)
         )
     with pytest.raises(WeakPasswordError):
-        await ChangePassword(app.sessions)(
-            ChangePasswordCommand(await app.principal(current), PASSWORD, "short")
+        await ChangeOwnPassword(app.sessions)(
+            ChangePassword(await app.principal(current), PASSWORD, "short")
         )
     assert await _is_live(app, other)
     await app.log_in(ADA, PASSWORD)
@@ -291,8 +291,8 @@ async def test_change_password_needs_the_current_password(app: Services) -> None
 async def test_change_password_without_a_password_set_is_refused(app: Services) -> None:
     pair = await app.register_verified(ADA, None)
     with pytest.raises(InvalidCredentialsError):
-        await ChangePassword(app.sessions)(
-            ChangePasswordCommand(await app.principal(pair), "", NEW_PASSWORD)
+        await ChangeOwnPassword(app.sessions)(
+            ChangePassword(await app.principal(pair), "", NEW_PASSWORD)
         )
 
 

@@ -6,6 +6,7 @@ import ipaddress
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import attrs
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from identity.application.setting_values import parse_duration
 from identity.domain.ratelimits import RateLimit
 from identity.entrypoints.settings import (
     GOOGLE_DISCOVERY_URL,
@@ -20,7 +22,6 @@ from identity.entrypoints.settings import (
     Settings,
     SettingsError,
     load_settings,
-    parse_duration,
 )
 
 SECRET_KEY = "k3y-" + "x" * 40
@@ -37,6 +38,14 @@ def load(env: dict[str, str], **variables: str) -> Settings:
     return load_settings({**env, **{f"IDENTITY_{k}": v for k, v in variables.items()}})
 
 
+def value_of(settings: Settings, variable: str) -> object:
+    """The value of ``IDENTITY_<variable>``: a setting, or a rule of the policy (in seconds)."""
+    name = variable.lower()
+    holder = settings.policy if hasattr(settings.policy, name) else settings
+    found = getattr(holder, name)
+    return found.total_seconds() if isinstance(found, timedelta) else found
+
+
 def secret_file(sqlite_url: str) -> Path:
     return Path(sqlite_url.removeprefix("sqlite+aiosqlite:///") + ".secret")
 
@@ -50,28 +59,28 @@ def test_defaults_follow_the_contract(env: dict[str, str]) -> None:
     assert settings.host == "127.0.0.1"
     assert settings.port == 8000
     assert settings.issuer == "http://127.0.0.1:8000"
-    assert settings.access_token_ttl == 15 * 60
-    assert settings.refresh_token_ttl == 30 * 86400
-    assert settings.otp_ttl == 10 * 60
-    assert settings.otp_max_attempts == 5
-    assert settings.refresh_reuse_grace == 10
+    assert settings.policy.access_token_ttl == timedelta(minutes=15)
+    assert settings.policy.refresh_token_ttl == timedelta(days=30)
+    assert settings.policy.otp_ttl == timedelta(minutes=10)
+    assert settings.policy.otp_max_attempts == 5
+    assert settings.policy.refresh_reuse_grace == timedelta(seconds=10)
     assert settings.clock_skew == 30
     assert settings.bcrypt_rounds == 12
     assert settings.smtp_host is None
     assert settings.smtp_password is None
     assert settings.redis_url is None
-    assert settings.google_client_id is None
+    assert settings.policy.google_client_id is None
     assert settings.google_discovery_url == GOOGLE_DISCOVERY_URL
-    assert settings.oauth_redirect_allowlist == ()
+    assert settings.policy.oauth_redirect_allowlist == ()
     assert settings.cors_origins == ()
     assert settings.trusted_proxies == ()
     assert settings.hsts is False
     assert settings.slow_request_ms == 500
     assert settings.log_format == "json"
     assert settings.rate_limit_global == RateLimit(100, 60)
-    assert settings.rate_limit_login == RateLimit(5, 60)
-    assert settings.rate_limit_otp_request == RateLimit(5, 3600)
-    assert settings.rate_limit_otp_verify == RateLimit(10, 900)
+    assert settings.policy.rate_limit_login == RateLimit(5, 60)
+    assert settings.policy.rate_limit_otp_request == RateLimit(5, 3600)
+    assert settings.policy.rate_limit_otp_verify == RateLimit(10, 900)
 
 
 def test_the_default_database_is_an_sqlite_file_in_the_working_directory(
@@ -116,8 +125,8 @@ def test_a_default_issuer_follows_the_address_the_command_line_serves(
 
 @pytest.mark.parametrize("variable", ["CLOCK_SKEW", "REFRESH_REUSE_GRACE"])
 def test_zero_leeway_and_zero_grace_are_accepted(env: dict[str, str], variable: str) -> None:
-    assert getattr(load(env, **{variable: "0"}), variable.lower()) == 0
-    assert getattr(load(env, **{variable: "0s"}), variable.lower()) == 0
+    assert value_of(load(env, **{variable: "0"}), variable) == 0
+    assert value_of(load(env, **{variable: "0s"}), variable) == 0
 
 
 @pytest.mark.parametrize(
@@ -167,7 +176,7 @@ DURATIONS = [
 def test_durations(env: dict[str, str], variable: str, text: str, seconds: float) -> None:
     settings = load(env, **{variable: text})
 
-    assert getattr(settings, variable.lower()) == pytest.approx(seconds)
+    assert value_of(settings, variable) == pytest.approx(seconds)
 
 
 @given(
@@ -204,7 +213,7 @@ def test_slow_request_threshold_is_in_milliseconds(
     ],
 )
 def test_whole_numbers(env: dict[str, str], variable: str, text: str, value: int) -> None:
-    assert getattr(load(env, **{variable: text}), variable.lower()) == value
+    assert value_of(load(env, **{variable: text}), variable) == value
 
 
 @pytest.mark.parametrize(
@@ -231,7 +240,7 @@ def test_booleans(env: dict[str, str], text: str, value: bool) -> None:
 def test_comma_lists_are_trimmed_and_skip_empty_items(env: dict[str, str], variable: str) -> None:
     settings = load(env, **{variable: " https://a.example,https://b.example:8443 ,, "})
 
-    assert getattr(settings, variable.lower()) == ("https://a.example", "https://b.example:8443")
+    assert value_of(settings, variable) == ("https://a.example", "https://b.example:8443")
 
 
 def test_trusted_proxies_are_addresses_and_networks(env: dict[str, str]) -> None:
@@ -281,7 +290,7 @@ RATE_LIMITS = [
     ],
 )
 def test_rate_limits(env: dict[str, str], variable: str, text: str, limit: RateLimit) -> None:
-    assert getattr(load(env, **{variable: text}), variable.lower()) == limit
+    assert value_of(load(env, **{variable: text}), variable) == limit
 
 
 def test_text_and_url_variables(env: dict[str, str]) -> None:
@@ -304,8 +313,8 @@ def test_text_and_url_variables(env: dict[str, str]) -> None:
     assert settings.audience == "my-api"
     assert settings.smtp_host == "smtp.example"
     assert settings.smtp_username == "mailer"
-    assert settings.email_from == "Identity <id@example.com>"
-    assert settings.google_client_id == "client-123.apps.googleusercontent.com"
+    assert settings.policy.email_from == "Identity <id@example.com>"
+    assert settings.policy.google_client_id == "client-123.apps.googleusercontent.com"
     assert settings.google_discovery_url == "http://127.0.0.1:9999/.well-known/openid-configuration"
     assert settings.google_redirect_uri == "https://id.example/auth/google/callback"
     assert settings.log_level == "DEBUG"
@@ -321,7 +330,9 @@ def test_secrets_are_parsed_into_secret_values(env: dict[str, str]) -> None:
 
     assert settings.secret_key == Secret(SECRET_KEY)
     assert settings.smtp_password == Secret("smtp-pa55")
-    assert settings.google_client_secret == Secret("g-s3cret")
+    # The Google client is a rule a tenant may override: a plain value the policy keeps
+    # out of its repr.
+    assert settings.policy.google_client_secret == "g-s3cret"
     assert settings.redis_url == Secret("rediss://:r3dis@cache.internal:6380/1")
 
 
@@ -645,3 +656,37 @@ def test_half_a_github_client_stops_start_up(
 ) -> None:
     with pytest.raises(SettingsError, match=named):
         load(env, **given)
+
+
+# --- each setting declared once --------------------------------------------------
+
+
+def test_every_field_but_the_groups_is_read_from_its_variable() -> None:
+    from identity.entrypoints.settings import PARSER
+
+    unread = {f.name for f in attrs.fields(Settings) if PARSER not in f.metadata}
+    assert unread == {"issuer_is_default", "policy", "oidc_providers"}
+
+
+def test_each_overridable_rule_is_a_variable_and_a_tenant_setting_of_one_name(
+    env: dict[str, str],
+) -> None:
+    from identity.application.policy import ENV_PARSER, TENANT_SETTINGS, Policy
+    from identity.entrypoints.settings import setting_names
+
+    rules = [f.name for f in attrs.fields(Policy) if ENV_PARSER in f.metadata]
+    assert rules and set(rules) == set(TENANT_SETTINGS)
+    assert {f"IDENTITY_{rule.upper()}" for rule in rules} <= set(setting_names())
+    # The variable and the tenant setting give the same value of the same type.
+    settings = load(env, OTP_TTL="120", OTP_MAX_ATTEMPTS="7", EMAIL_FROM="a@b.test")
+    assert settings.policy.otp_ttl == TENANT_SETTINGS["otp_ttl"]("120")
+    assert settings.policy.otp_max_attempts == TENANT_SETTINGS["otp_max_attempts"]("7")
+    assert settings.policy.email_from == TENANT_SETTINGS["email_from"]("a@b.test")
+
+
+def test_an_unset_variable_gives_the_declared_default(env: dict[str, str]) -> None:
+    from identity.application.policy import Policy
+
+    settings = load(env)
+    assert attrs.evolve(settings, secret_key=Secret(SECRET_KEY)) == settings
+    assert settings.policy == Policy()

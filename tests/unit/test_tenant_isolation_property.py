@@ -27,9 +27,7 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identity.application.accounts import (
-    LogIn,
-    LogInWithPassword,
+from identity.application.account_codes import (
     Register,
     RegisterUser,
     RequestCode,
@@ -37,11 +35,12 @@ from identity.application.accounts import (
     VerifyCode,
     VerifyOtp,
 )
-from identity.application.admin import UserAdmin
+from identity.application.account_passwords import LogIn, LogInWithPassword
+from identity.application.admin import AdminServices, UserAdmin
 from identity.application.sessions import (
     Authenticate,
+    ChangeOwnPassword,
     ChangePassword,
-    ChangePasswordCommand,
     LogOut,
     LogOutEverywhere,
     RefreshSession,
@@ -234,7 +233,9 @@ class World:
             if kept is not None:
                 await self.use_token(op, kept, password)
         elif op.kind in ("disable", "enable"):
-            admin = UserAdmin(s.accounts.uow, s.clock)
+            admin = UserAdmin(
+                AdminServices(s.accounts.uow, s.clock, s.hasher, s.accounts.common_passwords)
+            )
             try:
                 account, _ = await admin.set_active(tenant.slug, email, op.kind == "enable")
             except AccountNotFoundError:
@@ -294,7 +295,7 @@ class World:
             return
         current = self.model[(op.tenant, key)].password
         try:
-            await ChangePassword(s.sessions)(ChangePasswordCommand(principal, current, password))
+            await ChangeOwnPassword(s.sessions)(ChangePassword(principal, current, password))
         except DomainError:
             return
         self.model[(op.tenant, key)].password = password

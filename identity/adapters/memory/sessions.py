@@ -88,7 +88,7 @@ class MemorySessionRepository(SessionRepository):
         reason: str,
         *,
         keep: UUID | None = None,
-    ) -> int:
+    ) -> list[UUID]:
         def matches(session: Session) -> bool:
             return (
                 session.tenant_id == tenant_id
@@ -98,11 +98,15 @@ class MemorySessionRepository(SessionRepository):
                 and session.id != keep
             )
 
+        ended: list[UUID] = []
+
         def end(session: Session) -> None:
             session.revoked_at = now
             session.revoked_reason = reason
+            ended.append(session.id)
 
-        return await self._t.update_where(matches, end)
+        await self._t.update_where(matches, end)
+        return ended
 
     @_round_trip
     async def list_active_for_account(

@@ -126,7 +126,7 @@ class SqlSessionRepository(SessionRepository):
         reason: str,
         *,
         keep: UUID | None = None,
-    ) -> int:
+    ) -> list[UUID]:
         c = t.sessions.c
         conditions = [
             c.tenant_id == tenant_id,
@@ -140,8 +140,9 @@ class SqlSessionRepository(SessionRepository):
             update(t.sessions)
             .where(and_(*conditions))
             .values(revoked_at=now, revoked_reason=reason)
+            .returning(c.id)
         )
-        return result.rowcount
+        return list(result.scalars())
 
     async def list_active_for_account(
         self, tenant_id: UUID, account_id: UUID, now: datetime

@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
 from identity.adapters.sqlalchemy.browser_sessions import SqlBrowserSessionRepository
@@ -32,24 +32,9 @@ from identity.domain.errors import StorageUnavailableError
 
 
 class SqlUnitOfWork(UnitOfWork):
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        outbox_sealer: Sealer,
-        oauth_state_sealer: Sealer | None = None,
-        code_request_sealer: Sealer | None = None,
-        webhook_sealer: Sealer | None = None,
-        totp_sealer: Sealer | None = None,
-        tenant_secret_sealer: Sealer | None = None,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, sealers: Sealers) -> None:
         self._engine = engine
-        self._sealer = outbox_sealer
-        # Without their own sealers (older callers), these share the outbox key.
-        self._oauth_state_sealer = oauth_state_sealer or outbox_sealer
-        self._code_request_sealer = code_request_sealer or outbox_sealer
-        self._webhook_sealer = webhook_sealer or outbox_sealer
-        self._totp_sealer = totp_sealer or outbox_sealer
-        self._tenant_secret_sealer = tenant_secret_sealer or outbox_sealer
+        self._sealers = sealers
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -63,22 +48,22 @@ class SqlUnitOfWork(UnitOfWork):
             raise
         # The transaction begins with the first statement (SQLAlchemy autobegin).
         self._connection = connection
-        self.tenants = SqlTenantRepository(connection, self._tenant_secret_sealer)
+        self.tenants = SqlTenantRepository(connection, self._sealers.tenant_secret)
         self.accounts = SqlAccountRepository(connection)
         self.challenges = SqlOtpChallengeRepository(connection)
         self.sessions = SqlSessionRepository(connection)
         self.invalidated_tokens = SqlInvalidatedTokenRepository(connection)
-        self.outbox = SqlOutboxRepository(connection, self._sealer)
+        self.outbox = SqlOutboxRepository(connection, self._sealers.outbox)
         self.external_identities = SqlExternalIdentityRepository(connection)
-        self.oauth_states = SqlOAuthStateRepository(connection, self._oauth_state_sealer)
-        self.code_requests = SqlCodeRequestQueue(connection, self._code_request_sealer)
-        self.totp_factors = SqlTotpFactorRepository(connection, self._totp_sealer)
+        self.oauth_states = SqlOAuthStateRepository(connection, self._sealers.oauth_state)
+        self.code_requests = SqlCodeRequestQueue(connection, self._sealers.code_request)
+        self.totp_factors = SqlTotpFactorRepository(connection, self._sealers.totp)
         self.recovery_codes = SqlRecoveryCodeRepository(connection)
         self.mfa_challenges = SqlMfaChallengeRepository(connection)
         self.api_keys = SqlApiKeyRepository(connection)
         self.events = SqlEventRepository(connection)
-        self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
-        self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
+        self.webhooks = SqlWebhookRepository(connection, self._sealers.webhook)
+        self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._sealers.webhook)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from identity.application import admin, self_service, sessions
-from identity.application.accounts import RequestCode
+from identity.application.account_codes import RequestCode
 from identity.application.sessions import Principal
 from identity.domain.errors import DomainError
 from identity.domain.otp import OtpPurpose
@@ -99,7 +99,7 @@ async def profile(page: Page, principal: Principal) -> web.Response:
     try:
         name = form.parse(requests.Profile).full_name.strip()
         await page.container.update_user()(
-            admin.UserChanges(
+            admin.ChangeUser(
                 tenant=principal.tenant,
                 user_id=principal.account.id,
                 full_name=name,
@@ -117,7 +117,7 @@ async def change_password(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
     try:
         fields = form.parse(requests.PasswordChange)
-        command = sessions.ChangePasswordCommand(
+        command = sessions.ChangePassword(
             principal=principal,
             current_password=fields.current_password,
             new_password=fields.new_password,
@@ -263,7 +263,7 @@ async def delete(page: Page, principal: Principal) -> web.Response:
     try:
         fields = form.parse(requests.Deletion)
         await page.container.delete_own_account()(
-            self_service.DeleteAccountCommand(
+            self_service.DeleteAccount(
                 principal, fields.password, fields.otp_code, client_info(page.request)
             )
         )

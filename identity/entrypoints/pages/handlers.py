@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from identity.application import accounts, mfa
+from identity.application import account_codes, account_passwords, mfa
 from identity.application.first_factor import MfaRequired, SignInResult
 from identity.application.tokens import TokenPair
 from identity.domain.errors import DomainError
@@ -100,7 +100,7 @@ async def sign_in_post(request: web.Request) -> web.Response:
         return await send_code(page, form, OtpPurpose.LOGIN, "sign_in.html", context)
     try:
         fields = form.parse(requests.PasswordSignIn)
-        command = accounts.LogIn(
+        command = account_passwords.LogIn(
             tenant=page.known_tenant,
             email=fields.email,
             password=fields.password,
@@ -124,7 +124,7 @@ async def send_code(
     show the code form."""
     try:
         fields = form.parse(requests.EmailOnly)
-        command = accounts.RequestCode(
+        command = account_codes.RequestCode(
             tenant=page.known_tenant, email=fields.email, purpose=purpose
         )
         sent = await page.container.request_otp()(command)
@@ -153,7 +153,7 @@ async def sign_up_post(request: web.Request) -> web.Response:
     form = await page.form()
     try:
         fields = form.parse(requests.SignUp)
-        command = accounts.Register(
+        command = account_codes.Register(
             tenant=page.known_tenant,
             email=fields.email,
             password=fields.password,
@@ -196,7 +196,7 @@ async def verify_post(request: web.Request) -> web.Response:
         return await send_code(page, form, purpose, "verify.html", {})
     try:
         fields = form.parse(requests.CodeCheck)
-        command = accounts.VerifyCode(
+        command = account_codes.VerifyCode(
             tenant=page.known_tenant,
             email=fields.email,
             code=fields.otp_code,
@@ -238,7 +238,7 @@ async def reset_password_post(request: web.Request) -> web.Response:
     form = await page.form()
     try:
         fields = form.parse(requests.PasswordReset)
-        command = accounts.ResetPassword(
+        command = account_passwords.ResetPassword(
             tenant=page.known_tenant,
             email=fields.email,
             code=fields.otp_code,

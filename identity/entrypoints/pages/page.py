@@ -182,7 +182,7 @@ async def load_page(request: web.Request, *, authenticate: bool = True) -> Page:
             page.principal = await container.authenticate_browser()(tenant, value)
     raw_return_to = request.query.get("return_to")
     if raw_return_to:
-        page.return_to = safe_return_to(raw_return_to, settings.oauth_redirect_allowlist)
+        page.return_to = safe_return_to(raw_return_to, settings.policy.oauth_redirect_allowlist)
         page.has_return_to = page.return_to != DEFAULT_RETURN_TO
     request[PAGE] = page
     return page

@@ -382,6 +382,7 @@ async def test_admin_changes_are_recorded_as_security_events(api: Api) -> None:
     )
     assert (kinds[0], kinds[-1]) == ("user.created", "user.deleted")
     revoked = next(event for event in events if event["type"] == "session.revoked")
-    assert revoked["data"]["reason"] == "account_disabled"
+    assert revoked["data"] == {"reason": "account_disabled"}  # an API key has no session
+    assert revoked["session_id"] is not None
     updated = next(event for event in events if event["type"] == "user.updated")
     assert updated["data"]["fields"] == ["full_name"]

@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from identity.adapters.sealing import Sealer
+from identity.adapters.sealing import Sealers
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.migrate import upgrade
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
@@ -344,14 +344,14 @@ async def test_a_connection_lost_mid_transaction_is_storage_unavailable(
     admin = await asyncpg.connect(cluster.dsn())
     try:
         with pytest.raises(StorageUnavailableError):
-            async with SqlUnitOfWork(engine, Sealer("s" * 40, "outbox")) as uow:
+            async with SqlUnitOfWork(engine, Sealers.derive("s" * 40)) as uow:
                 assert await uow.tenants.get_by_slug("default") is not None  # BEGIN; a read
                 connection = uow.tenants._c  # type: ignore[attr-defined]
                 pid = await connection.scalar(text("SELECT pg_backend_pid()"))
                 # "terminating connection due to administrator command"
                 await admin.execute("SELECT pg_terminate_backend($1)", pid)
                 await uow.tenants.get_by_slug("default")
-        async with SqlUnitOfWork(engine, Sealer("s" * 40, "outbox")) as uow:  # a new connection
+        async with SqlUnitOfWork(engine, Sealers.derive("s" * 40)) as uow:  # a new connection
             assert await uow.tenants.get_by_slug("default") is not None
     finally:
         await admin.close()

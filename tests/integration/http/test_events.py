@@ -133,16 +133,22 @@ async def test_logout_records_session_revoked_once(api: Api) -> None:
         response = await api.post("/auth/logout", {"refresh_token": tokens["refresh_token"]})
         assert response.status == 200
     event = await one(api, "session.revoked")
-    assert event["session_id"] == session_id and event["data"] == {"reason": "logout"}
+    assert event["session_id"] == session_id
+    assert event["data"] == {"reason": "logout", "by_session_id": session_id}
 
 
-async def test_logout_all_records_how_many_sessions_ended(api: Api) -> None:
+async def test_logout_all_records_one_event_per_ended_session(api: Api) -> None:
     tokens = await api.register_verified("ev-all@example.com")
-    await api.login("ev-all@example.com")
+    others = [await api.login("ev-all@example.com") for _ in range(2)]
+    caller = await current_session(api, tokens["access_token"])
+    sessions = {caller} | {await current_session(api, o["access_token"]) for o in others}
     response = await api.post("/auth/logout-all", token=tokens["access_token"])
-    assert (await response.json())["sessions_revoked"] == 2
-    event = await one(api, "session.revoked")
-    assert event["data"] == {"reason": "logout_all", "sessions_revoked": 2}
+    assert (await response.json())["sessions_revoked"] == 3
+    revoked = await events(api, type="session.revoked")
+    assert sorted(e["session_id"] for e in revoked) == sorted(sessions)
+    for event in revoked:
+        assert event["data"] == {"reason": "logout_all", "by_session_id": caller}
+        assert event["user_id"] == tokens["user"]["id"]
 
 
 async def test_revoking_one_session_records_it(api: Api) -> None:
@@ -152,24 +158,29 @@ async def test_revoking_one_session_records_it(api: Api) -> None:
     response = await api.delete(f"/auth/sessions/{other_id}", token=tokens["access_token"])
     assert response.status == 204
     event = await one(api, "session.revoked")
-    assert event["session_id"] == other_id and event["data"] == {"reason": "revoked_by_user"}
+    caller = await current_session(api, tokens["access_token"])
+    assert event["session_id"] == other_id
+    assert event["data"] == {"reason": "revoked_by_user", "by_session_id": caller}
 
 
 async def test_change_password_records_the_change_and_the_other_sessions_ended(api: Api) -> None:
     tokens = await api.register_verified("ev-change@example.com")
-    await api.login("ev-change@example.com")
+    other = await api.login("ev-change@example.com")
+    other_id = await current_session(api, other["access_token"])
     body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
     response = await api.post("/auth/change-password", body, token=tokens["access_token"])
     assert response.status == 200
     changed = await one(api, "password.changed")
     revoked = await one(api, "session.revoked")
-    assert changed["session_id"] == await current_session(api, tokens["access_token"])
-    assert revoked["data"] == {"reason": "password_changed", "sessions_revoked": 1}
+    caller = await current_session(api, tokens["access_token"])
+    assert changed["session_id"] == caller and revoked["session_id"] == other_id
+    assert revoked["data"] == {"reason": "password_changed", "by_session_id": caller}
     assert NEW_PASSWORD not in str([changed, revoked]) and PASSWORD not in str(changed)
 
 
 async def test_reset_password_records_password_reset(api: Api) -> None:
     account = await api.register_verified("ev-reset@example.com")
+    session_id = await current_session(api, account["access_token"])
     code = await api.request_code("ev-reset@example.com", "password_reset")
     response = await api.post(
         "/auth/reset-password",
@@ -180,7 +191,7 @@ async def test_reset_password_records_password_reset(api: Api) -> None:
     assert event["user_id"] == account["user"]["id"] and event["data"] == {}
     assert code not in str(await events(api))
     revoked = await one(api, "session.revoked")
-    assert revoked["data"] == {"reason": "password_reset", "sessions_revoked": 1}
+    assert revoked["session_id"] == session_id and revoked["data"] == {"reason": "password_reset"}
 
 
 async def test_api_keys_created_and_revoked_over_http_are_recorded(api: Api) -> None:

@@ -498,5 +498,8 @@ async def test_mfa_records_its_events(mfa: Mfa) -> None:
     [disabled] = await events("mfa.disabled")
     assert disabled["data"] == {"by": "user"}
     [revoked] = await events("session.revoked")
-    assert revoked["data"] == {"reason": "revoked_by_user", "sessions_revoked": 1}
+    # The aal2 session ended, caused by the caller's own session (which stays).
+    assert revoked["session_id"] == aal2["session_id"]
+    assert revoked["data"]["reason"] == "revoked_by_user"
+    assert revoked["data"]["by_session_id"] == disabled["session_id"] != aal2["session_id"]
     assert tokens["access_token"] not in str(await events("login.succeeded"))

@@ -8,7 +8,7 @@ import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
-from identity.application import accounts
+from identity.application import account_codes, account_passwords
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
@@ -86,9 +86,9 @@ class LoginBody:
 async def register(
     request: web.Request,
     body: RegisterBody,
-    use_case: accounts.RegisterUser = Provide[Container.register_user],
+    use_case: account_codes.RegisterUser = Provide[Container.register_user],
 ) -> CodeSentView:
-    command = accounts.Register(
+    command = account_codes.Register(
         tenant=request_tenant(request),
         email=body.email,
         password=body.password,
@@ -124,9 +124,9 @@ async def register(
 async def request_otp(
     request: web.Request,
     body: CodeRequest,
-    use_case: accounts.RequestOtp = Provide[Container.request_otp],
+    use_case: account_codes.RequestOtp = Provide[Container.request_otp],
 ) -> CodeSentView:
-    command = accounts.RequestCode(
+    command = account_codes.RequestCode(
         tenant=request_tenant(request), email=body.email, purpose=body.purpose
     )
     return CodeSentView.of(await use_case(command))
@@ -147,9 +147,9 @@ async def request_otp(
 async def verify_otp(
     request: web.Request,
     body: VerifyCodeBody,
-    use_case: accounts.VerifyOtp = Provide[Container.verify_otp],
+    use_case: account_codes.VerifyOtp = Provide[Container.verify_otp],
 ) -> TokenResponse | MfaRequiredView:
-    command = accounts.VerifyCode(
+    command = account_codes.VerifyCode(
         tenant=request_tenant(request),
         email=body.email,
         code=body.otp_code,
@@ -173,9 +173,9 @@ async def verify_otp(
 async def reset_password(
     request: web.Request,
     body: ResetPasswordBody,
-    use_case: accounts.ResetPasswordWithCode = Provide[Container.reset_password],
+    use_case: account_passwords.ResetPasswordWithCode = Provide[Container.reset_password],
 ) -> Message:
-    command = accounts.ResetPassword(
+    command = account_passwords.ResetPassword(
         tenant=request_tenant(request),
         email=body.email,
         code=body.otp_code,
@@ -199,9 +199,9 @@ async def reset_password(
 async def login(
     request: web.Request,
     body: LoginBody,
-    use_case: accounts.LogInWithPassword = Provide[Container.log_in],
+    use_case: account_passwords.LogInWithPassword = Provide[Container.log_in],
 ) -> TokenResponse | MfaRequiredView:
-    command = accounts.LogIn(
+    command = account_passwords.LogIn(
         tenant=request_tenant(request),
         email=body.email,
         password=body.password,

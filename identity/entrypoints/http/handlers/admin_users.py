@@ -158,7 +158,7 @@ async def create_user(
     use_case: admin.CreateUser = Provide[Container.create_user],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    command = admin.NewUser(
+    command = admin.AddUser(
         tenant, body.email, body.password, body.full_name, body.verified, client_info(request)
     )
     return AdminUserView.of((await use_case(command)).account, tenant)
@@ -204,10 +204,10 @@ async def update_user(
     use_case: admin.UpdateUser = Provide[Container.update_user],
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    changes = admin.UserChanges(
+    changes = admin.ChangeUser(
         tenant, user_id, body.full_name, body.is_active, body.is_verified, client_info(request)
     )
-    return AdminUserView.of((await use_case(changes)).account, tenant)
+    return AdminUserView.of((await use_case(changes)).user.account, tenant)
 
 
 @endpoints.delete(

@@ -114,7 +114,7 @@ async def delete_me(
     body: DeleteAccountBody,
     use_case: self_service.DeleteOwnAccount = Provide[Container.delete_own_account],
 ) -> None:
-    command = self_service.DeleteAccountCommand(
+    command = self_service.DeleteAccount(
         d.user(request), body.password, body.otp_code, client_info(request)
     )
     await use_case(command)

@@ -111,9 +111,9 @@ async def logout_all(
 async def change_password(
     request: web.Request,
     body: ChangePasswordBody,
-    use_case: sessions.ChangePassword = Provide[Container.change_password],
+    use_case: sessions.ChangeOwnPassword = Provide[Container.change_password],
 ) -> Message:
-    command = sessions.ChangePasswordCommand(
+    command = sessions.ChangePassword(
         principal=d.user(request),
         current_password=body.current_password,
         new_password=body.new_password,
