@@ -195,7 +195,8 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
         result["requestBody"] = {"required": True, "content": content}
         codes = [*JSON_BODY, *codes]
     if entry.stream_in is not None:
-        streamed: Schema = {"type": "string", "description": "streamed, of any size"}
+        # Any bytes: each line is judged by the run (a bad one is refused in its report).
+        streamed: Schema = {"description": "streamed, of any size; one record per line"}
         result["requestBody"] = {
             "required": True,
             "content": {entry.stream_in: {"schema": streamed}},
