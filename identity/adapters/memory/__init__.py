@@ -42,6 +42,7 @@ from identity.adapters.memory.mfa import (
     MemoryRecoveryCodeRepository,
     MemoryTotpFactorRepository,
 )
+from identity.adapters.memory.organizations import attach as attach_organizations
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -67,11 +68,16 @@ from identity.application.ports import (
     ActiveSessionReader,
     ExternalIdentityRepository,
     InvalidatedTokenRepository,
+    InvitationRepository,
+    MembershipRepository,
     OAuthStateRepository,
+    OrganizationRepository,
     OtpChallengeRepository,
     OutboxItem,
     OutboxRepository,
     Position,
+    RoleRepository,
+    SessionOrganizationRepository,
     SessionRepository,
     TenantRepository,
     UnitOfWork,
@@ -645,6 +651,11 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    organizations: OrganizationRepository
+    roles: RoleRepository
+    memberships: MembershipRepository
+    invitations: InvitationRepository
+    session_organizations: SessionOrganizationRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -674,6 +685,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        attach_organizations(self, transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

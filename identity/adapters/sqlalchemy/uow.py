@@ -15,6 +15,7 @@ from identity.adapters.sqlalchemy.mfa import (
     SqlRecoveryCodeRepository,
     SqlTotpFactorRepository,
 )
+from identity.adapters.sqlalchemy.organizations import attach as attach_organizations
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlCodeRequestQueue,
@@ -28,11 +29,24 @@ from identity.adapters.sqlalchemy.repositories import (
 )
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
-from identity.application.ports import UnitOfWork
+from identity.application.ports import (
+    InvitationRepository,
+    MembershipRepository,
+    OrganizationRepository,
+    RoleRepository,
+    SessionOrganizationRepository,
+    UnitOfWork,
+)
 from identity.domain.errors import StorageUnavailableError
 
 
 class SqlUnitOfWork(UnitOfWork):
+    organizations: OrganizationRepository
+    roles: RoleRepository
+    memberships: MembershipRepository
+    invitations: InvitationRepository
+    session_organizations: SessionOrganizationRepository
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -80,6 +94,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.events = SqlEventRepository(connection)
         self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
+        attach_organizations(self, connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
