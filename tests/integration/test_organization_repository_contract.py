@@ -167,7 +167,8 @@ async def test_memberships_round_trip_count_owners_and_list_for_the_user(
     owner = new_membership(acme, alice, OWNER, ADMIN)
     await write(storage, lambda uow: uow.memberships.add(owner))
     await write(storage, lambda uow: uow.memberships.add(new_membership(acme, bob, OWNER, at=1)))
-    await write(storage, lambda uow: uow.memberships.add(new_membership(globex, alice, MEMBER, at=2)))
+    later = new_membership(globex, alice, MEMBER, at=2)
+    await write(storage, lambda uow: uow.memberships.add(later))
     with pytest.raises(AlreadyMemberError):
         await write(storage, lambda uow: uow.memberships.add(new_membership(acme, alice, MEMBER)))
 
@@ -226,9 +227,9 @@ async def test_the_member_list_pages_by_keyset_with_addresses(
     seen = [e.email for e in first]
     after: Position | None = Position(first[-1].membership.created_at, first[-1].membership.id)
     while after is not None:
-        position = after
         page = await read(
-            storage, lambda uow: uow.memberships.list_page(tenant.id, org.id, position, 2)
+            storage,
+            lambda uow, position=after: uow.memberships.list_page(tenant.id, org.id, position, 2),
         )
         seen += [e.email for e in page]
         after = Position(page[-1].membership.created_at, page[-1].membership.id) if page else None
