@@ -29,6 +29,8 @@ class Policy:
     google_client_id: str | None = None
     google_client_secret: str | None = attrs.field(default=None, repr=False)
     oauth_redirect_allowlist: tuple[str, ...] = ()
+    # Section 19: whether signed-in users may create organizations themselves.
+    allow_user_organizations: bool = True
     # The other providers' clients by settings key ("github", "oidc_<name>"): (id, secret).
     provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
         factory=dict, repr=False
@@ -76,6 +78,18 @@ def _text(value: Any) -> str:
     return text
 
 
+def _boolean(value: Any) -> bool:
+    # Not bool(): the string "false" must be False.
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(str(item).strip() for item in value if str(item).strip())
@@ -104,6 +118,7 @@ TENANT_SETTINGS: dict[str, Any] = {
     "google_client_id": _text,
     "google_client_secret": _text,
     "oauth_redirect_allowlist": lambda value: redirect_allowlist(_list(value)),
+    "allow_user_organizations": lambda value: _boolean(value),
 }
 
 

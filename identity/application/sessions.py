@@ -143,11 +143,15 @@ class RefreshSession:
                 if not account.is_active:
                     raise AccountDisabledError("disabled")
                 if presented is Presented.IN_GRACE:
-                    return s.tokens.pair(session, account, tenant, policy, now)
+                    org = await uow.session_organizations.claims(tenant.id, session.id, account.id)
+                    return s.tokens.pair(session, account, tenant, policy, now, org=org)
                 session.rotate(new_jti(), now, policy.refresh_token_ttl)
                 if await uow.sessions.rotate(session, claims.token_id):
+                    # The organization claims as they are now (one indexed read): a
+                    # removed member gets none, a changed role the new permissions.
+                    org = await uow.session_organizations.claims(tenant.id, session.id, account.id)
                     await uow.commit()
-                    return s.tokens.pair(session, account, tenant, policy, now)
+                    return s.tokens.pair(session, account, tenant, policy, now, org=org)
                 # A concurrent refresh won the conditional update: look again.
                 await uow.rollback()
             raise InvalidTokenError("could not rotate")

@@ -33,6 +33,13 @@ class EventType(StrEnum):
     IDENTITY_UNLINKED = "identity.unlinked"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
+    ORGANIZATION_CREATED = "organization.created"
+    ORGANIZATION_DELETED = "organization.deleted"
+    MEMBER_ADDED = "member.added"
+    MEMBER_REMOVED = "member.removed"
+    MEMBER_ROLES_CHANGED = "member.roles_changed"
+    INVITATION_CREATED = "invitation.created"
+    INVITATION_ACCEPTED = "invitation.accepted"
 
 
 DataValue = str | int | bool | None | list[str]

@@ -428,9 +428,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlApiKeyReader, engine),
         memory=providers.Singleton(MemoryApiKeyReader, memory_store),
     )
-    authenticate_api_key = providers.Singleton(
-        AuthenticateApiKey, api_key_reader, api_key_digester
-    )
+    authenticate_api_key = providers.Singleton(AuthenticateApiKey, api_key_reader, api_key_digester)
 
     list_events = providers.Factory(ListEvents, uow.provider)
 

@@ -735,4 +735,3 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
-

@@ -92,6 +92,18 @@ class AccountExportView:
     factors: list[ExportedFactor]
     recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
     events: list[EventView] = d.out("the security events about the caller, newest first")
+    organizations: list[ExportedMembership] = d.out("the caller's memberships, oldest first")
+
+
+@attrs.frozen
+class ExportedMembership:
+    """A membership of an organization."""
+
+    organization_id: UUID
+    slug: str
+    name: str
+    roles: list[str]
+    joined_at: datetime
 
 
 @endpoints.delete(
@@ -169,4 +181,14 @@ async def export_me(
         ],
         recovery_codes_unused=found.recovery_codes_unused,
         events=[EventView.of(event, principal.tenant.slug) for event in found.events],
+        organizations=[
+            ExportedMembership(
+                entry.organization.id,
+                entry.organization.slug,
+                entry.organization.name,
+                sorted(entry.membership.roles),
+                entry.membership.created_at,
+            )
+            for entry in found.organizations
+        ],
     )
