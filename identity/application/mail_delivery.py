@@ -102,7 +102,9 @@ class PurgeExpired:
                 "invalidated_tokens": await uow.invalidated_tokens.delete_expired(now),
                 "sessions": await uow.sessions.delete_expired(now),
                 "oauth_states": await uow.oauth_states.delete_expired(now),
-                "security_events": await uow.events.delete_older_than(now - self._event_retention),
+                "security_events": await uow.events.delete_older_than(
+                    now - self._event_retention
+                ),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
             }
             await uow.commit()

@@ -45,7 +45,15 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
+from identity.application import (
+    accounts,
+    admin,
+    external_sign_in,
+    mfa,
+    organizations,
+    self_service,
+    sessions,
+)
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
@@ -200,6 +208,8 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
             "identity.entrypoints.http.handlers.webhooks",
+            "identity.entrypoints.http.handlers.organizations",
+            "identity.entrypoints.http.handlers.admin_organizations",
         ]
     )
 
@@ -350,7 +360,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangePassword, session_services)
-    introspect = providers.Factory(Introspect, authenticate)
+    introspect = providers.Factory(Introspect, authenticate, uow.provider)
 
     totp = providers.Singleton(PyotpTotpEngine)
     mfa_services = providers.Singleton(
@@ -428,7 +438,9 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlApiKeyReader, engine),
         memory=providers.Singleton(MemoryApiKeyReader, memory_store),
     )
-    authenticate_api_key = providers.Singleton(AuthenticateApiKey, api_key_reader, api_key_digester)
+    authenticate_api_key = providers.Singleton(
+        AuthenticateApiKey, api_key_reader, api_key_digester
+    )
 
     list_events = providers.Factory(ListEvents, uow.provider)
 
@@ -444,4 +456,22 @@ class Container(containers.DeclarativeContainer):
     webhooks = providers.Factory(Webhooks, uow.provider, clock, webhook_guard)
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
+    )
+
+    # --- organizations (section 19) ---
+    organization_services = providers.Singleton(
+        organizations.OrganizationServices,
+        uow=uow.provider,
+        clock=clock,
+        tokens=session_tokens,
+        templates=templates,
+        policy=policy,
+        digester=providers.Singleton(organizations.InvitationDigester, secret_key),
+        ui_base_url=settings.provided.issuer,
+    )
+    self_service_organizations = providers.Factory(
+        organizations.SelfServiceOrganizations, organization_services
+    )
+    admin_organizations = providers.Factory(
+        organizations.AdminOrganizations, organization_services
     )

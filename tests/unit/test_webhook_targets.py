@@ -37,7 +37,9 @@ def test_only_global_unicast_addresses_are_public(address: str, public: bool) ->
     assert is_public(ipaddress.ip_address(address)) is public
 
 
-async def test_a_name_resolving_to_loopback_is_refused_unless_private_targets_are_allowed() -> None:
+async def test_a_name_resolving_to_loopback_is_refused_unless_private_targets_are_allowed() -> (
+    None
+):
     with pytest.raises(WebhookUrlRefusedError):
         await PublicTargetGuard().check("http://localhost:8080/hook")
     await PublicTargetGuard(allow_private=True).check("http://localhost:8080/hook")

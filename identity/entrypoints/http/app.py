@@ -16,6 +16,7 @@ from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
+    admin_organizations,
     admin_tenants,
     admin_users,
     api_keys,
@@ -24,6 +25,7 @@ from identity.entrypoints.http.handlers import (
     google,
     introspection,
     mfa,
+    organizations,
     providers,
     self_service,
     sessions,
@@ -94,6 +96,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)
+    app.add_routes(organizations.endpoints.routes)
+    app.add_routes(admin_organizations.endpoints.routes)
     return app
 
 

@@ -80,6 +80,22 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "the sign-in provider cannot be reached, timed out or failed; retry shortly",
     ),
     "service_unavailable": (503, "a dependency (the database) is unreachable; retry shortly"),
+    # --- organizations (section 19) ---
+    "insufficient_permission": (
+        403,
+        "the caller is a member, but none of its roles there holds the permission this needs",
+    ),
+    "last_owner": (409, "the change would leave the organization without an owner"),
+    "slug_taken": (409, "another organization of the tenant has this slug"),
+    "role_exists": (409, "the tenant has a role of this name"),
+    "built_in_role": (409, "owner, admin and member cannot be created or deleted"),
+    "already_member": (409, "the user is a member of the organization already"),
+    "organizations_disabled": (
+        403,
+        "the tenant's `allow_user_organizations` setting is false",
+    ),
+    "invitation_invalid": (400, "the invitation code is wrong, expired, used or revoked"),
+    "invitation_email_mismatch": (403, "the signed-in address is not the invited one"),
 }
 
 # Every /auth/* endpoint: the tenant is resolved and the per-IP limit counted.

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, events, mfa, webhooks
+from identity.domain import api_keys, errors, events, mfa, organizations, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -176,6 +176,70 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
     ),
     api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
     webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
+    # --- organizations (section 19) ---
+    organizations.OrganizationNotFoundError: (
+        404,
+        "not_found",
+        "Not found",
+        "No such organization among the caller's.",
+    ),
+    organizations.MemberNotFoundError: (404, "not_found", "Not found", "No such member."),
+    organizations.RoleNotFoundError: (404, "not_found", "Not found", "No such role."),
+    organizations.InvitationNotFoundError: (404, "not_found", "Not found", "No such invitation."),
+    organizations.InsufficientPermissionError: (
+        403,
+        "insufficient_permission",
+        "Insufficient permission",
+        "Your roles in this organization do not allow this.",
+    ),
+    organizations.LastOwnerError: (
+        409,
+        "last_owner",
+        "Last owner",
+        "An organization always keeps an owner: make another member owner first.",
+    ),
+    organizations.OrganizationSlugTakenError: (
+        409,
+        "slug_taken",
+        "Slug taken",
+        "Another organization of this tenant has this slug.",
+    ),
+    organizations.RoleAlreadyExistsError: (
+        409,
+        "role_exists",
+        "Role exists",
+        "The tenant has a role of this name.",
+    ),
+    organizations.BuiltInRoleError: (
+        409,
+        "built_in_role",
+        "Built-in role",
+        "The roles owner, admin and member can get permissions but cannot be created or deleted.",
+    ),
+    organizations.AlreadyMemberError: (
+        409,
+        "already_member",
+        "Already a member",
+        "This user is a member of the organization already.",
+    ),
+    organizations.UserOrganizationsDisabledError: (
+        403,
+        "organizations_disabled",
+        "Organizations disabled",
+        "This application does not let its users create organizations.",
+    ),
+    organizations.InvitationInvalidError: (
+        400,
+        "invitation_invalid",
+        "Invitation invalid",
+        "The invitation code is wrong, expired, already used or revoked.",
+    ),
+    organizations.InvitationEmailMismatchError: (
+        403,
+        "invitation_email_mismatch",
+        "Invitation for another address",
+        "Sign in with the address the invitation was sent to.",
+    ),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2
@@ -231,6 +295,9 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, webhooks.WebhookUrlRefusedError):
         # The messages say which rule the URL broke, never what it resolved to.
         return validation_problem([FieldError("url", str(error))])
+    if isinstance(error, organizations.InvalidOrganizationError):
+        # Written by the domain for clients: the rule, never the value.
+        return validation_problem([FieldError(error.field, str(error))])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")

@@ -111,9 +111,9 @@ async def test_callers_without_a_key_with_the_scope_are_refused(api: Api) -> Non
 async def test_a_request_without_a_token_is_a_validation_error(api: Api) -> None:
     key = await api.api_key("tokens:introspect")
 
-    problem = await problem_of(
-        await api.post("/auth/introspect", {}, token=key), 422, ("validation_error")
-    )
+    problem = await problem_of(await api.post("/auth/introspect", {}, token=key), 422, (
+        "validation_error"
+    ))
     assert problem["errors"][0]["field"] == "token"
     await problem_of(
         await api.post("/auth/introspect", {"token": 7}, token=key), 422, "validation_error"
