@@ -109,10 +109,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     container.keyring.override(ring)
     # The dummy hash unknown-email logins check against is made now, so the very
     # first such login takes no longer than a known one.
-    # A hasher swapped in for bcrypt (see docs/adapters.md) need not have this step.
-    warm_up = getattr(container.hasher(), "warm_up", None)
-    if warm_up is not None:
-        await warm_up()
+    await container.hasher().warm_up()
     yield
     limiter_client = container.redis_client
     if app[SETTINGS].redis_url:

@@ -10,6 +10,7 @@ import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
+from identity.application.ports import Position
 from identity.application.webhooks import CreateWebhook, Webhooks
 from identity.domain.api_keys import Scope
 from identity.domain.events import EventType
@@ -17,6 +18,7 @@ from identity.domain.webhooks import Webhook, WebhookDelivery
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
+from identity.entrypoints.http.pagination import encode_cursor
 from identity.entrypoints.http.problems import FieldError, validation_problem
 
 endpoints = d.Endpoints(tag="webhooks")
@@ -41,9 +43,7 @@ class NewWebhookBody:
 @attrs.frozen
 class DeliveryQuery:
     limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    cursor: Position | None = d.cursor()
 
 
 @attrs.frozen
@@ -206,4 +206,4 @@ async def list_deliveries(
     page = await webhooks.deliveries(
         request_tenant(request).id, webhook_id, limit=query.limit, cursor=query.cursor
     )
-    return DeliveryList([DeliveryView.of(item) for item in page.items], page.next_cursor)
+    return DeliveryList([DeliveryView.of(item) for item in page.items], encode_cursor(page.next))
