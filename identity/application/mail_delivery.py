@@ -73,8 +73,9 @@ class DeliverPendingMail:
 
 
 class PurgeExpired:
-    """Delete expired codes, denylist rows, sessions, pending external sign-ins and
-    pending second steps, and security events older than ``event_retention``.
+    """Delete expired codes, denylist rows, sessions, pending external sign-ins,
+    pending second steps and invitations, and security events older than
+    ``event_retention``.
 
     Every server process runs it periodically; a lock held for the transaction
     lets one process purge at a time and the others skip their turn.
@@ -110,6 +111,7 @@ class PurgeExpired:
                     now - self._event_retention
                 ),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
+                "invitations": await uow.invitations.delete_expired(now),
             }
             await uow.commit()
         return counts

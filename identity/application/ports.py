@@ -803,6 +803,10 @@ class InvitationRepository(Protocol):
         """Unaccepted, unexpired invitations of the organization, oldest first."""
         ...
 
+    async def delete_expired(self, now: datetime) -> int:
+        """Invitations past their expiry, accepted or not (the events keep the history)."""
+        ...
+
 
 class SessionOrganizationRepository(Protocol):
     """Which organization a session acts in, and the claims that follow from it."""

@@ -114,6 +114,7 @@ def upgrade() -> None:
         "invitations",
         ["organization_id", "created_at"],
     )
+    op.create_index("ix_invitations_expires_at", "invitations", ["expires_at"])
     op.create_table(
         "session_organizations",
         sa.Column("session_id", sa.Uuid(), nullable=False),

@@ -390,3 +390,14 @@ async def test_a_locked_organization_serialises_owner_checks(
         await read(storage, lambda uow: uow.memberships.count_with_role(tenant.id, org.id, OWNER))
         == 1
     )
+
+
+async def test_expired_invitations_are_purged(storage: Storage, tenant: Tenant) -> None:
+    org = await add_org(storage, tenant)
+    live, old = new_invitation(org, "a" * 64), new_invitation(org, "b" * 64)
+    old.expires_at = NOW - timedelta(seconds=1)
+    await write(storage, lambda uow: uow.invitations.add(live))
+    await write(storage, lambda uow: uow.invitations.add(old))
+    assert await write(storage, lambda uow: uow.invitations.delete_expired(NOW)) == 1
+    assert await read(storage, lambda uow: uow.invitations.get(tenant.id, old.id)) is None
+    assert await read(storage, lambda uow: uow.invitations.get(tenant.id, live.id)) == live

@@ -343,6 +343,10 @@ class MemoryInvitationRepository(InvitationRepository):
             key=lambda i: (i.created_at, i.id),
         )
 
+    @_round_trip
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._t.delete_where(lambda row: row.expires_at <= now)
+
 
 class MemorySessionOrganizationRepository(SessionOrganizationRepository):
     def __init__(self, transaction: _Transaction) -> None:

@@ -451,6 +451,10 @@ class SqlInvitationRepository(InvitationRepository):
         )
         return [_invitation(row) for row in rows]
 
+    async def delete_expired(self, now: datetime) -> int:
+        result = await self._c.execute(delete(_I).where(_I.c.expires_at <= now))
+        return result.rowcount
+
 
 class SqlSessionOrganizationRepository(SessionOrganizationRepository):
     def __init__(self, connection: AsyncConnection) -> None:

@@ -410,6 +410,7 @@ invitations = Table(
     Column("accepted_at", UtcDateTime, nullable=True),
     UniqueConstraint("tenant_id", "code_digest"),
     Index(None, "organization_id", "created_at"),
+    Index(None, "expires_at"),
 )
 
 session_organizations = Table(
