@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import attrs
@@ -12,6 +14,7 @@ from dependency_injector.wiring import Provide, inject
 from identity.application.organizations import AdminOrganizations
 from identity.domain.api_keys import Scope
 from identity.domain.organizations import (
+    MAX_METADATA_BYTES,
     MAX_PERMISSIONS_PER_ROLE,
     MAX_ROLE_DESCRIPTION,
     Role,
@@ -22,8 +25,10 @@ from identity.entrypoints.http.handlers.organizations import (
     MemberList,
     MembershipView,
     MemberView,
+    OrganizationName,
+    OrganizationSlug,
     OrganizationView,
-    roles_field,
+    Roles,
 )
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.pagination import encode_cursor
@@ -36,13 +41,48 @@ USER_ID = d.path_id("user_id", "the member's user id")
 ROLE_NAME = d.path_text("name", "the role's name", pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$")
 
 
-def permissions_field(required: bool) -> Any:
-    return d.string_list(
+Permissions = Annotated[
+    list[str],
+    d.Strings(
         "permission strings, e.g. `invoices:read` (letters, digits, `_ . : / * -`)",
         max_items=MAX_PERMISSIONS_PER_ROLE,
         max_length=128,
-        required=required,
-    )
+    ),
+]
+RoleName = Annotated[
+    str,
+    d.Text(
+        "1-63 lower-case letters, digits and `_ . : -`",
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9_.:-]{0,62}$",
+    ),
+]
+Description = Annotated[str, d.Text("what the role is for", max_length=MAX_ROLE_DESCRIPTION)]
+
+
+@attrs.frozen
+class JsonObject(d.Rule):
+    """Any JSON object of at most ``max_bytes`` once serialised (the use case re-checks)."""
+
+    max_bytes: int = MAX_METADATA_BYTES
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        max_bytes = self.max_bytes
+
+        def read(value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise d.Invalid("must be an object")
+            if len(json.dumps(value)) > max_bytes:
+                raise d.Invalid(f"must be at most {max_bytes} bytes of JSON")
+            return dict(value)
+
+        return read
+
+    def schema(self, base: Any) -> d.Schema:
+        return {"type": "object", "description": self.description or ""}
+
+
+Metadata = Annotated[dict[str, Any], JsonObject("free JSON (at most 4 KiB)")]
 
 
 @attrs.frozen
@@ -76,56 +116,44 @@ class RoleList:
 
 @attrs.frozen
 class NewOrganizationBody:
-    name: str = d.text("the organization's name", max_length=200)
-    slug: str | None = d.text(
-        "1-63 lower-case letters, digits and dashes; made from the name when absent",
-        max_length=63,
-        required=False,
-    )
-    metadata: dict[str, Any] | None = d.mapping(
-        "free JSON (at most 4 KiB)", max_items=50, required=False
-    )
+    name: OrganizationName
+    slug: OrganizationSlug | None = None
+    metadata: Metadata | None = None
 
 
 @attrs.frozen
 class OrganizationChangesBody:
     any_of: ClassVar[tuple[str, ...]] = ("name", "slug", "metadata")
 
-    name: str | None = d.text("the organization's name", max_length=200, required=False)
-    slug: str | None = d.text("a new slug", max_length=63, required=False)
-    metadata: dict[str, Any] | None = d.mapping(
-        "replaces the metadata (at most 4 KiB)", max_items=50, required=False
-    )
+    name: OrganizationName | None = None
+    slug: OrganizationSlug | None = None
+    metadata: Metadata | None = None
 
 
 @attrs.frozen
 class NewMemberBody:
-    user_id: UUID = d.uuid_field("a user of the tenant")
-    roles: list[str] = roles_field("the member's roles (the tenant's role names)")
+    user_id: Annotated[UUID, d.Id("a user of the tenant")]
+    roles: Roles
 
 
 @attrs.frozen
 class MemberRolesBody:
-    roles: list[str] = roles_field("the member's roles from now on")
+    roles: Roles
 
 
 @attrs.frozen
 class NewRoleBody:
-    name: str = d.text("1-63 lower-case letters, digits and `_ . : -`", max_length=63)
-    description: str | None = d.text(
-        "what the role is for", max_length=MAX_ROLE_DESCRIPTION, required=False
-    )
-    permissions: list[str] | None = permissions_field(required=False)
+    name: RoleName
+    description: Description | None = None
+    permissions: Permissions | None = None
 
 
 @attrs.frozen
 class RoleChangesBody:
     any_of: ClassVar[tuple[str, ...]] = ("description", "permissions")
 
-    description: str | None = d.text(
-        "what the role is for", max_length=MAX_ROLE_DESCRIPTION, required=False
-    )
-    permissions: list[str] | None = permissions_field(required=False)
+    description: Description | None = None
+    permissions: Permissions | None = None
 
 
 @endpoints.get(

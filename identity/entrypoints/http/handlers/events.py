@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import attrs
@@ -12,7 +12,6 @@ from dependency_injector.wiring import Provide, inject
 
 from identity.application.events import EventQuery, ListEvents
 from identity.application.pagination import Page
-from identity.application.ports import Position
 from identity.domain.api_keys import Scope
 from identity.domain.events import EventType, SecurityEvent
 from identity.entrypoints.container import Container
@@ -23,18 +22,21 @@ from identity.entrypoints.http.pagination import encode_cursor
 endpoints = d.Endpoints(tag="events")
 
 
+PageSize = Annotated[int, d.Integer("page size", minimum=1, maximum=200)]
+
+
 @attrs.frozen
 class PageQuery:
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: Position | None = d.cursor()
+    limit: PageSize = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
 class AdminEventQuery:
-    user_id: UUID | None = d.uuid_field("only this user's events", required=False)
-    type: EventType | None = d.choice(EventType, "only events of this type", required=False)
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: Position | None = d.cursor()
+    user_id: Annotated[UUID, d.Id("only this user's events")] | None = None
+    type: Annotated[EventType, d.Choice("only events of this type")] | None = None
+    limit: PageSize = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen

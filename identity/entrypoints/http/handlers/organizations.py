@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import attrs
@@ -22,7 +22,6 @@ from identity.domain.organizations import (
 )
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
-from identity.entrypoints.http.handlers.mfa import TokenResponse
 from identity.entrypoints.http.pagination import encode_cursor
 from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info, token_view
@@ -39,8 +38,23 @@ SWITCH_TARGET = d.path_text(
 MEMBER_ERRORS = ("not_found", "insufficient_permission")
 
 
-def roles_field(description: str) -> Any:
-    return d.string_list(description, max_items=MAX_ROLES_PER_MEMBER, max_length=63)
+Roles = Annotated[
+    list[str],
+    d.Strings(
+        "role names of the tenant (`owner`, `admin`, `member` or its own)",
+        max_items=MAX_ROLES_PER_MEMBER,
+        max_length=63,
+    ),
+]
+OrganizationName = Annotated[str, d.Text("the organization's name", max_length=200)]
+OrganizationSlug = Annotated[
+    str,
+    d.Text(
+        "1-63 lower-case letters, digits and dashes; made from the name when absent",
+        max_length=63,
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    ),
+]
 
 
 @attrs.frozen
@@ -147,28 +161,24 @@ class InvitationList:
 
 @attrs.frozen
 class NewOrganizationBody:
-    name: str = d.text("the organization's name", max_length=200)
-    slug: str | None = d.text(
-        "1-63 lower-case letters, digits and dashes; made from the name when absent",
-        max_length=63,
-        required=False,
-    )
+    name: OrganizationName
+    slug: OrganizationSlug | None = None
 
 
 @attrs.frozen
 class RolesBody:
-    roles: list[str] = roles_field("the member's roles from now on (the tenant's role names)")
+    roles: Roles
 
 
 @attrs.frozen
 class InvitationBody:
-    email: Email = d.email("the address to invite; only its owner can accept")
-    roles: list[str] = roles_field("the roles the invitee gets on accepting")
+    email: Annotated[Email, d.Address("the address to invite; only its owner can accept")]
+    roles: Roles
 
 
 @attrs.frozen
 class AcceptBody:
-    code: str = d.text("the invitation code from the mail", max_length=128)
+    code: Annotated[str, d.Text("the invitation code from the mail", max_length=128)]
 
 
 @endpoints.get(
@@ -212,7 +222,7 @@ async def create_organization(
     "refreshes keep the organization and carry the roles as they are then (none once the "
     "membership ended). `none` leaves the organization context.",
     path_params=(SWITCH_TARGET,),
-    ok=TokenResponse,
+    ok="TokenResponse",
     auth=d.BEARER,
     errors=("not_found",),
 )

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
-from identity.application.ports import Position
 from identity.application.webhooks import CreateWebhook, Webhooks
 from identity.domain.api_keys import Scope
 from identity.domain.events import EventType
@@ -28,22 +28,29 @@ WEBHOOK_ID = d.path_id("webhook_id", "the webhook's id")
 
 @attrs.frozen
 class NewWebhookBody:
-    url: str = d.text(
-        "where to POST events: https, or http to a public host; loopback, private, "
-        "link-local, multicast and unspecified addresses are refused (after DNS resolution)",
-        max_length=2048,
-    )
-    events: list[str] = d.string_list(
-        "the event types to receive",
-        choices=tuple(kind.value for kind in EventType),
-        max_items=len(EventType),
-    )
+    url: Annotated[
+        str,
+        d.Text(
+            "where to POST events: https, or http to a public host; loopback, private, "
+            "link-local, multicast and unspecified addresses are refused (after DNS "
+            "resolution)",
+            max_length=2048,
+        ),
+    ]
+    events: Annotated[
+        list[str],
+        d.Strings(
+            "the event types to receive",
+            choices=tuple(kind.value for kind in EventType),
+            max_items=len(EventType),
+        ),
+    ]
 
 
 @attrs.frozen
 class DeliveryQuery:
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: Position | None = d.cursor()
+    limit: Annotated[int, d.Integer("page size", minimum=1, maximum=200)] = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
