@@ -4,6 +4,7 @@ last-owner rule (also under concurrency), invitations, token claims, erasure."""
 import asyncio
 import re
 
+import pyotp
 import pytest
 
 from identity.application.admin import erase_account
@@ -327,3 +328,19 @@ async def test_nothing_crosses_tenants(app: Services, org: Org) -> None:
     with pytest.raises(OrganizationNotFoundError):
         await org.admin.add_member(other, acme.id, ada.account.id, [MEMBER])
     assert (await org.admin.list_page(other)).items == []
+
+
+async def test_a_step_up_keeps_the_sessions_organization_claims(app: Services, org: Org) -> None:
+    from identity.application.mfa import ConfirmTotp, EnrollTotp, SecondFactorProof, StepUp
+
+    pair = await app.register_verified(ADA)
+    ada = await org.principal(pair)
+    acme = (await org.me.create(ada, "Acme")).organization
+    enrollment = await EnrollTotp(app.mfa)(ada)
+    codes = await ConfirmTotp(app.mfa)(ada, pyotp.TOTP(enrollment.secret).at(app.clock.now()))
+    switched = await org.me.switch(ada, acme.id)
+    principal = await org.principal(switched)
+    stepped = await StepUp(app.mfa)(principal, SecondFactorProof(recovery_code=codes.codes[0]))
+    claims = app.codec.decode_access(stepped.access_token)
+    assert claims.aal == "aal2"
+    assert claims.org is not None and claims.org.org_id == acme.id
