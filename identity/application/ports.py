@@ -664,7 +664,8 @@ class ApiKeyReader(Protocol):
 
 
 class ActiveSessionReader(Protocol):
-    """The hot read behind every bearer-authenticated request."""
+    """The hot paths outside any transaction: the read behind every bearer-authenticated
+    request, and the refresh grant's common case (one read, one conditional write)."""
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -674,6 +675,30 @@ class ActiveSessionReader(Protocol):
         One read outside any transaction. None when the session ended,
         expired or belongs to someone else, or the account is gone or disabled.
         """
+        ...
+
+    async def session_with_account(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID
+    ) -> tuple[Session, Account] | None:
+        """The session and the account it belongs to, whatever their state.
+
+        One read outside any transaction; None when either is missing or the
+        session belongs to another account. Judging them is the domain's.
+        """
+        ...
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        """``SessionRepository.rotate`` outside any transaction: the session's new
+        refresh state, applied only while ``presented_jti`` is still its live token
+        and it is not revoked. False when a concurrent rotation or revocation won."""
+        ...
+
+    async def organization_claims(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        """``SessionOrganizationRepository.claims`` outside any transaction: the session's
+        organization claims now, in one read (None: no organization, or no longer a
+        member). Refresh's common case asks it after a rotation."""
         ...
 
 
@@ -827,4 +852,3 @@ class SessionOrganizationRepository(Protocol):
         self, tenant_id: UUID, organization_id: UUID, user_id: UUID
     ) -> OrgClaims | None:
         """As ``claims``, for an organization named directly (a switch): one indexed read."""
-        ...

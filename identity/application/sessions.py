@@ -97,6 +97,27 @@ class RefreshSession:
             raise InvalidTokenError("token of another tenant")
         policy = s.policy_for(tenant)
         grace = policy.refresh_reuse_grace
+        # The common case needs no transaction: one read, then a rotation that
+        # applies only while the presented token is still the live one.
+        found = await s.session_reader.session_with_account(
+            tenant.id, claims.session_id, claims.subject
+        )
+        if found is not None and found[1].is_active:
+            live, owner = found
+            now = s.clock.now()
+            presented = live.classify(claims.token_id, now, grace)
+            if presented is Presented.IN_GRACE:
+                org = await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
+                return s.tokens.pair(live, owner, tenant, policy, now, org=org)
+            if presented is Presented.CURRENT:
+                live.rotate(new_jti(), now, policy.refresh_token_ttl)
+                if await s.session_reader.rotate(live, claims.token_id):
+                    # The organization claims as they are now (one indexed read): a
+                    # removed member gets none, a changed role the new permissions.
+                    org = await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
+                    return s.tokens.pair(live, owner, tenant, policy, now, org=org)
+        # Everything else (a replay, an ended session, a disabled account, a
+        # concurrent rotation that won) is judged again inside a transaction.
         async with s.uow() as uow:
             # No deny-list read here: logging out revokes the token's session in the
             # same transaction as it denies the jti, so a logged-out token always

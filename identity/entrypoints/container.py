@@ -299,7 +299,7 @@ class Container(containers.DeclarativeContainer):
         log=providers.Singleton(LogMailer),
     )
 
-    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter, clock)
     redis_client = providers.Singleton(
         create_rate_limit_redis, providers.Callable(redis_url, settings)
     )
@@ -438,9 +438,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlApiKeyReader, engine),
         memory=providers.Singleton(MemoryApiKeyReader, memory_store),
     )
-    authenticate_api_key = providers.Singleton(
-        AuthenticateApiKey, api_key_reader, api_key_digester
-    )
+    authenticate_api_key = providers.Singleton(AuthenticateApiKey, api_key_reader, api_key_digester)
 
     list_events = providers.Factory(ListEvents, uow.provider)
 

@@ -69,6 +69,8 @@ from identity.application.ports import (
 )
 from identity.domain.accounts import Account
 from identity.domain.errors import StorageUnavailableError
+from identity.domain.organizations import OrgClaims
+from identity.domain.sessions import Session
 
 __all__ = [
     "MemoryActiveSessionReader",
@@ -184,3 +186,25 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
+
+    async def session_with_account(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID
+    ) -> tuple[Session, Account] | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            session = await uow.sessions.get(tenant_id, session_id)
+            if session is None or session.user_id != account_id:
+                return None
+            account = await uow.accounts.get(tenant_id, account_id)
+        return None if account is None else (session, account)
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        async with MemoryUnitOfWork(self._store) as uow:
+            rotated = await uow.sessions.rotate(session, presented_jti)
+            await uow.commit()
+        return rotated
+
+    async def organization_claims(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            return await uow.session_organizations.claims(tenant_id, session_id, user_id)

@@ -20,8 +20,7 @@ from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
     MAX_BODY_BYTES,
     add_security_headers,
-    cors,
-    observe,
+    edge,
 )
 from identity.entrypoints.http.openapi import openapi_json
 from identity.entrypoints.http.protection import protect
@@ -51,9 +50,10 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
-            observe,
-            cors(settings.cors_origins),
-            protect(settings, container.rate_limiter(), container.resolve_tenant()),
+            edge(
+                settings.cors_origins,
+                protect(settings, container.rate_limiter(), container.resolve_tenant()),
+            )
         ],
         handler_args={"max_field_size": 16 * 1024},
     )
