@@ -15,6 +15,7 @@ import attrs
 
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
+from identity.domain.browser_sessions import BrowserSession
 from identity.domain.code_requests import CodeRequest
 from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
@@ -606,6 +607,24 @@ class WebhookDeliveryQueue(Protocol):
     async def pending_count(self) -> int: ...
 
 
+class BrowserSessionRepository(Protocol):
+    """The cookies of the hosted pages, by the keyed digest of their value.
+
+    A row lives as long as its session row: deleting the session (or the
+    account) deletes it. Whether it is still usable is the session's to say.
+    """
+
+    async def add(self, browser: BrowserSession) -> None: ...
+
+    async def get(self, tenant_id: UUID, key_digest: str) -> BrowserSession | None: ...
+
+    async def session_ids_for_account(self, tenant_id: UUID, user_id: UUID) -> set[UUID]:
+        """The ids of the account's sessions that a browser holds (``"kind": "browser"``)."""
+        ...
+
+    async def delete(self, tenant_id: UUID, key_digest: str) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -630,6 +649,7 @@ class UnitOfWork(Protocol):
     memberships: MembershipRepository
     invitations: InvitationRepository
     session_organizations: SessionOrganizationRepository
+    browser_sessions: BrowserSessionRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -21,6 +21,7 @@ from identity.application.ports import (
 )
 from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair, new_jti
 from identity.domain.accounts import Account
+from identity.domain.browser_sessions import BROWSER
 from identity.domain.errors import (
     AccountDisabledError,
     InvalidCredentialsError,
@@ -241,9 +242,13 @@ class ListSessions:
 
     async def __call__(self, principal: Principal) -> list[Session]:
         async with self._s.uow() as uow:
-            return await uow.sessions.list_active_for_account(
+            found = await uow.sessions.list_active_for_account(
                 principal.tenant.id, principal.account.id, self._s.clock.now()
             )
+            browsers = await uow.browser_sessions.session_ids_for_account(
+                principal.tenant.id, principal.account.id
+            )
+        return [attrs.evolve(s, kind=BROWSER) if s.id in browsers else s for s in found]
 
 
 class RevokeSession:

@@ -56,6 +56,13 @@ from identity.application import (
 )
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.browser_sessions import (
+    AuthenticateBrowser,
+    BrowserKeyDigester,
+    BrowserSessionServices,
+    EndBrowserSession,
+    StartBrowserSession,
+)
 from identity.application.events import ListEvents
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
@@ -473,3 +480,12 @@ class Container(containers.DeclarativeContainer):
     admin_organizations = providers.Factory(
         organizations.AdminOrganizations, organization_services
     )
+
+    # --- hosted pages (section 16): browser sessions -----------------------------------
+    browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
+    browser_services = providers.Singleton(
+        BrowserSessionServices, uow.provider, clock, browser_digester
+    )
+    start_browser_session = providers.Factory(StartBrowserSession, browser_services)
+    authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)
+    end_browser_session = providers.Factory(EndBrowserSession, browser_services)

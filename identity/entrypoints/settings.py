@@ -128,6 +128,8 @@ class Settings:
     rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
     event_retention: float = 90 * 86400.0
     webhook_allow_private: bool = False
+    # Hosted pages (section 16): a directory whose templates replace the packaged ones.
+    ui_templates_dir: str | None = None
 
     @property
     def is_embedded_database(self) -> bool:
@@ -277,6 +279,13 @@ def parse_milliseconds(text: str) -> float:
     return parse_duration(stripped) * 1000.0
 
 
+def parse_directory(text: str) -> str:
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if not os.path.isdir(path):
+        raise ValueError(f"{text!r} is not a directory")
+    return path
+
+
 def parse_log_level(text: str) -> str:
     return parse_choice("debug", "info", "warning", "error")(text).upper()
 
@@ -331,6 +340,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_otp_verify": parse_rate_limit,
     "event_retention": parse_duration,
     "webhook_allow_private": parse_bool,
+    "ui_templates_dir": parse_directory,
 }
 
 ENV_PREFIX = "IDENTITY_"

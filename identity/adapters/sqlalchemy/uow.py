@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.browser_sessions import SqlBrowserSessionRepository
 from identity.adapters.sqlalchemy.code_requests import SqlCodeRequestQueue
 from identity.adapters.sqlalchemy.events import SqlEventRepository
 from identity.adapters.sqlalchemy.external_identities import SqlExternalIdentityRepository
@@ -93,6 +94,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
         attach_organizations(self, connection)
+        self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

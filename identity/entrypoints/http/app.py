@@ -11,6 +11,7 @@ from aiohttp import web
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
+from identity.entrypoints import pages
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import declare, handlers, protocol_errors
@@ -52,7 +53,9 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
         middlewares=[
             edge(
                 settings.cors_origins,
-                protect(settings, container.rate_limiter(), container.resolve_tenant()),
+                pages.page_errors(
+                    protect(settings, container.rate_limiter(), container.resolve_tenant())
+                ),
             )
         ],
         handler_args={"max_field_size": 16 * 1024},
@@ -75,6 +78,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
         app.add_routes(group.routes)
     # Made now, so a document that cannot be built (two schemas of one name) stops the start.
     app[OPENAPI] = openapi_json(settings.issuer, tuple(endpoints))
+    pages.setup(app, settings)
     return app
 
 
