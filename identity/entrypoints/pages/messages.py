@@ -42,6 +42,13 @@ ERRORS = {
     "unsupported_media_type": N_("The form could not be read."),
     "malformed_form": N_("The form could not be read."),
     "method_not_allowed": N_("There is no such page."),
+    "insufficient_permission": N_("Your roles in this organization do not allow this."),
+    "last_owner": N_("An organization always keeps an owner: make someone else owner first."),
+    "already_member": N_("That person is already a member."),
+    "invitation_invalid": N_("This invitation is wrong, used, revoked or expired."),
+    "invitation_email_mismatch": N_(
+        "This invitation is for another email address. Sign in with that address."
+    ),
 }
 FALLBACK_ERROR = N_("Something went wrong. Please try again.")
 
@@ -67,6 +74,12 @@ NOTICES = {
     "sessions_ended": N_("Every other session has ended."),
     "unlinked": N_("The sign-in is removed."),
     "mfa_disabled": N_("Two-step sign-in is off."),
+    "organization_switched": N_("This browser now acts in the chosen organization."),
+    "invitation_sent": N_("The invitation is on its way."),
+    "invitation_revoked": N_("The invitation is revoked."),
+    "invitation_accepted": N_("You joined the organization."),
+    "member_changed": N_("The member's role is changed."),
+    "member_removed": N_("The member is removed."),
 }
 
 
