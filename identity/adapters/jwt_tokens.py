@@ -16,6 +16,7 @@ from identity.adapters.clock import SystemClock
 from identity.adapters.signing_keys import ALGORITHMS, KeyRing, PublicKey
 from identity.application.ports import Clock, TokenCodec
 from identity.domain.errors import InvalidTokenError
+from identity.domain.organizations import OrgClaims
 from identity.domain.tokens import AccessClaims, RefreshClaims
 
 TokenType = Literal["access", "refresh"]
@@ -101,6 +102,24 @@ def _amr(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _strings(value: object, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidTokenError(f"malformed {name} claim")
+    return tuple(value)
+
+
+def _org(payload: dict[str, Any]) -> OrgClaims | None:
+    """The organization claims, all four or none."""
+    if "org_id" not in payload:
+        return None
+    return OrgClaims(
+        org_id=_uuid(payload["org_id"]),
+        org_slug=_string(payload.get("org_slug")),
+        org_roles=_strings(payload.get("org_roles"), "org_roles"),
+        permissions=_strings(payload.get("permissions"), "permissions"),
+    )
+
+
 VERIFIED_ACCESS_CACHE_SIZE = 10_000
 
 
@@ -151,6 +170,11 @@ class JwtTokenCodec(TokenCodec):
         payload["email_verified"] = claims.email_verified
         payload["aal"] = claims.aal
         payload["amr"] = list(claims.amr)
+        if claims.org is not None:
+            payload["org_id"] = str(claims.org.org_id)
+            payload["org_slug"] = claims.org.org_slug
+            payload["org_roles"] = list(claims.org.org_roles)
+            payload["permissions"] = list(claims.org.permissions)
         return self._sign(payload)
 
     def encode_refresh(self, claims: RefreshClaims) -> str:
@@ -193,6 +217,7 @@ class JwtTokenCodec(TokenCodec):
             expires_at=_datetime(payload["exp"]),
             aal=_aal(payload.get("aal", "aal1")),
             amr=_amr(payload.get("amr", [])),
+            org=_org(payload),
         )
 
     def decode_refresh(self, token: str) -> RefreshClaims:

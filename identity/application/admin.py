@@ -13,6 +13,7 @@ from uuid import UUID
 import attrs
 
 from identity.application.events import security_event
+from identity.application.organizations import leave_all_organizations
 from identity.application.pagination import Page, page_of
 from identity.application.passwords import check_new_password
 from identity.application.ports import (
@@ -87,6 +88,8 @@ async def erase_account(
     mail and queued code requests are keyed by the address, so they are deleted
     by it. The address is free again at commit.
     """
+    # Before the account row goes: its memberships leave with the last-owner rules.
+    await leave_all_organizations(uow, account, now, client)
     if not await uow.accounts.delete(account.tenant_id, account.id):
         return False
     await uow.challenges.delete_for_email(account.tenant_id, account.email.key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from identity.application.ports import UnitOfWorkFactory
 from identity.application.sessions import Authenticate
 from identity.domain.errors import InvalidTokenError
 from identity.domain.tenants import Tenant
@@ -40,12 +41,22 @@ class Introspect:
     a bad token; raises ``StorageUnavailableError`` when the database is away.
     """
 
-    def __init__(self, authenticate: Authenticate) -> None:
+    def __init__(self, authenticate: Authenticate, uow: UnitOfWorkFactory | None = None) -> None:
         self._authenticate = authenticate
+        self._uow = uow
 
     async def __call__(self, command: IntrospectToken) -> TokenIntrospection:
         try:
             principal = await self._authenticate(command.tenant, command.token)
         except InvalidTokenError:
             return TokenIntrospection(None)
-        return TokenIntrospection(principal.claims)
+        claims = principal.claims
+        if claims.org is not None and self._uow is not None:
+            # The truth now, not the token's: a removed member has no organization
+            # claims, a changed role its new permissions.
+            async with self._uow() as uow:
+                current = await uow.session_organizations.member_claims(
+                    claims.tenant_id, claims.org.org_id, claims.subject
+                )
+            claims = attrs.evolve(claims, org=current)
+        return TokenIntrospection(claims)

@@ -74,7 +74,8 @@ class DeliverPendingMail:
 
 class PurgeExpired:
     """Delete expired codes, denylist rows, sessions, pending external sign-ins,
-    pending second steps and passkey ceremonies, and security events older than ``event_retention``.
+    pending second steps, passkey ceremonies and invitations, and security events older
+    than ``event_retention``.
 
     Every server process runs it periodically; a lock held for the transaction
     lets one process purge at a time and the others skip their turn.
@@ -109,6 +110,7 @@ class PurgeExpired:
                 "security_events": await uow.events.delete_older_than(now - self._event_retention),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
                 "webauthn_flows": await uow.webauthn_flows.delete_expired(now),
+                "invitations": await uow.invitations.delete_expired(now),
             }
             await uow.commit()
         return counts

@@ -138,6 +138,40 @@ _GERMAN = {
 }
 
 
+_INVITATION_TEXT = Template(
+    """Hello,
+
+You are invited to join $organization on $product. Sign in with this address,
+then open this link:
+
+    $link
+
+or enter this invitation code on the account page:
+
+    $code
+
+The invitation expires in 7 days. If you did not expect it, you can ignore
+this email.
+
+-- $product
+"""
+)
+
+_INVITATION_HTML = Template(
+    """<!doctype html>
+<html><body style="font-family:sans-serif">
+<p>Hello,</p>
+<p>You are invited to join <strong>$organization</strong> on $product. Sign in with
+this address, then <a href="$link">accept the invitation</a>, or enter this
+invitation code on the account page:</p>
+<p style="font-family:monospace"><strong>$code</strong></p>
+<p>The invitation expires in 7 days. If you did not expect it, you can ignore this email.</p>
+<p>&mdash; $product</p>
+</body></html>
+"""
+)
+
+
 def _minutes(count: int, locale: str | None = None) -> str:
     if locale == "de":
         return f"{count} Minute" if count == 1 else f"{count} Minuten"
@@ -292,6 +326,19 @@ class MailTemplates:
                 "was not you, remove it from your account page and contact support."
             ),
             sender=sender,
+        )
+
+    def organization_invitation(
+        self, to: str, code: str, organization: str, link: str, *, sender: str | None = None
+    ) -> EmailMessage:
+        """An invitation to an organization: the code, and a link that carries it."""
+        return self._message(
+            to,
+            f"You are invited to join an organization on {self._product}",
+            _INVITATION_TEXT,
+            _INVITATION_HTML,
+            {"organization": organization, "code": code, "link": link},
+            sender,
         )
 
     def _code_mail(

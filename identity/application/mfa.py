@@ -368,7 +368,9 @@ class StepUp:
                         session_id=session.id,
                     )
                 )
-            pair = s.tokens.pair(session, account, tenant, s.policy_for(tenant), now)
+            # The same session keeps its organization: the tokens keep its claims.
+            org = await uow.session_organizations.claims(tenant.id, session.id, account.id)
+            pair = s.tokens.pair(session, account, tenant, s.policy_for(tenant), now, org=org)
             await uow.commit()
         return pair
 

@@ -12,6 +12,7 @@ import attrs
 
 from identity.application.redirects import is_valid_allowlist_entry
 from identity.application.setting_values import (
+    parse_bool,
     parse_duration,
     parse_duration_or_zero,
     parse_int,
@@ -51,6 +52,18 @@ def _text(value: Any) -> str:
     if not text:
         raise ValueError("must not be empty")
     return text
+
+
+def _boolean(value: Any) -> bool:
+    # Not bool(): the string "false" must be False.
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -163,6 +176,8 @@ class Policy:
     webauthn_rp_id: str | None = policy_setting(None, env=_rp_id)
     webauthn_rp_name: str | None = policy_setting(None, env=parse_text, tenant=_text)
     webauthn_origins: tuple[str, ...] = policy_setting((), env=_origins)
+    # Section 19: whether signed-in users may create organizations themselves.
+    allow_user_organizations: bool = policy_setting(True, env=parse_bool, tenant=_boolean)
     # Not a setting of its own: the other providers' clients by settings key
     # ("github", "oidc_<name>"): (id, secret), from their variables and tenant keys.
     provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(

@@ -23,6 +23,7 @@ from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.imports import ImportedUser, ImportRun, OnConflict, Refusal
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
+from identity.domain.organizations import Invitation, Membership, Organization, OrgClaims, Role
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.passkeys import Passkey, RelyingParty, WebAuthnFlow
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
@@ -828,6 +829,11 @@ class UnitOfWork(Protocol):
     webhook_deliveries: WebhookDeliveryQueue
     passkeys: PasskeyRepository
     webauthn_flows: WebAuthnFlowRepository
+    organizations: OrganizationRepository
+    roles: RoleRepository
+    memberships: MembershipRepository
+    invitations: InvitationRepository
+    session_organizations: SessionOrganizationRepository
     browser_sessions: BrowserSessionRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
@@ -892,6 +898,14 @@ class ActiveSessionReader(Protocol):
         and it is not revoked. False when a concurrent rotation or revocation won."""
         ...
 
+    async def organization_claims(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        """``SessionOrganizationRepository.claims`` outside any transaction: the session's
+        organization claims now, in one read (None: no organization, or no longer a
+        member). Refresh's common case asks it after a rotation."""
+        ...
+
 
 # --- Moving users in and out (import/export) ---------------------------------
 
@@ -942,3 +956,155 @@ class UserExporter(Protocol):
     ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
         """The user's imported ``(app_metadata, user_metadata)``; (None, None) for none."""
         ...
+
+
+# --- organizations (section 19) ------------------------------------------------------
+
+
+@attrs.frozen
+class MemberEntry:
+    """A membership as a member list shows it: with the member's address."""
+
+    membership: Membership
+    email: str
+
+
+@attrs.frozen
+class MembershipOf:
+    """One of a user's memberships with its organization."""
+
+    organization: Organization
+    membership: Membership
+
+
+class OrganizationRepository(Protocol):
+    async def add(self, organization: Organization) -> None:
+        """Raise ``OrganizationSlugTakenError`` when (tenant, slug) exists (even racing)."""
+        ...
+
+    async def get(self, tenant_id: UUID, organization_id: UUID) -> Organization | None: ...
+
+    async def get_by_slug(self, tenant_id: UUID, slug: str) -> Organization | None: ...
+
+    async def lock(self, tenant_id: UUID, organization_id: UUID) -> Organization | None:
+        """Read the organization and hold its row lock until the transaction ends
+        (``SELECT ... FOR UPDATE``): membership changes that check the last-owner
+        rule take it first, so two of them on one organization run one after the other."""
+        ...
+
+    async def update(self, organization: Organization) -> None:
+        """Write name, slug and metadata; ``OrganizationSlugTakenError`` as ``add``."""
+        ...
+
+    async def delete(self, tenant_id: UUID, organization_id: UUID) -> bool:
+        """Delete it with its memberships, invitations and session contexts."""
+        ...
+
+    async def list_page(
+        self, tenant_id: UUID, after: Position | None, limit: int
+    ) -> list[Organization]:
+        """Up to ``limit`` organizations of the tenant by (created_at, id), after ``after``."""
+        ...
+
+
+class RoleRepository(Protocol):
+    """The roles the tenant stored. Built-in roles need no row (see ``effective_roles``);
+    a built-in role given permissions is stored like any other."""
+
+    async def list(self, tenant_id: UUID) -> list[Role]:
+        """Every stored role of the tenant, by name."""
+        ...
+
+    async def get(self, tenant_id: UUID, name: str) -> Role | None: ...
+
+    async def add(self, role: Role) -> None:
+        """Raise ``RoleAlreadyExistsError`` when the tenant has one of that name."""
+        ...
+
+    async def save(self, role: Role) -> None:
+        """Insert or replace the role's description and permissions."""
+        ...
+
+    async def delete(self, tenant_id: UUID, name: str) -> bool:
+        """Delete the role and take it from every membership of the tenant."""
+        ...
+
+
+class MembershipRepository(Protocol):
+    async def get(
+        self, tenant_id: UUID, organization_id: UUID, user_id: UUID
+    ) -> Membership | None: ...
+
+    async def add(self, membership: Membership) -> None:
+        """Raise ``AlreadyMemberError`` when the user is a member already (even racing)."""
+        ...
+
+    async def set_roles(self, membership: Membership) -> None: ...
+
+    async def delete(self, tenant_id: UUID, organization_id: UUID, user_id: UUID) -> bool:
+        """End the membership; the member's sessions lose the organization's context."""
+        ...
+
+    async def count_with_role(self, tenant_id: UUID, organization_id: UUID, role: str) -> int: ...
+
+    async def list_page(
+        self, tenant_id: UUID, organization_id: UUID, after: Position | None, limit: int
+    ) -> list[MemberEntry]:
+        """A keyset page of the members by (created_at, id): one indexed range read."""
+        ...
+
+    async def list_with_role(
+        self, tenant_id: UUID, organization_id: UUID, role: str
+    ) -> list[Membership]: ...
+
+    async def list_for_user(self, tenant_id: UUID, user_id: UUID) -> list[MembershipOf]:
+        """The user's memberships with their organizations, oldest first."""
+        ...
+
+
+class InvitationRepository(Protocol):
+    """Pending invitations; the code is kept only as its keyed digest."""
+
+    async def add(self, invitation: Invitation) -> None: ...
+
+    async def get(self, tenant_id: UUID, invitation_id: UUID) -> Invitation | None: ...
+
+    async def get_by_digest(self, tenant_id: UUID, code_digest: str) -> Invitation | None: ...
+
+    async def record_acceptance(self, invitation: Invitation) -> bool:
+        """Write ``accepted_at`` only if it was still unset: of concurrent acceptances
+        of one code, exactly one gets True."""
+        ...
+
+    async def delete(self, tenant_id: UUID, invitation_id: UUID) -> bool: ...
+
+    async def list_pending(
+        self, tenant_id: UUID, organization_id: UUID, now: datetime
+    ) -> list[Invitation]:
+        """Unaccepted, unexpired invitations of the organization, oldest first."""
+        ...
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Invitations past their expiry, accepted or not (the events keep the history)."""
+        ...
+
+
+class SessionOrganizationRepository(Protocol):
+    """Which organization a session acts in, and the claims that follow from it."""
+
+    async def set(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID, organization_id: UUID | None
+    ) -> None:
+        """The session acts in ``organization_id`` from now on (None: in none)."""
+        ...
+
+    async def claims(self, tenant_id: UUID, session_id: UUID, user_id: UUID) -> OrgClaims | None:
+        """The organization claims of the session now: its organization, the user's roles
+        there and their permissions, in ONE indexed read. None when the session has no
+        organization or the user is no longer a member of it."""
+        ...
+
+    async def member_claims(
+        self, tenant_id: UUID, organization_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        """As ``claims``, for an organization named directly (a switch): one indexed read."""

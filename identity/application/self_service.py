@@ -10,7 +10,7 @@ import attrs
 from identity.application.accounts import AccountServices
 from identity.application.admin import erase_account
 from identity.application.assurance import require_aal2
-from identity.application.ports import UnitOfWork
+from identity.application.ports import MembershipOf, UnitOfWork
 from identity.application.sessions import Principal
 from identity.application.tokens import ClientInfo
 from identity.domain.accounts import Account
@@ -114,6 +114,7 @@ class AccountExport:
     recovery_codes_unused: int
     events: list[SecurityEvent]
     passkeys: list[Passkey] = attrs.field(factory=list)
+    organizations: list[MembershipOf] = attrs.field(factory=list)
 
 
 class ExportOwnAccount:
@@ -137,4 +138,7 @@ class ExportOwnAccount:
             unused = await uow.recovery_codes.count_unused(tenant_id, account_id)
             events = await uow.events.list(tenant_id, limit=EXPORTED_EVENTS, user_id=account_id)
             passkeys = await uow.passkeys.list_for_account(tenant_id, account_id)
-        return AccountExport(now, account, sessions, identities, totp, unused, events, passkeys)
+            organizations = await uow.memberships.list_for_user(tenant_id, account_id)
+        return AccountExport(
+            now, account, sessions, identities, totp, unused, events, passkeys, organizations
+        )

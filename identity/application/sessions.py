@@ -109,11 +109,15 @@ class RefreshSession:
             now = s.clock.now()
             presented = live.classify(claims.token_id, now, grace)
             if presented is Presented.IN_GRACE:
-                return s.tokens.pair(live, owner, tenant, policy, now)
+                org = await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
+                return s.tokens.pair(live, owner, tenant, policy, now, org=org)
             if presented is Presented.CURRENT:
                 live.rotate(new_jti(), now, policy.refresh_token_ttl)
                 if await s.session_reader.rotate(live, claims.token_id):
-                    return s.tokens.pair(live, owner, tenant, policy, now)
+                    # The organization claims as they are now (one indexed read): a
+                    # removed member gets none, a changed role the new permissions.
+                    org = await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
+                    return s.tokens.pair(live, owner, tenant, policy, now, org=org)
         # Everything else (a replay, an ended session, a disabled account, a
         # concurrent rotation that won) is judged again inside a transaction.
         async with s.uow() as uow:
@@ -150,11 +154,15 @@ class RefreshSession:
                 if not account.is_active:
                     raise AccountDisabledError("disabled")
                 if presented is Presented.IN_GRACE:
-                    return s.tokens.pair(session, account, tenant, policy, now)
+                    org = await uow.session_organizations.claims(tenant.id, session.id, account.id)
+                    return s.tokens.pair(session, account, tenant, policy, now, org=org)
                 session.rotate(new_jti(), now, policy.refresh_token_ttl)
                 if await uow.sessions.rotate(session, claims.token_id):
+                    # The organization claims as they are now (one indexed read): a
+                    # removed member gets none, a changed role the new permissions.
+                    org = await uow.session_organizations.claims(tenant.id, session.id, account.id)
                     await uow.commit()
-                    return s.tokens.pair(session, account, tenant, policy, now)
+                    return s.tokens.pair(session, account, tenant, policy, now, org=org)
                 # A concurrent refresh won the conditional update: look again.
                 await uow.rollback()
             raise InvalidTokenError("could not rotate")

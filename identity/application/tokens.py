@@ -13,6 +13,7 @@ from identity.application.policy import Policy
 from identity.application.ports import Clock, TokenCodec, UnitOfWork
 from identity.domain.accounts import Account
 from identity.domain.errors import InvalidCredentialsError
+from identity.domain.organizations import OrgClaims
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
 from identity.domain.tokens import AccessClaims, RefreshClaims
@@ -89,10 +90,17 @@ class SessionTokens:
         return self.pair(session, account, tenant, policy, now)
 
     def pair(
-        self, session: Session, account: Account, tenant: Tenant, policy: Policy, now: datetime
+        self,
+        session: Session,
+        account: Account,
+        tenant: Tenant,
+        policy: Policy,
+        now: datetime,
+        org: OrgClaims | None = None,
     ) -> TokenPair:
         """The live refresh token of ``session`` (re-encoded: the same string every time,
-        as the signatures are deterministic) and a fresh access token."""
+        as the signatures are deterministic) and a fresh access token, with the claims
+        of the session's organization when it acts in one."""
         access_expires = now + policy.access_token_ttl
         access = self._codec.encode_access(
             AccessClaims(
@@ -106,6 +114,7 @@ class SessionTokens:
                 expires_at=access_expires,
                 aal=session.aal,
                 amr=session.amr,
+                org=org,
             )
         )
         refresh = self._codec.encode_refresh(

@@ -7,6 +7,8 @@ from uuid import UUID
 
 import attrs
 
+from identity.domain.organizations import OrgClaims
+
 
 @attrs.frozen
 class AccessClaims:
@@ -20,6 +22,8 @@ class AccessClaims:
     expires_at: datetime
     aal: str = "aal1"
     amr: tuple[str, ...] = ()
+    # The session's organization (``org_id``, ``org_slug``, ``org_roles``, ``permissions``).
+    org: OrgClaims | None = None
 
 
 @attrs.frozen

@@ -62,6 +62,7 @@ from identity.application import (
     admin,
     external_sign_in,
     mfa,
+    organizations,
     passkeys,
     self_service,
     sessions,
@@ -344,7 +345,7 @@ class Container(containers.DeclarativeContainer):
     list_sessions = providers.Factory(sessions.ListSessions, session_services)
     revoke_session = providers.Factory(sessions.RevokeSession, session_services)
     change_password = providers.Factory(sessions.ChangeOwnPassword, session_services)
-    introspect = providers.Factory(Introspect, authenticate)
+    introspect = providers.Factory(Introspect, authenticate, uow.provider)
 
     totp = providers.Singleton(PyotpTotpEngine)
     mfa_services = providers.Singleton(
@@ -487,6 +488,24 @@ class Container(containers.DeclarativeContainer):
     delete_passkey = providers.Factory(passkeys.DeletePasskey, passkey_services)
     admin_list_passkeys = providers.Factory(passkeys.AdminListPasskeys, passkey_services)
     admin_delete_passkey = providers.Factory(passkeys.AdminDeletePasskey, passkey_services)
+    # --- organizations (section 19) ---
+    organization_services = providers.Singleton(
+        organizations.OrganizationServices,
+        uow=uow.provider,
+        clock=clock,
+        tokens=session_tokens,
+        templates=templates,
+        policy=policy,
+        digester=providers.Singleton(organizations.InvitationDigester, secret_key),
+        ui_base_url=settings.provided.issuer,
+    )
+    self_service_organizations = providers.Factory(
+        organizations.SelfServiceOrganizations, organization_services
+    )
+    admin_organizations = providers.Factory(
+        organizations.AdminOrganizations, organization_services
+    )
+
     # --- hosted pages (section 16): browser sessions -----------------------------------
     browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
     browser_services = providers.Singleton(

@@ -44,6 +44,7 @@ from identity.adapters.memory.mfa import (
     MemoryTotpFactorRepository,
 )
 from identity.adapters.memory.oauth_states import MemoryOAuthStateRepository
+from identity.adapters.memory.organizations import attach as attach_organizations
 from identity.adapters.memory.otp_challenges import MemoryOtpChallengeRepository
 from identity.adapters.memory.outbox import MemoryOutboxRepository
 from identity.adapters.memory.passkeys import MemoryPasskeyRepository, MemoryWebAuthnFlowRepository
@@ -58,9 +59,19 @@ from identity.adapters.memory.store import (
 )
 from identity.adapters.memory.tenants import MemoryTenantRepository
 from identity.adapters.memory.webhooks import MemoryWebhookDeliveryQueue, MemoryWebhookRepository
-from identity.application.ports import ActiveSessionReader, UnitOfWork, UnitOfWorkFactory
+from identity.application.ports import (
+    ActiveSessionReader,
+    InvitationRepository,
+    MembershipRepository,
+    OrganizationRepository,
+    RoleRepository,
+    SessionOrganizationRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from identity.domain.accounts import Account
 from identity.domain.errors import StorageUnavailableError
+from identity.domain.organizations import OrgClaims
 from identity.domain.sessions import Session
 
 __all__ = [
@@ -95,6 +106,11 @@ class MemoryUnitOfWork(UnitOfWork):
     mfa_challenges: MemoryMfaChallengeRepository
     passkeys: MemoryPasskeyRepository
     webauthn_flows: MemoryWebAuthnFlowRepository
+    organizations: OrganizationRepository
+    roles: RoleRepository
+    memberships: MembershipRepository
+    invitations: InvitationRepository
+    session_organizations: SessionOrganizationRepository
     browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
@@ -127,6 +143,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
         self.passkeys = MemoryPasskeyRepository(transaction)
         self.webauthn_flows = MemoryWebAuthnFlowRepository(transaction)
+        attach_organizations(self, transaction)
         self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 
@@ -193,3 +210,9 @@ class MemoryActiveSessionReader(ActiveSessionReader):
             rotated = await uow.sessions.rotate(session, presented_jti)
             await uow.commit()
         return rotated
+
+    async def organization_claims(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            return await uow.session_organizations.claims(tenant_id, session_id, user_id)

@@ -13,9 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.native import OneRowRead
+from identity.adapters.sqlalchemy.organizations import SqlSessionOrganizationRepository
 from identity.adapters.sqlalchemy.sessions import _ROTATE_SESSION, SqlSessionRepository
+from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
+from identity.domain.errors import StorageUnavailableError
+from identity.domain.organizations import OrgClaims
 from identity.domain.sessions import Session
 
 _ACCOUNT_FOR_SESSION = (
@@ -80,6 +84,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._read = OneRowRead(
             engine,
             _ACCOUNT_FOR_SESSION,
@@ -126,3 +131,16 @@ class SqlActiveSessionReader(ActiveSessionReader):
             }
         )
         return row is not None
+
+    async def organization_claims(
+        self, tenant_id: UUID, session_id: UUID, user_id: UUID
+    ) -> OrgClaims | None:
+        # Section 19: one statement on a connection of its own, no transaction.
+        try:
+            async with self._engine.connect() as connection:
+                repository = SqlSessionOrganizationRepository(connection)
+                return await repository.claims(tenant_id, session_id, user_id)
+        except Exception as error:
+            if is_unavailable(error):
+                raise StorageUnavailableError(type(error).__name__) from error
+            raise

@@ -398,6 +398,113 @@ webauthn_flows = Table(
     Index(None, "expires_at"),
 )
 
+# --- organizations (section 19) ----------------------------------------------------
+
+UQ_ORGANIZATIONS_SLUG = "uq_organizations_tenant_id_slug"
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("slug", String(63), nullable=False),
+    Column("name", String(200), nullable=False),
+    # The organization's ``metadata`` (a JSON object the admin API sets).
+    Column("data", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "slug"),
+    # The admin list's keyset order.
+    Index(None, "tenant_id", "created_at", "id"),
+)
+
+org_roles = Table(
+    "org_roles",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("description", String(500), nullable=False),
+    # The permission strings the tenant gives the role (a JSON list).
+    Column("permissions", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "organization_id",
+        Uuid,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("organization_id", "user_id"),
+    # The member list's keyset order, and a user's organizations.
+    Index(None, "organization_id", "created_at", "id"),
+    Index(None, "tenant_id", "user_id"),
+)
+
+membership_roles = Table(
+    "membership_roles",
+    metadata,
+    Column(
+        "membership_id",
+        Uuid,
+        ForeignKey("memberships.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(63), primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("organization_id", Uuid, nullable=False),
+    # Counting an organization's owners; taking a deleted role from every member.
+    Index(None, "organization_id", "role"),
+    Index(None, "tenant_id", "role"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "organization_id",
+        Uuid,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    # Role names, space-separated.
+    Column("roles", String(1400), nullable=False),
+    # HMAC-SHA256 hex of the code (tenant-bound): the code itself is never stored.
+    Column("code_digest", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("invited_by", Uuid, nullable=True),
+    Column("accepted_at", UtcDateTime, nullable=True),
+    UniqueConstraint("tenant_id", "code_digest"),
+    Index(None, "organization_id", "created_at"),
+    Index(None, "expires_at"),
+)
+
+session_organizations = Table(
+    "session_organizations",
+    metadata,
+    Column("session_id", Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column(
+        "organization_id",
+        Uuid,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Index(None, "organization_id", "user_id"),
+)
+
 # A hosted page's browser session: the keyed digest of its cookie, bound to one session.
 browser_sessions = Table(
     "browser_sessions",

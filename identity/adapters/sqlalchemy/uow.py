@@ -21,6 +21,7 @@ from identity.adapters.sqlalchemy.mfa import (
     SqlTotpFactorRepository,
 )
 from identity.adapters.sqlalchemy.oauth_states import SqlOAuthStateRepository
+from identity.adapters.sqlalchemy.organizations import attach as attach_organizations
 from identity.adapters.sqlalchemy.otp_challenges import SqlOtpChallengeRepository
 from identity.adapters.sqlalchemy.outbox import SqlOutboxRepository
 from identity.adapters.sqlalchemy.passkeys import SqlPasskeyRepository, SqlWebAuthnFlowRepository
@@ -28,11 +29,24 @@ from identity.adapters.sqlalchemy.sessions import SqlSessionRepository
 from identity.adapters.sqlalchemy.tenants import SqlTenantRepository
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
-from identity.application.ports import UnitOfWork
+from identity.application.ports import (
+    InvitationRepository,
+    MembershipRepository,
+    OrganizationRepository,
+    RoleRepository,
+    SessionOrganizationRepository,
+    UnitOfWork,
+)
 from identity.domain.errors import StorageUnavailableError
 
 
 class SqlUnitOfWork(UnitOfWork):
+    organizations: OrganizationRepository
+    roles: RoleRepository
+    memberships: MembershipRepository
+    invitations: InvitationRepository
+    session_organizations: SessionOrganizationRepository
+
     def __init__(self, engine: AsyncEngine, sealers: Sealers) -> None:
         self._engine = engine
         self._sealers = sealers
@@ -67,6 +81,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._sealers.webhook)
         self.passkeys = SqlPasskeyRepository(connection)
         self.webauthn_flows = SqlWebAuthnFlowRepository(connection)
+        attach_organizations(self, connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 

@@ -46,6 +46,52 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ),
         ErrorCode("passkey_exists", 409, "Passkey exists", "the credential is registered already"),
         ErrorCode(
+            "insufficient_permission",
+            403,
+            "Insufficient permission",
+            "Your roles in this organization do not allow this",
+        ),
+        ErrorCode(
+            "last_owner",
+            409,
+            "Last owner",
+            "An organization always keeps an owner: make another member owner first",
+        ),
+        ErrorCode(
+            "slug_taken", 409, "Slug taken", "Another organization of this tenant has this slug"
+        ),
+        ErrorCode("role_exists", 409, "Role exists", "The tenant has a role of this name"),
+        ErrorCode(
+            "built_in_role",
+            409,
+            "Built-in role",
+            "the roles owner, admin and member can get permissions, not be created or deleted",
+        ),
+        ErrorCode(
+            "already_member",
+            409,
+            "Already a member",
+            "This user is a member of the organization already",
+        ),
+        ErrorCode(
+            "organizations_disabled",
+            403,
+            "Organizations disabled",
+            "This application does not let its users create organizations",
+        ),
+        ErrorCode(
+            "invitation_invalid",
+            400,
+            "Invitation invalid",
+            "The invitation code is wrong, expired, already used or revoked",
+        ),
+        ErrorCode(
+            "invitation_email_mismatch",
+            403,
+            "Invitation for another address",
+            "Sign in with the address the invitation was sent to",
+        ),
+        ErrorCode(
             "otp_invalid",
             400,
             "Invalid code",

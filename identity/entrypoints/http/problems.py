@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, mfa, passkeys, webhooks
+from identity.domain import api_keys, errors, mfa, organizations, passkeys, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 from identity.entrypoints.http.error_codes import ERROR_CODES
 
@@ -139,6 +139,47 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[str, str]] = {
     ),
     passkeys.PasskeyExistsError: ("passkey_exists", "This passkey is registered already."),
     passkeys.UnknownPasskeyError: ("not_found", "No such passkey."),
+    # --- organizations (section 19) ---
+    organizations.OrganizationNotFoundError: (
+        "not_found",
+        "No such organization among the caller's.",
+    ),
+    organizations.MemberNotFoundError: ("not_found", "No such member."),
+    organizations.RoleNotFoundError: ("not_found", "No such role."),
+    organizations.InvitationNotFoundError: ("not_found", "No such invitation."),
+    organizations.InsufficientPermissionError: (
+        "insufficient_permission",
+        "Your roles in this organization do not allow this.",
+    ),
+    organizations.LastOwnerError: (
+        "last_owner",
+        "An organization always keeps an owner: make another member owner first.",
+    ),
+    organizations.OrganizationSlugTakenError: (
+        "slug_taken",
+        "Another organization of this tenant has this slug.",
+    ),
+    organizations.RoleAlreadyExistsError: ("role_exists", "The tenant has a role of this name."),
+    organizations.BuiltInRoleError: (
+        "built_in_role",
+        "The roles owner, admin and member can get permissions but cannot be created or deleted.",
+    ),
+    organizations.AlreadyMemberError: (
+        "already_member",
+        "This user is a member of the organization already.",
+    ),
+    organizations.UserOrganizationsDisabledError: (
+        "organizations_disabled",
+        "This application does not let its users create organizations.",
+    ),
+    organizations.InvitationInvalidError: (
+        "invitation_invalid",
+        "The invitation code is wrong, expired, already used or revoked.",
+    ),
+    organizations.InvitationEmailMismatchError: (
+        "invitation_email_mismatch",
+        "Sign in with the address the invitation was sent to.",
+    ),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2
@@ -188,6 +229,9 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, webhooks.WebhookUrlRefusedError):
         # The messages say which rule the URL broke, never what it resolved to.
         return validation_problem([FieldError("url", str(error))])
+    if isinstance(error, organizations.InvalidOrganizationError):
+        # Written by the domain for clients: the rule, never the value.
+        return validation_problem([FieldError(error.field, str(error))])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem.of("oauth_failed", str(error) or "The sign-in failed.")

@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from identity.entrypoints.pages import account, handlers, passkeys
+from identity.entrypoints.pages import account, handlers, organizations, passkeys
 from identity.entrypoints.pages.errors import page_errors
 from identity.entrypoints.pages.page import CSRF
 from identity.entrypoints.pages.security import CsrfTokens
@@ -49,5 +49,6 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.add_routes(handlers.routes)
     app.add_routes(account.routes)
     app.add_routes(passkeys.routes)
+    app.add_routes(organizations.routes)
     app.router.add_get("/ui/brand.css", handlers.brand_css)
     app.router.add_static("/ui/static/", STATIC_DIR, name="ui-static", append_version=False)

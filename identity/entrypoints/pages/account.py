@@ -54,6 +54,10 @@ async def account_view(
     own_passkeys = await container.list_passkeys()(principal)
     notice = messages.NOTICES.get(page.request.query.get("notice", ""))
     context.setdefault("notice", notice)
+    # Section 19: the caller's organizations (see pages/organizations.py).
+    from identity.entrypoints.pages.organizations import organizations_context
+
+    context.update(await organizations_context(page, principal))
     return page.render(
         "account.html",
         status=status,

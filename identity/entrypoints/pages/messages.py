@@ -45,6 +45,13 @@ ERRORS = {
     "webauthn_invalid": N_("The passkey could not be used. Please try again."),
     "passkey_not_found": N_("This passkey is not registered here. Choose another way to sign in."),
     "passkey_exists": N_("This passkey is already added."),
+    "insufficient_permission": N_("Your roles in this organization do not allow this."),
+    "last_owner": N_("An organization always keeps an owner: make someone else owner first."),
+    "already_member": N_("That person is already a member."),
+    "invitation_invalid": N_("This invitation is wrong, used, revoked or expired."),
+    "invitation_email_mismatch": N_(
+        "This invitation is for another email address. Sign in with that address."
+    ),
 }
 FALLBACK_ERROR = N_("Something went wrong. Please try again.")
 
@@ -73,6 +80,12 @@ NOTICES = {
     "passkey_added": N_("Your passkey is added."),
     "passkey_renamed": N_("The passkey is renamed."),
     "passkey_removed": N_("The passkey is removed."),
+    "organization_switched": N_("This browser now acts in the chosen organization."),
+    "invitation_sent": N_("The invitation is on its way."),
+    "invitation_revoked": N_("The invitation is revoked."),
+    "invitation_accepted": N_("You joined the organization."),
+    "member_changed": N_("The member's role is changed."),
+    "member_removed": N_("The member is removed."),
 }
 
 

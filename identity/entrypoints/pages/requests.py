@@ -98,3 +98,45 @@ class TotpCode:
 class Deletion:
     password: Annotated[str, d.Password()] | None = None
     otp_code: Code | None = None
+
+
+# --- the organizations section of the account page (section 19) -----------------------
+
+OrgId = Annotated[UUID, d.Id("the organization's id")]
+RoleName = Annotated[str, d.Text("a role of the tenant", max_length=63)]
+
+
+@attrs.frozen
+class OrgSwitch:
+    organization_id: Annotated[str, d.Text("an organization's id, or none", max_length=64)]
+
+
+@attrs.frozen
+class OrgInvite:
+    organization_id: OrgId
+    email: d.EmailAddress
+    role: RoleName
+
+
+@attrs.frozen
+class OrgInvitation:
+    organization_id: OrgId
+    invitation_id: Annotated[UUID, d.Id("the invitation's id")]
+
+
+@attrs.frozen
+class OrgMember:
+    organization_id: OrgId
+    user_id: Annotated[UUID, d.Id("the member's user id")]
+
+
+@attrs.frozen
+class OrgMemberRole:
+    organization_id: OrgId
+    user_id: Annotated[UUID, d.Id("the member's user id")]
+    role: RoleName
+
+
+@attrs.frozen
+class InvitationCode:
+    code: Annotated[str, d.Text("the invitation code", max_length=128)]

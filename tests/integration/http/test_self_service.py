@@ -127,6 +127,7 @@ async def test_the_export_holds_everything_about_the_caller_and_no_secret(api: A
         "recovery_codes_unused",
         "events",
         "passkeys",
+        "organizations",
     }
     assert {event["type"] for event in export["events"]} >= {"user.created", "login.succeeded"}
     assert all(event["user_id"] == str(user_id) for event in export["events"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from identity_verifier._errors import InvalidToken, IssuerUnavailable
 
@@ -42,3 +42,35 @@ def refusal(error: InvalidToken | IssuerUnavailable) -> tuple[int, dict[str, str
     headers["Content-Type"] = PROBLEM_JSON
     headers["Cache-Control"] = "no-store"
     return status, headers, json.dumps(body).encode()
+
+
+def missing_org(claims: dict[str, Any]) -> str | None:
+    """Why ``claims`` do not act in an organization, or None when they do."""
+    if not isinstance(claims.get("org_id"), str):
+        return "the token acts in no organization: switch to one first"
+    return None
+
+
+def missing_permission(claims: dict[str, Any], permission: str) -> str | None:
+    """Why ``claims`` lack ``permission``, or None when they hold it."""
+    reason = missing_org(claims)
+    if reason is not None:
+        return reason
+    granted = claims.get("permissions")
+    if not isinstance(granted, list) or permission not in granted:
+        return f"the token's roles do not grant {permission}"
+    return None
+
+
+def forbidden(detail: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and an RFC 9457 body for a token that lacks an organization
+    or a permission (403 ``insufficient_permission``)."""
+    body = {
+        "type": "about:blank",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": detail,
+        "code": "insufficient_permission",
+    }
+    headers = {"Content-Type": PROBLEM_JSON, "Cache-Control": "no-store"}
+    return 403, headers, json.dumps(body).encode()

@@ -175,16 +175,22 @@ class Verifier:
 
         return AsgiMiddlewareFactory(self, frozenset(public))
 
-    def dependency(self) -> Dependency:
+    def dependency(
+        self, *, require_permission: str | None = None, require_org: bool = False
+    ) -> Dependency:
         """A FastAPI dependency giving the claims: ``Depends(verifier.dependency())``.
 
         Reuses the claims the ASGI middleware found, else verifies the bearer
-        token itself; raises Starlette's ``HTTPException`` (401/503). Needs the
-        ``starlette`` extra.
+        token itself; raises Starlette's ``HTTPException`` (401/503). With
+        ``require_permission="invoices:read"`` the token's ``permissions`` must
+        hold it, with ``require_org=True`` it must act in an organization
+        (``org_id``): 403 otherwise. Needs the ``starlette`` extra.
         """
         from identity_verifier._starlette import dependency
 
-        return dependency(self)
+        if require_permission is not None and not require_permission:
+            raise ValueError("require_permission must be a non-empty string")
+        return dependency(self, permission=require_permission, org=require_org)
 
     async def close(self) -> None:
         """Stop fetches in flight and close the HTTP session made here."""

@@ -39,6 +39,14 @@ class IntrospectionView:
     amr: list[str] | None = d.out("authentication methods (RFC 8176)", omit_if_none=True)
     email: str | None = d.out("the user's email", omit_if_none=True)
     token_type: str | None = d.out("always `access`", omit_if_none=True)
+    org_id: str | None = d.out(
+        "the session's organization, if the user is still its member now", omit_if_none=True
+    )
+    org_slug: str | None = d.out("that organization's slug", omit_if_none=True)
+    org_roles: list[str] | None = d.out("the user's roles there now", omit_if_none=True)
+    permissions: list[str] | None = d.out(
+        "the union of those roles' permissions now", omit_if_none=True
+    )
 
 
 INACTIVE = IntrospectionView(active=False)
@@ -76,4 +84,8 @@ async def introspect(
         amr=list(claims.amr),
         email=claims.email,
         token_type="access",
+        org_id=str(claims.org.org_id) if claims.org else None,
+        org_slug=claims.org.org_slug if claims.org else None,
+        org_roles=list(claims.org.org_roles) if claims.org else None,
+        permissions=list(claims.org.permissions) if claims.org else None,
     )

@@ -98,6 +98,20 @@ class AccountExportView:
     recovery_codes_unused: int = d.out("how many recovery codes are left (never the codes)")
     events: list[EventView] = d.out("the security events about the caller, newest first")
     passkeys: list[PasskeyView] = d.out("the caller's passkeys, oldest first", factory=list)
+    organizations: list[ExportedMembership] = d.out(
+        "the caller's memberships, oldest first", factory=list
+    )
+
+
+@attrs.frozen
+class ExportedMembership:
+    """A membership of an organization."""
+
+    organization_id: UUID
+    slug: str
+    name: str
+    roles: list[str]
+    joined_at: datetime
 
 
 @endpoints.delete(
@@ -166,4 +180,14 @@ def export_view(principal: Principal, found: self_service.AccountExport) -> Acco
         recovery_codes_unused=found.recovery_codes_unused,
         events=[EventView.of(event, principal.tenant.slug) for event in found.events],
         passkeys=[PasskeyView.of(passkey) for passkey in found.passkeys],
+        organizations=[
+            ExportedMembership(
+                entry.organization.id,
+                entry.organization.slug,
+                entry.organization.name,
+                sorted(entry.membership.roles),
+                entry.membership.created_at,
+            )
+            for entry in found.organizations
+        ],
     )
