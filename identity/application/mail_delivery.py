@@ -106,6 +106,7 @@ class PurgeExpired:
                     now - self._event_retention
                 ),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
+                "oauth_codes": await uow.authorization_codes.delete_expired(now),
             }
             await uow.commit()
         return counts

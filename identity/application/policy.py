@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -33,6 +34,9 @@ class Policy:
     provider_clients: Mapping[str, tuple[str | None, str | None]] = attrs.field(
         factory=dict, repr=False
     )
+    # Section 17: the tenant's API scopes and resource indicators (RFC 8707).
+    oauth_scopes: tuple[str, ...] = ()
+    oauth_resources: tuple[str, ...] = ()
 
     def client_for(self, settings_key: str) -> OAuthClient | None:
         """The provider's client (id and secret both set), or None: not configured."""
@@ -104,7 +108,27 @@ TENANT_SETTINGS: dict[str, Any] = {
     "google_client_id": _text,
     "google_client_secret": _text,
     "oauth_redirect_allowlist": lambda value: redirect_allowlist(_list(value)),
+    "oauth_scopes": lambda value: oauth_scopes(_list(value)),
+    "oauth_resources": lambda value: oauth_resources(_list(value)),
 }
+
+
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$")  # RFC 6749 scope-token
+
+
+def oauth_scopes(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if not _SCOPE_TOKEN.match(entry):
+            raise ValueError(f"{entry!r} is not a scope token (RFC 6749 section 3.3)")
+    return entries
+
+
+def oauth_resources(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        parts = urlsplit(entry)
+        if not parts.scheme or not parts.netloc or parts.fragment or "#" in entry:
+            raise ValueError(f"{entry!r} is not an absolute URI without fragment (RFC 8707)")
+    return entries
 
 
 # Per-tenant clients of the other providers, named as their variables without

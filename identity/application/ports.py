@@ -21,6 +21,7 @@ from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
+from identity.domain.oauth import AuthorizationCode, Client, ClientSession, Consent
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
@@ -585,6 +586,79 @@ class WebhookDeliveryQueue(Protocol):
     async def pending_count(self) -> int: ...
 
 
+# --- the authorization server (section 17) --------------------------------------------
+
+
+class OAuthClientRepository(Protocol):
+    async def get(self, client_id: str) -> Client | None:
+        """The client with this id, of any tenant (the client names its tenant)."""
+        ...
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Client]:
+        """Up to ``limit`` clients of the tenant ordered by (created_at, client_id)."""
+        ...
+
+    async def add(self, client: Client) -> None: ...
+
+    async def update(self, client: Client) -> None: ...
+
+    async def delete(self, tenant_id: UUID, client_id: str) -> bool:
+        """Remove it with its codes, consents and session links; False when none."""
+        ...
+
+
+class AuthorizationCodeRepository(Protocol):
+    """Codes stored under their keyed digest, never in clear."""
+
+    async def add(self, code: AuthorizationCode) -> None: ...
+
+    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+        """Mark the code spent and return it with True when this call spent it.
+
+        Atomic: of concurrent callers exactly one gets True. A code spent
+        before comes back with False (a replay); an unknown digest (None, False).
+        """
+        ...
+
+    async def set_session(self, digest: str, session_id: UUID) -> None:
+        """Record the session the code's tokens belong to."""
+        ...
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Drop codes whose lifetime (and the replay window after it) has passed."""
+        ...
+
+
+class ClientSessionRepository(Protocol):
+    async def add(self, link: ClientSession) -> None: ...
+
+    async def get(self, tenant_id: UUID, session_id: UUID) -> ClientSession | None: ...
+
+    async def list_for_user(
+        self, tenant_id: UUID, user_id: UUID, client_id: str | None = None
+    ) -> list[ClientSession]: ...
+
+    async def list_for_client(self, tenant_id: UUID, client_id: str) -> list[ClientSession]: ...
+
+    async def list_for_browser_session(
+        self, tenant_id: UUID, browser_session_id: UUID
+    ) -> list[ClientSession]: ...
+
+
+class ConsentRepository(Protocol):
+    async def get(self, tenant_id: UUID, user_id: UUID, client_id: str) -> Consent | None: ...
+
+    async def put(self, consent: Consent) -> None:
+        """Insert or replace the consent of (tenant, user, client)."""
+        ...
+
+    async def list_for_user(self, tenant_id: UUID, user_id: UUID) -> list[Consent]:
+        """Oldest first."""
+        ...
+
+    async def delete(self, tenant_id: UUID, user_id: UUID, client_id: str) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 
@@ -604,6 +678,10 @@ class UnitOfWork(Protocol):
     events: EventRepository
     webhooks: WebhookRepository
     webhook_deliveries: WebhookDeliveryQueue
+    oauth_clients: OAuthClientRepository
+    authorization_codes: AuthorizationCodeRepository
+    client_sessions: ClientSessionRepository
+    consents: ConsentRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

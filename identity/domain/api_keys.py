@@ -21,6 +21,7 @@ class Scope(StrEnum):
     WEBHOOKS_MANAGE = "webhooks:manage"
     TOKENS_INTROSPECT = "tokens:introspect"
     API_KEYS_MANAGE = "api-keys:manage"
+    CLIENTS_MANAGE = "clients:manage"
     # The deployment's operator: only on keys of the default tenant.
     TENANTS_MANAGE = "tenants:manage"
 

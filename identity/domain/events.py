@@ -33,6 +33,10 @@ class EventType(StrEnum):
     IDENTITY_UNLINKED = "identity.unlinked"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
+    CLIENT_CREATED = "client.created"
+    CLIENT_DELETED = "client.deleted"
+    OAUTH_CONSENT_GRANTED = "oauth.consent_granted"
+    OAUTH_CONSENT_REVOKED = "oauth.consent_revoked"
 
 
 DataValue = str | int | bool | None | list[str]

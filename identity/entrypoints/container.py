@@ -52,6 +52,7 @@ from identity.application.events import ListEvents
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
+from identity.application.oauth_clients import ClientAdmin, ClientSecretDigester
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
 from identity.application.recovery_codes import RecoveryCodeDigester
@@ -200,6 +201,8 @@ class Container(containers.DeclarativeContainer):
             "identity.entrypoints.http.handlers.sessions",
             "identity.entrypoints.http.handlers.system",
             "identity.entrypoints.http.handlers.webhooks",
+            "identity.entrypoints.http.handlers.admin_clients",
+            "identity.entrypoints.http.handlers.oauth",
         ]
     )
 
@@ -428,9 +431,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlApiKeyReader, engine),
         memory=providers.Singleton(MemoryApiKeyReader, memory_store),
     )
-    authenticate_api_key = providers.Singleton(
-        AuthenticateApiKey, api_key_reader, api_key_digester
-    )
+    authenticate_api_key = providers.Singleton(AuthenticateApiKey, api_key_reader, api_key_digester)
 
     list_events = providers.Factory(ListEvents, uow.provider)
 
@@ -447,3 +448,7 @@ class Container(containers.DeclarativeContainer):
     deliver_webhooks = providers.Singleton(
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )
+
+    # --- the authorization server (section 17) ---
+    client_secret_digester = providers.Singleton(ClientSecretDigester, secret_key)
+    client_admin = providers.Factory(ClientAdmin, uow.provider, clock, client_secret_digester)

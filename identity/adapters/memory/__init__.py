@@ -42,6 +42,12 @@ from identity.adapters.memory.mfa import (
     MemoryRecoveryCodeRepository,
     MemoryTotpFactorRepository,
 )
+from identity.adapters.memory.oauth import (
+    MemoryAuthorizationCodeRepository,
+    MemoryClientSessionRepository,
+    MemoryConsentRepository,
+    MemoryOAuthClientRepository,
+)
 from identity.adapters.memory.store import (
     MemoryDeadlockError,
     MemoryIntegrityError,
@@ -645,6 +651,10 @@ class MemoryUnitOfWork(UnitOfWork):
     totp_factors: MemoryTotpFactorRepository
     recovery_codes: MemoryRecoveryCodeRepository
     mfa_challenges: MemoryMfaChallengeRepository
+    oauth_clients: MemoryOAuthClientRepository
+    authorization_codes: MemoryAuthorizationCodeRepository
+    client_sessions: MemoryClientSessionRepository
+    consents: MemoryConsentRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -674,6 +684,10 @@ class MemoryUnitOfWork(UnitOfWork):
         self.totp_factors = MemoryTotpFactorRepository(transaction)
         self.recovery_codes = MemoryRecoveryCodeRepository(transaction)
         self.mfa_challenges = MemoryMfaChallengeRepository(transaction)
+        self.oauth_clients = MemoryOAuthClientRepository(transaction)
+        self.authorization_codes = MemoryAuthorizationCodeRepository(transaction)
+        self.client_sessions = MemoryClientSessionRepository(transaction)
+        self.consents = MemoryConsentRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -723,4 +737,3 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
-

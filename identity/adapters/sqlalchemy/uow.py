@@ -15,6 +15,12 @@ from identity.adapters.sqlalchemy.mfa import (
     SqlRecoveryCodeRepository,
     SqlTotpFactorRepository,
 )
+from identity.adapters.sqlalchemy.oauth import (
+    SqlAuthorizationCodeRepository,
+    SqlClientSessionRepository,
+    SqlConsentRepository,
+    SqlOAuthClientRepository,
+)
 from identity.adapters.sqlalchemy.repositories import (
     SqlAccountRepository,
     SqlCodeRequestQueue,
@@ -80,6 +86,10 @@ class SqlUnitOfWork(UnitOfWork):
         self.events = SqlEventRepository(connection)
         self.webhooks = SqlWebhookRepository(connection, self._webhook_sealer)
         self.webhook_deliveries = SqlWebhookDeliveryQueue(connection, self._webhook_sealer)
+        self.oauth_clients = SqlOAuthClientRepository(connection)
+        self.authorization_codes = SqlAuthorizationCodeRepository(connection)
+        self.client_sessions = SqlClientSessionRepository(connection)
+        self.consents = SqlConsentRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

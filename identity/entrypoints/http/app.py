@@ -16,6 +16,7 @@ from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import protocol_errors
 from identity.entrypoints.http.handlers import (
     accounts,
+    admin_clients,
     admin_tenants,
     admin_users,
     api_keys,
@@ -94,6 +95,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(events.endpoints.routes)
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)
+    app.add_routes(admin_clients.endpoints.routes)
     return app
 
 

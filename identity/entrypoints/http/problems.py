@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, events, mfa, webhooks
+from identity.domain import api_keys, errors, events, mfa, oauth, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -176,6 +176,7 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
     ),
     api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
     webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
+    oauth.ClientNotFoundError: (404, "not_found", "Not found", "No such client."),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2
@@ -231,6 +232,9 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, webhooks.WebhookUrlRefusedError):
         # The messages say which rule the URL broke, never what it resolved to.
         return validation_problem([FieldError("url", str(error))])
+    if isinstance(error, oauth.InvalidClientMetadataError):
+        # The messages name the registration rule broken, written for clients.
+        return validation_problem([FieldError(error.field, error.message)])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")
