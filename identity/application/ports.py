@@ -659,6 +659,59 @@ class ConsentRepository(Protocol):
     async def delete(self, tenant_id: UUID, user_id: UUID, client_id: str) -> bool: ...
 
 
+class OAuthTokenCodec(Protocol):
+    """The authorization server's tokens and specification checks. CPU work, except
+    ``verify_client_assertion`` which may fetch the client's JWKS (bounded by a timeout)."""
+
+    def encode_access_token(self, claims: Mapping[str, object]) -> str:
+        """An RFC 9068 access token (header ``typ: at+jwt``); ``iss`` is added."""
+        ...
+
+    def encode_id_token(self, claims: Mapping[str, object], algorithm: str) -> str: ...
+
+    def encode_refresh_token(self, claims: Mapping[str, object]) -> str:
+        """A client's refresh token: never accepted by ``/auth/refresh-token``."""
+        ...
+
+    def encode_logout_token(self, claims: Mapping[str, object], algorithm: str) -> str: ...
+
+    def decode_access_token(self, token: str) -> dict[str, object]:
+        """Verify an RFC 9068 access token of this issuer; raise ``InvalidTokenError``."""
+        ...
+
+    def decode_refresh_token(self, token: str) -> dict[str, object]:
+        """Verify a client refresh token; raise ``InvalidTokenError``."""
+        ...
+
+    def pkce_s256_matches(self, verifier: str, challenge: str) -> bool: ...
+
+    def at_hash(self, access_token: str, algorithm: str) -> str: ...
+
+    async def verify_client_assertion(self, assertion: str, client: Client, audience: str) -> None:
+        """RFC 7523 client authentication; raise ``OAuthProtocolError`` (invalid_client)."""
+        ...
+
+
+@attrs.frozen
+class BrowserSignIn:
+    """Who is signed in in a browser: its session of section 16 and its account."""
+
+    session_id: UUID
+    user_id: UUID
+    auth_time: datetime
+    aal: str
+    amr: tuple[str, ...]
+
+
+class BrowserSessions(Protocol):
+    """The hosted pages' browser session, as the authorization endpoint sees it."""
+
+    async def signed_in(self, tenant_id: UUID, cookies: Mapping[str, str]) -> BrowserSignIn | None:
+        """The live sign-in behind the browser's cookies for ``tenant_id``, or None
+        (no cookie, unknown, ended, expired, account gone or disabled)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with`` it; nothing is kept unless ``commit`` is awaited."""
 

@@ -256,3 +256,28 @@ class Consent:
 
     def covers(self, scopes: tuple[str, ...]) -> bool:
         return set(scopes) <= set(self.scopes)
+
+
+class OAuthProtocolError(DomainError):
+    """An RFC 6749 error answer: ``error`` code, a safe ``description``, the status.
+
+    ``invalid_client`` is 401 (with ``WWW-Authenticate``); the rest 400 unless said.
+    """
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+def invalid_request(description: str) -> OAuthProtocolError:
+    return OAuthProtocolError("invalid_request", description)
+
+
+def invalid_client(description: str = "client authentication failed") -> OAuthProtocolError:
+    return OAuthProtocolError("invalid_client", description, 401)
+
+
+def invalid_grant(description: str) -> OAuthProtocolError:
+    return OAuthProtocolError("invalid_grant", description)

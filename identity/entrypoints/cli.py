@@ -39,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         dest="action", required=True
     )
-    keys.add_parser("rotate", help="add a new signing key; the old ones keep verifying")
+    rotate = keys.add_parser("rotate", help="add a new signing key; the old ones keep verifying")
+    rotate.add_argument(
+        "--algorithm",
+        choices=("EdDSA", "RS256"),
+        help="the algorithm of the new key (default IDENTITY_SIGNING_ALGORITHM; RS256 "
+        "rotates the ID token key)",
+    )
 
     tenants = commands.add_parser("tenants", help="tenants").add_subparsers(
         dest="action", required=True
@@ -176,7 +182,7 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run(container: Container) -> int:
         if args.command == "keys":
-            key = await container.key_store().add_new(container.clock().now())
+            key = await container.key_store().add_new(container.clock().now(), args.algorithm)
             _print({"kid": key.kid, "algorithm": key.algorithm, "created_at": key.created_at})
             return 0
         if args.command == "apikeys":

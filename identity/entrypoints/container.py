@@ -17,6 +17,7 @@ import aiohttp
 from dependency_injector import containers, providers
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
+from identity.adapters.browser_sessions import NoBrowserSessions
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.github import GitHubIdentityProvider
@@ -26,6 +27,7 @@ from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, Mem
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
 from identity.adapters.memory.probe import MemoryStoreProbe
+from identity.adapters.oauth_tokens import JoseOAuthTokens
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
@@ -45,7 +47,15 @@ from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
 from identity.adapters.webhook_http import AiohttpWebhookSender, PublicTargetGuard
 from identity.adapters.work_signal import EventWorkSignal
-from identity.application import accounts, admin, external_sign_in, mfa, self_service, sessions
+from identity.application import (
+    accounts,
+    admin,
+    external_sign_in,
+    mfa,
+    oauth_server,
+    self_service,
+    sessions,
+)
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
 from identity.application.events import ListEvents
@@ -452,3 +462,33 @@ class Container(containers.DeclarativeContainer):
     # --- the authorization server (section 17) ---
     client_secret_digester = providers.Singleton(ClientSecretDigester, secret_key)
     client_admin = providers.Factory(ClientAdmin, uow.provider, clock, client_secret_digester)
+    oauth_tokens = providers.Singleton(
+        JoseOAuthTokens,
+        token_codec,
+        issuer=settings.provided.issuer,
+        leeway_seconds=settings.provided.clock_skew,
+        clock=clock,
+        http=http_client.provider,
+        guard=webhook_guard,
+    )
+    oauth_services = providers.Singleton(
+        oauth_server.OAuthServices,
+        uow=uow.provider,
+        clock=clock,
+        tokens=oauth_tokens,
+        secrets=client_secret_digester,
+        codes=providers.Singleton(oauth_server.CodeDigester, secret_key),
+        policy=policy,
+        settings=providers.Factory(
+            oauth_server.ServerSettings,
+            issuer=settings.provided.issuer,
+            audience=settings.provided.audience,
+        ),
+    )
+    # The hosted pages' browser session; tests override it.
+    browser_sessions = providers.Singleton(NoBrowserSessions)
+    authenticate_client = providers.Factory(oauth_server.AuthenticateClient, oauth_services)
+    token_grants = providers.Factory(oauth_server.TokenGrants, oauth_services)
+    authorize_flow = providers.Factory(oauth_server.AuthorizeFlow, oauth_services, browser_sessions)
+    grant_consent = providers.Factory(oauth_server.GrantConsent, oauth_services)
+    client_tokens = providers.Factory(oauth_server.ClientTokens, oauth_services, session_reader)

@@ -25,6 +25,7 @@ from identity.entrypoints.http.handlers import (
     google,
     introspection,
     mfa,
+    oauth,
     providers,
     self_service,
     sessions,
@@ -96,6 +97,8 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(webhooks.endpoints.routes)
     app.add_routes(introspection.endpoints.routes)
     app.add_routes(admin_clients.endpoints.routes)
+    app.add_routes(oauth.endpoints.routes)
+    app.add_routes(oauth.pages.routes)
     return app
 
 

@@ -48,9 +48,11 @@ from aiohttp import web
 from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from identity.application.ports import Position
 from identity.domain.api_keys import Scope
+from identity.domain.oauth import OAuthProtocolError
 from identity.domain.tenants import validate_slug
 from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, Body, read_json_object
 from identity.entrypoints.http.keys import CONTAINER
+from identity.entrypoints.http.oauth_errors import oauth_error_response, read_oauth_form
 from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
 from identity.entrypoints.http.principals import (
     authenticated,
@@ -615,6 +617,10 @@ class Declared:
     """Headers of the success answer, and what each holds."""
     redirect: str | None = None
     """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
+    oauth_errors: bool = False
+    """Errors are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json."""
+    html: bool = False
+    """An HTML page (and its error pages), or a redirect: no JSON answer."""
 
 
 # A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
@@ -628,8 +634,13 @@ _REGISTRY: list[Endpoints] = []
 class Endpoints:
     """A route table whose routes carry their declarations (see the module docstring)."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, *, oauth_errors: bool = False, html: bool = False) -> None:
+        """``oauth_errors``: the endpoints of an OAuth 2 server (``/oauth2/*``) answer
+        RFC 6749 errors, read form bodies only, and refuse a repeated parameter.
+        ``html``: pages of the browser flow, answering HTML or a redirect."""
         self.tag = tag
+        self.oauth_errors = oauth_errors
+        self.html = html
         self.routes = web.RouteTableDef()
         self.declared: list[Declared] = []
         _REGISTRY.append(self)
@@ -672,17 +683,33 @@ class Endpoints:
                 errors=errors,
                 headers=headers,
                 redirect=redirect,
+                oauth_errors=self.oauth_errors,
+                html=self.html,
             )
             self.declared.append(declared)
+            oauth_errors = self.oauth_errors
 
             async def endpoint(request: web.Request) -> web.StreamResponse:
+                if not oauth_errors:
+                    return await answer(request)
+                try:
+                    return await answer(request)
+                except (Problem, OAuthProtocolError) as error:
+                    return oauth_error_response(error)
+
+            async def answer(request: web.Request) -> web.StreamResponse:
                 if auth is not None:
                     await auth(request)
                 arguments: dict[str, Any] = {
                     param.name: param.parse(request) for param in path_params
                 }
                 if body is not None:
-                    arguments["body"] = parse(body, await _read_body(request, forms))
+                    data = (
+                        await read_oauth_form(request)
+                        if oauth_errors
+                        else await _read_body(request, forms)
+                    )
+                    arguments["body"] = parse(body, data)
                 if query is not None:
                     arguments["query"] = parse(query, request.query)
                 result = await handler(request, **arguments)

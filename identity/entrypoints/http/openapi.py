@@ -378,13 +378,34 @@ SCHEMAS: dict[str, Schema] = {
             },
             "claims_supported": {"type": "array", "items": {"type": "string"}},
             "introspection_endpoint": {"type": "string", "format": "uri"},
+            "authorization_endpoint": {"type": "string", "format": "uri"},
+            "token_endpoint": {"type": "string", "format": "uri"},
+            "userinfo_endpoint": {"type": "string", "format": "uri"},
+            "revocation_endpoint": {"type": "string", "format": "uri"},
+            "response_types_supported": {"type": "array", "items": {"type": "string"}},
+            "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+            "code_challenge_methods_supported": {"type": "array", "items": {"type": "string"}},
+            "token_endpoint_auth_methods_supported": {
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "scopes_supported": {"type": "array", "items": {"type": "string"}},
+            "subject_types_supported": {"type": "array", "items": {"type": "string"}},
+            "authorization_response_iss_parameter_supported": {"type": "boolean"},
+            "backchannel_logout_supported": {"type": "boolean"},
+            "backchannel_logout_session_supported": {"type": "boolean"},
         },
         required=(
             "issuer",
             "jwks_uri",
             "id_token_signing_alg_values_supported",
             "claims_supported",
+            "authorization_endpoint",
+            "token_endpoint",
+            "response_types_supported",
+            "subject_types_supported",
         ),
+        additionalProperties=True,
     ),
 }
 
@@ -739,6 +760,15 @@ def _paths() -> dict[str, Schema]:
                 error_codes=("rate_limited",),
             )
         },
+        "/.well-known/oauth-authorization-server": {
+            "get": operation(
+                "oauthAuthorizationServer",
+                "OAuth 2.0 authorization server metadata (RFC 8414): the same document",
+                tag="system",
+                responses={"200": success("The metadata.", ref("OpenIDConfiguration"))},
+                error_codes=("rate_limited",),
+            )
+        },
         "/openapi.json": {
             "get": operation(
                 "openapi",
@@ -781,6 +811,26 @@ Google sign-in.
 TENANT_PARAMETER: Schema = {"$ref": "#/components/parameters/Tenant"}
 
 
+_OAUTH_ERROR: Schema = {
+    "description": "an RFC 6749 error: `invalid_request`, `invalid_client` (401, with "
+    "`WWW-Authenticate`), `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, "
+    "`invalid_scope`, `invalid_target`, `insufficient_scope` (403), `invalid_token` (401)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {"type": "string"},
+                    "error_description": {"type": "string"},
+                },
+                "required": ["error"],
+            }
+        }
+    },
+}
+OAUTH_ERRORS: dict[str, Schema] = {status: _OAUTH_ERROR for status in ("400", "401", "403", "413")}
+
+
 def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> Schema:
     """The operation of an endpoint declared with ``declare.Endpoints``."""
     result: Schema = {
@@ -813,6 +863,8 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
         content = json_content(schema)
         if entry.forms:
             content[declare.FORM] = {"schema": schema}
+        if entry.oauth_errors:  # RFC 6749: form bodies only
+            content = {declare.FORM: {"schema": schema}}
         result["requestBody"] = {"required": True, "content": content}
         codes = [*JSON_BODY, *codes]
     codes += entry.errors
@@ -827,6 +879,29 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
             "description": entry.redirect,
             "headers": {"Location": header("where the browser goes next")},
         }
+    if entry.html:
+        page = {"description": "an HTML page", "content": {"text/html": {"schema": {}}}}
+        moved = {
+            "description": entry.redirect or "a redirect",
+            "headers": {"Location": header("where the browser goes next")},
+        }
+        result["responses"] = {
+            "200": {**page, "description": entry.ok_description},
+            "302": moved,
+            "303": moved,
+            "400": {**page, "description": "an error page; never a redirect"},
+            "403": {**page, "description": "a refused form (another site, a stale form)"},
+            **errors("rate_limited", "service_unavailable"),
+        }
+        return result
+    if entry.oauth_errors:
+        result["responses"] = {
+            str(entry.status): ok,
+            **redirect,
+            **OAUTH_ERRORS,
+            **errors("rate_limited", "service_unavailable"),
+        }
+        return result
     result["responses"] = {
         str(entry.status): ok,
         **redirect,

@@ -66,7 +66,11 @@ def resolve(spec: Spec, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_body_operations(spec: Spec) -> list[tuple[str, str, dict[str, Any]]]:
-    found = [op for op in operations(spec) if "requestBody" in op[2]]
+    found = [
+        op
+        for op in operations(spec)
+        if "application/json" in op[2].get("requestBody", {}).get("content", {})
+    ]
     assert len(found) >= 9, "every POST endpoint with a JSON body is described with one"
     return found
 

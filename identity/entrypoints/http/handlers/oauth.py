@@ -1,0 +1,566 @@
+"""``/oauth2/*``: the authorization server's endpoints (section 17)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import attrs
+import jwt
+from aiohttp import web
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from dependency_injector.wiring import Provide, inject
+
+from identity.application.api_keys import AuthenticateApiKey
+from identity.application.introspection import Introspect, IntrospectToken
+from identity.application.oauth_server import (
+    AuthenticateClient,
+    AuthorizeFlow,
+    AuthorizeRequest,
+    ClientCredentials,
+    ClientTokens,
+    ErrorPage,
+    GrantConsent,
+    Interact,
+    OAuthServices,
+    RedirectToClient,
+    TokenAnswer,
+    TokenGrants,
+    user_claims,
+)
+from identity.application.ports import BrowserSessions
+from identity.application.tenancy import ResolveTenant
+from identity.domain.api_keys import InsufficientScopeError, InvalidApiKeyError, Scope
+from identity.domain.errors import InvalidTokenError
+from identity.domain.oauth import AuthMethod, OAuthProtocolError, invalid_request
+from identity.entrypoints.container import Container
+from identity.entrypoints.http import declare as d
+from identity.entrypoints.http.oauth_errors import NO_STORE, read_form, single_values
+from identity.entrypoints.http.views import client_info
+
+endpoints = d.Endpoints(tag="oauth", oauth_errors=True)
+pages = d.Endpoints(tag="oauth", html=True)
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_LONG = 4096
+
+
+def _optional(description: str, max_length: int = 2048) -> Any:
+    return d.text(description, max_length=max_length, required=False)
+
+
+@attrs.frozen
+class ClientAuthFields:
+    client_id: str | None = _optional(
+        "the client (with `client_secret_post`, `none` or an assertion)", 64
+    )
+    client_secret: str | None = _optional("`client_secret_post` only", 256)
+    client_assertion_type: str | None = _optional(f"`{ASSERTION_TYPE}` (private_key_jwt)", 128)
+    client_assertion: str | None = _optional("a JWT signed with a key of the client's JWKS", _LONG)
+
+
+@attrs.frozen
+class TokenBody(ClientAuthFields):
+    grant_type: str | None = _optional(
+        "`authorization_code`, `refresh_token` or `client_credentials`", 64
+    )
+    code: str | None = _optional("authorization_code: the code", 256)
+    redirect_uri: str | None = _optional("authorization_code: as in the authorization request")
+    code_verifier: str | None = _optional("authorization_code: the PKCE verifier", 128)
+    refresh_token: str | None = _optional("refresh_token: the refresh token", _LONG)
+    scope: str | None = _optional("refresh_token (narrower) and client_credentials")
+    resource: str | None = _optional("client_credentials: RFC 8707 resource (the `aud`)")
+
+
+@attrs.frozen
+class TokenView:
+    """RFC 6749 §5.1 token response."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = d.out(
+        "with `offline_access`, or for first-party clients", omit_if_none=True
+    )
+    id_token: str | None = d.out("with the `openid` scope", omit_if_none=True)
+
+    @classmethod
+    def of(cls, answer: TokenAnswer) -> TokenView:
+        return cls(
+            answer.access_token,
+            "Bearer",
+            answer.expires_in,
+            answer.scope,
+            answer.refresh_token,
+            answer.id_token,
+        )
+
+
+def _credentials(request: web.Request, body: ClientAuthFields) -> ClientCredentials:
+    """RFC 6749 §2.3: exactly one way of authenticating; ``invalid_request`` for several."""
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        client_id, secret = extract_basic_authorization(request.headers)
+        if body.client_secret or body.client_assertion:
+            raise invalid_request("more than one client authentication method")
+        if body.client_id is not None and body.client_id != client_id:
+            raise invalid_request("client_id differs from the Basic credentials")
+        if not client_id:
+            raise OAuthProtocolError("invalid_client", "malformed Basic credentials", 401)
+        return ClientCredentials(client_id, AuthMethod.CLIENT_SECRET_BASIC, secret=secret)
+    if body.client_assertion is not None or body.client_assertion_type is not None:
+        if body.client_assertion_type != ASSERTION_TYPE or not body.client_assertion:
+            raise invalid_request(f"client_assertion_type must be {ASSERTION_TYPE}")
+        if body.client_secret:
+            raise invalid_request("more than one client authentication method")
+        client_id = body.client_id
+        if client_id is None:
+            try:
+                unverified = jwt.decode(body.client_assertion, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                raise OAuthProtocolError(
+                    "invalid_client", "malformed client assertion", 401
+                ) from None
+            subject = unverified.get("sub")
+            client_id = subject if isinstance(subject, str) else None
+        return ClientCredentials(
+            client_id, AuthMethod.PRIVATE_KEY_JWT, assertion=body.client_assertion
+        )
+    if body.client_secret is not None:
+        return ClientCredentials(
+            body.client_id, AuthMethod.CLIENT_SECRET_POST, secret=body.client_secret
+        )
+    return ClientCredentials(body.client_id, AuthMethod.NONE)
+
+
+def _json(data: Mapping[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(dict(data), status=status, headers=NO_STORE)
+
+
+@endpoints.post(
+    "/oauth2/token",
+    summary="Token endpoint (RFC 6749 §3.2)",
+    description="`authorization_code` (with PKCE), `refresh_token` (rotation, reuse detection) "
+    "and `client_credentials`. Client authentication as registered.",
+    body=TokenBody,
+    forms=True,
+    ok=TokenView,
+)
+@inject
+async def oauth_token(
+    request: web.Request,
+    body: TokenBody,
+    authenticate: AuthenticateClient = Provide[Container.authenticate_client],
+    grants: TokenGrants = Provide[Container.token_grants],
+) -> web.StreamResponse:
+    if body.grant_type is None:
+        raise invalid_request("grant_type is required")
+    who = await authenticate(_credentials(request, body))
+    info = client_info(request)
+    if body.grant_type == "client_credentials":
+        answer = grants.client_credentials(who, body.scope, body.resource)
+    elif body.grant_type == "authorization_code":
+        answer = await grants.authorization_code(
+            who, body.code, body.redirect_uri, body.code_verifier, info
+        )
+    elif body.grant_type == "refresh_token":
+        answer = await grants.refresh_token(who, body.refresh_token, body.scope, info)
+    else:
+        raise OAuthProtocolError("unsupported_grant_type", "unsupported grant_type")
+    return _json(d.serialise(TokenView.of(answer)))
+
+
+# --- authorize ---------------------------------------------------------------------
+
+
+def _location(base: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(base)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return parts._replace(query=urlencode(query)).geturl()
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main>"
+        f"<h1>{html.escape(title)}</h1>{body}</main></body></html>"
+    )
+    return web.Response(
+        text=document,
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def error_page(message: str) -> web.Response:
+    return _page("Sign-in cannot continue", f"<p>{html.escape(message)}</p>", 400)
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+async def _authorize_params(request: web.Request) -> tuple[dict[str, str], bool]:
+    """The request's parameters (query, or form for POST) and whether one repeats."""
+    source: Mapping[str, Any] = request.query
+    if request.method == "POST":
+        if request.content_type != "application/x-www-form-urlencoded":
+            return dict(request.query), True
+        try:
+            source = await read_form(request)
+        except OAuthProtocolError:
+            return dict(request.query), True
+    try:
+        return single_values(source), False
+    except OAuthProtocolError:
+        return {key: str(source[key]) for key in source}, True
+
+
+@pages.get(
+    "/oauth2/authorize",
+    summary="Authorization endpoint (code flow, PKCE S256)",
+    description="Query parameters per RFC 6749 §4.1.1, RFC 7636, OpenID Connect Core §3.1.2.1 "
+    "(`response_type=code`, `client_id`, `redirect_uri`, `scope`, `state`, `nonce`, "
+    "`code_challenge`, `code_challenge_method=S256`, `prompt`, `max_age`, `login_hint`, "
+    "`ui_locales`, `resource`). An unknown client or redirect URI renders an error page (400).",
+    status=200,
+    ok_description="an error page (400 when the client or redirect URI cannot be trusted)",
+    redirect="the client's redirect URI with `code`, `state` and `iss`, or an error; or a "
+    "sign-in, second-factor or consent page that comes back here",
+)
+@inject
+async def authorize(
+    request: web.Request,
+    flow: AuthorizeFlow = Provide[Container.authorize_flow],
+) -> web.StreamResponse:
+    return await _authorize(request, flow)
+
+
+@pages.post("/oauth2/authorize", summary="Authorization endpoint (form post)", status=200)
+@inject
+async def authorize_form(
+    request: web.Request,
+    flow: AuthorizeFlow = Provide[Container.authorize_flow],
+) -> web.StreamResponse:
+    return await _authorize(request, flow)
+
+
+async def _authorize(request: web.Request, flow: AuthorizeFlow) -> web.StreamResponse:
+    params, repeated = await _authorize_params(request)
+    if repeated:
+        found = await flow.client_and_redirect(params)
+        if isinstance(found, ErrorPage):
+            return error_page(found.message)
+        result: Any = RedirectToClient(
+            found[2],
+            {
+                "error": "invalid_request",
+                "error_description": "a parameter was sent more than once",
+                "iss": flow.issuer,
+                **({"state": params["state"]} if "state" in params else {}),
+            },
+        )
+    else:
+        result = await flow(AuthorizeRequest(params, dict(request.cookies), client_info(request)))
+    if isinstance(result, ErrorPage):
+        return error_page(result.message)
+    if isinstance(result, RedirectToClient):
+        return _redirect(_location(result.redirect_uri, result.params))
+    assert isinstance(result, Interact)
+    return_to = "/oauth2/authorize?" + urlencode(result.params)
+    page_params = {"return_to": return_to, "tenant": result.tenant.slug}
+    for name in ("login_hint", "ui_locales"):
+        if name in result.params:
+            page_params[name] = result.params[name]
+    return _redirect(f"{result.step.value}?{urlencode(page_params)}")
+
+
+# --- consent -------------------------------------------------------------------------
+
+
+def _authorize_params_of(return_to: str) -> dict[str, str] | None:
+    parts = urlsplit(return_to)
+    if parts.scheme or parts.netloc or parts.path != "/oauth2/authorize":
+        return None
+    return dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+@pages.get(
+    "/ui/consent",
+    summary="The consent page of a third-party client",
+    status=200,
+    ok_description="an HTML page: the client, the scopes asked, Allow and Deny",
+)
+@inject
+async def consent(
+    request: web.Request,
+    flow: AuthorizeFlow = Provide[Container.authorize_flow],
+    grant: GrantConsent = Provide[Container.grant_consent],
+    browsers: BrowserSessions = Provide[Container.browser_sessions],
+    services: OAuthServices = Provide[Container.oauth_services],
+) -> web.StreamResponse:
+    return await _consent(request, flow, grant, browsers, services)
+
+
+@pages.post("/ui/consent", summary="Allow or deny a client", status=303)
+@inject
+async def consent_form(
+    request: web.Request,
+    flow: AuthorizeFlow = Provide[Container.authorize_flow],
+    grant: GrantConsent = Provide[Container.grant_consent],
+    browsers: BrowserSessions = Provide[Container.browser_sessions],
+    services: OAuthServices = Provide[Container.oauth_services],
+) -> web.StreamResponse:
+    return await _consent(request, flow, grant, browsers, services)
+
+
+async def _consent(
+    request: web.Request,
+    flow: AuthorizeFlow,
+    grant: GrantConsent,
+    browsers: BrowserSessions,
+    services: OAuthServices,
+) -> web.StreamResponse:
+    form: Mapping[str, Any] = request.query
+    if request.method == "POST":
+        site = request.headers.get("Sec-Fetch-Site")
+        origin = request.headers.get("Origin")
+        issuer_origin = services.settings.issuer.rstrip("/")
+        if (site and site not in ("same-origin", "none")) or (origin and origin != issuer_origin):
+            return _page("Request refused", "<p>This form came from another site.</p>", 403)
+        try:
+            form = await read_form(request)
+        except OAuthProtocolError:
+            return error_page("This consent request is not valid.")
+    return_to = str(form.get("return_to", ""))
+    params = _authorize_params_of(return_to)
+    if params is None:
+        return error_page("This consent request is not valid.")
+    found = await flow.client_and_redirect(params)
+    if isinstance(found, ErrorPage):
+        return error_page(found.message)
+    client, tenant, redirect_uri = found
+    browser = await browsers.signed_in(tenant.id, dict(request.cookies))
+    if browser is None:
+        return _redirect(f"/ui/sign-in?{urlencode({'return_to': return_to})}")
+    scopes = tuple(dict.fromkeys(params.get("scope", "").split()))
+    csrf = services.codes.consent_token(browser.session_id, client.client_id, " ".join(scopes))
+    back = {k: v for k, v in params.items()}
+    prompts = set(back.get("prompt", "").split()) - {"consent"}
+    back.pop("prompt", None)
+    if prompts:
+        back["prompt"] = " ".join(sorted(prompts))
+    if request.method == "POST":
+        if str(form.get("csrf", "")) != csrf:
+            return _page("Request refused", "<p>This form has expired; try again.</p>", 403)
+        if form.get("decision") == "allow":
+            await grant(tenant, browser, client, scopes, client_info(request))
+            return web.Response(
+                status=303, headers={"Location": "/oauth2/authorize?" + urlencode(back)}
+            )
+        denied = {
+            "error": "access_denied",
+            "error_description": "the user denied the request",
+            "iss": services.settings.issuer,
+        }
+        if "state" in params:
+            denied["state"] = params["state"]
+        return web.Response(status=303, headers={"Location": _location(redirect_uri, denied)})
+    items = "".join(f"<li>{html.escape(scope)}</li>" for scope in scopes)
+    body = (
+        f"<p>{html.escape(client.name)} asks to use your account:</p><ul>{items}</ul>"
+        '<form method="post" action="/ui/consent">'
+        f'<input type="hidden" name="return_to" value="{html.escape(return_to)}">'
+        f'<input type="hidden" name="csrf" value="{csrf}">'
+        '<button type="submit" name="decision" value="allow">Allow</button> '
+        '<button type="submit" name="decision" value="deny">Deny</button>'
+        "</form>"
+    )
+    return _page(f"Allow {client.name}?", body)
+
+
+# --- userinfo, revoke, introspect ----------------------------------------------------
+
+
+@attrs.frozen
+class UserInfoView:
+    """OpenID Connect UserInfo: `sub` and the claims of the token's scopes."""
+
+    sub: str
+    email: str | None = d.out("with `email`", omit_if_none=True)
+    email_verified: bool | None = d.out("with `email`", omit_if_none=True)
+    name: str | None = d.out("with `profile`", omit_if_none=True)
+
+
+@attrs.frozen
+class TokenIntrospectionView:
+    """RFC 7662: `{"active": false}`, or the claims of a live access token."""
+
+    active: bool
+    token_type: str | None = d.out("`Bearer`", omit_if_none=True)
+    sub: str | None = d.out("the user, or the client for client_credentials", omit_if_none=True)
+    client_id: str | None = d.out("the client the token was issued to", omit_if_none=True)
+    scope: str | None = d.out("space-separated scopes", omit_if_none=True)
+    aud: str | None = d.out("the audience (RFC 8707 resource)", omit_if_none=True)
+    exp: int | None = d.out("expiry", omit_if_none=True)
+    iat: int | None = d.out("issue time", omit_if_none=True)
+
+
+def _bearer_error(error: str, status: int, description: str) -> web.Response:
+    response = _json({"error": error, "error_description": description}, status)
+    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    return response
+
+
+@endpoints.get(
+    "/oauth2/userinfo",
+    summary="OpenID Connect UserInfo",
+    ok=UserInfoView,
+    ok_description="`sub` and the claims of the token's scopes",
+)
+@inject
+async def userinfo(
+    request: web.Request, tokens: ClientTokens = Provide[Container.client_tokens]
+) -> web.StreamResponse:
+    return await _userinfo(request, tokens)
+
+
+@endpoints.post("/oauth2/userinfo", summary="OpenID Connect UserInfo (POST)", ok=UserInfoView)
+@inject
+async def userinfo_form(
+    request: web.Request, tokens: ClientTokens = Provide[Container.client_tokens]
+) -> web.StreamResponse:
+    return await _userinfo(request, tokens)
+
+
+async def _userinfo(request: web.Request, tokens: ClientTokens) -> web.StreamResponse:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() != "bearer ":
+        return _bearer_error("invalid_token", 401, "a Bearer access token is required")
+    try:
+        live = await tokens.live_access(header[7:].strip())
+    except InvalidTokenError:
+        return _bearer_error("invalid_token", 401, "the access token is not valid")
+    scopes = tuple(str(live.claims.get("scope", "")).split())
+    if live.account is None or "openid" not in scopes:
+        return _bearer_error("insufficient_scope", 403, "the token lacks the openid scope")
+    return _json({"sub": str(live.account.id), **user_claims(live.account, scopes)})
+
+
+@attrs.frozen
+class RevokeBody(ClientAuthFields):
+    token: str | None = _optional("the access or refresh token", _LONG)
+    token_type_hint: str | None = _optional("`access_token` or `refresh_token`", 64)
+
+
+@endpoints.post(
+    "/oauth2/revoke",
+    summary="Token revocation (RFC 7009)",
+    description="Either token ends the session it belongs to for this client.",
+    body=RevokeBody,
+    forms=True,
+    status=200,
+)
+@inject
+async def oauth_revoke(
+    request: web.Request,
+    body: RevokeBody,
+    authenticate: AuthenticateClient = Provide[Container.authenticate_client],
+    tokens: ClientTokens = Provide[Container.client_tokens],
+) -> web.StreamResponse:
+    who = await authenticate(_credentials(request, body))
+    if body.token is None:
+        raise invalid_request("token is required")
+    await tokens.revoke(who, body.token, client_info(request))
+    return _json({})
+
+
+@attrs.frozen
+class IntrospectBody(ClientAuthFields):
+    token: str | None = _optional("the token", _LONG)
+    token_type_hint: str | None = _optional("`access_token`", 64)
+
+
+@endpoints.post(
+    "/oauth2/introspect",
+    summary="Token introspection (RFC 7662)",
+    description="Client authentication, or an API key with `tokens:introspect` as Bearer.",
+    body=IntrospectBody,
+    forms=True,
+    ok=TokenIntrospectionView,
+)
+@inject
+async def oauth_introspect(
+    request: web.Request,
+    body: IntrospectBody,
+    authenticate: AuthenticateClient = Provide[Container.authenticate_client],
+    api_keys: AuthenticateApiKey = Provide[Container.authenticate_api_key],
+    tokens: ClientTokens = Provide[Container.client_tokens],
+    resolve: ResolveTenant = Provide[Container.resolve_tenant],
+    identity_tokens: Introspect = Provide[Container.introspect],
+) -> web.StreamResponse:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        try:
+            principal = await api_keys(header[7:].strip())
+            principal.require(Scope.TOKENS_INTROSPECT)
+        except InvalidApiKeyError:
+            raise OAuthProtocolError("invalid_client", "unknown API key", 401) from None
+        except InsufficientScopeError:
+            raise OAuthProtocolError(
+                "insufficient_scope", "the key lacks tokens:introspect", 403
+            ) from None
+        tenant = await resolve.by_id(principal.tenant_id)
+    else:
+        tenant = (await authenticate(_credentials(request, body))).tenant
+    if body.token is None:
+        raise invalid_request("token is required")
+    try:
+        live = await tokens.live_access(body.token)
+    except InvalidTokenError:
+        # Not a client's token: perhaps an access token of the JSON API (section 12).
+        own = (await identity_tokens(IntrospectToken(tenant, body.token))).claims
+        if own is None:
+            return _json({"active": False})
+        return _json(
+            {
+                "active": True,
+                "token_type": "access",
+                "sub": str(own.subject),
+                "tid": str(own.tenant_id),
+                "sid": str(own.session_id),
+                "exp": int(own.expires_at.timestamp()),
+                "iat": int(own.issued_at.timestamp()),
+                "aal": own.aal,
+                "amr": list(own.amr),
+                "email": own.email,
+            }
+        )
+    claims = live.claims
+    if claims.get("tid") != str(tenant.id):
+        return _json({"active": False})
+    answer: dict[str, Any] = {
+        key: claims[key]
+        for key in (
+            "sub",
+            "client_id",
+            "scope",
+            "aud",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "tid",
+            "sid",
+            "auth_time",
+            "acr",
+            "amr",
+        )
+        if key in claims
+    }
+    return _json({"active": True, "token_type": "Bearer", **answer})

@@ -13,6 +13,7 @@ from dependency_injector.wiring import Provide, inject
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
+from identity.domain.oauth import OPENID_SCOPES
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.keys import METRICS, SETTINGS
 from identity.entrypoints.http.metrics import METRICS_CONTENT_TYPE
@@ -97,10 +98,6 @@ async def jwks(
     return web.json_response(codec.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-# Endpoints published in the discovery document (RFC 8414 metadata name -> path),
-# each added once it exists, e.g. "introspection_endpoint": "/auth/introspect".
-DISCOVERY_ENDPOINTS: dict[str, str] = {"introspection_endpoint": "/auth/introspect"}
-
 CLAIMS_SUPPORTED = (
     "iss",
     "aud",
@@ -113,32 +110,62 @@ CLAIMS_SUPPORTED = (
     "tid",
     "email",
     "email_verified",
+    "name",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "client_id",
+    "scope",
 )
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+def discovery_document(settings: Settings, codec: JwtTokenCodec) -> dict[str, Any]:
+    """RFC 8414 / OpenID Connect Discovery 1.0 metadata: one document for both names."""
+    issuer = settings.issuer.rstrip("/")
+    return {
+        "issuer": settings.issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA", "PS256"],
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": [*AUTH_METHODS[:3], "bearer"],
+        "scopes_supported": list(OPENID_SCOPES),
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "subject_types_supported": ["public"],
+        # The algorithms of the keys in the JWKS: ID tokens per client (RS256 by default).
+        "id_token_signing_alg_values_supported": sorted(codec.keyring.algorithms),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_parameter_supported": False,
+        "backchannel_logout_supported": False,
+        "backchannel_logout_session_supported": False,
+    }
 
 
 @routes.get("/.well-known/openid-configuration")
+@routes.get("/.well-known/oauth-authorization-server")
 @inject
 async def openid_configuration(
     request: web.Request,
     settings: Settings = Provide[Container.settings],
     codec: JwtTokenCodec = Provide[Container.token_codec],
 ) -> web.Response:
-    """Where a token verifier finds the keys, and nothing it could mistake for OAuth.
-
-    No authorization, token or response-type entries: this service is not an
-    OAuth authorization server, and OIDC client libraries would try to run
-    flows it does not offer.
-    """
-    issuer = settings.issuer.rstrip("/")
-    document: dict[str, Any] = {
-        "issuer": settings.issuer,
-        "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        # The algorithms of the keys in the JWKS: what tokens from here are signed with.
-        "id_token_signing_alg_values_supported": sorted(
-            {key.algorithm for key in codec.keyring.keys}
-        ),
-        "claims_supported": list(CLAIMS_SUPPORTED),
-    }
-    for name, path in DISCOVERY_ENDPOINTS.items():
-        document[name] = f"{issuer}{path}"
-    return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})
+    """The authorization server's metadata (RFC 8414, OpenID Connect Discovery)."""
+    return web.json_response(
+        discovery_document(settings, codec), headers={"Cache-Control": "public, max-age=300"}
+    )
