@@ -79,7 +79,12 @@ class JoseOAuthTokens(OAuthTokenCodec):
     # --- verifying -------------------------------------------------------------------
 
     def _verify(
-        self, token: str, *, typ_header: str | None, audience: str | None
+        self,
+        token: str,
+        *,
+        typ_header: str | None,
+        audience: str | None,
+        check_expiry: bool = True,
     ) -> dict[str, Any]:
         if not isinstance(token, str) or len(token) > 8192 or token.count(".") != 2:
             raise InvalidTokenError("malformed token")
@@ -117,7 +122,7 @@ class JoseOAuthTokens(OAuthTokenCodec):
         exp = payload.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise InvalidTokenError("malformed time claim")
-        if exp <= self._clock.now().timestamp() - self._leeway:
+        if check_expiry and exp <= self._clock.now().timestamp() - self._leeway:
             raise InvalidTokenError("token expired")
         return payload
 
@@ -131,6 +136,12 @@ class JoseOAuthTokens(OAuthTokenCodec):
         payload = self._verify(token, typ_header="JWT", audience=self._issuer)
         if payload.get("typ") != REFRESH_TYPE:
             raise InvalidTokenError("not a client refresh token")
+        return payload
+
+    def decode_id_token_hint(self, token: str) -> dict[str, Any]:
+        payload = self._verify(token, typ_header="JWT", audience=None, check_expiry=False)
+        if "azp" not in payload or payload.get("typ") == REFRESH_TYPE:
+            raise InvalidTokenError("not an ID token")
         return payload
 
     # --- specification checks --------------------------------------------------------

@@ -42,6 +42,7 @@ from identity.domain.oauth import (
     AuthMethod,
     AuthorizationCode,
     Client,
+    ClientNotFoundError,
     ClientSession,
     Consent,
     GrantType,
@@ -864,6 +865,182 @@ class ClientTokens:
                             session_id=session_id,
                             reason="revoked_by_client",
                             client_id=who.client.client_id,
+                        )
+                    )
+            await uow.commit()
+
+
+# --- grants (self-service) -----------------------------------------------------------
+
+
+@attrs.frozen
+class GrantView:
+    client_id: str
+    client_name: str
+    scopes: tuple[str, ...]
+    granted_at: datetime
+
+
+class UserGrants:
+    """The applications a user let in: list them, or revoke one (its consent and every
+    session it holds for the user)."""
+
+    def __init__(self, services: OAuthServices) -> None:
+        self._s = services
+
+    async def list(self, tenant_id: UUID, user_id: UUID) -> list[GrantView]:
+        async with self._s.uow() as uow:
+            consents = await uow.consents.list_for_user(tenant_id, user_id)
+            views = []
+            for consent in consents:
+                client = await uow.oauth_clients.get(consent.client_id)
+                if client is not None:
+                    views.append(
+                        GrantView(client.client_id, client.name, consent.scopes, consent.granted_at)
+                    )
+        return views
+
+    async def revoke(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        client_id: str,
+        info: ClientInfo = NO_CLIENT,
+        by_session_id: UUID | None = None,
+    ) -> None:
+        """``ClientNotFoundError`` when the user has no grant nor session of the client."""
+        async with self._s.uow() as uow:
+            now = self._s.clock.now()
+            forgot = await uow.consents.delete(tenant_id, user_id, client_id)
+            links = await uow.client_sessions.list_for_user(tenant_id, user_id, client_id)
+            ended = 0
+            for link in links:
+                if await uow.sessions.revoke(tenant_id, link.session_id, now, "revoked_by_user"):
+                    ended += 1
+                    await uow.events.add(
+                        security_event(
+                            EventType.SESSION_REVOKED,
+                            tenant_id,
+                            now,
+                            info,
+                            user_id=user_id,
+                            session_id=link.session_id,
+                            reason="revoked_by_user",
+                            client_id=client_id,
+                            by_session_id=str(by_session_id) if by_session_id else None,
+                        )
+                    )
+            if not forgot and not ended:
+                raise ClientNotFoundError(client_id)  # rolls back: nothing changed
+            await uow.events.add(
+                security_event(
+                    EventType.OAUTH_CONSENT_REVOKED,
+                    tenant_id,
+                    now,
+                    info,
+                    user_id=user_id,
+                    session_id=by_session_id,
+                    client_id=client_id,
+                )
+            )
+            await uow.commit()
+
+
+# --- RP-initiated logout -------------------------------------------------------------
+
+
+@attrs.frozen
+class LogoutRequest:
+    id_token_hint: str | None
+    client_id: str | None
+    post_logout_redirect_uri: str | None
+    state: str | None
+    cookies: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class LoggedOut:
+    """Where the browser goes: the client's registered URI (with ``state``), or None for
+    the service's own page."""
+
+    redirect_uri: str | None
+    state: str | None
+
+
+class RpInitiatedLogout:
+    """OpenID Connect RP-Initiated Logout 1.0: end the browser session (and the client
+    sessions opened from it); go back only to a registered post-logout URI."""
+
+    def __init__(self, services: OAuthServices, browsers: BrowserSessions) -> None:
+        self._s = services
+        self._browsers = browsers
+
+    async def __call__(self, request: LogoutRequest, info: ClientInfo = NO_CLIENT) -> LoggedOut:
+        client_id = request.client_id
+        hinted_sid: str | None = None
+        if request.id_token_hint:
+            try:
+                hint = self._s.tokens.decode_id_token_hint(request.id_token_hint)
+            except InvalidTokenError:
+                raise invalid_request("id_token_hint is not an ID token of this issuer") from None
+            audience = hint.get("aud")
+            if client_id is not None and audience != client_id:
+                raise invalid_request("client_id differs from the ID token's audience")
+            client_id = str(audience) if isinstance(audience, str) else None
+            hinted_sid = str(hint.get("sid")) if hint.get("sid") else None
+        client: Client | None = None
+        if client_id is not None:
+            async with self._s.uow() as uow:
+                client = await uow.oauth_clients.get(client_id)
+            if client is None:
+                raise invalid_request("unknown client")
+        redirect = request.post_logout_redirect_uri
+        if redirect is not None:
+            if client is None:
+                raise invalid_request("post_logout_redirect_uri needs id_token_hint or client_id")
+            if redirect not in client.post_logout_redirect_uris:
+                raise invalid_request("post_logout_redirect_uri is not registered")
+        if client is not None:
+            await self._end(client.tenant_id, request.cookies, hinted_sid, info)
+        return LoggedOut(redirect, request.state if redirect else None)
+
+    async def _end(
+        self,
+        tenant_id: UUID,
+        cookies: Mapping[str, str],
+        hinted_sid: str | None,
+        info: ClientInfo,
+    ) -> None:
+        browser = await self._browsers.signed_in(tenant_id, cookies)
+        ended: list[UUID] = []
+        if browser is not None:
+            ended.append(browser.session_id)
+        async with self._s.uow() as uow:
+            now = self._s.clock.now()
+            if browser is not None:
+                for link in await uow.client_sessions.list_for_browser_session(
+                    tenant_id, browser.session_id
+                ):
+                    ended.append(link.session_id)
+            if hinted_sid is not None:
+                try:
+                    ended.append(UUID(hinted_sid))
+                except ValueError:
+                    pass
+            for session_id in dict.fromkeys(ended):
+                session = await uow.sessions.get(tenant_id, session_id)
+                if session is None:
+                    continue
+                if await uow.sessions.revoke(tenant_id, session_id, now, "logout"):
+                    await uow.events.add(
+                        security_event(
+                            EventType.SESSION_REVOKED,
+                            tenant_id,
+                            now,
+                            info,
+                            user_id=session.user_id,
+                            session_id=session_id,
+                            reason="logout",
                         )
                     )
             await uow.commit()

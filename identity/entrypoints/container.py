@@ -492,3 +492,5 @@ class Container(containers.DeclarativeContainer):
     authorize_flow = providers.Factory(oauth_server.AuthorizeFlow, oauth_services, browser_sessions)
     grant_consent = providers.Factory(oauth_server.GrantConsent, oauth_services)
     client_tokens = providers.Factory(oauth_server.ClientTokens, oauth_services, session_reader)
+    user_grants = providers.Factory(oauth_server.UserGrants, oauth_services)
+    rp_logout = providers.Factory(oauth_server.RpInitiatedLogout, oauth_services, browser_sessions)

@@ -738,3 +738,127 @@ async def test_userinfo_needs_openid_and_tokens_without_offline_access_get_no_re
             headers={"Authorization": f"Bearer {answer['access_token']}"},
         )
     assert info.status_code == 403 and info.json()["error"] == "insufficient_scope"
+
+
+async def exchange(
+    oauth: OAuthApi, client_id: str, secret: str | None, cookie: str, **extra: str
+) -> dict[str, Any]:
+    verifier = generate_token(48)
+    params = code_params(client_id, verifier, **extra)
+    code = redirected(await authorize(oauth, params, cookie))["code"]
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": params["redirect_uri"],
+        "code_verifier": verifier,
+    }
+    if secret is None:
+        status, body, _ = await token_request(oauth, {**data, "client_id": client_id})
+    else:
+        status, body, _ = await token_request(oauth, data, basic(client_id, secret))
+    assert status == 200, body
+    return body
+
+
+async def test_a_public_native_client_uses_pkce_and_any_loopback_port(oauth: OAuthApi) -> None:
+    client_id = await oauth.public(first_party=True)
+    cookie, _ = await oauth.sign_in_browser("native@example.com")
+    tokens = await exchange(
+        oauth, client_id, None, cookie, redirect_uri="http://127.0.0.1:49152/callback"
+    )
+    assert tokens["refresh_token"] and tokens["id_token"]
+    # Another path, or a non-loopback host, is not the registered URI: an error page.
+    for uri in ("http://127.0.0.1:49152/other", "http://localhost.evil.example:80/callback"):
+        params = code_params(client_id, generate_token(48), redirect_uri=uri)
+        assert (await authorize(oauth, params, cookie)).status_code == 400
+    # A public client proves nothing but PKCE: a secret-less refresh still works.
+    status, body, _ = await token_request(
+        oauth,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert status == 200, body
+
+
+async def test_grants_are_listed_and_revoked_by_their_user(oauth: OAuthApi) -> None:
+    client_id, secret = await oauth.confidential(first_party=False, name="Third Party")
+    cookie, user_tokens = await oauth.sign_in_browser("grants@example.com")
+    tenant_id, sign_in = oauth.browsers.signed[cookie]
+    tenant = await oauth.api.container.resolve_tenant()("default")
+    client = await oauth.api.container.client_admin().get(tenant_id, client_id)
+    scopes = ("openid", "email", "profile", "offline_access")
+    await oauth.api.container.grant_consent()(tenant, sign_in, client, scopes)
+    tokens = await exchange(oauth, client_id, secret, cookie)
+    listed = await (await oauth.api.get("/auth/grants", token=user_tokens["access_token"])).json()
+    assert [(g["client_id"], g["client_name"]) for g in listed["items"]] == [
+        (client_id, "Third Party")
+    ]
+    assert set(listed["items"][0]["scopes"]) == set(scopes)
+    response = await oauth.api.delete(
+        f"/auth/grants/{client_id}", token=user_tokens["access_token"]
+    )
+    assert response.status == 204
+    _, body, _ = await token_request(
+        oauth,
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        basic(client_id, secret),
+    )
+    assert body["error"] == "invalid_grant"
+    listed = await (await oauth.api.get("/auth/grants", token=user_tokens["access_token"])).json()
+    assert listed["items"] == []
+    response = await oauth.api.delete(
+        f"/auth/grants/{client_id}", token=user_tokens["access_token"]
+    )
+    assert response.status == 404
+    events = await (
+        await oauth.api.get(
+            "/admin/events?type=oauth.consent_revoked",
+            token=await oauth.api.api_key("events:read"),
+        )
+    ).json()
+    assert events["items"][0]["data"]["client_id"] == client_id
+
+
+async def test_rp_initiated_logout_ends_the_browser_and_its_client_sessions(
+    oauth: OAuthApi,
+) -> None:
+    back = "https://rp.example/signed-out"
+    client_id, secret = await oauth.confidential(
+        first_party=True, post_logout_redirect_uris=(back,)
+    )
+    cookie, _ = await oauth.sign_in_browser("logout@example.com")
+    tokens = await exchange(oauth, client_id, secret, cookie)
+    async with httpx.AsyncClient(cookies={BROWSER_COOKIE: cookie}) as browser:
+        # An unregistered post-logout URI: an error page, nothing ends.
+        refused = await browser.get(
+            f"{oauth.base}/oauth2/logout",
+            params={
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": "https://evil.example/",
+            },
+        )
+        assert refused.status_code == 400 and "location" not in refused.headers
+        done = await browser.get(
+            f"{oauth.base}/oauth2/logout",
+            params={
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": back,
+                "state": "bye",
+            },
+        )
+    assert done.status_code == 302
+    assert done.headers["location"] == f"{back}?state=bye"
+    # The browser session is over (prompt=none: login_required), and so is the client's.
+    got = redirected(
+        await authorize(oauth, code_params(client_id, generate_token(48), prompt="none"), cookie)
+    )
+    assert got["error"] == "login_required"
+    _, body, _ = await token_request(
+        oauth,
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        basic(client_id, secret),
+    )
+    assert body["error"] == "invalid_grant"

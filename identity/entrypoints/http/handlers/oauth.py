@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -24,10 +25,13 @@ from identity.application.oauth_server import (
     ErrorPage,
     GrantConsent,
     Interact,
+    LogoutRequest,
     OAuthServices,
     RedirectToClient,
+    RpInitiatedLogout,
     TokenAnswer,
     TokenGrants,
+    UserGrants,
     user_claims,
 )
 from identity.application.ports import BrowserSessions
@@ -564,3 +568,114 @@ async def oauth_introspect(
         if key in claims
     }
     return _json({"active": True, "token_type": "Bearer", **answer})
+
+
+# --- RP-initiated logout -------------------------------------------------------------
+
+
+@pages.get(
+    "/oauth2/logout",
+    summary="RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0)",
+    description="`id_token_hint` and/or `client_id`, `post_logout_redirect_uri` (registered, "
+    "exact) and `state`: ends the browser session and the client sessions opened from it.",
+    status=200,
+    ok_description="a signed-out page (when no post-logout URI was given)",
+    redirect="the registered post_logout_redirect_uri, with `state`",
+)
+@inject
+async def logout(
+    request: web.Request, use_case: RpInitiatedLogout = Provide[Container.rp_logout]
+) -> web.StreamResponse:
+    return await _logout(request, use_case)
+
+
+@pages.post("/oauth2/logout", summary="RP-initiated logout (form post)", status=200)
+@inject
+async def logout_form(
+    request: web.Request, use_case: RpInitiatedLogout = Provide[Container.rp_logout]
+) -> web.StreamResponse:
+    return await _logout(request, use_case)
+
+
+async def _logout(request: web.Request, use_case: RpInitiatedLogout) -> web.StreamResponse:
+    params, repeated = await _authorize_params(request)
+    if repeated or any(len(value) > _LONG for value in params.values()):
+        return error_page("This sign-out request is not valid.")
+    try:
+        done = await use_case(
+            LogoutRequest(
+                id_token_hint=params.get("id_token_hint"),
+                client_id=params.get("client_id"),
+                post_logout_redirect_uri=params.get("post_logout_redirect_uri"),
+                state=params.get("state"),
+                cookies=dict(request.cookies),
+            ),
+            client_info(request),
+        )
+    except OAuthProtocolError as error:
+        return error_page(f"This sign-out request is not valid: {error.description}.")
+    if done.redirect_uri is None:
+        return _page("You are signed out", "<p>You can close this window.</p>")
+    back = {"state": done.state} if done.state is not None else {}
+    return _redirect(_location(done.redirect_uri, back))
+
+
+# --- grants (self-service) -----------------------------------------------------------
+
+grants = d.Endpoints(tag="sessions")
+GRANT_CLIENT = d.path_text("client_id", "the client's id", pattern="^[0-9a-f-]{1,64}$")
+
+
+@attrs.frozen
+class GrantItem:
+    """An application the user let in, and what it may see."""
+
+    client_id: str
+    client_name: str
+    scopes: list[str]
+    granted_at: datetime
+
+
+@attrs.frozen
+class GrantList:
+    """The user's grants to third-party applications, oldest first."""
+
+    items: list[GrantItem]
+
+
+@grants.get(
+    "/auth/grants",
+    summary="The applications you let in (section 17)",
+    ok=GrantList,
+    auth=d.BEARER,
+)
+@inject
+async def list_grants(
+    request: web.Request, use_case: UserGrants = Provide[Container.user_grants]
+) -> GrantList:
+    principal = d.user(request)
+    found = await use_case.list(principal.tenant.id, principal.account.id)
+    return GrantList(
+        [GrantItem(g.client_id, g.client_name, list(g.scopes), g.granted_at) for g in found]
+    )
+
+
+@grants.delete(
+    "/auth/grants/{client_id}",
+    summary="Revoke an application: forget the consent and end its sessions",
+    path_params=(GRANT_CLIENT,),
+    auth=d.BEARER,
+    errors=("not_found",),
+)
+@inject
+async def revoke_grant(
+    request: web.Request, client_id: str, use_case: UserGrants = Provide[Container.user_grants]
+) -> None:
+    principal = d.user(request)
+    await use_case.revoke(
+        principal.tenant.id,
+        principal.account.id,
+        client_id,
+        client_info(request),
+        by_session_id=principal.session_id,
+    )
