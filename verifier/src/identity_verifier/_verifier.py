@@ -77,11 +77,12 @@ class Verifier:
     ``{issuer}/.well-known/openid-configuration``), algorithm ``EdDSA`` or
     ``RS256`` only, ``iss``, ``aud``, ``exp``, ``nbf`` (with ``leeway``
     seconds), ``typ == "access"`` (or an RFC 9068 ``at+jwt`` token of an OAuth
-    client, with ``client_id``; its ``acr`` is its assurance level), and when asked ``tid == tenant`` and
-    ``aal == "aal2"``. With ``introspect_with=API_KEY`` (a key with scope
-    ``tokens:introspect``) every token is also checked with the issuer's
-    ``/auth/introspect``, each answer reused for ``introspection_ttl``
-    seconds, so a logout or a disabled account is seen within that time.
+    client, with ``client_id``; its ``acr`` is its assurance level), and when
+    asked ``tid == tenant`` and ``aal == "aal2"``. With
+    ``introspect_with=API_KEY`` (a key with scope ``tokens:introspect``) every
+    token is also checked with the issuer's introspection endpoint, each
+    answer reused for ``introspection_ttl`` seconds, so a logout or a
+    disabled account is seen within that time.
 
     ``IssuerUnavailable`` is raised when the token cannot be judged: no key
     set could ever be fetched, or introspection failed. ``session`` is an
