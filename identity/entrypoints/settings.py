@@ -128,6 +128,8 @@ class Settings:
     rate_limit_otp_verify: RateLimit = RateLimit(10, 900)
     event_retention: float = 90 * 86400.0
     webhook_allow_private: bool = False
+    # Section 17: RFC 7591 dynamic client registration (off, token, open).
+    oauth_registration: Literal["off", "token", "open"] = "off"
 
     @property
     def is_embedded_database(self) -> bool:
@@ -331,6 +333,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_otp_verify": parse_rate_limit,
     "event_retention": parse_duration,
     "webhook_allow_private": parse_bool,
+    "oauth_registration": parse_choice("off", "token", "open"),
 }
 
 ENV_PREFIX = "IDENTITY_"

@@ -100,6 +100,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(oauth.endpoints.routes)
     app.add_routes(oauth.pages.routes)
     app.add_routes(oauth.grants.routes)
+    app.add_routes(oauth.registration.routes)
     return app
 
 

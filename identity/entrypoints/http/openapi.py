@@ -899,7 +899,7 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
             str(entry.status): ok,
             **redirect,
             **OAUTH_ERRORS,
-            **errors("rate_limited", "service_unavailable"),
+            **errors("rate_limited", "service_unavailable", *entry.errors),
         }
         return result
     result["responses"] = {

@@ -862,3 +862,83 @@ async def test_rp_initiated_logout_ends_the_browser_and_its_client_sessions(
         basic(client_id, secret),
     )
     assert body["error"] == "invalid_grant"
+
+
+# --- dynamic registration (RFC 7591) -------------------------------------------------
+
+
+async def test_registration_is_off_by_default(oauth: OAuthApi) -> None:
+    response = await oauth.api.post("/oauth2/register", {"redirect_uris": [RP]})
+    assert response.status == 404
+    document = await (await oauth.api.get("/.well-known/openid-configuration")).json()
+    assert "registration_endpoint" not in document
+
+
+async def test_open_registration_makes_third_party_clients_that_work(
+    smtp: SmtpTestServer,
+    migrated_postgres_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    oauth = await start_oauth_api(
+        smtp, migrated_postgres_url, aiohttp_client, OAUTH_REGISTRATION="open"
+    )
+    document = await (await oauth.api.get("/.well-known/openid-configuration")).json()
+    assert document["registration_endpoint"] == f"{oauth.base}/oauth2/register"
+    response = await oauth.api.post(
+        "/oauth2/register",
+        {"client_name": "Agent", "redirect_uris": [RP], "scope": "openid email"},
+    )
+    assert response.status == 201, await response.text()
+    assert response.headers["Cache-Control"] == "no-store"
+    registered = await response.json()
+    assert registered["client_secret"] and registered["client_secret_expires_at"] == 0
+    async with oauth.api.container.uow() as uow:
+        client = await uow.oauth_clients.get(registered["client_id"])
+    assert client is not None and not client.first_party and client.dynamically_registered
+    # Third party: consent is asked.
+    cookie, _ = await oauth.sign_in_browser("agent-user@example.com")
+    params = code_params(registered["client_id"], generate_token(48), scope="openid email")
+    location = (await authorize(oauth, params, cookie)).headers["location"]
+    assert urlsplit(location).path == "/ui/consent"
+    # Bad metadata: RFC 7591 errors.
+    for body, error in (
+        ({"redirect_uris": ["http://rp.example/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["com.example.app:/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": [RP], "scope": "openid admin:all"}, "invalid_client_metadata"),
+        ({"redirect_uris": [RP], "response_types": ["token"]}, "invalid_client_metadata"),
+        ({"redirect_uris": "not a list"}, "invalid_client_metadata"),
+        ({"redirect_uris": [RP], "token_endpoint_auth_method": "magic"}, "invalid_client_metadata"),
+    ):
+        response = await oauth.api.post("/oauth2/register", body)
+        assert response.status == 400, body
+        assert (await response.json())["error"] == error, body
+    response = await oauth.api.client.post(
+        "/oauth2/register", data="{", headers={"Content-Type": "application/json"}
+    )
+    assert (await response.json())["error"] == "invalid_client_metadata"
+
+
+async def test_token_registration_needs_an_api_key_with_clients_manage(
+    smtp: SmtpTestServer,
+    migrated_postgres_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    oauth = await start_oauth_api(
+        smtp, migrated_postgres_url, aiohttp_client, OAUTH_REGISTRATION="token"
+    )
+    body = {
+        "client_name": "CLI",
+        "redirect_uris": ["http://127.0.0.1/cb"],
+        "token_endpoint_auth_method": "none",
+    }
+    response = await oauth.api.post("/oauth2/register", body)
+    assert response.status == 401 and (await response.json())["error"] == "invalid_token"
+    reader = await oauth.api.api_key("users:read")
+    response = await oauth.api.post("/oauth2/register", body, token=reader)
+    assert response.status == 401
+    manager = await oauth.api.api_key("clients:manage")
+    response = await oauth.api.post("/oauth2/register", body, token=manager)
+    assert response.status == 201, await response.text()
+    registered = await response.json()
+    assert "client_secret" not in registered
+    assert registered["token_endpoint_auth_method"] == "none"

@@ -16,6 +16,7 @@ from dependency_injector.wiring import Provide, inject
 
 from identity.application.api_keys import AuthenticateApiKey
 from identity.application.introspection import Introspect, IntrospectToken
+from identity.application.oauth_clients import ClientAdmin, ClientSpec
 from identity.application.oauth_server import (
     AuthenticateClient,
     AuthorizeFlow,
@@ -38,11 +39,22 @@ from identity.application.ports import BrowserSessions
 from identity.application.tenancy import ResolveTenant
 from identity.domain.api_keys import InsufficientScopeError, InvalidApiKeyError, Scope
 from identity.domain.errors import InvalidTokenError
-from identity.domain.oauth import AuthMethod, OAuthProtocolError, invalid_request
+from identity.domain.oauth import (
+    AuthMethod,
+    ClientType,
+    GrantType,
+    InvalidClientMetadataError,
+    OAuthProtocolError,
+    invalid_request,
+    is_loopback_redirect,
+)
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
+from identity.entrypoints.http.bodies import read_json_object
 from identity.entrypoints.http.oauth_errors import NO_STORE, read_form, single_values
+from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
+from identity.entrypoints.settings import Settings
 
 endpoints = d.Endpoints(tag="oauth", oauth_errors=True)
 pages = d.Endpoints(tag="oauth", html=True)
@@ -679,3 +691,162 @@ async def revoke_grant(
         client_info(request),
         by_session_id=principal.session_id,
     )
+
+
+# --- dynamic client registration (RFC 7591) ------------------------------------------
+
+registration = d.Endpoints(tag="oauth", oauth_errors=True)
+
+
+def _metadata_error(description: str) -> OAuthProtocolError:
+    return OAuthProtocolError("invalid_client_metadata", description)
+
+
+def _strings(document: Mapping[str, Any], name: str) -> tuple[str, ...] | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _metadata_error(f"{name} is a list of strings")
+    if len(value) > 20 or any(len(v) > 2048 for v in value):
+        raise _metadata_error(f"{name} is too long")
+    return tuple(value)
+
+
+def _string(document: Mapping[str, Any], name: str, max_length: int = 2048) -> str | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise _metadata_error(f"{name} is a string of at most {max_length} characters")
+    return value
+
+
+def registration_spec(document: Mapping[str, Any]) -> ClientSpec:
+    """RFC 7591 client metadata as a registration of a third-party client."""
+    method = _string(document, "token_endpoint_auth_method", 64) or "client_secret_basic"
+    try:
+        auth_method = AuthMethod(method)
+    except ValueError:
+        raise _metadata_error("unsupported token_endpoint_auth_method") from None
+    redirect_uris = _strings(document, "redirect_uris") or ()
+    for uri in redirect_uris:
+        if not (uri.startswith("https://") or is_loopback_redirect(uri)):
+            raise OAuthProtocolError(
+                "invalid_redirect_uri", "redirect URIs are https, or loopback for native apps"
+            )
+    grant_types = _strings(document, "grant_types")
+    response_types = _strings(document, "response_types")
+    if response_types is not None and set(response_types) != {"code"}:
+        raise _metadata_error("only the code response type is supported")
+    try:
+        grants = tuple(GrantType(g) for g in grant_types) if grant_types else None
+    except ValueError:
+        raise _metadata_error("unsupported grant type") from None
+    scope = _string(document, "scope")
+    jwks = document.get("jwks")
+    if jwks is not None and not isinstance(jwks, dict):
+        raise _metadata_error("jwks is a JWK set")
+    return ClientSpec(
+        name=_string(document, "client_name", 200) or "Unnamed application",
+        redirect_uris=redirect_uris,
+        type=ClientType.PUBLIC if auth_method is AuthMethod.NONE else ClientType.CONFIDENTIAL,
+        first_party=False,
+        post_logout_redirect_uris=_strings(document, "post_logout_redirect_uris") or (),
+        grant_types=grants,
+        allowed_scopes=tuple(scope.split()) if scope else None,
+        token_endpoint_auth_method=auth_method,
+        jwks_uri=_string(document, "jwks_uri"),
+        jwks=jwks,
+        backchannel_logout_uri=_string(document, "backchannel_logout_uri"),
+        id_token_signed_response_alg=_string(document, "id_token_signed_response_alg", 16)
+        or "RS256",
+        logo_url=_string(document, "logo_uri"),
+        dynamically_registered=True,
+    )
+
+
+@attrs.frozen
+class RegisteredClientView:
+    """RFC 7591 §3.2.1: the registered metadata; `client_secret` shown this once."""
+
+    client_id: str
+    client_id_issued_at: int
+    client_name: str
+    redirect_uris: list[str]
+    grant_types: list[str]
+    response_types: list[str]
+    token_endpoint_auth_method: str
+    scope: str
+    id_token_signed_response_alg: str
+    client_secret: str | None = d.out("confidential clients; shown once", omit_if_none=True)
+    client_secret_expires_at: int | None = d.out("0: never", omit_if_none=True)
+    post_logout_redirect_uris: list[str] | None = d.out(omit_if_none=True)
+    jwks_uri: str | None = d.out(omit_if_none=True)
+    backchannel_logout_uri: str | None = d.out(omit_if_none=True)
+    logo_uri: str | None = d.out(omit_if_none=True)
+
+
+@registration.post(
+    "/oauth2/register",
+    summary="Dynamic client registration (RFC 7591)",
+    description="JSON client metadata. `IDENTITY_OAUTH_REGISTRATION`: `off` (404), `token` "
+    "(an API key with `clients:manage` as Bearer) or `open`. Registered clients are third "
+    "party: consent always.",
+    status=201,
+    ok=RegisteredClientView,
+    errors=("not_found",),
+)
+@inject
+async def register_client(
+    request: web.Request,
+    settings: Settings = Provide[Container.settings],
+    clients: ClientAdmin = Provide[Container.client_admin],
+    api_keys: AuthenticateApiKey = Provide[Container.authenticate_api_key],
+    resolve: ResolveTenant = Provide[Container.resolve_tenant],
+) -> web.StreamResponse:
+    mode = settings.oauth_registration
+    if mode == "off":
+        raise web.HTTPNotFound()
+    if mode == "token":
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() != "bearer ":
+            raise OAuthProtocolError("invalid_token", "an API key with clients:manage", 401)
+        try:
+            principal = await api_keys(header[7:].strip())
+            principal.require(Scope.CLIENTS_MANAGE)
+        except (InvalidApiKeyError, InsufficientScopeError):
+            raise OAuthProtocolError(
+                "invalid_token", "an API key with clients:manage", 401
+            ) from None
+        tenant = await resolve.by_id(principal.tenant_id)
+    else:
+        tenant = await resolve(request.headers.get("X-Tenant"))
+    try:
+        document = await read_json_object(request)
+    except Problem:
+        raise _metadata_error("the body is a JSON object of client metadata") from None
+    try:
+        new = await clients.create(tenant, registration_spec(document), client_info(request))
+    except InvalidClientMetadataError as error:
+        code = "invalid_redirect_uri" if "redirect" in error.field else "invalid_client_metadata"
+        raise OAuthProtocolError(code, error.message) from None
+    client = new.client
+    view = RegisteredClientView(
+        client_id=client.client_id,
+        client_id_issued_at=int(client.created_at.timestamp()),
+        client_name=client.name,
+        redirect_uris=list(client.redirect_uris),
+        grant_types=[g.value for g in client.grant_types],
+        response_types=["code"],
+        token_endpoint_auth_method=client.token_endpoint_auth_method.value,
+        scope=" ".join(client.allowed_scopes),
+        id_token_signed_response_alg=client.id_token_signed_response_alg,
+        client_secret=new.secret,
+        client_secret_expires_at=0 if new.secret is not None else None,
+        post_logout_redirect_uris=list(client.post_logout_redirect_uris) or None,
+        jwks_uri=client.jwks_uri,
+        backchannel_logout_uri=client.backchannel_logout_uri,
+        logo_uri=client.logo_url,
+    )
+    return _json(d.serialise(view), 201)

@@ -126,7 +126,7 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", 
 def discovery_document(settings: Settings, codec: JwtTokenCodec) -> dict[str, Any]:
     """RFC 8414 / OpenID Connect Discovery 1.0 metadata: one document for both names."""
     issuer = settings.issuer.rstrip("/")
-    return {
+    document: dict[str, Any] = {
         "issuer": settings.issuer,
         "authorization_endpoint": f"{issuer}/oauth2/authorize",
         "token_endpoint": f"{issuer}/oauth2/token",
@@ -156,6 +156,9 @@ def discovery_document(settings: Settings, codec: JwtTokenCodec) -> dict[str, An
         "backchannel_logout_supported": False,
         "backchannel_logout_session_supported": False,
     }
+    if settings.oauth_registration != "off":
+        document["registration_endpoint"] = f"{issuer}/oauth2/register"
+    return document
 
 
 @routes.get("/.well-known/openid-configuration")
