@@ -440,7 +440,7 @@ def _bearer_error(error: str, status: int, description: str) -> web.Response:
     ok_description="`sub` and the claims of the token's scopes",
 )
 @inject
-async def userinfo(
+async def oauth_userinfo(
     request: web.Request, tokens: ClientTokens = Provide[Container.client_tokens]
 ) -> web.StreamResponse:
     return await _userinfo(request, tokens)
@@ -448,7 +448,7 @@ async def userinfo(
 
 @endpoints.post("/oauth2/userinfo", summary="OpenID Connect UserInfo (POST)", ok=UserInfoView)
 @inject
-async def userinfo_form(
+async def oauth_userinfo_form(
     request: web.Request, tokens: ClientTokens = Provide[Container.client_tokens]
 ) -> web.StreamResponse:
     return await _userinfo(request, tokens)
@@ -595,7 +595,7 @@ async def oauth_introspect(
     redirect="the registered post_logout_redirect_uri, with `state`",
 )
 @inject
-async def logout(
+async def oauth_logout(
     request: web.Request, use_case: RpInitiatedLogout = Provide[Container.rp_logout]
 ) -> web.StreamResponse:
     return await _logout(request, use_case)
@@ -603,7 +603,7 @@ async def logout(
 
 @pages.post("/oauth2/logout", summary="RP-initiated logout (form post)", status=200)
 @inject
-async def logout_form(
+async def oauth_logout_form(
     request: web.Request, use_case: RpInitiatedLogout = Provide[Container.rp_logout]
 ) -> web.StreamResponse:
     return await _logout(request, use_case)
