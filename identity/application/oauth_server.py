@@ -8,8 +8,10 @@ reset, disable and delete end them like every other.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import uuid
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import attrs
@@ -32,6 +35,8 @@ from identity.application.ports import (
     OAuthTokenCodec,
     UnitOfWork,
     UnitOfWorkFactory,
+    WebhookDeliveryError,
+    WebhookSender,
 )
 from identity.application.tokens import NO_CLIENT, ClientInfo, new_jti
 from identity.domain.accounts import Account
@@ -45,6 +50,7 @@ from identity.domain.oauth import (
     ClientNotFoundError,
     ClientSession,
     Consent,
+    EndedClientSession,
     GrantType,
     OAuthProtocolError,
     invalid_client,
@@ -53,6 +59,7 @@ from identity.domain.oauth import (
 )
 from identity.domain.sessions import Presented, Session
 from identity.domain.tenants import Tenant
+from identity.domain.webhooks import RETRY_SCHEDULE, next_attempt_after
 
 MAX_PARAM_LENGTH = 2048
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -1044,3 +1051,92 @@ class RpInitiatedLogout:
                         )
                     )
             await uow.commit()
+
+
+# --- back-channel logout -------------------------------------------------------------
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+_LOG = logging.getLogger("identity.oauth")
+
+
+class DeliverBackchannelLogouts:
+    """OpenID Connect Back-Channel Logout 1.0: every client session that ended, for any
+    reason (logout, logout-all, password change or reset, disable, delete, revocation,
+    expiry), earns its client a signed logout token, POSTed to its
+    ``backchannel_logout_uri`` by the webhook sender of section 10 (SSRF guard at
+    connect time, no redirects, timeout) on the webhook retry schedule. The links are
+    the durable queue: a crash or restart loses nothing."""
+
+    LEASE = timedelta(seconds=60)
+    BATCH = 20
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sender: WebhookSender,
+        tokens: OAuthTokenCodec,
+        clock: Clock,
+        *,
+        schedule: tuple[timedelta, ...] = RETRY_SCHEDULE,
+    ) -> None:
+        self._uow = uow
+        self._sender = sender
+        self._tokens = tokens
+        self._clock = clock
+        self._schedule = schedule
+
+    async def __call__(self) -> int:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            ended = await uow.client_sessions.claim_ended(now, self.BATCH, self.LEASE)
+            await uow.commit()
+        if not ended:
+            return 0
+        outcomes = await asyncio.gather(*(self._send(item, now) for item in ended))
+        async with self._uow() as uow:
+            await uow.client_sessions.forget(
+                [
+                    item.link.session_id
+                    for item, retry in zip(ended, outcomes, strict=True)
+                    if retry is None
+                ]
+            )
+            for item, retry in zip(ended, outcomes, strict=True):
+                if retry is not None:
+                    await uow.client_sessions.retry_at(item.link.session_id, retry)
+            await uow.commit()
+        return len(ended)
+
+    async def _send(self, item: EndedClientSession, now: datetime) -> datetime | None:
+        """None when done (delivered, nobody to tell, or given up); else the retry time."""
+        if not item.backchannel_logout_uri:
+            return None
+        link = item.link
+        token = self._tokens.encode_logout_token(
+            {
+                "aud": link.client_id,
+                "iat": int(now.timestamp()),
+                "exp": int(now.timestamp()) + 120,
+                "jti": new_jti(),
+                "sid": str(link.session_id),
+                "sub": str(link.user_id),
+                "events": {BACKCHANNEL_EVENT: {}},
+            },
+            item.id_token_alg,
+        )
+        body = urlencode({"logout_token": token}).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        try:
+            status: int | None = await self._sender.post(item.backchannel_logout_uri, body, headers)
+        except WebhookDeliveryError as error:
+            status = None
+            _LOG.info(
+                "back-channel logout not delivered",
+                extra={"client_id": link.client_id, "error": str(error)},
+            )
+        if status is not None and 200 <= status < 300:
+            return None
+        retry = next_attempt_after(link.logout_attempts, now, self._schedule)
+        if retry is None:
+            _LOG.warning("back-channel logout given up", extra={"client_id": link.client_id})
+        return retry

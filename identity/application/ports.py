@@ -21,7 +21,13 @@ from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
-from identity.domain.oauth import AuthorizationCode, Client, ClientSession, Consent
+from identity.domain.oauth import (
+    AuthorizationCode,
+    Client,
+    ClientSession,
+    Consent,
+    EndedClientSession,
+)
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 from identity.domain.sessions import Session
@@ -643,6 +649,22 @@ class ClientSessionRepository(Protocol):
     async def list_for_browser_session(
         self, tenant_id: UUID, browser_session_id: UUID
     ) -> list[ClientSession]: ...
+
+    async def claim_ended(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[EndedClientSession]:
+        """Lease up to ``limit`` links whose session ended (revoked, expired, or gone with
+        its account) and whose next logout attempt is due, counting the attempt. No two
+        workers get the same link while its lease runs. Links stay until ``forget``."""
+        ...
+
+    async def retry_at(self, session_id: UUID, when: datetime) -> None:
+        """The next back-channel attempt for this link."""
+        ...
+
+    async def forget(self, session_ids: list[UUID]) -> None:
+        """Drop the links (logout delivered, given up, or nobody to tell)."""
+        ...
 
 
 class ConsentRepository(Protocol):

@@ -242,6 +242,19 @@ class ClientSession:
     auth_time: datetime
     created_at: datetime
     browser_session_id: UUID | None = None
+    # Back-channel logout once the session ends: tries so far, and when the next may run.
+    logout_attempts: int = 0
+    logout_next_at: datetime | None = None
+
+
+@attrs.frozen
+class EndedClientSession:
+    """A client's session that ended (revoked, expired or erased with its account), due
+    for its back-channel logout token."""
+
+    link: ClientSession
+    backchannel_logout_uri: str | None
+    id_token_alg: str
 
 
 @attrs.define

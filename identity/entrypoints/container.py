@@ -493,4 +493,12 @@ class Container(containers.DeclarativeContainer):
     grant_consent = providers.Factory(oauth_server.GrantConsent, oauth_services)
     client_tokens = providers.Factory(oauth_server.ClientTokens, oauth_services, session_reader)
     user_grants = providers.Factory(oauth_server.UserGrants, oauth_services)
+    deliver_backchannel_logouts = providers.Singleton(
+        oauth_server.DeliverBackchannelLogouts,
+        uow.provider,
+        webhook_sender,
+        oauth_tokens,
+        clock,
+        schedule=webhook_retry_schedule,
+    )
     rp_logout = providers.Factory(oauth_server.RpInitiatedLogout, oauth_services, browser_sessions)

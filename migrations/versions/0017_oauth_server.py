@@ -85,16 +85,11 @@ def upgrade() -> None:
         sa.Column("auth_time", TZ, nullable=False),
         sa.Column("created_at", TZ, nullable=False),
         sa.Column("browser_session_id", sa.Uuid(), nullable=True),
+        sa.Column("logout_attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("logout_next_at", TZ, nullable=True),
         sa.PrimaryKeyConstraint("session_id", name="pk_oauth_client_sessions"),
-        sa.ForeignKeyConstraint(
-            ["session_id"],
-            ["sessions.id"],
-            name="fk_oauth_client_sessions_session_id_sessions",
-            ondelete="CASCADE",
-        ),
         _tenant_fk("oauth_client_sessions"),
         _client_fk("oauth_client_sessions"),
-        _user_fk("oauth_client_sessions"),
     )
     op.create_index(
         "ix_oauth_client_sessions_tenant_id_user_id",

@@ -167,3 +167,37 @@ async def test_client_sessions_and_consents(storage: Storage, tenant: Tenant) ->
     await write(storage, lambda uow: uow.oauth_clients.delete(tenant.id, client.client_id))
     assert await read(storage, lambda uow: uow.consents.list_for_user(tenant.id, alice.id)) == []
     assert await read(storage, lambda uow: uow.client_sessions.get(tenant.id, session.id)) is None
+
+
+async def test_ended_client_sessions_are_leased_once_and_outlive_their_account(
+    storage: Storage, tenant: Tenant
+) -> None:
+    alice = await add_account(storage, tenant)
+    client = new_client(tenant, backchannel_logout_uri="https://app.example/bcl")
+    await write(storage, lambda uow: uow.oauth_clients.add(client))
+    live, revoked = new_session(tenant, alice), new_session(tenant, alice)
+    await add_sessions(storage, live, revoked)
+    for session in (live, revoked):
+        link = ClientSession(
+            session.id, tenant.id, client.client_id, alice.id, ("openid",), "aud", NOW, NOW
+        )
+        await write(storage, lambda uow, link=link: uow.client_sessions.add(link))
+    await write(storage, lambda uow: uow.sessions.revoke(tenant.id, revoked.id, NOW, "logout"))
+    lease = timedelta(seconds=60)
+
+    claimed = await write(storage, lambda uow: uow.client_sessions.claim_ended(NOW, 10, lease))
+    assert [item.link.session_id for item in claimed] == [revoked.id]
+    assert claimed[0].backchannel_logout_uri == "https://app.example/bcl"
+    assert claimed[0].link.logout_attempts == 1
+    # Leased: not claimed again until the lease ends.
+    assert await write(storage, lambda uow: uow.client_sessions.claim_ended(NOW, 10, lease)) == []
+    later = NOW + lease + timedelta(seconds=1)
+    again = await write(storage, lambda uow: uow.client_sessions.claim_ended(later, 10, lease))
+    assert [item.link.session_id for item in again] == [revoked.id]
+    assert again[0].link.logout_attempts == 2
+    await write(storage, lambda uow: uow.client_sessions.forget([revoked.id]))
+
+    # The account erased: its live session goes with it, the link stays to be told.
+    await write(storage, lambda uow: uow.accounts.delete(tenant.id, alice.id))
+    gone = await write(storage, lambda uow: uow.client_sessions.claim_ended(later, 10, lease))
+    assert [item.link.session_id for item in gone] == [live.id]

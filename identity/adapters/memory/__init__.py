@@ -250,7 +250,8 @@ class MemoryAccountRepository(AccountRepository):
 
 
 _ChallengeKey = tuple[UUID, str, OtpPurpose]
-_OUTLIVE_THEIR_USER = frozenset({"security_events"})
+# Client session links stay until their client has its back-channel logout token.
+_OUTLIVE_THEIR_USER = frozenset({"security_events", "oauth_client_sessions"})
 
 
 class MemoryOtpChallengeRepository(OtpChallengeRepository):

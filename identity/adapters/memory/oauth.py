@@ -3,7 +3,7 @@ consents (the semantics of ``sqlalchemy.oauth``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
@@ -20,7 +20,9 @@ from identity.domain.oauth import (
     Client,
     ClientSession,
     Consent,
+    EndedClientSession,
 )
+from identity.domain.sessions import Session
 
 
 class MemoryOAuthClientRepository(OAuthClientRepository):
@@ -122,6 +124,48 @@ class MemoryClientSessionRepository(ClientSessionRepository):
         self._t: _Table[UUID, ClientSession] = _Table(
             transaction, "oauth_client_sessions", ClientSession
         )
+        self._sessions: _Table[UUID, Session] = _Table(transaction, "sessions", Session)
+        self._clients: _Table[str, Client] = _Table(transaction, "oauth_clients", Client)
+
+    @_round_trip
+    async def claim_ended(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[EndedClientSession]:
+        found: list[EndedClientSession] = []
+        for key, link in sorted(self._t.rows(), key=lambda row: row[1].created_at):
+            if len(found) >= limit:
+                break
+            session = self._sessions.get(key)
+            ended = session is None or not session.is_active(now)
+            due = link.logout_next_at is None or link.logout_next_at <= now
+            if not ended or not due or not self._t.try_lock(key):
+                continue
+            link.logout_attempts += 1
+            link.logout_next_at = now + lease
+            self._t.put(key, link)
+            client = self._clients.get(link.client_id)
+            found.append(
+                EndedClientSession(
+                    link,
+                    client.backchannel_logout_uri if client else None,
+                    client.id_token_signed_response_alg if client else "RS256",
+                )
+            )
+        return found
+
+    @_round_trip
+    async def retry_at(self, session_id: UUID, when: datetime) -> None:
+        await self._t.lock(session_id)
+        link = self._t.get(session_id)
+        if link is not None:
+            link.logout_next_at = when
+            self._t.put(session_id, link)
+
+    @_round_trip
+    async def forget(self, session_ids: list[UUID]) -> None:
+        for session_id in session_ids:
+            await self._t.lock(session_id)
+            self._t.delete(session_id)
 
     @_round_trip
     async def add(self, link: ClientSession) -> None:

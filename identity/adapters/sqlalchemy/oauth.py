@@ -3,11 +3,11 @@ client sessions and consents."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sqlalchemy import tables as t
@@ -26,6 +26,7 @@ from identity.domain.oauth import (
     ClientSession,
     ClientType,
     Consent,
+    EndedClientSession,
     GrantType,
 )
 
@@ -217,6 +218,8 @@ class SqlAuthorizationCodeRepository(AuthorizationCodeRepository):
 
 def _link(row: Any) -> ClientSession:
     return ClientSession(
+        logout_attempts=row.logout_attempts,
+        logout_next_at=row.logout_next_at,
         session_id=row.session_id,
         tenant_id=row.tenant_id,
         client_id=row.client_id,
@@ -286,6 +289,57 @@ class SqlClientSessionRepository(ClientSessionRepository):
             .order_by(c.created_at, c.session_id)
         )
         return [_link(row) for row in rows]
+
+    async def claim_ended(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[EndedClientSession]:
+        c, s = _LINKS.c, t.sessions.c
+        due = (
+            select(c.session_id)
+            .select_from(_LINKS.outerjoin(t.sessions, s.id == c.session_id))
+            .where(
+                or_(s.id.is_(None), s.revoked_at.is_not(None), s.expires_at <= now),
+                or_(c.logout_next_at.is_(None), c.logout_next_at <= now),
+            )
+            .order_by(c.created_at)
+            .limit(limit)
+        )
+        if self._c.dialect.name == "postgresql":
+            # Several processes poll at once: each takes different links.
+            due = due.with_for_update(of=_LINKS, skip_locked=True)
+        ids = [row.session_id for row in await self._c.execute(due)]
+        if not ids:
+            return []
+        await self._c.execute(
+            update(_LINKS)
+            .where(c.session_id.in_(ids))
+            .values(logout_attempts=c.logout_attempts + 1, logout_next_at=now + lease)
+        )
+        rows = await self._c.execute(
+            select(_LINKS, _CLIENTS.c.metadata.label("client_metadata"))
+            .join(_CLIENTS, _CLIENTS.c.client_id == c.client_id)
+            .where(c.session_id.in_(ids))
+        )
+        found = []
+        for row in rows:
+            meta = dict(row.client_metadata)
+            found.append(
+                EndedClientSession(
+                    _link(row),
+                    meta.get("backchannel_logout_uri"),
+                    meta.get("id_token_signed_response_alg", "RS256"),
+                )
+            )
+        return found
+
+    async def retry_at(self, session_id: UUID, when: datetime) -> None:
+        await self._c.execute(
+            update(_LINKS).where(_LINKS.c.session_id == session_id).values(logout_next_at=when)
+        )
+
+    async def forget(self, session_ids: list[UUID]) -> None:
+        if session_ids:
+            await self._c.execute(delete(_LINKS).where(_LINKS.c.session_id.in_(session_ids)))
 
 
 def _consent(row: Any) -> Consent:

@@ -363,7 +363,9 @@ oauth_codes = Table(
 oauth_client_sessions = Table(
     "oauth_client_sessions",
     metadata,
-    Column("session_id", Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    # No foreign key to sessions or users: a link outlives its session (and an erased
+    # account) until the client has been told, by its back-channel logout token.
+    Column("session_id", Uuid, primary_key=True),
     Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column(
         "client_id",
@@ -371,12 +373,14 @@ oauth_client_sessions = Table(
         ForeignKey("oauth_clients.client_id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, nullable=False),
     Column("scopes", String(2000), nullable=False),
     Column("audience", String(2048), nullable=False),
     Column("auth_time", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("browser_session_id", Uuid, nullable=True),
+    Column("logout_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("logout_next_at", UtcDateTime, nullable=True),
     Index(None, "tenant_id", "user_id"),
     Index(None, "browser_session_id"),
 )

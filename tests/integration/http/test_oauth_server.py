@@ -4,6 +4,7 @@ checks, refresh rotation, userinfo, revocation, introspection, bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -942,3 +944,66 @@ async def test_token_registration_needs_an_api_key_with_clients_manage(
     registered = await response.json()
     assert "client_secret" not in registered
     assert registered["token_endpoint_auth_method"] == "none"
+
+
+# --- back-channel logout -------------------------------------------------------------
+
+
+class LogoutReceiver:
+    """A relying party's back-channel logout endpoint, served on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.tokens: asyncio.Queue[str] = asyncio.Queue()
+        self.app = web.Application()
+        self.app.router.add_post("/backchannel", self.receive)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        assert request.content_type == "application/x-www-form-urlencoded"
+        await self.tokens.put(str(form["logout_token"]))
+        return web.Response(status=200)
+
+
+async def test_every_ended_client_session_gets_a_back_channel_logout_token(
+    smtp: SmtpTestServer,
+    migrated_postgres_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    aiohttp_server: Callable[..., Awaitable[Any]],
+) -> None:
+    oauth = await start_oauth_api(
+        smtp, migrated_postgres_url, aiohttp_client, WEBHOOK_ALLOW_PRIVATE="true"
+    )
+    receiver = LogoutReceiver()
+    server = await aiohttp_server(receiver.app)
+    uri = f"http://127.0.0.1:{server.port}/backchannel"
+    client_id, secret = await oauth.confidential(first_party=True, backchannel_logout_uri=uri)
+    cookie, user_tokens = await oauth.sign_in_browser("bcl@example.com")
+    first = await exchange(oauth, client_id, secret, cookie)
+    second = await exchange(oauth, client_id, secret, cookie)
+    sids = {
+        jwt.decode(tokens["id_token"], options={"verify_signature": False})["sid"]
+        for tokens in (first, second)
+    }
+    # logout-all ends both client sessions (and the browser's): two logout tokens.
+    response = await oauth.api.post("/auth/logout-all", token=user_tokens["access_token"])
+    assert response.status == 200
+    key_set = jwt.PyJWKSet.from_dict(await jwks(oauth))
+    received = set()
+    for _ in range(2):
+        token = await asyncio.wait_for(receiver.tokens.get(), timeout=15)
+        header = jwt.get_unverified_header(token)
+        assert header["typ"] == "logout+jwt" and header["alg"] == "RS256"
+        claims = jwt.decode(
+            token,
+            key_set[header["kid"]].key,
+            algorithms=["RS256"],
+            audience=client_id,
+            issuer=oauth.api.settings.issuer,
+        )
+        assert claims["events"] == {"http://schemas.openid.net/event/backchannel-logout": {}}
+        assert "nonce" not in claims and claims["jti"] and claims["iat"]
+        received.add(claims["sid"])
+    assert received == sids
+    # Told once: nothing more is queued for them.
+    assert await oauth.api.container.deliver_backchannel_logouts()() == 0
+    assert receiver.tokens.empty()

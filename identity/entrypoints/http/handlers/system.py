@@ -153,8 +153,8 @@ def discovery_document(settings: Settings, codec: JwtTokenCodec) -> dict[str, An
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
-        "backchannel_logout_supported": False,
-        "backchannel_logout_session_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
     if settings.oauth_registration != "off":
         document["registration_endpoint"] = f"{issuer}/oauth2/register"
