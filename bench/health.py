@@ -51,7 +51,10 @@ REQUEST = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
 class ClosedLoop(asyncio.Protocol):
     """One keep-alive connection: the next request leaves when an answer is complete."""
 
-    def __init__(self, counts: dict[int, int], stop: asyncio.Event) -> None:
+    def __init__(
+        self, counts: dict[int, int], stop: asyncio.Event, request: bytes = REQUEST
+    ) -> None:
+        self.request = request
         self.counts = counts
         self.stop = stop
         self.buffer = b""
@@ -59,7 +62,7 @@ class ClosedLoop(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.write(REQUEST)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -84,10 +87,12 @@ class ClosedLoop(asyncio.Protocol):
                 self.transport.close()
                 return
             assert self.transport is not None
-            self.transport.write(REQUEST)
+            self.transport.write(self.request)
 
 
-async def drive(port: int, connections: int, warmup: float, duration: float) -> tuple[float, dict]:
+async def drive(
+    port: int, connections: int, warmup: float, duration: float, request: bytes = REQUEST
+) -> tuple[float, dict]:
     """Answers per second inside the measured window, and the statuses seen."""
     loop = asyncio.get_running_loop()
     counts: dict[int, int] = {}
@@ -95,7 +100,7 @@ async def drive(port: int, connections: int, warmup: float, duration: float) -> 
     transports = []
     for _ in range(connections):
         transport, _protocol = await loop.create_connection(
-            lambda: ClosedLoop(counts, stop), "127.0.0.1", port
+            lambda: ClosedLoop(counts, stop, request), "127.0.0.1", port
         )
         transports.append(transport)
     await asyncio.sleep(warmup)
@@ -111,13 +116,14 @@ async def drive(port: int, connections: int, warmup: float, duration: float) -> 
 
 
 class BareApp:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *extra: str) -> None:
         self.port = port
+        self.extra = extra
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "bench" / "bare_app.py"), str(self.port),
+            sys.executable, str(REPO / "bench" / "bare_app.py"), str(self.port), *self.extra,
             env=_child_env({}), stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
 

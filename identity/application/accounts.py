@@ -180,7 +180,9 @@ class AccountServices:
                 raise OtpInvalidError("no code")
             challenge.check(digest, now)
         except OtpInvalidError:
-            await uow.challenges.record_failure(tenant.id, email.key, purpose, now, policy.otp_ttl)
+            await uow.challenges.record_failure(
+                OtpChallenge.placeholder(tenant.id, email.key, purpose, now, policy.otp_ttl)
+            )
             await uow.commit()
             raise
         if not await uow.challenges.record_check(challenge, attempts_before):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from uuid import UUID
 
 import attrs
 
-from identity.application.ports import UnitOfWorkFactory
+from identity.application.pagination import Page, page_of
+from identity.application.ports import Position, UnitOfWorkFactory
 from identity.application.tokens import ClientInfo
-from identity.domain.events import (
-    DataValue,
-    EventCursor,
-    EventType,
-    InvalidCursorError,
-    SecurityEvent,
-)
+from identity.domain.events import DataValue, EventType, SecurityEvent
 
 
 def security_event(
@@ -42,49 +36,22 @@ def security_event(
     )
 
 
-def encode_cursor(cursor: EventCursor) -> str:
-    raw = f"{cursor.occurred_at.isoformat()}|{cursor.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> EventCursor:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        moment, _, event_id = raw.partition("|")
-        occurred_at = datetime.fromisoformat(moment)
-        if occurred_at.tzinfo is None:
-            raise ValueError("naive")
-        return EventCursor(occurred_at, UUID(event_id))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidCursorError("not a cursor of this list") from None
-
-
 @attrs.frozen
 class EventQuery:
     tenant_id: UUID
     limit: int = 50
     user_id: UUID | None = None
     type: EventType | None = None
-    cursor: str | None = None
-
-
-@attrs.frozen
-class EventList:
-    items: list[SecurityEvent]
-    next_cursor: str | None
+    cursor: Position | None = None
 
 
 class ListEvents:
-    """A page of a tenant's events, newest first, optionally of one user or one type.
-
-    Raises ``InvalidCursorError`` for a cursor this list did not hand out.
-    """
+    """A page of a tenant's events, newest first, optionally of one user or one type."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, query: EventQuery) -> EventList:
-        before = decode_cursor(query.cursor) if query.cursor else None
+    async def __call__(self, query: EventQuery) -> Page[SecurityEvent]:
         async with self._uow() as uow:
             # One more than asked tells whether another page follows.
             found = await uow.events.list(
@@ -92,12 +59,6 @@ class ListEvents:
                 limit=query.limit + 1,
                 user_id=query.user_id,
                 type=query.type,
-                before=before,
+                before=query.cursor,
             )
-        items = found[: query.limit]
-        more = len(found) > query.limit
-        last = items[-1] if items else None
-        next_cursor = (
-            encode_cursor(EventCursor(last.occurred_at, last.id)) if more and last else None
-        )
-        return EventList(items, next_cursor)
+        return page_of(found, query.limit, lambda event: (event.occurred_at, event.id))

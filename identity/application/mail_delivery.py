@@ -6,6 +6,8 @@ import logging
 from datetime import timedelta
 
 from identity.application.ports import Clock, MailDeliveryError, Mailer, UnitOfWorkFactory
+from identity.domain.deliveries import error_note
+from identity.domain.sessions import REVOKED_SESSION_RETENTION
 
 log = logging.getLogger("identity.outbox")
 
@@ -60,7 +62,7 @@ class DeliverPendingMail:
                     },
                 )
                 async with self._uow() as uow:
-                    await uow.outbox.mark_failed(item.id, str(error), retry_at)
+                    await uow.outbox.mark_failed(item.id, error_note(str(error)), retry_at)
                     await uow.commit()
                 continue
             self.last_failed = False
@@ -100,7 +102,9 @@ class PurgeExpired:
             counts = {
                 "otp_challenges": await uow.challenges.delete_expired(now),
                 "invalidated_tokens": await uow.invalidated_tokens.delete_expired(now),
-                "sessions": await uow.sessions.delete_expired(now),
+                "sessions": await uow.sessions.delete_expired(
+                    now, revoked_before=now - REVOKED_SESSION_RETENTION
+                ),
                 "oauth_states": await uow.oauth_states.delete_expired(now),
                 "security_events": await uow.events.delete_older_than(
                     now - self._event_retention

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 
 import attrs
@@ -16,7 +16,7 @@ import attrs
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
 from identity.domain.code_requests import CodeRequest
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
 from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.mail import EmailMessage
@@ -38,11 +38,14 @@ from identity.domain.webhooks import Webhook, WebhookDelivery
 
 @attrs.frozen
 class Position:
-    """Where a keyset page starts: strictly after the row with this (created_at, id).
+    """Where a keyset page starts: just past the row with this (created_at, id),
+    in the list's order (strictly after it oldest first, strictly before it
+    newest first). Every list's cursor (``application.pagination``).
 
-    Lists are ordered by (created_at, id), a unique and immutable key, so a
-    walk sees every row that existed when it began exactly once, whatever is
-    inserted meanwhile.
+    Lists are ordered by a (time, id) key, unique and immutable, so a walk sees
+    every row that existed when it began exactly once, whatever is inserted
+    meanwhile. ``created_at`` is the row's time in that key (an event's
+    ``occurred_at``).
     """
 
     created_at: datetime
@@ -81,6 +84,11 @@ class PasswordHasher(Protocol):
     def needs_rehash(self, hashed: str) -> bool:
         """True when ``hashed`` was made with other parameters than the current ones."""
         ...
+
+    async def warm_up(self) -> None:
+        """Prepare, once at start, what the first call needs (bcrypt makes the dummy
+        hash ``dummy_verify`` checks against); nothing by default."""
+        return None
 
 
 class CommonPasswords(Protocol):
@@ -123,6 +131,9 @@ class TokenCodec(Protocol):
         ...
 
 
+RateLimiterStatus = Literal["ok", "degraded"]
+
+
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: RateLimit) -> RateLimitDecision:
         """Count one hit on ``key`` against ``limit`` and say whether it is allowed.
@@ -131,6 +142,12 @@ class RateLimiter(Protocol):
         allowed, no interleaving lets more than N through in one window.
         """
         ...
+
+    @property
+    def status(self) -> RateLimiterStatus:
+        """What ``/health`` reports: ``"degraded"`` while a fallback answers for an
+        unreachable store; ``"ok"`` by default."""
+        return "ok"
 
 
 class IdentityProvider(Protocol):
@@ -253,14 +270,12 @@ class OtpChallengeRepository(Protocol):
         """
         ...
 
-    async def record_failure(
-        self, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
-    ) -> None:
-        """Count one failed check against the code of (tenant, email, purpose).
+    async def record_failure(self, placeholder: OtpChallenge) -> None:
+        """Count one failed check against the code of the placeholder's (tenant, email, purpose).
 
-        The same write whether or not a code exists: without one, a dead
-        placeholder (it matches no code and expires after ``ttl``) is stored,
-        so a failed check costs the same for every email.
+        The same write whether or not a code exists: without one, ``placeholder``
+        (``OtpChallenge.placeholder``: it matches no code) is stored with that one
+        failed try, so a failed check costs the same for every email.
         """
         ...
 
@@ -312,7 +327,9 @@ class SessionRepository(Protocol):
         self, tenant_id: UUID, account_id: UUID, now: datetime
     ) -> list[Session]: ...
 
-    async def delete_expired(self, now: datetime) -> int: ...
+    async def delete_expired(self, now: datetime, *, revoked_before: datetime) -> int:
+        """Sessions expired at ``now``, and ended ones revoked before ``revoked_before``."""
+        ...
 
 
 class InvalidatedTokenRepository(Protocol):
@@ -344,7 +361,10 @@ class OutboxRepository(Protocol):
     async def mark_failed(
         self, item_id: UUID, error: str, next_attempt_at: datetime | None
     ) -> None:
-        """Schedule a retry at ``next_attempt_at``, or give up when it is None."""
+        """Schedule a retry at ``next_attempt_at``, or give up when it is None.
+
+        ``error`` is stored as given: the caller cuts it (``domain.deliveries``).
+        """
         ...
 
     async def pending_count(self) -> int: ...
@@ -495,7 +515,7 @@ class EventRepository(Protocol):
         limit: int,
         user_id: UUID | None = None,
         type: EventType | None = None,
-        before: EventCursor | None = None,
+        before: Position | None = None,
     ) -> list[SecurityEvent]:
         """Up to ``limit`` events of the tenant, newest first (ties by id, descending),
         strictly older than ``before`` when given."""
@@ -584,7 +604,7 @@ class WebhookDeliveryQueue(Protocol):
         ...
 
     async def list_for_webhook(
-        self, webhook_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self, webhook_id: UUID, *, limit: int, before: Position | None = None
     ) -> list[WebhookDelivery]:
         """Deliveries of one webhook, newest first, older than ``before`` when given."""
         ...

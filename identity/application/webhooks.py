@@ -22,16 +22,19 @@ from uuid import UUID
 
 import attrs
 
+from identity.application.pagination import Page, page_of
 from identity.application.ports import (
     Clock,
     DeliveryOutcome,
     DueDelivery,
+    Position,
     UnitOfWorkFactory,
     WebhookDeliveryError,
     WebhookSender,
     WebhookTargetGuard,
 )
-from identity.domain.events import EventType, InvalidCursorError, SecurityEvent
+from identity.domain.deliveries import error_note
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.webhooks import (
     RETRY_SCHEDULE,
     SECRET_PREFIX,
@@ -44,7 +47,6 @@ from identity.domain.webhooks import (
 log = logging.getLogger("identity.webhooks")
 
 SECRET_BYTES = 32
-MAX_ERROR_LENGTH = 500
 
 
 def new_secret() -> str:
@@ -117,35 +119,6 @@ class NewWebhook:
     secret: str = attrs.field(repr=False)  # shown once
 
 
-@attrs.frozen
-class DeliveryCursor:
-    created_at: datetime
-    id: UUID
-
-
-@attrs.frozen
-class DeliveryPage:
-    items: list[WebhookDelivery]
-    next_cursor: str | None
-
-
-def _encode(moment: datetime, item_id: UUID) -> str:
-    raw = f"{moment.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(text: str) -> DeliveryCursor:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        moment, _, item_id = raw.partition("|")
-        created_at = datetime.fromisoformat(moment)
-        if created_at.tzinfo is None:
-            raise ValueError("naive")
-        return DeliveryCursor(created_at, UUID(item_id))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidCursorError("not a cursor of this list") from None
-
-
 class Webhooks:
     """Create, list, delete a tenant's webhooks, rotate their secrets, list deliveries.
 
@@ -199,21 +172,18 @@ class Webhooks:
         return secret
 
     async def deliveries(
-        self, tenant_id: UUID, webhook_id: UUID, *, limit: int, cursor: str | None = None
-    ) -> DeliveryPage:
+        self, tenant_id: UUID, webhook_id: UUID, *, limit: int, cursor: Position | None = None
+    ) -> Page[WebhookDelivery]:
         """The webhook's deliveries, newest first."""
-        before = _decode(cursor) if cursor else None
         async with self._uow() as uow:
             if await uow.webhooks.get(tenant_id, webhook_id) is None:
                 raise WebhookNotFoundError(str(webhook_id))
             found = await uow.webhook_deliveries.list_for_webhook(
                 webhook_id,
                 limit=limit + 1,
-                before=(before.created_at, before.id) if before else None,
+                before=cursor,
             )
-        items = found[:limit]
-        last = items[-1] if items and len(found) > limit else None
-        return DeliveryPage(items, _encode(last.created_at, last.id) if last else None)
+        return page_of(found, limit, lambda delivery: (delivery.created_at, delivery.id))
 
 
 # --- delivery --------------------------------------------------------------------
@@ -293,6 +263,6 @@ class DeliverWebhooks:
             due.delivery.attempts,
             done,
             status,
-            reason[:MAX_ERROR_LENGTH],
+            error_note(reason),
             retry_at=retry_at,
         )

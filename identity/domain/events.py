@@ -47,10 +47,6 @@ _FORBIDDEN_KEY_PARTS = ("password", "secret", "token", "hash", "code", "otp", "k
 _ALLOWED_KEYS = frozenset({"key_id", "by_key_id", "has_password"})
 
 
-class InvalidCursorError(DomainError):
-    """A list ``cursor`` that the list never handed out."""
-
-
 class UnsafeEventDataError(DomainError):
     """An event's data named something that looks like a secret."""
 
@@ -100,11 +96,3 @@ class SecurityEvent:
             user_agent=user_agent[:512] if user_agent else None,
             data=dict(data),
         )
-
-
-@attrs.frozen
-class EventCursor:
-    """Where a page ends: events strictly older than (occurred_at, id)."""
-
-    occurred_at: datetime
-    id: UUID

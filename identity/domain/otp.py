@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from datetime import datetime, timedelta
 from enum import StrEnum
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import attrs
 
@@ -36,6 +36,26 @@ class OtpChallenge:
     max_attempts: int
     attempts: int = 0
     consumed_at: datetime | None = None
+
+    @classmethod
+    def placeholder(
+        cls, tenant_id: UUID, email_key: str, purpose: OtpPurpose, now: datetime, ttl: timedelta
+    ) -> OtpChallenge:
+        """A dead code that counts failed tries where no code was sent.
+
+        It never matches: no attempt is allowed, and its digest is empty where a
+        real one is 64 hex characters.
+        """
+        return cls(
+            id=uuid4(),
+            tenant_id=tenant_id,
+            email_key=email_key,
+            purpose=purpose,
+            code_digest="",
+            created_at=now,
+            expires_at=now + ttl,
+            max_attempts=0,
+        )
 
     def is_usable(self, now: datetime) -> bool:
         return (

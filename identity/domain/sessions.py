@@ -8,6 +8,9 @@ from uuid import UUID
 
 import attrs
 
+# Revoked sessions stay a day so a replayed refresh token is still recognised as reuse.
+REVOKED_SESSION_RETENTION = timedelta(days=1)
+
 
 class Presented(Enum):
     """What a presented refresh token is to its session."""

@@ -32,13 +32,14 @@ from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
-from identity.adapters.sqlalchemy.repositories import SEALED_SETTING_PREFIX
+from identity.adapters.sqlalchemy.tenants import SEALED_SETTING_PREFIX
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import (
     ActiveSessionReader,
     DeliveryOutcome,
     DueDelivery,
     OutboxItem,
+    Position,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -52,7 +53,7 @@ from identity.domain.errors import (
     StorageUnavailableError,
     TenantAlreadyExistsError,
 )
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import (
     IdentityAlreadyLinkedError,
     LinkedIdentity,
@@ -828,13 +829,17 @@ async def test_delete_expired_sessions_keeps_recently_revoked_ones(
     revoked_long_ago = new_session(
         tenant, account, revoked_at=NOW - timedelta(days=2), revoked_reason="logout"
     )
-    # Kept a while so a replayed refresh token is still recognised as reuse.
+    # Kept until the cutoff the purge gives, so a replayed refresh token is still reuse.
     revoked_recently = new_session(
         tenant, account, revoked_at=NOW - timedelta(hours=1), revoked_reason="logout"
     )
     await add_sessions(storage, live, expired, revoked_long_ago, revoked_recently)
+    cutoff = NOW - timedelta(days=1)
 
-    assert await write(storage, lambda uow: uow.sessions.delete_expired(NOW)) == 2
+    assert (
+        await write(storage, lambda uow: uow.sessions.delete_expired(NOW, revoked_before=cutoff))
+        == 2
+    )
 
     for gone in (expired, revoked_long_ago):
         assert await read(storage, functools.partial(_get_session, session=gone)) is None
@@ -1521,13 +1526,13 @@ async def test_record_failure_counts_a_try_or_stores_a_dead_placeholder(
     await write(
         storage,
         lambda uow: uow.challenges.record_failure(
-            tenant.id, live.email_key, live.purpose, NOW, ttl
+            OtpChallenge.placeholder(tenant.id, live.email_key, live.purpose, NOW, ttl)
         ),
     )
     await write(
         storage,
         lambda uow: uow.challenges.record_failure(
-            tenant.id, "nobody@example.test", live.purpose, NOW, ttl
+            OtpChallenge.placeholder(tenant.id, "nobody@example.test", live.purpose, NOW, ttl)
         ),
     )
 
@@ -1540,6 +1545,7 @@ async def test_record_failure_counts_a_try_or_stores_a_dead_placeholder(
     assert counted is not None and counted.id == live.id and counted.attempts == 1
     assert counted.code_digest == live.code_digest
     assert placeholder is not None and not placeholder.is_usable(NOW)
+    assert placeholder.attempts == 1 and placeholder.max_attempts == 0
     assert placeholder.expires_at == NOW + ttl and placeholder.code_digest == ""
 
 
@@ -1547,9 +1553,8 @@ async def test_concurrent_failures_are_all_counted(storage: Storage, tenant: Ten
     key = (tenant.id, "racer@example.test", OtpPurpose.LOGIN)
 
     async def fail() -> None:
-        await write(
-            storage, lambda uow: uow.challenges.record_failure(*key, NOW, timedelta(minutes=10))
-        )
+        placeholder = OtpChallenge.placeholder(*key, NOW, timedelta(minutes=10))
+        await write(storage, lambda uow: uow.challenges.record_failure(placeholder))
 
     assert errors(await race(RACERS, fail)) == []
     stored = await read(storage, lambda uow: uow.challenges.get(*key))
@@ -1697,7 +1702,7 @@ async def test_events_are_listed_newest_first_with_filters_and_cursor(
         first = await uow.events.list(tenant.id, limit=2)
         last = first[-1]
         rest = await uow.events.list(
-            tenant.id, limit=10, before=EventCursor(last.occurred_at, last.id)
+            tenant.id, limit=10, before=Position(last.occurred_at, last.id)
         )
     assert everything == list(reversed(made))  # exactly what was stored, newest first
     assert [e.id for e in adas] == [made[3].id, made[1].id]

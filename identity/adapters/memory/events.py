@@ -7,8 +7,8 @@ from datetime import datetime
 from uuid import UUID
 
 from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
-from identity.application.ports import EventRepository
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.application.ports import EventRepository, Position
+from identity.domain.events import EventType, SecurityEvent
 from identity.domain.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 
 
@@ -56,7 +56,7 @@ class MemoryEventRepository(EventRepository):
         limit: int,
         user_id: UUID | None = None,
         type: EventType | None = None,
-        before: EventCursor | None = None,
+        before: Position | None = None,
     ) -> list[SecurityEvent]:
         found = [
             event
@@ -64,7 +64,7 @@ class MemoryEventRepository(EventRepository):
             if event.tenant_id == tenant_id
             and (user_id is None or event.user_id == user_id)
             and (type is None or event.type is type)
-            and (before is None or (event.occurred_at, event.id) < (before.occurred_at, before.id))
+            and (before is None or (event.occurred_at, event.id) < (before.created_at, before.id))
         ]
         found.sort(key=lambda event: (event.occurred_at, event.id), reverse=True)
         return found[:limit]

@@ -11,6 +11,7 @@ from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _T
 from identity.application.ports import (
     DeliveryOutcome,
     DueDelivery,
+    Position,
     WebhookDeliveryQueue,
     WebhookRepository,
 )
@@ -125,13 +126,13 @@ class MemoryWebhookDeliveryQueue(WebhookDeliveryQueue):
 
     @_round_trip
     async def list_for_webhook(
-        self, webhook_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self, webhook_id: UUID, *, limit: int, before: Position | None = None
     ) -> list[WebhookDelivery]:
         found = [
             row
             for _, row in self._t.rows()
             if row.webhook_id == webhook_id
-            and (before is None or (row.created_at, row.id) < before)
+            and (before is None or (row.created_at, row.id) < (before.created_at, before.id))
         ]
         found.sort(key=lambda row: (row.created_at, row.id), reverse=True)
         return found[:limit]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from identity.application.ports import RateLimiter
+from identity.application.ports import RateLimiter, RateLimiterStatus
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 
 logger = logging.getLogger(__name__)
@@ -24,8 +23,6 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     ReadOnlyError,
     OSError,
 )
-
-Status = Literal["ok", "degraded"]
 
 
 class FallbackRateLimiter(RateLimiter):
@@ -61,7 +58,7 @@ class FallbackRateLimiter(RateLimiter):
         self._last_warning: float | None = None
 
     @property
-    def status(self) -> Status:
+    def status(self) -> RateLimiterStatus:
         """``"ok"`` while the primary answers, ``"degraded"`` after it failed."""
         return "degraded" if self._degraded else "ok"
 

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.types import UtcDateTime
-from identity.application.ports import EventRepository
-from identity.domain.events import EventCursor, EventType, SecurityEvent
+from identity.application.ports import EventRepository, Position
+from identity.domain.events import EventType, SecurityEvent
 
 _E = t.security_events
 _W = t.webhooks
@@ -154,7 +154,7 @@ class SqlEventRepository(EventRepository):
         limit: int,
         user_id: UUID | None = None,
         type: EventType | None = None,
-        before: EventCursor | None = None,
+        before: Position | None = None,
     ) -> list[SecurityEvent]:
         query = select(_E).where(_E.c.tenant_id == tenant_id)
         if user_id is not None:
@@ -164,8 +164,8 @@ class SqlEventRepository(EventRepository):
         if before is not None:
             query = query.where(
                 or_(
-                    _E.c.occurred_at < before.occurred_at,
-                    and_(_E.c.occurred_at == before.occurred_at, _E.c.id < before.id),
+                    _E.c.occurred_at < before.created_at,
+                    and_(_E.c.occurred_at == before.created_at, _E.c.id < before.id),
                 )
             )
         query = query.order_by(_E.c.occurred_at.desc(), _E.c.id.desc()).limit(limit)

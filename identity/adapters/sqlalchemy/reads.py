@@ -9,8 +9,8 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
+from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.native import OneRowRead
-from identity.adapters.sqlalchemy.repositories import SqlAccountRepository
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
 

@@ -8,8 +8,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.code_requests import SqlCodeRequestQueue
 from identity.adapters.sqlalchemy.events import SqlEventRepository
+from identity.adapters.sqlalchemy.external_identities import SqlExternalIdentityRepository
+from identity.adapters.sqlalchemy.invalidated_tokens import SqlInvalidatedTokenRepository
 from identity.adapters.sqlalchemy.mfa import (
     SqlMfaChallengeRepository,
     SqlRecoveryCodeRepository,
@@ -21,17 +25,11 @@ from identity.adapters.sqlalchemy.oauth import (
     SqlConsentRepository,
     SqlOAuthClientRepository,
 )
-from identity.adapters.sqlalchemy.repositories import (
-    SqlAccountRepository,
-    SqlCodeRequestQueue,
-    SqlExternalIdentityRepository,
-    SqlInvalidatedTokenRepository,
-    SqlOAuthStateRepository,
-    SqlOtpChallengeRepository,
-    SqlOutboxRepository,
-    SqlSessionRepository,
-    SqlTenantRepository,
-)
+from identity.adapters.sqlalchemy.oauth_states import SqlOAuthStateRepository
+from identity.adapters.sqlalchemy.otp_challenges import SqlOtpChallengeRepository
+from identity.adapters.sqlalchemy.outbox import SqlOutboxRepository
+from identity.adapters.sqlalchemy.sessions import SqlSessionRepository
+from identity.adapters.sqlalchemy.tenants import SqlTenantRepository
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.adapters.sqlalchemy.webhooks import SqlWebhookDeliveryQueue, SqlWebhookRepository
 from identity.application.ports import UnitOfWork

@@ -17,6 +17,7 @@ from identity.adapters.sqlalchemy.types import UtcDateTime
 from identity.application.ports import (
     DeliveryOutcome,
     DueDelivery,
+    Position,
     WebhookDeliveryQueue,
     WebhookRepository,
 )
@@ -238,11 +239,11 @@ class SqlWebhookDeliveryQueue(WebhookDeliveryQueue):
         await self._c.execute(_RECORD, [_record_params(outcome) for outcome in outcomes])
 
     async def list_for_webhook(
-        self, webhook_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self, webhook_id: UUID, *, limit: int, before: Position | None = None
     ) -> list[WebhookDelivery]:
         query = select(_D).where(_D.c.webhook_id == webhook_id)
         if before is not None:
-            moment, delivery_id = before
+            moment, delivery_id = before.created_at, before.id
             query = query.where(
                 or_(
                     _D.c.created_at < moment,

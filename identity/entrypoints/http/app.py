@@ -13,26 +13,9 @@ from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
-from identity.entrypoints.http import protocol_errors
-from identity.entrypoints.http.handlers import (
-    accounts,
-    admin_clients,
-    admin_tenants,
-    admin_users,
-    api_keys,
-    docs,
-    events,
-    google,
-    introspection,
-    mfa,
-    oauth,
-    providers,
-    self_service,
-    sessions,
-    system,
-    webhooks,
-)
-from identity.entrypoints.http.keys import CONTAINER, METRICS, SETTINGS
+from identity.entrypoints.http import declare, handlers, protocol_errors
+from identity.entrypoints.http.handlers import accounts, docs, google, sessions, system
+from identity.entrypoints.http.keys import CONTAINER, METRICS, OPENAPI, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
     MAX_BODY_BYTES,
@@ -40,6 +23,7 @@ from identity.entrypoints.http.middlewares import (
     cors,
     observe,
 )
+from identity.entrypoints.http.openapi import openapi_json
 from identity.entrypoints.http.protection import protect
 from identity.entrypoints.settings import Settings
 
@@ -84,24 +68,14 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.add_routes(accounts.routes)
     app.add_routes(sessions.routes)
     app.add_routes(google.routes)
-    app.add_routes(providers.providers.routes)
-    app.add_routes(providers.identities.routes)
-    app.add_routes(mfa.endpoints.routes)
-    app.add_routes(mfa.admin_endpoints.routes)
     app.add_routes(system.routes)
     app.add_routes(docs.routes)
-    app.add_routes(api_keys.endpoints.routes)
-    app.add_routes(admin_users.endpoints.routes)
-    app.add_routes(admin_tenants.endpoints.routes)
-    app.add_routes(self_service.endpoints.routes)
-    app.add_routes(events.endpoints.routes)
-    app.add_routes(webhooks.endpoints.routes)
-    app.add_routes(introspection.endpoints.routes)
-    app.add_routes(admin_clients.endpoints.routes)
-    app.add_routes(oauth.endpoints.routes)
-    app.add_routes(oauth.pages.routes)
-    app.add_routes(oauth.grants.routes)
-    app.add_routes(oauth.registration.routes)
+    # Every ``declare.Endpoints`` of the handler modules; a new module needs no line here.
+    endpoints = declare.collect(handlers)
+    for group in endpoints:
+        app.add_routes(group.routes)
+    # Made now, so a document that cannot be built (two schemas of one name) stops the start.
+    app[OPENAPI] = openapi_json(settings.issuer, tuple(endpoints))
     return app
 
 
@@ -113,10 +87,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     container.keyring.override(ring)
     # The dummy hash unknown-email logins check against is made now, so the very
     # first such login takes no longer than a known one.
-    # A hasher swapped in for bcrypt (see docs/adapters.md) need not have this step.
-    warm_up = getattr(container.hasher(), "warm_up", None)
-    if warm_up is not None:
-        await warm_up()
+    await container.hasher().warm_up()
     yield
     limiter_client = container.redis_client
     if app[SETTINGS].redis_url:

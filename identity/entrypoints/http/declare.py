@@ -1,56 +1,85 @@
 """Declared endpoints: one declaration gives the route, the parsing and the OpenAPI entry.
 
-A request body (or query) is an attrs class whose fields say how each value
-is read and bounded; a response view is an attrs class whose annotations say
-its shape. An endpoint names both, its auth and its error codes::
+A request (a JSON body, a query string, a form) is an attrs class. Each field's
+annotation says what it holds; its ``Annotated`` metadata (``d.Text``,
+``d.Digits``, ...) says how it is bounded and what the document says of it.
+One cattrs converter reads every request class, and every bad field is
+reported at once (422 ``validation_error``). A field with a default is
+optional; ``null`` counts as absent. A response view is an attrs class whose
+annotations say its shape (``d.out`` adds a description)::
+
+    from typing import Annotated
+    from identity.entrypoints.http import declare as d
 
     @attrs.frozen
-    class CreateUser:
-        email: Email = d.email()
-        full_name: str | None = d.text("the display name", max_length=200, required=False)
+    class NewUser:                                    # a JSON body
+        email: d.EmailAddress
+        full_name: Annotated[str, d.Text("the display name", max_length=200)] | None = None
+        verified: Annotated[bool, d.Flag("email already verified")] = False
 
     @attrs.frozen
-    class UserView:
+    class UserQuery:                                  # a query string (?email=&limit=)
+        email: Annotated[Email, d.Address("only this address")] | None = None
+        limit: d.Limit = d.DEFAULT_LIMIT
+        cursor: d.Cursor | None = None
+
+    @attrs.frozen
+    class UserView:                                   # an answer
         id: UUID
         email: str = d.out("the normalised address")
 
-    endpoints = d.Endpoints(tag="admin")
+    endpoints = d.Endpoints(tag="admin")              # found by the app (see ``collect``)
 
-    @endpoints.post("/admin/users", summary="Create a user", body=CreateUser,
-                    ok=UserView, status=201, auth=d.api_key(Scope.USERS_WRITE),
-                    errors=("email_taken",))
+    @endpoints.post("/admin/users", summary="Create a user", body=NewUser, ok=UserView,
+                    status=201, auth=d.api_key(Scope.USERS_WRITE), errors=("email_taken",))
     @inject
-    async def create_user(request, body: CreateUser, use_case=Provide[...]) -> UserView:
-        ...
+    async def create_user(request, body: NewUser, use_case=Provide[...]) -> UserView: ...
+
+    @endpoints.get("/admin/users/{user_id}", summary="Read a user", ok=UserView,
+                   path_params=(d.path_id("user_id", "the user's id"),), auth=READ)
+    async def get_user(request, user_id: UUID) -> UserView: ...   # a path parameter
+
+A form (``application/x-www-form-urlencoded``, e.g. a page's ``<form>``) is the
+same kind of class: ``forms=True`` accepts it beside JSON, ``document=False``
+keeps a page out of the OpenAPI document. ``parse(NewUser, data)`` reads any
+mapping the same way (a page catches the ``Problem`` and shows its ``errors``).
 
 The handler receives ``body=`` / ``query=`` / one keyword per path parameter,
-already validated (every bad field is reported at once, 422), after the auth
-has run. It returns a view (serialised with the declared status), ``None``
-(204) or a ready ``web.StreamResponse``. ``openapi.py`` turns every
-``Endpoints`` into paths and component schemas, so the document cannot drift
-from what the handlers read.
+already validated, after the auth has run. It returns a view (serialised with
+the declared status), ``None`` (204) or a ready ``web.StreamResponse``. The
+app collects every ``Endpoints`` of the handler modules (``collect``);
+``openapi.py`` turns them into paths and component schemas, so the document
+cannot drift from what the handlers read. Two classes with one schema name
+are refused when the app starts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+import importlib
+import pkgutil
 import types
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import Annotated, Any, TypeVar
 
 import attrs
 import cattrs
 from aiohttp import web
+from cattrs.errors import ClassValidationError
 
 from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from identity.application.ports import Position
 from identity.domain.api_keys import Scope
+from identity.domain.emails import Email
+from identity.domain.errors import InvalidEmailError
 from identity.domain.oauth import OAuthProtocolError
 from identity.domain.tenants import validate_slug
-from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, Body, read_json_object
+from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, normalise_email, read_json_object
 from identity.entrypoints.http.keys import CONTAINER
 from identity.entrypoints.http.oauth_errors import oauth_error_response, read_oauth_form
 from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
@@ -60,313 +89,589 @@ from identity.entrypoints.http.principals import (
     service,
     user,
 )
-from identity.entrypoints.http.problems import Problem
+from identity.entrypoints.http.problems import FieldError, Problem, validation_problem
 
 __all__ = [
     "BEARER",
+    "DEFAULT_LIMIT",
+    "Address",
+    "Choice",
+    "Cursor",
+    "Digits",
+    "EmailAddress",
     "Endpoints",
+    "Entries",
+    "Flag",
+    "Id",
+    "Integer",
+    "Limit",
+    "NewPassword",
     "PageQuery",
+    "Password",
+    "Strings",
+    "Text",
     "api_key",
-    "boolean",
-    "choice",
-    "cursor",
-    "digits",
-    "email",
-    "integer",
-    "limit",
-    "mapping",
-    "new_password",
+    "collect",
     "out",
-    "password",
+    "parse",
     "path_id",
     "path_slug",
+    "path_text",
     "service",
-    "string_list",
-    "text",
     "user",
-    "uuid_field",
 ]
 
 Schema = dict[str, Any]
 T = TypeVar("T")
-_WIRE = "identity.wire"
 _OUT = "identity.out"
 _OMIT = "identity.omit_if_none"
 
 # --- request fields ------------------------------------------------------------------
 
 
+class Invalid(ValueError):
+    """A request value broke its field's rule; the message is shown to the client."""
+
+
+def _text(value: Any, max_length: int) -> str:
+    if value is None:
+        raise Invalid("field required")
+    if not isinstance(value, str):
+        raise Invalid("must be a string")
+    if "\x00" in value or not _encodable(value):
+        raise Invalid("must be text without NUL characters or unpaired surrogates")
+    if not value:
+        raise Invalid("must not be empty")
+    if len(value) > max_length:
+        raise Invalid(f"must be at most {max_length} characters")
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _described(schema: Schema, description: str | None) -> Schema:
+    return {**schema, "description": description} if description else schema
+
+
 @attrs.frozen
-class Wire:
-    """How one request field is read and described."""
+class Rule:
+    """How a request field is read and what the document says of it.
 
-    schema: Schema
-    read: Callable[[Body, str], Any]
-    required: bool
+    Put one in the field's ``Annotated`` metadata. ``base`` is the annotated
+    type without ``None`` (an enum's members, for ``Choice``).
+    """
+
+    description: str | None = None
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def schema(self, base: Any) -> Schema:
+        raise NotImplementedError
 
 
-def _declare(
-    schema: Schema, read: Callable[[Body, str], Any], *, required: bool, default: Any = None
-) -> Any:
-    wire = Wire(schema, read, required)
-    if required:
-        return attrs.field(metadata={_WIRE: wire})
-    return attrs.field(metadata={_WIRE: wire}, default=default)
+@attrs.frozen
+class Text(Rule):
+    """A non-empty string of at most ``max_length`` characters.
+
+    ``pattern`` and ``format`` are for the document; the use case enforces them.
+    """
+
+    max_length: int = 1024
+    pattern: str | None = None
+    format: str | None = None
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return functools.partial(_text, max_length=self.max_length)
+
+    def schema(self, base: Any) -> Schema:
+        schema: Schema = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        if self.pattern:
+            schema["pattern"] = self.pattern
+        if self.format:
+            schema["format"] = self.format
+        return _described(schema, self.description)
 
 
-def text(description: str, *, max_length: int = 1024, required: bool = True, **schema: Any) -> Any:
-    return _declare(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": max_length,
-            "description": description,
-            **schema,
-        },
-        lambda body, name: body.text(name, max_length=max_length),
-        required=required,
+@attrs.frozen
+class Address(Rule):
+    """An email address: the handler gets it normalised (``Email``)."""
+
+    description: str | None = "an email address; normalised before any lookup"
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return _email
+
+    def schema(self, base: Any) -> Schema:
+        schema = {"type": "string", "minLength": 1, "maxLength": MAX_EMAIL_LENGTH}
+        return _described({**schema, "format": "email"}, self.description)
+
+
+def _email(value: Any) -> Email:
+    raw = _text(value, MAX_EMAIL_LENGTH)
+    try:
+        return normalise_email(raw)
+    except InvalidEmailError:
+        raise Invalid("not a valid email address") from None
+
+
+@attrs.frozen
+class Password(Rule):
+    """A password as typed: its length rules are the use case's; this bound protects the hasher."""
+
+    description: str | None = "a password"
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return functools.partial(_text, max_length=4096)
+
+    def schema(self, base: Any) -> Schema:
+        return _described({"type": "string", "minLength": 1, "maxLength": 4096}, self.description)
+
+
+@attrs.frozen
+class NewPassword(Password):
+    """A password being set: the document states the policy the use case applies."""
+
+    description: str | None = (
+        "a new password: 8 to 256 characters, no composition rules; "
+        "the most common passwords are refused (422)"
     )
 
-
-def email(
-    description: str = "an email address; normalised before any lookup", *, required: bool = True
-) -> Any:
-    return _declare(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_EMAIL_LENGTH,
-            "format": "email",
-            "description": description,
-        },
-        lambda body, name: body.email(name),
-        required=required,
-    )
+    def schema(self, base: Any) -> Schema:
+        return _described({"type": "string", "minLength": 8, "maxLength": 256}, self.description)
 
 
-def password(description: str = "a password", *, required: bool = True) -> Any:
-    return _declare(
-        {"type": "string", "minLength": 1, "maxLength": 4096, "description": description},
-        lambda body, name: body.password(name),
-        required=required,
-    )
+@attrs.frozen
+class Digits(Rule):
+    """``length`` ASCII digits, spaces around them ignored (a one-time code)."""
+
+    length: int = 6
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        length = self.length
+
+        def read(value: Any) -> str:
+            raw = _text(value, 16).strip()
+            if raw and not (raw.isascii() and raw.isdigit() and len(raw) == length):
+                raise Invalid(f"must be {length} digits")
+            return raw
+
+        return read
+
+    def schema(self, base: Any) -> Schema:
+        pattern = rf"^\s*[0-9]{{{self.length}}}\s*$"
+        schema = {"type": "string", "maxLength": 16, "pattern": pattern}
+        return _described(schema, self.description)
 
 
-def new_password(required: bool = True) -> Any:
-    return _declare(
-        {
-            "type": "string",
-            "minLength": 8,
-            "maxLength": 256,
-            "description": "a new password: 8 to 256 characters, no composition rules; "
-            "the most common passwords are refused (422)",
-        },
-        lambda body, name: body.password(name),
-        required=required,
-    )
+@attrs.frozen
+class Flag(Rule):
+    """``true`` or ``false`` (the text ``"true"``/``"false"`` in a query or form)."""
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return _flag
+
+    def schema(self, base: Any) -> Schema:
+        return _described({"type": "boolean"}, self.description)
 
 
-def digits(length: int, description: str, *, required: bool = True) -> Any:
-    return _declare(
-        {
-            "type": "string",
-            "maxLength": 16,
-            "pattern": rf"^\s*[0-9]{{{length}}}\s*$",
-            "description": description,
-        },
-        lambda body, name: body.digits(name, length),
-        required=required,
-    )
+def _flag(value: Any) -> bool:
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    if not isinstance(value, bool):
+        raise Invalid("must be true or false")
+    return value
 
 
-def boolean(description: str, *, required: bool = False, default: bool | None = None) -> Any:
-    return _declare(
-        {"type": "boolean", "description": description},
-        lambda body, name: body.boolean(name),
-        required=required,
-        default=default,
-    )
+@attrs.frozen
+class Integer(Rule):
+    """An integer from ``minimum`` to ``maximum`` (digits, in a query or form)."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        minimum, maximum = self.minimum, self.maximum
+
+        def read(value: Any) -> int:
+            if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise Invalid("must be an integer")
+            if (minimum is not None and value < minimum) or (
+                maximum is not None and value > maximum
+            ):
+                raise Invalid(f"must be between {minimum} and {maximum}")
+            return value
+
+        return read
+
+    def schema(self, base: Any) -> Schema:
+        schema: Schema = {"type": "integer"}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return _described(schema, self.description)
 
 
-def integer(
-    description: str,
-    *,
-    minimum: int,
-    maximum: int,
-    required: bool = False,
-    default: int | None = None,
-) -> Any:
-    schema: Schema = {
-        "type": "integer",
-        "minimum": minimum,
-        "maximum": maximum,
-        "description": description,
-    }
-    if default is not None:
-        schema["default"] = default
-    return _declare(
-        schema,
-        lambda body, name: body.integer(name, minimum=minimum, maximum=maximum),
-        required=required,
-        default=default,
-    )
+@attrs.frozen
+class Id(Rule):
+    """A UUID (the handler gets a ``uuid.UUID``)."""
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return _uuid
+
+    def schema(self, base: Any) -> Schema:
+        return _described({"type": "string", "format": "uuid"}, self.description)
 
 
-def uuid_field(description: str, *, required: bool = True) -> Any:
-    return _declare(
-        {"type": "string", "format": "uuid", "description": description},
-        lambda body, name: body.uuid(name),
-        required=required,
-    )
+def _uuid(value: Any) -> uuid.UUID:
+    raw = _text(value, 64)
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise Invalid("must be a UUID") from None
 
 
-def choice(
-    options: type[enum.Enum] | tuple[str, ...], description: str, *, required: bool = True
-) -> Any:
-    """One of an enum's values (the handler gets the member) or of plain strings."""
-    values = (
-        tuple(str(member.value) for member in options)
-        if isinstance(options, type)
-        else tuple(options)
-    )
+@attrs.frozen
+class Choice(Rule):
+    """One of an enum's values (the handler gets the member); ``only`` narrows them."""
 
-    def read(body: Body, name: str) -> Any:
-        raw = body.text(name, max_length=64)
-        if raw in values:
-            return options(raw) if isinstance(options, type) else raw
-        if raw:
-            body.fail(name, f"must be one of: {', '.join(values)}")
-        return None
+    only: tuple[enum.Enum, ...] = ()
 
-    return _declare(
-        {"type": "string", "enum": list(values), "description": description},
-        read,
-        required=required,
-    )
+    def options(self, base: Any) -> tuple[enum.Enum, ...]:
+        if not (isinstance(base, type) and issubclass(base, enum.Enum)):
+            raise TypeError(f"Choice needs an enum type, not {base!r}")
+        return self.only or tuple(base)
 
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        by_value = {str(member.value): member for member in self.options(base)}
+        refusal = f"must be one of: {', '.join(by_value)}"
 
-def string_list(
-    description: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    max_items: int = 50,
-    max_length: int = 200,
-    required: bool = True,
-) -> Any:
-    items: Schema = {"type": "string", "minLength": 1, "maxLength": max_length}
-    if choices is not None:
-        items = {"type": "string", "enum": list(choices)}
-    return _declare(
-        {"type": "array", "items": items, "maxItems": max_items, "description": description},
-        lambda body, name: body.string_list(
-            name, choices=choices, max_items=max_items, max_length=max_length
-        ),
-        required=required,
-    )
+        def read(value: Any) -> enum.Enum:
+            raw = _text(value, 64)
+            member = by_value.get(raw)
+            if member is None:
+                raise Invalid(refusal)
+            return member
+
+        return read
+
+    def schema(self, base: Any) -> Schema:
+        values = [str(member.value) for member in self.options(base)]
+        return _described({"type": "string", "enum": values}, self.description)
 
 
-def mapping(description: str, *, max_items: int = 50, required: bool = True) -> Any:
-    return _declare(
-        {"type": "object", "maxProperties": max_items, "description": description},
-        lambda body, name: body.mapping(name, max_items=max_items),
-        required=required,
-    )
+@attrs.frozen
+class Strings(Rule):
+    """A list of strings, repeats dropped; ``choices`` limits the values."""
+
+    choices: tuple[str, ...] | None = None
+    max_items: int = 50
+    max_length: int = 200
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        choices, max_items, max_length = self.choices, self.max_items, self.max_length
+
+        def read(value: Any) -> list[str]:
+            if not isinstance(value, list):
+                raise Invalid("must be a list of strings")
+            if len(value) > max_items:
+                raise Invalid(f"must have at most {max_items} items")
+            for item in value:
+                if not isinstance(item, str) or not item or len(item) > max_length:
+                    raise Invalid(f"each item must be a string of 1 to {max_length} characters")
+                if choices is not None and item not in choices:
+                    raise Invalid(f"unknown value {item[:64]!r}; one of: {', '.join(choices)}")
+            return list(dict.fromkeys(value))
+
+        return read
+
+    def schema(self, base: Any) -> Schema:
+        items: Schema = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        if self.choices is not None:
+            items = {"type": "string", "enum": list(self.choices)}
+        schema = {"type": "array", "items": items, "maxItems": self.max_items}
+        return _described(schema, self.description)
 
 
-def _read_cursor(body: Body, name: str) -> Position | None:
-    raw = body.text(name, max_length=MAX_CURSOR_LENGTH)
-    if not raw:
-        return None
+@attrs.frozen
+class Entries(Rule):
+    """A JSON object of string keys whose values are scalars or lists of strings."""
+
+    max_items: int = 50
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        max_items = self.max_items
+
+        def read(value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise Invalid("must be an object")
+            if len(value) > max_items:
+                raise Invalid(f"must have at most {max_items} entries")
+            for key, item in value.items():
+                scalar = item is None or isinstance(item, (str, int, float, bool))
+                strings = isinstance(item, list) and all(isinstance(x, str) for x in item)
+                if len(key) > 64 or not (scalar or strings):
+                    raise Invalid(f"entry {key[:64]!r} must be a string, number, list or null")
+            return dict(value)
+
+        return read
+
+    def schema(self, base: Any) -> Schema:
+        schema = {"type": "object", "maxProperties": self.max_items}
+        return _described(schema, self.description)
+
+
+@attrs.frozen
+class _CursorRule(Rule):
+    description: str | None = "opaque: the `next_cursor` of the previous page; absent for the first"
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        return _cursor
+
+    def schema(self, base: Any) -> Schema:
+        return _described({"type": "string", "maxLength": MAX_CURSOR_LENGTH}, self.description)
+
+
+def _cursor(value: Any) -> Position:
+    raw = _text(value, MAX_CURSOR_LENGTH)
     try:
         return decode_cursor(raw)
     except ValueError:
-        body.fail(name, "not a cursor this API gave out; pass `next_cursor` as it came")
-        return None
+        raise Invalid("not a cursor this API gave out; pass `next_cursor` as it came") from None
 
 
-def cursor() -> Any:
-    """The ``cursor`` of a paginated list: the handler gets a ``Position`` or None."""
-    return _declare(
-        {
-            "type": "string",
-            "maxLength": MAX_CURSOR_LENGTH,
-            "description": "opaque: the `next_cursor` of the previous page; absent for the first",
-        },
-        _read_cursor,
-        required=False,
-    )
-
-
-def limit() -> Any:
-    return integer(
-        "items per page", minimum=1, maximum=MAX_LIMIT, required=False, default=DEFAULT_LIMIT
-    )
+# Ready-made fields.
+EmailAddress = Annotated[Email, Address()]
+Cursor = Annotated[Position, _CursorRule()]
+"""The ``cursor`` of a paginated list: the handler gets a ``Position`` (or None, first page)."""
+Limit = Annotated[int, Integer("items per page", minimum=1, maximum=MAX_LIMIT)]
 
 
 @attrs.frozen
 class PageQuery:
     """``?limit=&cursor=`` of a paginated list."""
 
-    limit: int = limit()
-    cursor: Position | None = cursor()
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
 
 
-def _wires(cls: type) -> list[tuple[str, Wire]]:
-    return [(field.name, field.metadata[_WIRE]) for field in attrs.fields(cls)]
+# --- reading requests ----------------------------------------------------------------
+
+
+def _strip_none(hint: Any) -> tuple[Any, bool]:
+    """``hint`` without ``None``, and whether it had it."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        inner = [arg for arg in args if arg is not type(None)]
+        if len(inner) == 1 and len(args) == 2:
+            return inner[0], True
+    return hint, False
+
+
+def _default_rule(hint: Any) -> Rule | None:
+    """The rule of a field annotated with a bare type."""
+    if hint is str:
+        return Text()
+    if hint is bool:
+        return Flag()
+    if hint is int:
+        return Integer()
+    if hint is uuid.UUID:
+        return Id()
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return Choice()
+    return None
+
+
+def _rule_of(hint: Any) -> tuple[Rule, Any] | None:
+    """The rule of a field's type (``None`` already stripped) and the type it reads."""
+    if typing.get_origin(hint) is Annotated:
+        base, _ = _strip_none(hint.__origin__)
+        for meta in hint.__metadata__:
+            if isinstance(meta, Rule):
+                return meta, base
+        hint = base
+    rule = _default_rule(hint)
+    return None if rule is None else (rule, hint)
+
+
+def _has_rule(hint: Any) -> bool:
+    return _rule_of(_strip_none(hint)[0]) is not None
+
+
+def _structure_hook(hint: Any) -> Callable[[Any, Any], Any]:
+    """The rule's reader; ``X | None`` too (cattrs would let other types through it)."""
+    found = _rule_of(_strip_none(hint)[0])
+    assert found is not None
+    rule, base = found
+    read = rule.reader(base)
+    return lambda value, _: read(value)
+
+
+# The one converter of the edge: requests in (``parse``), views out (``serialise``).
+converter = cattrs.Converter(detailed_validation=True)
+converter.register_structure_hook_factory(_has_rule, _structure_hook)
+converter.register_unstructure_hook(uuid.UUID, str)
+converter.register_unstructure_hook(
+    dt.datetime, lambda moment: moment.isoformat().replace("+00:00", "Z")
+)
+
+
+@attrs.frozen
+class RequestField:
+    name: str
+    rule: Rule
+    base: Any
+    required: bool
+    nullable: bool
+    default: Any
+
+
+@functools.cache
+def request_fields(cls: type) -> tuple[RequestField, ...]:
+    """The fields of a request class; ``TypeError`` at start for a field without a rule."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    found = []
+    for field in attrs.fields(cls):
+        hint, nullable = _strip_none(hints[field.name])
+        rule = _rule_of(hint)
+        if rule is None:
+            raise TypeError(
+                f"{cls.__qualname__}.{field.name}: annotate it with a rule "
+                f"(Annotated[{hint!r}, d.Text(...)] or the like)"
+            )
+        required = field.default is attrs.NOTHING
+        factory = isinstance(field.default, typing.cast(type, attrs.Factory))
+        default = None if required or factory else field.default
+        found.append(RequestField(field.name, rule[0], rule[1], required, nullable, default))
+    return tuple(found)
+
+
+@attrs.frozen
+class _Plan:
+    structure: Callable[[Mapping[str, Any], Any], Any]
+    optional: frozenset[str]
+    one_of: tuple[str, ...]
+    any_of: tuple[str, ...]
+
+
+@functools.cache
+def _plan(cls: type) -> _Plan:
+    fields = request_fields(cls)
+    return _Plan(
+        structure=converter.get_structure_hook(cls),
+        optional=frozenset(field.name for field in fields if not field.required),
+        # A body that needs exactly one of several optional fields names them in a
+        # class attribute ``one_of = ("a", "b")``; none or several is a 422.
+        one_of=getattr(cls, "one_of", ()),
+        # A body that needs at least one of several optional fields (a PATCH)
+        # names them in ``any_of``; none is a 422.
+        any_of=getattr(cls, "any_of", ()),
+    )
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, Invalid):
+        return str(error)
+    if isinstance(error, KeyError):
+        return "field required"
+    return "is not valid"
 
 
 def parse(cls: type[T], data: Mapping[str, Any]) -> T:
     """Read ``data`` into ``cls``; every invalid field is reported at once (422)."""
-    body = Body(dict(data))
-    values: dict[str, Any] = {}
-    for name, wire in _wires(cls):
-        if not wire.required and data.get(name) is None:
-            continue  # the declared default
-        values[name] = wire.read(body, name)
-    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
-    if one_of and sum(data.get(name) is not None for name in one_of) != 1:
-        body.fail(one_of[0], f"give exactly one of: {', '.join(one_of)}")
-    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
-    if any_of and all(data.get(name) is None for name in any_of):
-        body.fail(any_of[0], f"give at least one of: {', '.join(any_of)}")
-    body.check()
-    return cls(**values)
-
-
-def request_schema(cls: type) -> Schema:
-    wires = _wires(cls)
-    schema: Schema = {
-        "type": "object",
-        "properties": {name: wire.schema for name, wire in wires},
-        "required": [name for name, wire in wires if wire.required],
+    plan = _plan(typing.cast(type, cls))
+    values = {
+        name: value
+        for name, value in dict(data).items()
+        if value is not None or name not in plan.optional
     }
-    # A body that needs exactly one of several optional fields names them in a
-    # class attribute ``one_of = ("a", "b")``; ``parse`` refuses none or several (422).
-    one_of: tuple[str, ...] = getattr(cls, "one_of", ())
-    if one_of:
-        schema["oneOf"] = [{"required": [name]} for name in one_of]
-    # A body that needs at least one of several optional fields (a PATCH) names
-    # them in ``any_of``; ``parse`` refuses none (422).
-    any_of: tuple[str, ...] = getattr(cls, "any_of", ())
-    if any_of:
-        schema["anyOf"] = [{"required": [name]} for name in any_of]
+    errors: list[FieldError] = []
+    result: Any = None
+    try:
+        result = plan.structure(values, cls)
+    except ClassValidationError as group:
+        with_notes, without = group.group_exceptions()
+        if without:
+            raise
+        errors = [FieldError(note.name, _message(error)) for error, note in with_notes]
+    if plan.one_of and sum(name in values for name in plan.one_of) != 1:
+        errors.append(FieldError(plan.one_of[0], f"give exactly one of: {', '.join(plan.one_of)}"))
+    if plan.any_of and not any(name in values for name in plan.any_of):
+        errors.append(FieldError(plan.any_of[0], f"give at least one of: {', '.join(plan.any_of)}"))
+    if errors:
+        raise validation_problem(errors)
+    return typing.cast(T, result)
+
+
+def _field_schema(field: RequestField) -> Schema:
+    schema = field.rule.schema(field.base)
+    if field.default is not None:
+        value = field.default
+        schema["default"] = value.value if isinstance(value, enum.Enum) else value
     return schema
 
 
+def request_schema(cls: type) -> Schema:
+    """A body's schema: optional fields accept ``null`` (but not one of ``one_of``/``any_of``)."""
+    plan = _plan(cls)
+    alternatives = {*plan.one_of, *plan.any_of}
+    properties: Schema = {}
+    for field in request_fields(cls):
+        schema = _field_schema(field)
+        if field.nullable and not field.required and field.name not in alternatives:
+            schema = _nullable(schema)
+        properties[field.name] = schema
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": [field.name for field in request_fields(cls) if field.required],
+    }
+    if plan.one_of:
+        schema["oneOf"] = [{"required": [name]} for name in plan.one_of]
+    if plan.any_of:
+        schema["anyOf"] = [{"required": [name]} for name in plan.any_of]
+    return schema
+
+
+def _nullable(schema: Schema) -> Schema:
+    if isinstance(schema.get("type"), str) and "enum" not in schema:
+        return {**schema, "type": [schema["type"], "null"]}
+    description = schema.pop("description", None)
+    return _described({"anyOf": [schema, {"type": "null"}]}, description)
+
+
 def query_parameters(cls: type) -> list[Schema]:
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": wire.required,
-            "description": wire.schema.get("description", ""),
-            "schema": {k: v for k, v in wire.schema.items() if k != "description"},
-        }
-        for name, wire in _wires(cls)
-    ]
+    parameters = []
+    for field in request_fields(cls):
+        schema = _field_schema(field)
+        description = schema.pop("description", "")
+        parameters.append(
+            {
+                "name": field.name,
+                "in": "query",
+                "required": field.required,
+                "description": description,
+                "schema": schema,
+            }
+        )
+    return parameters
 
 
 # --- path parameters -----------------------------------------------------------------
+
+
+def _not_found() -> Problem:
+    return Problem(404, "not_found", "Not found", "No such object.")
 
 
 @attrs.frozen
@@ -379,7 +684,7 @@ class PathId:
             return uuid.UUID(request.match_info[self.name])
         except ValueError:
             # An id that cannot exist is simply not found.
-            raise Problem(404, "not_found", "Not found", "No such object.") from None
+            raise _not_found() from None
 
     def schema(self) -> Schema:
         return {
@@ -406,7 +711,7 @@ class PathSlug:
         try:
             return validate_slug(request.match_info[self.name].strip().lower())
         except ValueError:
-            raise Problem(404, "not_found", "Not found", "No such object.") from None
+            raise _not_found() from None
 
     def schema(self) -> Schema:
         return {
@@ -447,6 +752,8 @@ def path_text(name: str, description: str, *, pattern: str) -> PathText:
     return PathText(name, description, pattern)
 
 
+PathParam = PathId | PathSlug | PathText
+
 # --- response views ------------------------------------------------------------------
 
 
@@ -463,15 +770,8 @@ def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs:
     return attrs.field(metadata={_OUT: description, _OMIT: omit_if_none}, **kwargs)
 
 
-_converter = cattrs.Converter()
-_converter.register_unstructure_hook(uuid.UUID, str)
-_converter.register_unstructure_hook(
-    dt.datetime, lambda moment: moment.isoformat().replace("+00:00", "Z")
-)
-
-
 def serialise(view: object) -> Any:
-    data = _converter.unstructure(view)
+    data = converter.unstructure(view)
     if attrs.has(type(view)) and isinstance(data, dict):
         for field in attrs.fields(typing.cast(Any, type(view))):
             if field.metadata.get(_OMIT) and data.get(field.name) is None:
@@ -479,15 +779,38 @@ def serialise(view: object) -> Any:
     return data
 
 
-def _without_none(hint: Any) -> Any:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        if len(inner) == 1:
-            return inner[0]
-    return hint
+class DuplicateSchemaError(TypeError):
+    """Two different classes would be one component schema of the document."""
 
 
-def _type_schema(hint: Any, components: dict[str, Schema]) -> Schema:
+class Components:
+    """The document's component schemas, each name claimed by one class only."""
+
+    def __init__(self, written: Mapping[str, Schema] | None = None) -> None:
+        self.schemas: dict[str, Schema] = dict(written or {})
+        self._owners: dict[str, object] = dict.fromkeys(self.schemas, "openapi.py")
+
+    def claim(self, name: str, owner: object) -> bool:
+        """True when ``name`` is new; the same owner again is False; another owner is refused."""
+        known = self._owners.get(name)
+        if known is None:
+            self._owners[name] = owner
+            self.schemas[name] = {}
+            return True
+        if known is owner:
+            return False
+        raise DuplicateSchemaError(
+            f"two schemas are named {name!r}: {_label(known)} and {_label(owner)}; rename one"
+        )
+
+
+def _label(owner: object) -> str:
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}"
+    return str(owner)
+
+
+def _type_schema(hint: Any, components: Components) -> Schema:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -522,26 +845,27 @@ def _type_schema(hint: Any, components: dict[str, Schema]) -> Schema:
     raise TypeError(f"no schema for {hint!r}")
 
 
-def response_schema(view: View, components: dict[str, Schema]) -> Schema:
+def response_schema(view: View, components: Components) -> Schema:
     """The schema of a declared ``ok`` (see ``View``)."""
     if isinstance(view, tuple):
         return {"oneOf": [response_schema(one, components) for one in view]}
     if isinstance(view, str):
+        if view not in components.schemas:
+            raise TypeError(f"no component schema named {view!r}")
         return {"$ref": f"#/components/schemas/{view}"}
     return view_schema(view, components)
 
 
-def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
+def view_schema(cls: type, components: Components) -> Schema:
     """A ``$ref`` to ``cls``'s schema, which is added to ``components`` on first use."""
     name = cls.__name__
-    if name not in components:
-        components[name] = {}  # claims the name; recursion stops here
+    if components.claim(name, cls):  # claimed before the fields: recursion stops here
         hints = typing.get_type_hints(cls)
         properties: Schema = {}
         required: list[str] = []
         for field in attrs.fields(cls):
             omitted = bool(field.metadata.get(_OMIT))
-            hint = _without_none(hints[field.name]) if omitted else hints[field.name]
+            hint = _strip_none(hints[field.name])[0] if omitted else hints[field.name]
             schema = _type_schema(hint, components)
             if not omitted:
                 required.append(field.name)
@@ -553,13 +877,10 @@ def view_schema(cls: type, components: dict[str, Schema]) -> Schema:
                     else {**schema, "description": description}
                 )
             properties[field.name] = schema
-        components[name] = {
-            "type": "object",
-            "properties": properties,
-            "required": required,
-        }
+        schema = {"type": "object", "properties": properties, "required": required}
         if cls.__doc__:
-            components[name]["description"] = cls.__doc__.strip().splitlines()[0]
+            schema["description"] = cls.__doc__.strip().splitlines()[0]
+        components.schemas[name] = schema
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -595,6 +916,10 @@ def api_key(scope: Scope | str) -> Auth:
 
 Handler = Callable[..., Awaitable[Any]]
 
+# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
+# or a tuple of those when the answer is one of several shapes.
+View = type | str | tuple[type | str, ...]
+
 
 @attrs.frozen
 class Declared:
@@ -607,7 +932,7 @@ class Declared:
     body: type | None
     forms: bool
     query: type | None
-    path_params: tuple[PathId | PathSlug | PathText, ...]
+    path_params: tuple[PathParam, ...]
     ok: View | None
     status: int
     ok_description: str
@@ -617,22 +942,21 @@ class Declared:
     """Headers of the success answer, and what each holds."""
     redirect: str | None = None
     """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
+    document: bool = True
+    """False for a page: served, but not in the OpenAPI document."""
     oauth_errors: bool = False
-    """Errors are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json."""
+    """Errors are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json;
+    bodies are forms only, and a repeated parameter is ``invalid_request``."""
     html: bool = False
     """An HTML page (and its error pages), or a redirect: no JSON answer."""
 
 
-# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
-# or a tuple of those when the answer is one of several shapes.
-View = type | str | tuple[type | str, ...]
-
-
-_REGISTRY: list[Endpoints] = []
-
-
 class Endpoints:
-    """A route table whose routes carry their declarations (see the module docstring)."""
+    """A handler module's routes, each carrying its declaration (see the module docstring).
+
+    Declaring registers nothing anywhere: the app finds every ``Endpoints`` of
+    the handler modules (``collect``) and adds their routes.
+    """
 
     def __init__(self, tag: str, *, oauth_errors: bool = False, html: bool = False) -> None:
         """``oauth_errors``: the endpoints of an OAuth 2 server (``/oauth2/*``) answer
@@ -641,9 +965,8 @@ class Endpoints:
         self.tag = tag
         self.oauth_errors = oauth_errors
         self.html = html
-        self.routes = web.RouteTableDef()
+        self.routes: list[web.RouteDef] = []
         self.declared: list[Declared] = []
-        _REGISTRY.append(self)
 
     def route(
         self,
@@ -657,12 +980,14 @@ class Endpoints:
         body: type | None = None,
         forms: bool = False,
         query: type | None = None,
-        path_params: tuple[PathId | PathSlug | PathText, ...] = (),
+        path_params: tuple[PathParam, ...] = (),
         auth: Auth | None = None,
         errors: tuple[str, ...] = (),
         description: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         redirect: str | None = None,
+        document: bool = True,
+        operation_id: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -670,7 +995,7 @@ class Endpoints:
                 path=path,
                 summary=summary,
                 tag=self.tag,
-                operation_id=handler.__name__,
+                operation_id=operation_id or handler.__name__,
                 description=description,
                 body=body,
                 forms=forms,
@@ -683,44 +1008,13 @@ class Endpoints:
                 errors=errors,
                 headers=headers,
                 redirect=redirect,
+                document=document,
                 oauth_errors=self.oauth_errors,
                 html=self.html,
             )
             self.declared.append(declared)
-            oauth_errors = self.oauth_errors
-
-            async def endpoint(request: web.Request) -> web.StreamResponse:
-                if not oauth_errors:
-                    return await answer(request)
-                try:
-                    return await answer(request)
-                except (Problem, OAuthProtocolError) as error:
-                    return oauth_error_response(error)
-
-            async def answer(request: web.Request) -> web.StreamResponse:
-                if auth is not None:
-                    await auth(request)
-                arguments: dict[str, Any] = {
-                    param.name: param.parse(request) for param in path_params
-                }
-                if body is not None:
-                    data = (
-                        await read_oauth_form(request)
-                        if oauth_errors
-                        else await _read_body(request, forms)
-                    )
-                    arguments["body"] = parse(body, data)
-                if query is not None:
-                    arguments["query"] = parse(query, request.query)
-                result = await handler(request, **arguments)
-                if isinstance(result, web.StreamResponse):
-                    return result
-                if result is None:
-                    return web.Response(status=204)
-                return web.json_response(serialise(result), status=declared.status)
-
-            endpoint.__name__ = handler.__name__
-            self.routes.route(method, path)(endpoint)
+            endpoint = _endpoint(declared, handler)
+            self.routes.append(web.RouteDef(method, path, endpoint, {}))
             return handler
 
         return decorate
@@ -738,6 +1032,44 @@ class Endpoints:
         return self.route("DELETE", path, **kwargs)
 
 
+def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
+    """The aiohttp handler: auth, path parameters, body and query, then the handler."""
+    auth, path_params, body, query = (
+        declared.auth,
+        declared.path_params,
+        declared.body,
+        declared.query,
+    )
+    forms, status, oauth = declared.forms, declared.status, declared.oauth_errors
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if auth is not None:
+            await auth(request)
+        arguments: dict[str, Any] = {param.name: param.parse(request) for param in path_params}
+        if body is not None:
+            data = await read_oauth_form(request) if oauth else await _read_body(request, forms)
+            arguments["body"] = parse(body, data)
+        if query is not None:
+            arguments["query"] = parse(query, request.query)
+        result = await handler(request, **arguments)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            return web.Response(status=204)
+        return web.json_response(serialise(result), status=status)
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        if not oauth:
+            return await answer(request)
+        try:
+            return await answer(request)
+        except (Problem, OAuthProtocolError) as error:
+            return oauth_error_response(error)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -747,6 +1079,30 @@ async def _read_body(request: web.Request, forms: bool) -> Mapping[str, Any]:
     return await read_json_object(request)
 
 
-def declared() -> list[Declared]:
-    """Every declared endpoint of every imported handler module."""
-    return [entry for endpoints in _REGISTRY for entry in endpoints.declared]
+def collect(package: ModuleType) -> list[Endpoints]:
+    """Every ``Endpoints`` of the modules of ``package``, by module name.
+
+    Their request classes are prepared now (a field without a rule fails here),
+    and two declarations of one method and path, or of one operation id, are refused.
+    """
+    found: dict[int, Endpoints] = {}
+    for module_info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        module = importlib.import_module(module_info.name)
+        for value in vars(module).values():
+            if isinstance(value, Endpoints):
+                found.setdefault(id(value), value)
+    endpoints = list(found.values())
+    routes: dict[tuple[str, str], str] = {}
+    operation_ids: set[str] = set()
+    for entry in (entry for group in endpoints for entry in group.declared):
+        key = (entry.method, entry.path)
+        if key in routes:
+            raise ValueError(f"{entry.method} {entry.path} is declared twice")
+        routes[key] = entry.operation_id
+        if entry.operation_id in operation_ids:
+            raise ValueError(f"two endpoints have the operation id {entry.operation_id!r}")
+        operation_ids.add(entry.operation_id)
+        for shape in (entry.body, entry.query):
+            if shape is not None:
+                _plan(shape)
+    return endpoints

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CONTAINER: web.AppKey[Container] = web.AppKey("container")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
+"""The OpenAPI document of the app's endpoints, serialised when the app is created."""
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 TENANT: web.RequestKey[Tenant] = web.RequestKey("tenant")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import identity
 from identity.domain.otp import OtpPurpose
-from identity.entrypoints.http import declare
+from identity.entrypoints.http import declare, handlers
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
 from identity.entrypoints.http.middlewares import MAX_BODY_BYTES
 from identity.entrypoints.http.problems import PROBLEM_CONTENT_TYPE
@@ -831,7 +832,7 @@ _OAUTH_ERROR: Schema = {
 OAUTH_ERRORS: dict[str, Schema] = {status: _OAUTH_ERROR for status in ("400", "401", "403", "413")}
 
 
-def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> Schema:
+def declared_operation(entry: declare.Declared, components: declare.Components) -> Schema:
     """The operation of an endpoint declared with ``declare.Endpoints``."""
     result: Schema = {
         "operationId": entry.operation_id,
@@ -870,7 +871,7 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
     codes += entry.errors
     ok: Schema = {"description": entry.ok_description}
     if entry.ok is not None:
-        ok["content"] = json_content(declare.response_schema(entry.ok, schemas))
+        ok["content"] = json_content(declare.response_schema(entry.ok, components))
     if entry.headers:
         ok["headers"] = {name: header(meaning) for name, meaning in entry.headers}
     redirect: Schema = {}
@@ -914,10 +915,14 @@ def declared_operation(entry: declare.Declared, schemas: dict[str, Schema]) -> S
     return result
 
 
-def declared_paths(schemas: dict[str, Schema]) -> dict[str, Schema]:
+def declared_paths(
+    endpoints: Iterable[declare.Endpoints], components: declare.Components
+) -> dict[str, Schema]:
     paths: dict[str, Schema] = {}
-    for entry in declare.declared():
-        operation = declared_operation(entry, schemas)
+    for entry in (entry for group in endpoints for entry in group.declared):
+        if not entry.document:
+            continue
+        operation = declared_operation(entry, components)
         paths.setdefault(entry.path, {})[entry.method.lower()] = operation
     return paths
 
@@ -930,9 +935,18 @@ def _merged(written: dict[str, Schema], declared: dict[str, Schema]) -> dict[str
     return paths
 
 
-def openapi_document(issuer: str) -> dict[str, Any]:
-    """The whole document for a deployment whose public base URL is ``issuer``."""
-    schemas = copy.deepcopy(SCHEMAS)
+def openapi_document(
+    issuer: str, endpoints: Iterable[declare.Endpoints] | None = None
+) -> dict[str, Any]:
+    """The whole document for a deployment whose public base URL is ``issuer``.
+
+    ``endpoints``: those the app serves (default: every handler module's).
+    ``declare.DuplicateSchemaError`` when two classes would share a schema name.
+    """
+    if endpoints is None:
+        endpoints = declare.collect(handlers)
+    components = declare.Components(copy.deepcopy(SCHEMAS))
+    paths = _merged(_paths(), declared_paths(endpoints, components))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -954,9 +968,9 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             {"name": "system", "description": "Health, metrics and key discovery."},
             {"name": "docs", "description": "This description."},
         ],
-        "paths": _merged(_paths(), declared_paths(schemas)),
+        "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": components.schemas,
             "parameters": {
                 "Tenant": {
                     "name": "X-Tenant",
@@ -988,6 +1002,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def openapi_json(issuer: str) -> bytes:
-    """The document serialised once per issuer."""
-    return json.dumps(openapi_document(issuer), separators=(",", ":")).encode()
+def openapi_json(issuer: str, endpoints: tuple[declare.Endpoints, ...]) -> bytes:
+    """The document serialised once per issuer (the app makes it when it is created)."""
+    return json.dumps(openapi_document(issuer, endpoints), separators=(",", ":")).encode()

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, events, mfa, oauth, webhooks
+from identity.domain import api_keys, errors, mfa, oauth, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -227,8 +227,6 @@ def problem_for(error: Exception) -> Problem | None:
         return validation_problem([FieldError(field, str(error))])
     if isinstance(error, errors.StorageUnavailableError):
         return unavailable_problem()
-    if isinstance(error, events.InvalidCursorError):
-        return validation_problem([FieldError("cursor", "is not a cursor this list handed out")])
     if isinstance(error, webhooks.WebhookUrlRefusedError):
         # The messages say which rule the URL broke, never what it resolved to.
         return validation_problem([FieldError("url", str(error))])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from aiohttp import web
@@ -12,7 +13,6 @@ from dependency_injector.wiring import Provide, inject
 from identity.application.oauth_clients import ClientAdmin, ClientChanges, ClientSpec
 from identity.domain.api_keys import Scope
 from identity.domain.oauth import (
-    ID_TOKEN_ALGORITHMS,
     AuthMethod,
     Client,
     ClientType,
@@ -31,49 +31,72 @@ CLIENT_ID = d.path_text("client_id", "the client's id", pattern="^[0-9a-f-]{1,64
 _URIS = "exact URIs: https, http to a loopback address, or a reversed-domain custom scheme"
 
 
+class JsonObject(d.Rule):
+    """Any JSON object (a JWK set), bounded by the body limit."""
+
+    def reader(self, base: Any) -> Callable[[Any], Any]:
+        def read(value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise d.Invalid("must be an object")
+            return value
+
+        return read
+
+    def schema(self, base: Any) -> dict[str, Any]:
+        return {"type": "object", "description": self.description}
+
+
+Uris = Annotated[list[str], d.Strings(_URIS, max_items=20, max_length=2048)]
+Url = Annotated[str, d.Text("an http(s) URL", max_length=2048)]
+Algorithm = Annotated[str, d.Text("RS256 (default) or EdDSA", max_length=16)]
+Jwks = Annotated[dict[str, Any], JsonObject("its public keys inline, for private_key_jwt")]
+
+
 @attrs.frozen
 class NewClientBody:
-    name: str = d.text("a name people recognise the application by", max_length=200)
-    redirect_uris: list[str] | None = d.string_list(_URIS, max_length=2048, required=False)
-    type: str | None = d.choice(
-        tuple(kind.value for kind in ClientType),
-        "confidential (a back end holding a secret) or public (browser or native app)",
-        required=False,
-    )
-    first_party: bool | None = d.boolean("the deployment's own application: no consent screen")
-    post_logout_redirect_uris: list[str] | None = d.string_list(
-        _URIS, max_length=2048, required=False
-    )
-    grant_types: list[str] | None = d.string_list(
-        "the grants it may use; default by type",
-        choices=tuple(grant.value for grant in GrantType),
-        max_items=len(GrantType),
-        required=False,
-    )
-    allowed_scopes: list[str] | None = d.string_list(
-        "the scopes it may ask for; default every scope of the tenant",
-        max_length=200,
-        required=False,
-    )
-    token_endpoint_auth_method: str | None = d.choice(
-        tuple(method.value for method in AuthMethod),
-        "how it authenticates at the token endpoint; default client_secret_basic "
-        "(confidential) or none (public)",
-        required=False,
-    )
-    jwks_uri: str | None = d.text(
-        "its public keys, for private_key_jwt", max_length=2048, required=False
-    )
-    jwks: dict[str, Any] | None = d.mapping(
-        "its public keys inline (a JWK set), for private_key_jwt", required=False
-    )
-    backchannel_logout_uri: str | None = d.text(
-        "where logout tokens are posted", max_length=2048, required=False
-    )
-    id_token_signed_response_alg: str | None = d.choice(
-        ID_TOKEN_ALGORITHMS, "the algorithm of its ID tokens; default RS256", required=False
-    )
-    logo_url: str | None = d.text("shown on the consent page", max_length=2048, required=False)
+    name: Annotated[str, d.Text("a name people recognise the application by", max_length=200)]
+    redirect_uris: Uris | None = None
+    type: (
+        Annotated[
+            ClientType,
+            d.Choice("confidential (a back end holding a secret) or public (browser or app)"),
+        ]
+        | None
+    ) = None
+    first_party: Annotated[bool, d.Flag("the deployment's own application: no consent")] = False
+    post_logout_redirect_uris: Uris | None = None
+    grant_types: (
+        Annotated[
+            list[str],
+            d.Strings(
+                "the grants it may use; default by type",
+                choices=tuple(grant.value for grant in GrantType),
+                max_items=len(GrantType),
+            ),
+        ]
+        | None
+    ) = None
+    allowed_scopes: (
+        Annotated[list[str], d.Strings("the scopes it may ask for; default all of the tenant's")]
+        | None
+    ) = None
+    token_endpoint_auth_method: (
+        Annotated[
+            AuthMethod,
+            d.Choice(
+                "how it authenticates at the token endpoint; default client_secret_basic "
+                "(confidential) or none (public)"
+            ),
+        ]
+        | None
+    ) = None
+    jwks_uri: Url | None = None
+    jwks: (
+        Annotated[dict[str, Any], JsonObject("its public keys inline, for private_key_jwt")] | None
+    ) = None
+    backchannel_logout_uri: Url | None = None
+    id_token_signed_response_alg: Algorithm | None = None
+    logo_url: Url | None = None
 
 
 @attrs.frozen
@@ -90,23 +113,15 @@ class ClientPatchBody:
         "jwks_uri",
     )
 
-    name: str | None = d.text("the name", max_length=200, required=False)
-    redirect_uris: list[str] | None = d.string_list(_URIS, max_length=2048, required=False)
-    post_logout_redirect_uris: list[str] | None = d.string_list(
-        _URIS, max_length=2048, required=False
-    )
-    allowed_scopes: list[str] | None = d.string_list(
-        "the scopes it may ask for", max_length=200, required=False
-    )
-    first_party: bool | None = d.boolean("no consent screen")
-    backchannel_logout_uri: str | None = d.text(
-        "where logout tokens are posted", max_length=2048, required=False
-    )
-    id_token_signed_response_alg: str | None = d.choice(
-        ID_TOKEN_ALGORITHMS, "the algorithm of its ID tokens", required=False
-    )
-    logo_url: str | None = d.text("shown on the consent page", max_length=2048, required=False)
-    jwks_uri: str | None = d.text("its public keys", max_length=2048, required=False)
+    name: Annotated[str, d.Text("the name", max_length=200)] | None = None
+    redirect_uris: Uris | None = None
+    post_logout_redirect_uris: Uris | None = None
+    allowed_scopes: Annotated[list[str], d.Strings("the scopes it may ask for")] | None = None
+    first_party: Annotated[bool, d.Flag("no consent screen")] | None = None
+    backchannel_logout_uri: Url | None = None
+    id_token_signed_response_alg: Algorithm | None = None
+    logo_url: Url | None = None
+    jwks_uri: Url | None = None
 
 
 @attrs.frozen
@@ -179,8 +194,8 @@ def spec_of(body: NewClientBody) -> ClientSpec:
     return ClientSpec(
         name=body.name,
         redirect_uris=tuple(body.redirect_uris or ()),
-        type=ClientType(body.type or ClientType.CONFIDENTIAL.value),
-        first_party=bool(body.first_party),
+        type=body.type or ClientType.CONFIDENTIAL,
+        first_party=body.first_party,
         post_logout_redirect_uris=tuple(body.post_logout_redirect_uris or ()),
         grant_types=tuple(GrantType(g) for g in body.grant_types) if body.grant_types else None,
         allowed_scopes=tuple(body.allowed_scopes) if body.allowed_scopes is not None else None,

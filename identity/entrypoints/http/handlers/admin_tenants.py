@@ -6,7 +6,7 @@ The same rules as the ``identity tenants`` commands (``TenantAdmin``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import attrs
@@ -54,22 +54,26 @@ class TenantList:
 
 @attrs.frozen
 class NewTenantBody:
-    slug: str = d.text(
-        "1-63 lower-case letters, digits and dashes", max_length=63, pattern="^[a-z0-9-]+$"
-    )
-    name: str | None = d.text("a display name (default: the slug)", max_length=200, required=False)
+    slug: Annotated[
+        str,
+        d.Text("1-63 lower-case letters, digits and dashes", max_length=63, pattern="^[a-z0-9-]+$"),
+    ]
+    name: Annotated[str, d.Text("a display name (default: the slug)", max_length=200)] | None = None
 
 
 @attrs.frozen
 class TenantChangesBody:
     any_of: ClassVar[tuple[str, ...]] = ("name", "disabled", "settings")
 
-    name: str | None = d.text("a display name", max_length=200, required=False)
-    disabled: bool | None = d.boolean("true refuses every request to the tenant")
-    settings: dict[str, Any] | None = d.mapping(
-        "settings to set, as `identity tenants set` takes them; null removes one",
-        required=False,
-    )
+    name: Annotated[str, d.Text("a display name", max_length=200)] | None = None
+    disabled: Annotated[bool, d.Flag("true refuses every request to the tenant")] | None = None
+    settings: (
+        Annotated[
+            dict[str, Any],
+            d.Entries("settings to set, as `identity tenants set` takes them; null removes one"),
+        ]
+        | None
+    ) = None
 
 
 @endpoints.get("/admin/tenants", summary="List tenants", ok=TenantList, auth=MANAGE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import attrs
@@ -11,7 +11,6 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import admin
-from identity.application.ports import Position
 from identity.domain.api_keys import Scope
 from identity.domain.emails import Email
 from identity.domain.sessions import Session
@@ -72,30 +71,35 @@ class AdminUserList:
     next_cursor: str | None = d.out("pass as `cursor` for the next page; null on the last")
 
 
+FullName = Annotated[str, d.Text("the display name", max_length=200)]
+
+
 @attrs.frozen
 class UserQuery:
-    email: Email | None = d.email(
-        "only the user with this address (exact, normalised)", required=False
-    )
-    limit: int = d.limit()
-    cursor: Position | None = d.cursor()
+    email: (
+        Annotated[Email, d.Address("only the user with this address (exact, normalised)")] | None
+    ) = None
+    limit: d.Limit = d.DEFAULT_LIMIT
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
 class NewUserBody:
-    email: Email = d.email()
-    password: str | None = d.new_password(required=False)
-    full_name: str | None = d.text("the display name", max_length=200, required=False)
-    verified: bool = d.boolean("create the account with its email already verified", default=False)
+    email: d.EmailAddress
+    password: Annotated[str, d.NewPassword()] | None = None
+    full_name: FullName | None = None
+    verified: Annotated[bool, d.Flag("create the account with its email already verified")] = False
 
 
 @attrs.frozen
 class UserChangesBody:
     any_of: ClassVar[tuple[str, ...]] = ("full_name", "is_active", "is_verified")
 
-    full_name: str | None = d.text("the display name", max_length=200, required=False)
-    is_active: bool | None = d.boolean("false disables the user and ends every session")
-    is_verified: bool | None = d.boolean("whether the email counts as verified")
+    full_name: FullName | None = None
+    is_active: Annotated[bool, d.Flag("false disables the user and ends every session")] | None = (
+        None
+    )
+    is_verified: Annotated[bool, d.Flag("whether the email counts as verified")] | None = None
 
 
 @attrs.frozen
@@ -123,7 +127,9 @@ class AdminSessionList:
 
 
 @attrs.frozen
-class SessionsRevoked:
+class UserSessionsRevoked:
+    """How many of the user's sessions were ended."""
+
     sessions_revoked: int = d.out("how many active sessions were ended")
 
 
@@ -242,7 +248,7 @@ async def list_user_sessions(
     "/admin/users/{user_id}/logout",
     summary="End every session of a user at once",
     path_params=(USER_ID,),
-    ok=SessionsRevoked,
+    ok=UserSessionsRevoked,
     auth=d.api_key(Scope.SESSIONS_WRITE),
 )
 @inject
@@ -250,5 +256,7 @@ async def log_out_user(
     request: web.Request,
     user_id: UUID,
     use_case: admin.LogOutUser = Provide[Container.log_out_user],
-) -> SessionsRevoked:
-    return SessionsRevoked(await use_case(request_tenant(request), user_id, client_info(request)))
+) -> UserSessionsRevoked:
+    return UserSessionsRevoked(
+        await use_case(request_tenant(request), user_id, client_info(request))
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import attrs
@@ -25,12 +26,15 @@ KEY_ID = d.path_id("key_id", "the key's id")
 
 @attrs.frozen
 class NewKeyBody:
-    name: str = d.text("a name to recognise the key by", max_length=200)
-    scopes: list[str] = d.string_list(
-        "the scopes the key carries; no more than the calling key's own",
-        choices=tuple(scope.value for scope in Scope),
-        max_items=len(Scope),
-    )
+    name: Annotated[str, d.Text("a name to recognise the key by", max_length=200)]
+    scopes: Annotated[
+        list[str],
+        d.Strings(
+            "the scopes the key carries; no more than the calling key's own",
+            choices=tuple(scope.value for scope in Scope),
+            max_items=len(Scope),
+        ),
+    ]
 
 
 @attrs.frozen

@@ -8,8 +8,7 @@ import html
 
 from aiohttp import web
 
-from identity.entrypoints.http.keys import SETTINGS
-from identity.entrypoints.http.openapi import openapi_json
+from identity.entrypoints.http.keys import OPENAPI
 
 routes = web.RouteTableDef()
 
@@ -81,7 +80,7 @@ DOCS_PAGE = f"""<!doctype html>
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(
-        body=openapi_json(request.app[SETTINGS].issuer),
+        body=request.app[OPENAPI],
         content_type="application/json",
         headers={"Cache-Control": CACHE_FOR},
     )

@@ -3,39 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
-from identity.application.events import EventList, EventQuery, ListEvents
+from identity.application.events import EventQuery, ListEvents
+from identity.application.pagination import Page
 from identity.domain.api_keys import Scope
 from identity.domain.events import EventType, SecurityEvent
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
+from identity.entrypoints.http.pagination import encode_cursor
 
 endpoints = d.Endpoints(tag="events")
 
 
+PageSize = Annotated[int, d.Integer("page size", minimum=1, maximum=200)]
+
+
 @attrs.frozen
 class PageQuery:
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    limit: PageSize = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
 class AdminEventQuery:
-    user_id: UUID | None = d.uuid_field("only this user's events", required=False)
-    type: EventType | None = d.choice(EventType, "only events of this type", required=False)
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    user_id: Annotated[UUID, d.Id("only this user's events")] | None = None
+    type: Annotated[EventType, d.Choice("only events of this type")] | None = None
+    limit: PageSize = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
@@ -75,8 +76,9 @@ class EventListView:
     next_cursor: str | None = d.out("pass as `cursor` for the next page; null on the last")
 
     @classmethod
-    def of(cls, found: EventList, tenant_slug: str) -> EventListView:
-        return cls([EventView.of(event, tenant_slug) for event in found.items], found.next_cursor)
+    def of(cls, found: Page[SecurityEvent], tenant_slug: str) -> EventListView:
+        items = [EventView.of(event, tenant_slug) for event in found.items]
+        return cls(items, encode_cursor(found.next))
 
 
 @endpoints.get(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
@@ -20,7 +22,7 @@ endpoints = d.Endpoints(tag="sessions")
 class IntrospectBody:
     # Bounded by the body limit only: any string that is not a good token is
     # an answer ({"active": false}), not a request error.
-    token: str = d.text("the token to check", max_length=MAX_BODY_BYTES)
+    token: Annotated[str, d.Text("the token to check", max_length=MAX_BODY_BYTES)]
 
 
 @attrs.frozen

@@ -3,7 +3,7 @@ step-up, recovery codes, removal by the user and by an administrator."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import attrs
@@ -28,9 +28,13 @@ RECOVERY_DESCRIPTION = (
 )
 
 
+Code = Annotated[str, d.Digits(CODE_DESCRIPTION, length=6)]
+RecoveryCode = Annotated[str, d.Text(RECOVERY_DESCRIPTION, max_length=64)]
+
+
 @attrs.frozen
 class TotpCode:
-    code: str = d.digits(6, CODE_DESCRIPTION)
+    code: Code
 
 
 def _proof(code: str | None, recovery_code: str | None) -> mfa.SecondFactorProof:
@@ -50,8 +54,8 @@ class SecondFactor:
     """Exactly one of ``code`` and ``recovery_code``."""
 
     one_of: ClassVar[tuple[str, ...]] = ("code", "recovery_code")
-    code: str | None = d.digits(6, CODE_DESCRIPTION, required=False)
-    recovery_code: str | None = d.text(RECOVERY_DESCRIPTION, max_length=64, required=False)
+    code: Code | None = None
+    recovery_code: RecoveryCode | None = None
 
     def proof(self) -> mfa.SecondFactorProof:
         return _proof(self.code, self.recovery_code)
@@ -62,9 +66,11 @@ class VerifyBody:
     """The ``mfa_token`` and exactly one of ``code`` and ``recovery_code``."""
 
     one_of: ClassVar[tuple[str, ...]] = ("code", "recovery_code")
-    mfa_token: str = d.text("the `mfa_token` of the `mfa_required` answer", max_length=128)
-    code: str | None = d.digits(6, CODE_DESCRIPTION, required=False)
-    recovery_code: str | None = d.text(RECOVERY_DESCRIPTION, max_length=64, required=False)
+    mfa_token: Annotated[
+        str, d.Text("the `mfa_token` of the `mfa_required` answer", max_length=128)
+    ]
+    code: Code | None = None
+    recovery_code: RecoveryCode | None = None
 
     def proof(self) -> mfa.SecondFactorProof:
         return _proof(self.code, self.recovery_code)
@@ -84,18 +90,6 @@ class RecoveryCodesView:
     """Ten single-use recovery codes, shown this once; any older set is dead."""
 
     recovery_codes: list[str] = d.out("ten codes like `abcd-efgh-jkmn`")
-
-
-@attrs.frozen
-class TokenResponse:
-    """A token pair: the schema every token-issuing endpoint shares."""
-
-    access_token: str
-    token_type: str
-    expires_in: int
-    refresh_token: str
-    refresh_token_expires_in: int
-    user: dict[str, Any]
 
 
 @attrs.frozen
@@ -153,7 +147,7 @@ async def confirm_totp(
         "`mfa_invalid`; after five the token is dead (`invalid_token`)."
     ),
     body=VerifyBody,
-    ok=TokenResponse,
+    ok="TokenResponse",
     errors=("mfa_invalid", "invalid_token", "account_disabled"),
 )
 @inject
@@ -176,7 +170,7 @@ async def verify_mfa(
     summary="Raise the caller's session to aal2",
     description="Answers tokens for the same session (its refresh token unchanged).",
     body=SecondFactor,
-    ok=TokenResponse,
+    ok="TokenResponse",
     auth=d.BEARER,
     errors=("mfa_invalid", "mfa_not_enabled"),
 )
@@ -210,7 +204,7 @@ async def renew_recovery_codes(
     summary="Turn MFA off (aal2 and a current code)",
     description="Every factor and recovery code is removed; every other session ends.",
     body=TotpCode,
-    ok=Message,
+    ok="Message",
     auth=d.BEARER,
     errors=("mfa_invalid", "mfa_required", "mfa_not_enabled"),
 )
@@ -229,7 +223,7 @@ async def disable_totp(
     summary="Remove every factor and recovery code of a user",
     description="The user's sessions end; the next sign-in needs the first factor only.",
     path_params=(d.path_id("user_id", "the user's id"),),
-    ok=Message,
+    ok="Message",
     auth=d.api_key(Scope.USERS_WRITE),
 )
 @inject

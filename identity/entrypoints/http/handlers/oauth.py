@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import attrs
@@ -63,31 +63,68 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _LONG = 4096
 
 
-def _optional(description: str, max_length: int = 2048) -> Any:
-    return d.text(description, max_length=max_length, required=False)
+# Every form parameter is an optional bounded string: the grant says which it needs.
+ClientId: TypeAlias = (
+    Annotated[
+        str, d.Text("the client (with `client_secret_post`, `none` or an assertion)", max_length=64)
+    ]
+    | None
+)
+ClientSecret: TypeAlias = Annotated[str, d.Text("`client_secret_post` only", max_length=256)] | None
+AssertionType: TypeAlias = (
+    Annotated[str, d.Text(f"`{ASSERTION_TYPE}` (private_key_jwt)", max_length=128)] | None
+)
+Assertion: TypeAlias = (
+    Annotated[str, d.Text("a JWT signed with a key of the client's JWKS", max_length=_LONG)] | None
+)
+GrantTypeField: TypeAlias = (
+    Annotated[
+        str, d.Text("`authorization_code`, `refresh_token` or `client_credentials`", max_length=64)
+    ]
+    | None
+)
+Code: TypeAlias = Annotated[str, d.Text("authorization_code: the code", max_length=256)] | None
+RedirectUri: TypeAlias = (
+    Annotated[str, d.Text("authorization_code: as in the authorization request", max_length=2048)]
+    | None
+)
+Verifier: TypeAlias = (
+    Annotated[str, d.Text("authorization_code: the PKCE verifier", max_length=128)] | None
+)
+RefreshToken: TypeAlias = (
+    Annotated[str, d.Text("refresh_token: the refresh token", max_length=_LONG)] | None
+)
+ScopeField: TypeAlias = (
+    Annotated[str, d.Text("refresh_token (narrower) and client_credentials", max_length=2048)]
+    | None
+)
+Resource: TypeAlias = (
+    Annotated[str, d.Text("client_credentials: RFC 8707 resource (the `aud`)", max_length=2048)]
+    | None
+)
+TokenField: TypeAlias = Annotated[str, d.Text("the token", max_length=_LONG)] | None
+TokenHint: TypeAlias = (
+    Annotated[str, d.Text("`access_token` or `refresh_token`", max_length=64)] | None
+)
 
 
 @attrs.frozen
 class ClientAuthFields:
-    client_id: str | None = _optional(
-        "the client (with `client_secret_post`, `none` or an assertion)", 64
-    )
-    client_secret: str | None = _optional("`client_secret_post` only", 256)
-    client_assertion_type: str | None = _optional(f"`{ASSERTION_TYPE}` (private_key_jwt)", 128)
-    client_assertion: str | None = _optional("a JWT signed with a key of the client's JWKS", _LONG)
+    client_id: ClientId = None
+    client_secret: ClientSecret = None
+    client_assertion_type: AssertionType = None
+    client_assertion: Assertion = None
 
 
 @attrs.frozen
 class TokenBody(ClientAuthFields):
-    grant_type: str | None = _optional(
-        "`authorization_code`, `refresh_token` or `client_credentials`", 64
-    )
-    code: str | None = _optional("authorization_code: the code", 256)
-    redirect_uri: str | None = _optional("authorization_code: as in the authorization request")
-    code_verifier: str | None = _optional("authorization_code: the PKCE verifier", 128)
-    refresh_token: str | None = _optional("refresh_token: the refresh token", _LONG)
-    scope: str | None = _optional("refresh_token (narrower) and client_credentials")
-    resource: str | None = _optional("client_credentials: RFC 8707 resource (the `aud`)")
+    grant_type: GrantTypeField = None
+    code: Code = None
+    redirect_uri: RedirectUri = None
+    code_verifier: Verifier = None
+    refresh_token: RefreshToken = None
+    scope: ScopeField = None
+    resource: Resource = None
 
 
 @attrs.frozen
@@ -470,8 +507,8 @@ async def _userinfo(request: web.Request, tokens: ClientTokens) -> web.StreamRes
 
 @attrs.frozen
 class RevokeBody(ClientAuthFields):
-    token: str | None = _optional("the access or refresh token", _LONG)
-    token_type_hint: str | None = _optional("`access_token` or `refresh_token`", 64)
+    token: TokenField = None
+    token_type_hint: TokenHint = None
 
 
 @endpoints.post(
@@ -498,8 +535,8 @@ async def oauth_revoke(
 
 @attrs.frozen
 class IntrospectBody(ClientAuthFields):
-    token: str | None = _optional("the token", _LONG)
-    token_type_hint: str | None = _optional("`access_token`", 64)
+    token: TokenField = None
+    token_type_hint: TokenHint = None
 
 
 @endpoints.post(

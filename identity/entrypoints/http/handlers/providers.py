@@ -9,6 +9,7 @@ them in the fragment), or, for a flow started by ``POST
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from urllib.parse import urlencode
 
 import attrs
@@ -160,24 +161,29 @@ class AuthorizationView:
 
 @attrs.frozen
 class StartQuery:
-    redirect_to: str | None = d.text(
-        "where to send the browser afterwards (tokens, or `linked=<provider>`, in the URL "
-        "fragment); must be in `IDENTITY_OAUTH_REDIRECT_ALLOWLIST`",
-        max_length=2048,
-        required=False,
-        format="uri",
-    )
+    redirect_to: (
+        Annotated[
+            str,
+            d.Text(
+                "where to send the browser afterwards (tokens, or `linked=<provider>`, in the "
+                "URL fragment); must be in `IDENTITY_OAUTH_REDIRECT_ALLOWLIST`",
+                max_length=2048,
+                format="uri",
+            ),
+        ]
+        | None
+    ) = None
 
 
 @attrs.frozen
 class CallbackQuery:
     """Read by the flow itself: a missing or wrong value is 400 ``oauth_failed``."""
 
-    code: str | None = d.text("the authorization code", max_length=4096, required=False)
-    state: str | None = d.text("the state sent to the provider", max_length=4096, required=False)
-    error: str | None = d.text(
-        "set by the provider when the user refused", max_length=4096, required=False
-    )
+    code: Annotated[str, d.Text("the authorization code", max_length=4096)] | None = None
+    state: Annotated[str, d.Text("the state sent to the provider", max_length=4096)] | None = None
+    error: (
+        Annotated[str, d.Text("set by the provider when the user refused", max_length=4096)] | None
+    ) = None
 
 
 PROVIDER_PATTERN = "^[a-z][a-z0-9]{0,31}$"

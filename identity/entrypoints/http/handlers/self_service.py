@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 from uuid import UUID
 
 import attrs
@@ -23,12 +23,14 @@ endpoints = d.Endpoints(tag="sessions")
 class DeleteAccountBody:
     one_of: ClassVar[tuple[str, ...]] = ("password", "otp_code")
 
-    password: str | None = d.password("the account's password", required=False)
-    otp_code: str | None = d.digits(
-        6,
-        "for an account without a password: a code of purpose `account_deletion`",
-        required=False,
-    )
+    password: Annotated[str, d.Password("the account's password")] | None = None
+    otp_code: (
+        Annotated[
+            str,
+            d.Digits("for an account without a password: a code of purpose `account_deletion`"),
+        ]
+        | None
+    ) = None
 
 
 @attrs.frozen

@@ -57,9 +57,7 @@ async def health(
     delivery: DeliverPendingMail = Provide[Container.deliver_mail],
 ) -> web.Response:
     database = await probe.ok()
-    body = _health_body(
-        database, email_status(request.app[SETTINGS], delivery), getattr(limiter, "status", "ok")
-    )
+    body = _health_body(database, email_status(request.app[SETTINGS], delivery), limiter.status)
     if not database:
         return web.Response(
             body=body,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import attrs
@@ -17,6 +18,7 @@ from identity.domain.webhooks import Webhook, WebhookDelivery
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
+from identity.entrypoints.http.pagination import encode_cursor
 from identity.entrypoints.http.problems import FieldError, validation_problem
 
 endpoints = d.Endpoints(tag="webhooks")
@@ -26,24 +28,29 @@ WEBHOOK_ID = d.path_id("webhook_id", "the webhook's id")
 
 @attrs.frozen
 class NewWebhookBody:
-    url: str = d.text(
-        "where to POST events: https, or http to a public host; loopback, private, "
-        "link-local, multicast and unspecified addresses are refused (after DNS resolution)",
-        max_length=2048,
-    )
-    events: list[str] = d.string_list(
-        "the event types to receive",
-        choices=tuple(kind.value for kind in EventType),
-        max_items=len(EventType),
-    )
+    url: Annotated[
+        str,
+        d.Text(
+            "where to POST events: https, or http to a public host; loopback, private, "
+            "link-local, multicast and unspecified addresses are refused (after DNS "
+            "resolution)",
+            max_length=2048,
+        ),
+    ]
+    events: Annotated[
+        list[str],
+        d.Strings(
+            "the event types to receive",
+            choices=tuple(kind.value for kind in EventType),
+            max_items=len(EventType),
+        ),
+    ]
 
 
 @attrs.frozen
 class DeliveryQuery:
-    limit: int = d.integer("page size", minimum=1, maximum=200, default=50)
-    cursor: str | None = d.text(
-        "the `next_cursor` of the previous page", max_length=200, required=False
-    )
+    limit: Annotated[int, d.Integer("page size", minimum=1, maximum=200)] = 50
+    cursor: d.Cursor | None = None
 
 
 @attrs.frozen
@@ -206,4 +213,4 @@ async def list_deliveries(
     page = await webhooks.deliveries(
         request_tenant(request).id, webhook_id, limit=query.limit, cursor=query.cursor
     )
-    return DeliveryList([DeliveryView.of(item) for item in page.items], page.next_cursor)
+    return DeliveryList([DeliveryView.of(item) for item in page.items], encode_cursor(page.next))
