@@ -633,6 +633,15 @@ class OAuthClientRepository(Protocol):
         ...
 
 
+class OAuthClientReader(Protocol):
+    """The read behind every client authentication at the token endpoint."""
+
+    async def get(self, client_id: str) -> Client | None:
+        """The client, of any tenant: one indexed read outside any transaction (a secret
+        rotated or a client deleted anywhere is seen at once)."""
+        ...
+
+
 class AuthorizationCodeRepository(Protocol):
     """Codes stored under their keyed digest, never in clear."""
 

@@ -26,6 +26,7 @@ from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
+from identity.adapters.memory.oauth import MemoryOAuthClientReader
 from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.oauth_tokens import JoseOAuthTokens
 from identity.adapters.oidc.google import GoogleIdentityProvider
@@ -42,6 +43,7 @@ from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
+from identity.adapters.sqlalchemy.oauth import SqlOAuthClientReader
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.totp import PyotpTotpEngine
@@ -484,6 +486,15 @@ class Container(containers.DeclarativeContainer):
             issuer=settings.provided.issuer,
             audience=settings.provided.audience,
         ),
+        clients=providers.Singleton(
+            oauth_server.CachedClients,
+            providers.Selector(
+                storage,
+                sql=providers.Singleton(SqlOAuthClientReader, engine),
+                memory=providers.Singleton(MemoryOAuthClientReader, memory_store),
+            ),
+        ),
+        tenants=resolve_tenant,
     )
     # The hosted pages' browser session; tests override it.
     browser_sessions = providers.Singleton(NoBrowserSessions)

@@ -6,11 +6,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from identity.adapters.memory.store import MemoryIntegrityError, _round_trip, _Table, _Transaction
+from identity.adapters.memory.store import (
+    MemoryIntegrityError,
+    MemoryStore,
+    _round_trip,
+    _Table,
+    _Transaction,
+)
 from identity.application.ports import (
     AuthorizationCodeRepository,
     ClientSessionRepository,
     ConsentRepository,
+    OAuthClientReader,
     OAuthClientRepository,
     Position,
 )
@@ -244,3 +251,17 @@ class MemoryConsentRepository(ConsentRepository):
             return False
         self._t.delete(key)
         return True
+
+
+class MemoryOAuthClientReader(OAuthClientReader):
+    """The client read of the token endpoint over a ``MemoryStore``: committed state only."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def get(self, client_id: str) -> Client | None:
+        transaction = _Transaction(self._store)
+        try:
+            return await MemoryOAuthClientRepository(transaction).get(client_id)
+        finally:
+            transaction.end(keep=False)

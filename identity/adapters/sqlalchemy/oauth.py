@@ -3,18 +3,21 @@ client sessions and consents."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
+from identity.adapters.sqlalchemy.native import OneRowRead
 from identity.application.ports import (
     AuthorizationCodeRepository,
     ClientSessionRepository,
     ConsentRepository,
+    OAuthClientReader,
     OAuthClientRepository,
     Position,
 )
@@ -54,7 +57,8 @@ def _client_metadata(client: Client) -> dict[str, Any]:
 
 
 def _client(row: Any) -> Client:
-    meta = dict(row.metadata)
+    # asyncpg's native read gives JSON as text.
+    meta = json.loads(row.metadata) if isinstance(row.metadata, str) else dict(row.metadata)
     return Client(
         client_id=row.client_id,
         tenant_id=row.tenant_id,
@@ -75,6 +79,20 @@ def _client(row: Any) -> Client:
         secret_digest=row.secret_digest,
         created_at=row.created_at,
     )
+
+
+_CLIENT_BY_ID = select(_CLIENTS).where(_CLIENTS.c.client_id == bindparam("client_id"))
+
+
+class SqlOAuthClientReader(OAuthClientReader):
+    """One statement, one round trip, no transaction: it runs on every token request."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._read = OneRowRead(engine, _CLIENT_BY_ID, datetimes=("created_at",))
+
+    async def get(self, client_id: str) -> Client | None:
+        row = await self._read({"client_id": client_id})
+        return _client(row) if row is not None else None
 
 
 class SqlOAuthClientRepository(OAuthClientRepository):
