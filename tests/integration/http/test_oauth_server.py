@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import attrs
 import httpx
 import jwt
 import pytest
@@ -1007,3 +1008,23 @@ async def test_every_ended_client_session_gets_a_back_channel_logout_token(
     # Told once: nothing more is queued for them.
     assert await oauth.api.container.deliver_backchannel_logouts()() == 0
     assert receiver.tokens.empty()
+
+
+async def test_with_mfa_on_the_second_factor_comes_before_the_code(oauth: OAuthApi) -> None:
+    client_id, _ = await oauth.confidential(first_party=True)
+    cookie, _ = await oauth.sign_in_browser("mfa-rp@example.com")
+    tenant_id, sign_in = oauth.browsers.signed[cookie]
+    async with oauth.api.container.uow() as uow:
+        account = await uow.accounts.get(tenant_id, sign_in.user_id)
+        assert account is not None
+        account.mfa_enabled = True
+        await uow.accounts.update(account)
+        await uow.commit()
+    params = code_params(client_id, generate_token(48))
+    response = await authorize(oauth, params, cookie)
+    assert urlsplit(response.headers["location"]).path == "/ui/mfa"
+    got = redirected(await authorize(oauth, {**params, "prompt": "none"}, cookie))
+    assert got["error"] == "interaction_required"
+    # After the second factor (the browser session at aal2), the code is issued.
+    oauth.browsers.signed[cookie] = (tenant_id, attrs.evolve(sign_in, aal="aal2"))
+    assert "code" in redirected(await authorize(oauth, params, cookie))
