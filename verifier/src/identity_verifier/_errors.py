@@ -17,7 +17,7 @@ class InvalidToken(Exception):
 
 class IssuerUnavailable(Exception):
     """The token could not be judged: the issuer's keys were never fetched, or
-    ``introspect_with`` is set and ``/auth/introspect`` did not answer.
+    ``introspect_with`` is set and the introspection endpoint did not answer.
 
     The middlewares answer 503: the token may well be good, so a 401 (which
     tells a client to drop its tokens) would be wrong.
