@@ -40,6 +40,7 @@ from bench.load import (  # noqa: E402
     Server,
     _admin_url,
     _child_env,
+    _process_cpu_seconds,
     create_database,
     create_users,
     drop_database,
@@ -60,8 +61,10 @@ def _request(path: str, token: str | None) -> bytes:
 
 async def bench(args: argparse.Namespace) -> bool:
     name = f"identity_bench_{uuid.uuid4().hex[:12]}"
-    url = _admin_url(args.database_server_url).set(database=name).render_as_string(
-        hide_password=False
+    url = (
+        _admin_url(args.database_server_url)
+        .set(database=name)
+        .render_as_string(hide_password=False)
     )
     log = open_log(None)
     bare = BareApp(free_port(), url)
@@ -93,16 +96,23 @@ async def bench(args: argparse.Namespace) -> bool:
             await bare.wait_up(http)
             tokens = await Client(http, server.base).tokens_for(user_email(0), 1e18)
         rates: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        assert bare.process is not None and server.process is not None
+        pids = {"bare": bare.process.pid, "identity": server.process.pid}
         for _ in range(args.rounds):
             for path in ("/auth/me", "/health"):
                 for label, port in (("bare", bare.port), ("identity", server.port)):
+                    before = _process_cpu_seconds(pids[label]) or 0.0
                     rate, statuses = await drive(
                         port, args.connections, args.warmup, args.duration,
                         _request(path, tokens.access if path == "/auth/me" else None),
                     )  # fmt: skip
+                    spent = (_process_cpu_seconds(pids[label]) or 0.0) - before
                     if set(statuses) != {200}:
                         raise BenchError(f"{label} {path} answered {statuses}")
                     rates.setdefault((path, label), []).append(rate)
+                    # Server CPU per answer, warm-up included in both terms.
+                    cpu.setdefault((path, label), []).append(spent / sum(statuses.values()))
         passed = True
         for path, target in TARGETS.items():
             bare_rate = statistics.median(rates[(path, "bare")])
@@ -110,10 +120,13 @@ async def bench(args: argparse.Namespace) -> bool:
             share = ours / bare_rate
             met = share >= target
             passed = passed and met
+            bare_cpu = statistics.median(cpu[(path, "bare")]) * 1e6
+            our_cpu = statistics.median(cpu[(path, "identity")]) * 1e6
             print(
                 f"{path:<9} bare {bare_rate:>8,.0f} req/s  identity {ours:>8,.0f} req/s  "
                 f"= {share:.1%} (target ≥ {target:.0%}: {'met' if met else 'MISSED'})  "
-                f"rounds identity {[round(r) for r in rates[(path, 'identity')]]}"
+                f"server CPU per request: bare {bare_cpu:.0f} µs, identity {our_cpu:.0f} µs "
+                f"({bare_cpu / our_cpu:.1%})"
             )
         return passed
     except BenchError as error:

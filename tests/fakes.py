@@ -2,8 +2,8 @@
 where they are not (storage in memory, a clock moved by hand).
 
 ``make_services()`` wires ``AccountServices`` and ``SessionServices`` to one
-``MemoryStore``, a ``FixedClock``, bcrypt at 4 rounds, the in-memory rate
-limiter on the fixed clock and a real JWT codec, with a ``default`` tenant.
+``MemoryStore``, a ``ManualClock``, bcrypt at 4 rounds, the in-memory rate
+limiter on that clock and a real JWT codec, with a ``default`` tenant.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
+from identity.adapters.clock import ManualClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.memory import (
@@ -69,22 +70,10 @@ _HASHER_EXECUTOR = make_hasher_executor(2)
 _ENCRYPTOR = KeyEncryptor(SECRET_KEY)
 
 
-class FixedClock:
-    """A clock that moves only when told to (whole seconds, as in JWTs)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        # Near the real time, so the JWT library's own checks agree with it.
-        self._now = start or datetime.now(UTC).replace(microsecond=0)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-
-    def monotonic(self) -> float:
-        """For ``MemoryRateLimiter(clock=...)``."""
-        return self._now.timestamp()
+def manual_clock() -> ManualClock:
+    """A clock moved by hand, on a whole second near the real time: the JWT library's
+    own checks agree with it, and times survive the whole seconds of a JWT."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
 def default_policy(**overrides: Any) -> Policy:
@@ -104,7 +93,7 @@ def default_policy(**overrides: Any) -> Policy:
     return Policy(**values)
 
 
-def make_codec(clock: FixedClock) -> JwtTokenCodec:
+def make_codec(clock: ManualClock) -> JwtTokenCodec:
     ring = KeyRing.load([generate_signing_key("EdDSA", _ENCRYPTOR, clock.now())], _ENCRYPTOR)
     return JwtTokenCodec(
         ring, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=CODEC_LEEWAY_SECONDS
@@ -116,7 +105,7 @@ class Services:
     """Everything a use-case test needs, sharing one store and one clock."""
 
     store: MemoryStore
-    clock: FixedClock
+    clock: ManualClock
     hasher: BcryptSha256Hasher
     limiter: MemoryRateLimiter
     codec: JwtTokenCodec
@@ -209,7 +198,7 @@ def code_in(message: EmailMessage) -> str:
 async def make_services(
     *,
     store: MemoryStore | None = None,
-    clock: FixedClock | None = None,
+    clock: ManualClock | None = None,
     rounds: int = 4,
     policy: Policy | None = None,
     tenant: Tenant | None = None,
@@ -221,10 +210,10 @@ async def make_services(
     Without ``tenant``, the ``default`` tenant is created in the store.
     """
     store = store or MemoryStore()
-    clock = clock or FixedClock()
+    clock = clock or manual_clock()
     policy = policy or default_policy()
     codec = codec or make_codec(clock)
-    limiter = limiter or MemoryRateLimiter(clock=clock.monotonic)
+    limiter = limiter or MemoryRateLimiter(clock)
     hasher = BcryptSha256Hasher(rounds=rounds, executor=_HASHER_EXECUTOR)
     common = ZxcvbnCommonPasswords()
     templates = MailTemplates(SENDER)

@@ -25,6 +25,7 @@ from identity.application.ports import (
 )
 from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.accounts import Account
+from identity.domain.browser_sessions import BROWSER
 from identity.domain.emails import Email
 from identity.domain.errors import AccountNotFoundError, TenantNotFoundError
 from identity.domain.events import EventType
@@ -349,9 +350,11 @@ class ListUserSessions:
     async def __call__(self, tenant: Tenant, user_id: UUID) -> list[Session]:
         async with self._s.uow() as uow:
             account = await _get(uow, tenant, user_id)
-            return await uow.sessions.list_active_for_account(
+            found = await uow.sessions.list_active_for_account(
                 tenant.id, account.id, self._s.clock.now()
             )
+            browsers = await uow.browser_sessions.session_ids_for_account(tenant.id, account.id)
+        return [attrs.evolve(s, kind=BROWSER) if s.id in browsers else s for s in found]
 
 
 class LogOutUser:

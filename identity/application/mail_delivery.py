@@ -106,9 +106,7 @@ class PurgeExpired:
                     now, revoked_before=now - REVOKED_SESSION_RETENTION
                 ),
                 "oauth_states": await uow.oauth_states.delete_expired(now),
-                "security_events": await uow.events.delete_older_than(
-                    now - self._event_retention
-                ),
+                "security_events": await uow.events.delete_older_than(now - self._event_retention),
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
                 "oauth_codes": await uow.authorization_codes.delete_expired(now),
             }

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from identity.application.redirects import is_valid_allowlist_entry
+from identity.domain.branding import BRANDING_SETTINGS
 from identity.domain.identities import OAuthClient
 from identity.domain.ratelimits import RateLimit, parse_rate_limit
 from identity.domain.tenants import Tenant
@@ -142,6 +143,8 @@ def is_secret_setting(key: str) -> bool:
 
 
 def _parser_for(key: str) -> Any:
+    if key in BRANDING_SETTINGS:  # the hosted pages' branding (section 16)
+        return BRANDING_SETTINGS[key]
     if key in TENANT_SETTINGS:
         return TENANT_SETTINGS[key]
     return _text if _PROVIDER_CLIENT_SETTING.match(key) else None
@@ -151,7 +154,8 @@ def parse_tenant_setting(key: str, value: Any) -> Any:
     """Parse one per-tenant override; ValueError names what is wrong."""
     parser = _parser_for(key)
     if parser is None:
-        known = [*sorted(TENANT_SETTINGS), "github_client_id", "github_client_secret"]
+        known = [*sorted(TENANT_SETTINGS), *BRANDING_SETTINGS]
+        known += ["github_client_id", "github_client_secret"]
         known += ["oidc_<name>_client_id", "oidc_<name>_client_secret"]
         raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
     try:
@@ -166,7 +170,7 @@ def policy_for(base: Policy, tenant: Tenant) -> Policy:
     clients = dict(base.provider_clients)
     for key, raw in tenant.settings.items():
         parser = _parser_for(key)
-        if parser is None:
+        if parser is None or key in BRANDING_SETTINGS:
             continue
         try:
             value = parser(raw)

@@ -15,6 +15,7 @@ import attrs
 
 from identity.domain.accounts import Account
 from identity.domain.api_keys import ApiKey
+from identity.domain.browser_sessions import BrowserSession
 from identity.domain.code_requests import CodeRequest
 from identity.domain.events import EventType, SecurityEvent
 from identity.domain.external_sign_in import LinkedIdentity, PendingSignIn
@@ -766,6 +767,22 @@ class BrowserSessions(Protocol):
         """The live sign-in behind the browser's cookies for ``tenant_id``, or None
         (no cookie, unknown, ended, expired, account gone or disabled)."""
         ...
+class BrowserSessionRepository(Protocol):
+    """The cookies of the hosted pages, by the keyed digest of their value.
+
+    A row lives as long as its session row: deleting the session (or the
+    account) deletes it. Whether it is still usable is the session's to say.
+    """
+
+    async def add(self, browser: BrowserSession) -> None: ...
+
+    async def get(self, tenant_id: UUID, key_digest: str) -> BrowserSession | None: ...
+
+    async def session_ids_for_account(self, tenant_id: UUID, user_id: UUID) -> set[UUID]:
+        """The ids of the account's sessions that a browser holds (``"kind": "browser"``)."""
+        ...
+
+    async def delete(self, tenant_id: UUID, key_digest: str) -> bool: ...
 
 
 class UnitOfWork(Protocol):
@@ -791,6 +808,7 @@ class UnitOfWork(Protocol):
     authorization_codes: AuthorizationCodeRepository
     client_sessions: ClientSessionRepository
     consents: ConsentRepository
+    browser_sessions: BrowserSessionRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -825,7 +843,8 @@ class ApiKeyReader(Protocol):
 
 
 class ActiveSessionReader(Protocol):
-    """The hot read behind every bearer-authenticated request."""
+    """The hot paths outside any transaction: the read behind every bearer-authenticated
+    request, and the refresh grant's common case (one read, one conditional write)."""
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -835,4 +854,20 @@ class ActiveSessionReader(Protocol):
         One read outside any transaction. None when the session ended,
         expired or belongs to someone else, or the account is gone or disabled.
         """
+        ...
+
+    async def session_with_account(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID
+    ) -> tuple[Session, Account] | None:
+        """The session and the account it belongs to, whatever their state.
+
+        One read outside any transaction; None when either is missing or the
+        session belongs to another account. Judging them is the domain's.
+        """
+        ...
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        """``SessionRepository.rotate`` outside any transaction: the session's new
+        refresh state, applied only while ``presented_jti`` is still its live token
+        and it is not revoked. False when a concurrent rotation or revocation won."""
         ...

@@ -21,6 +21,7 @@ from identity.application.ports import (
 )
 from identity.application.tokens import NO_CLIENT, ClientInfo, SessionTokens, TokenPair, new_jti
 from identity.domain.accounts import Account
+from identity.domain.browser_sessions import BROWSER
 from identity.domain.errors import (
     AccountDisabledError,
     InvalidCredentialsError,
@@ -97,6 +98,23 @@ class RefreshSession:
             raise InvalidTokenError("token of another tenant")
         policy = s.policy_for(tenant)
         grace = policy.refresh_reuse_grace
+        # The common case needs no transaction: one read, then a rotation that
+        # applies only while the presented token is still the live one.
+        found = await s.session_reader.session_with_account(
+            tenant.id, claims.session_id, claims.subject
+        )
+        if found is not None and found[1].is_active:
+            live, owner = found
+            now = s.clock.now()
+            presented = live.classify(claims.token_id, now, grace)
+            if presented is Presented.IN_GRACE:
+                return s.tokens.pair(live, owner, tenant, policy, now)
+            if presented is Presented.CURRENT:
+                live.rotate(new_jti(), now, policy.refresh_token_ttl)
+                if await s.session_reader.rotate(live, claims.token_id):
+                    return s.tokens.pair(live, owner, tenant, policy, now)
+        # Everything else (a replay, an ended session, a disabled account, a
+        # concurrent rotation that won) is judged again inside a transaction.
         async with s.uow() as uow:
             # No deny-list read here: logging out revokes the token's session in the
             # same transaction as it denies the jti, so a logged-out token always
@@ -216,9 +234,13 @@ class ListSessions:
 
     async def __call__(self, principal: Principal) -> list[Session]:
         async with self._s.uow() as uow:
-            return await uow.sessions.list_active_for_account(
+            found = await uow.sessions.list_active_for_account(
                 principal.tenant.id, principal.account.id, self._s.clock.now()
             )
+            browsers = await uow.browser_sessions.session_ids_for_account(
+                principal.tenant.id, principal.account.id
+            )
+        return [attrs.evolve(s, kind=BROWSER) if s.id in browsers else s for s in found]
 
 
 class RevokeSession:

@@ -8,6 +8,7 @@ from typing import Any
 
 from identity.application.policy import TENANT_SETTINGS, parse_tenant_setting
 from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.domain.branding import BRANDING_SETTINGS
 from identity.domain.errors import TenantNotFoundError
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant, validate_slug
 
@@ -124,7 +125,7 @@ class TenantAdmin:
         """
         for key, value in (settings or {}).items():
             try:
-                if value is not None or key not in TENANT_SETTINGS:
+                if value is not None or key not in {*TENANT_SETTINGS, *BRANDING_SETTINGS}:
                     parse_tenant_setting(key, value)
             except ValueError as error:
                 raise TenantChangeError("settings", str(error)) from None

@@ -39,6 +39,9 @@ class Session:
     revoked_reason: str | None = None
     aal: str = "aal1"
     amr: tuple[str, ...] = ()
+    # "api" or "browser" (a hosted page's cookie holds it); not stored on the row:
+    # the listing use cases fill it from the browser sessions.
+    kind: str = "api"
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at

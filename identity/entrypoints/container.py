@@ -17,7 +17,6 @@ import aiohttp
 from dependency_injector import containers, providers
 
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
-from identity.adapters.browser_sessions import NoBrowserSessions
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
 from identity.adapters.github import GitHubIdentityProvider
@@ -60,6 +59,13 @@ from identity.application import (
 )
 from identity.application.admin import UserAdmin
 from identity.application.api_keys import ApiKeyDigester, ApiKeys, AuthenticateApiKey
+from identity.application.browser_sessions import (
+    AuthenticateBrowser,
+    BrowserKeyDigester,
+    BrowserSessionServices,
+    EndBrowserSession,
+    StartBrowserSession,
+)
 from identity.application.events import ListEvents
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
@@ -74,6 +80,7 @@ from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.http.bodies import normalise_email
+from identity.entrypoints.oauth_browser import PagesBrowserSessions
 from identity.entrypoints.settings import Settings
 
 
@@ -304,7 +311,7 @@ class Container(containers.DeclarativeContainer):
         log=providers.Singleton(LogMailer),
     )
 
-    memory_rate_limiter = providers.Singleton(MemoryRateLimiter)
+    memory_rate_limiter = providers.Singleton(MemoryRateLimiter, clock)
     redis_client = providers.Singleton(
         create_rate_limit_redis, providers.Callable(redis_url, settings)
     )
@@ -461,6 +468,15 @@ class Container(containers.DeclarativeContainer):
         DeliverWebhooks, uow.provider, webhook_sender, clock, schedule=webhook_retry_schedule
     )
 
+    # --- hosted pages (section 16): browser sessions -----------------------------------
+    browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
+    browser_services = providers.Singleton(
+        BrowserSessionServices, uow.provider, clock, browser_digester
+    )
+    start_browser_session = providers.Factory(StartBrowserSession, browser_services)
+    authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)
+    end_browser_session = providers.Factory(EndBrowserSession, browser_services)
+
     # --- the authorization server (section 17) ---
     client_secret_digester = providers.Singleton(ClientSecretDigester, secret_key)
     client_admin = providers.Factory(ClientAdmin, uow.provider, clock, client_secret_digester)
@@ -496,8 +512,10 @@ class Container(containers.DeclarativeContainer):
         ),
         tenants=resolve_tenant,
     )
-    # The hosted pages' browser session; tests override it.
-    browser_sessions = providers.Singleton(NoBrowserSessions)
+    # Who is signed in in the browser: the hosted pages' session (tests override it).
+    browser_sessions = providers.Singleton(
+        PagesBrowserSessions, authenticate_browser.provider, resolve_tenant
+    )
     authenticate_client = providers.Factory(oauth_server.AuthenticateClient, oauth_services)
     token_grants = providers.Factory(oauth_server.TokenGrants, oauth_services)
     authorize_flow = providers.Factory(oauth_server.AuthorizeFlow, oauth_services, browser_sessions)

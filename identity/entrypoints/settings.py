@@ -130,6 +130,8 @@ class Settings:
     webhook_allow_private: bool = False
     # Section 17: RFC 7591 dynamic client registration (off, token, open).
     oauth_registration: Literal["off", "token", "open"] = "off"
+    # Hosted pages (section 16): a directory whose templates replace the packaged ones.
+    ui_templates_dir: str | None = None
 
     @property
     def is_embedded_database(self) -> bool:
@@ -279,6 +281,13 @@ def parse_milliseconds(text: str) -> float:
     return parse_duration(stripped) * 1000.0
 
 
+def parse_directory(text: str) -> str:
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if not os.path.isdir(path):
+        raise ValueError(f"{text!r} is not a directory")
+    return path
+
+
 def parse_log_level(text: str) -> str:
     return parse_choice("debug", "info", "warning", "error")(text).upper()
 
@@ -334,6 +343,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "event_retention": parse_duration,
     "webhook_allow_private": parse_bool,
     "oauth_registration": parse_choice("off", "token", "open"),
+    "ui_templates_dir": parse_directory,
 }
 
 ENV_PREFIX = "IDENTITY_"

@@ -29,7 +29,6 @@ from aiohttp.typedefs import Handler, Middleware
 from dependency_injector import providers
 
 from identity.adapters.clock import ManualClock
-from identity.adapters.ratelimit import MemoryRateLimiter
 from identity.adapters.sqlalchemy import migrate
 from identity.application import accounts
 from identity.application.api_keys import ApiKeys, CreateKey
@@ -436,10 +435,7 @@ class IdentityTestServer:
         container.clock.override(providers.Object(clock))
         if self.storage == "memory":
             container.storage.override(providers.Object("memory"))
-        # Rate-limit windows follow the test's clock too.
-        container.memory_rate_limiter.override(
-            providers.Singleton(MemoryRateLimiter, clock=clock.seconds)
-        )
+        # Rate-limit windows follow the test's clock too: the limiter reads the container's.
         # A swapped mailer sits behind the capture: a test still reads server.mail.
         forward = cast(Mailer | None, self._overrides.get("mailer"))
         mail = MailCapture(code_purposes(container.templates()), clock, forward)

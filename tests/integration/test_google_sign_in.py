@@ -23,6 +23,7 @@ from dependency_injector import providers
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from identity.adapters.clock import ManualClock
 from identity.adapters.sqlalchemy import tables
 from identity.application.pkce import new_code_verifier, s256_challenge
 from identity.application.tenancy import TenantAdmin
@@ -33,7 +34,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.http.handlers.google import CALLBACK_PATH, COOKIE
 from identity.entrypoints.settings import load_settings
-from tests.fakes import FixedClock
+from tests.fakes import manual_clock
 from tests.oidc_provider import FakeOidcProvider
 
 ISSUER = "http://127.0.0.1:8000"
@@ -153,7 +154,7 @@ async def make_app(
     database_url: str,
     provider: FakeOidcProvider,
     *,
-    clock: FixedClock | None = None,
+    clock: ManualClock | None = None,
     **env: str,
 ) -> App:
     settings = load_settings(environment(database_url, provider, **env))
@@ -469,12 +470,12 @@ async def test_a_redirect_outside_the_allowlist_is_refused(app: App, target: str
 async def test_a_flow_older_than_ten_minutes_is_refused(
     aiohttp_client: AiohttpClient, database_url: str, provider: FakeOidcProvider
 ) -> None:
-    clock = FixedClock()
+    clock = manual_clock()
     app = await make_app(aiohttp_client, database_url, provider, clock=clock)
     url, cookie = await app.start()
     path = await app.authorize(url)
 
-    clock.advance(601)
+    clock.advance(seconds=601)
     response = await app.callback(path, cookie)
 
     await assert_refused(app, response)

@@ -30,7 +30,7 @@ from identity.application.ports import MailDeliveryError, Mailer, UnitOfWorkFact
 from identity.domain.mail import EmailMessage
 from identity.entrypoints.http.app import build_container, create_app
 from identity.entrypoints.settings import load_settings
-from tests.fakes import FixedClock
+from tests.fakes import manual_clock
 from tests.smtp_server import SmtpTestServer
 
 SECRET_KEY = "outbox-test-secret-key-0123456789abcdefgh"
@@ -111,7 +111,7 @@ def message(to: str = "alice@example.test", subject: str = "Your code") -> Email
 async def test_mail_queued_while_smtp_is_down_is_delivered_once_it_is_back(
     outbox: Outbox, smtp: SmtpTestServer
 ) -> None:
-    clock = FixedClock()
+    clock = manual_clock()
     deliver = DeliverPendingMail(outbox.uow, mailer_for(smtp), clock, retry_base=RETRY_BASE)
     await smtp.stop()
     queued_at = clock.now()
@@ -131,7 +131,7 @@ async def test_mail_queued_while_smtp_is_down_is_delivered_once_it_is_back(
     assert await deliver() == 0
     assert smtp.messages == []
 
-    clock.advance(RETRY_BASE.total_seconds())
+    clock.advance(seconds=RETRY_BASE.total_seconds())
     assert await deliver() == 1
     [received] = await smtp.wait_for_messages(1)
     assert received["To"] == "alice@example.test"
@@ -143,7 +143,7 @@ async def test_mail_queued_while_smtp_is_down_is_delivered_once_it_is_back(
     assert await outbox.pending() == 0
 
     # Sent is final: no later run sends it again.
-    clock.advance(7 * 86400)
+    clock.advance(seconds=7 * 86400)
     assert await deliver() == 0
     assert len(smtp.messages) == 1
 
@@ -151,7 +151,7 @@ async def test_mail_queued_while_smtp_is_down_is_delivered_once_it_is_back(
 async def test_permanent_rejection_is_dead_and_never_retried(
     outbox: Outbox, smtp: SmtpTestServer
 ) -> None:
-    clock = FixedClock()
+    clock = manual_clock()
     deliver = DeliverPendingMail(outbox.uow, mailer_for(smtp), clock, retry_base=RETRY_BASE)
     await outbox.queue(
         message("nobody@example.test"),
@@ -173,7 +173,7 @@ async def test_permanent_rejection_is_dead_and_never_retried(
     assert retried.next_attempt_at == clock.now() + RETRY_BASE
 
     # The 451 is retried (and refused again); the 550 never is.
-    clock.advance(86400)
+    clock.advance(seconds=86400)
     assert await deliver() == 1
     rows_after = {row.id: row for row in await outbox.rows()}
     assert rows_after[dead.id].state == "dead"
@@ -191,7 +191,7 @@ async def test_two_workers_deliver_every_message_exactly_once(
     try:
         total = 30
         recipients = [f"user{number}@example.test" for number in range(total)]
-        clock = FixedClock()
+        clock = manual_clock()
         await boxes[0].queue(*(message(to) for to in recipients), now=clock.now())
         workers = [
             DeliverPendingMail(box.uow, mailer_for(smtp), clock, batch_size=4) for box in boxes

@@ -124,7 +124,7 @@ async def wired(migrated_postgres_url: str) -> AsyncIterator[Wired]:
         digester=CodeDigester(SECRET_KEY),
         templates=templates,
         tokens=tokens,
-        throttle=Throttle(MemoryRateLimiter()),
+        throttle=Throttle(MemoryRateLimiter(SystemClock())),
         policy=policy,
     )
     sessions = SessionServices(

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from identity.adapters.clock import ManualClock, SystemClock
 from identity.adapters.ratelimit import (
     MemoryRateLimiter,
     RedisRateLimiter,
@@ -55,7 +56,7 @@ async def redis_prefix(redis_client: Redis) -> AsyncIterator[str]:
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def limiter(request: pytest.FixtureRequest) -> RateLimiter:
     if request.param == "memory":
-        return MemoryRateLimiter()
+        return MemoryRateLimiter(SystemClock())
     client = request.getfixturevalue("redis_client")
     prefix = request.getfixturevalue("redis_prefix")
     return RedisRateLimiter(client, key_prefix=prefix)
@@ -161,41 +162,33 @@ async def test_redis_keys_carry_a_ttl(redis_client: Redis, redis_prefix: str) ->
     assert 29_000 < ttl_ms <= 30_000
 
 
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_memory_limiter_reports_exact_times() -> None:
-    clock = FakeMonotonic()
-    limiter = MemoryRateLimiter(clock=clock)
+    clock = ManualClock()
+    limiter = MemoryRateLimiter(clock)
     limit = RateLimit(count=2, period_seconds=10)
     await limiter.hit("k", limit)
-    clock.now += 4
+    clock.advance(seconds=4)
     await limiter.hit("k", limit)
-    clock.now += 1
+    clock.advance(seconds=1)
 
     refused = await limiter.hit("k", limit)
 
     assert refused.retry_after == pytest.approx(5)  # the first hit leaves at +10
     assert refused.reset_after == pytest.approx(9)  # the second at +14
-    clock.now += 5
+    clock.advance(seconds=5)
     assert (await limiter.hit("k", limit)).allowed
 
 
 async def test_memory_limiter_prunes_expired_keys() -> None:
-    clock = FakeMonotonic()
-    limiter = MemoryRateLimiter(clock=clock, sweep_interval=30)
+    clock = ManualClock()
+    limiter = MemoryRateLimiter(clock, sweep_interval=30)
     for n in range(1_000):
         await limiter.hit(f"ip:{n}", RateLimit(count=5, period_seconds=60))
     long_lived = RateLimit(count=5, period_seconds=3600)
     await limiter.hit("hourly", long_lived)
     assert limiter.tracked_keys == 1_001
 
-    clock.now += 61
+    clock.advance(seconds=61)
     await limiter.hit("fresh", RateLimit(count=5, period_seconds=60))
 
     assert limiter.tracked_keys == 2  # "hourly" is still inside its window

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from identity.adapters.clock import SystemClock
 from identity.adapters.ratelimit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
@@ -144,7 +145,7 @@ async def test_fallback_keeps_answering_during_an_outage_and_recovers(
     redis_limiter = CountingLimiter(RedisRateLimiter(client, key_prefix="rl:"))
     limiter = FallbackRateLimiter(
         redis_limiter,
-        MemoryRateLimiter(),
+        MemoryRateLimiter(SystemClock()),
         retry_interval=5.0,
         clock=clock,
     )

@@ -6,12 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from sqlalchemy import insert, select
 
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.engine import make_engine
+from identity.adapters.sqlalchemy.native import native_pool
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.domain.accounts import Account
@@ -29,7 +29,7 @@ async def default_tenant_id(uow: SqlUnitOfWork) -> uuid.UUID:
     return tenant.id
 
 
-async def test_a_dead_connection_on_the_hot_read_is_a_503_once_then_replaced(
+async def test_a_dead_connection_on_the_hot_read_is_at_most_one_503_then_replaced(
     migrated_postgres_url: str,
 ) -> None:
     engine = make_engine(migrated_postgres_url, pool_size=1)
@@ -37,17 +37,24 @@ async def test_a_dead_connection_on_the_hot_read_is_a_503_once_then_replaced(
     try:
         ids = (uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
         assert await reader.account_for_session(*ids, NOW) is None  # opens the connection
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+        native = native_pool(engine)  # the hot read's own pool
+        assert native is not None
+        async with (await native.pool()).acquire() as connection:
+            pid = connection.get_server_pid()
         killer = await asyncpg.connect(migrated_postgres_url.replace("+asyncpg", ""))
         try:
             await killer.execute("select pg_terminate_backend($1)", pid)
         finally:
             await killer.close()
-        with pytest.raises(StorageUnavailableError):
-            await reader.account_for_session(*ids, NOW)
+        # asyncpg's pool replaces a connection it already knows is closed; one
+        # it does not know yet fails that one read with a 503, never more.
+        failures = 0
+        try:
+            assert await reader.account_for_session(*ids, NOW) is None
+        except StorageUnavailableError:
+            failures += 1
         assert await reader.account_for_session(*ids, NOW) is None  # a fresh connection
+        assert failures <= 1
     finally:
         await engine.dispose()
 

@@ -138,7 +138,7 @@ async def test_a_verified_owner_registering_again_gets_a_notice_without_a_code(
 
 async def test_registering_an_unverified_email_again_replaces_its_password(app: Services) -> None:
     await _register(app, ADA, PASSWORD)
-    app.clock.advance(61)
+    app.clock.advance(seconds=61)
     await _register(app, ADA, NEW_PASSWORD)
 
     account = await _account(app)
@@ -149,11 +149,11 @@ async def test_registering_an_unverified_email_again_replaces_its_password(app: 
 async def test_registering_again_within_a_minute_mails_no_second_code(app: Services) -> None:
     await _register(app)
     first_code = app.last_code(ADA)
-    app.clock.advance(30)
+    app.clock.advance(seconds=30)
     await _register(app)
     assert len(app.mails_to(ADA)) == 1
 
-    app.clock.advance(30)
+    app.clock.advance(seconds=30)
     await _register(app)
     assert len(app.mails_to(ADA)) == 2
     with pytest.raises(OtpInvalidError):
@@ -250,11 +250,11 @@ async def test_a_new_code_replaces_the_previous_one_after_a_minute(app: Services
     await app.register_verified(ADA)
     await _request(app, OtpPurpose.LOGIN)
     old = app.last_code(ADA)
-    app.clock.advance(59)
+    app.clock.advance(seconds=59)
     await _request(app, OtpPurpose.LOGIN)
     assert app.last_code(ADA) == old  # no new mail within the minute
 
-    app.clock.advance(1)
+    app.clock.advance(seconds=1)
     await _request(app, OtpPurpose.LOGIN)
     new = app.last_code(ADA)
     with pytest.raises(OtpInvalidError):
@@ -277,7 +277,7 @@ async def test_a_spent_code_is_replaced_at_once(app: Services) -> None:
 
 async def test_verify_otp_activates_the_account_and_returns_tokens(app: Services) -> None:
     await _register(app)
-    app.clock.advance(5)
+    app.clock.advance(seconds=5)
     pair = await _verify(app, app.last_code(ADA), OtpPurpose.VERIFICATION)
 
     account = await _account(app)
@@ -320,7 +320,7 @@ async def test_a_code_is_single_use(app: Services) -> None:
 
 async def test_an_expired_code_is_refused(app: Services) -> None:
     await _register(app)
-    app.clock.advance(10 * 60)
+    app.clock.advance(seconds=10 * 60)
     with pytest.raises(OtpInvalidError):
         await _verify(app, app.last_code(ADA), OtpPurpose.VERIFICATION)
     assert not (await _account(app)).is_verified
@@ -523,7 +523,7 @@ async def test_the_sixth_login_in_a_minute_is_limited_per_email(app: Services) -
     assert limited.value.decision.retry_after > 0  # type: ignore[attr-defined]
     await app.log_in("bob@example.com")
 
-    app.clock.advance(60)
+    app.clock.advance(seconds=60)
     await app.log_in(ADA)
 
 
@@ -539,7 +539,7 @@ async def test_code_requests_are_limited_per_email_and_purpose(app: Services) ->
     await app.register_verified(ADA)
     for _ in range(5):
         await _request(app, OtpPurpose.LOGIN)
-        app.clock.advance(61)
+        app.clock.advance(seconds=61)
     with pytest.raises(RateLimitedError):
         await _request(app, OtpPurpose.LOGIN)
     await _request(app, OtpPurpose.PASSWORD_RESET)
@@ -632,7 +632,7 @@ async def test_a_request_older_than_a_code_lives_is_dropped(app: Services) -> No
     await app.register_verified(ADA)
     mails = len(app.mails_to(ADA))
     await RequestOtp(app.accounts)(RequestCode(app.tenant, Email(ADA), OtpPurpose.LOGIN))
-    app.clock.advance(11 * 60)  # the worker was down longer than a code lives
+    app.clock.advance(seconds=11 * 60)  # the worker was down longer than a code lives
 
     assert await app.issue_requested_codes() == 1
     assert len(app.mails_to(ADA)) == mails

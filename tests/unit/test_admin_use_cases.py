@@ -87,7 +87,7 @@ async def test_delete_erases_every_row_tied_to_the_account(s: Services) -> None:
             )
         )
         await uow.commit()
-    s.clock.advance(61)
+    s.clock.advance(seconds=61)
     await RequestOtp(s.accounts)(RequestCode(s.tenant, account.email, OtpPurpose.LOGIN))
     await s.issue_requested_codes()
     assert any(getattr(row, "email_key", None) == account.email.key for row in rows_of(s))

@@ -49,7 +49,7 @@ RECOVERY_FORM = re.compile(r"^[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}$")
 async def _services(**policy: object) -> Services:
     s = await make_services(policy=default_policy(**policy))
     # Midway through a 30 s step, so one step of drift either way is a clear case.
-    s.clock.advance(15 - s.clock.now().timestamp() % 30)
+    s.clock.advance(seconds=(15 - s.clock.now().timestamp() % 30) % 30)
     return s
 
 
@@ -69,7 +69,7 @@ async def enable_mfa(s: Services, email: str = EMAIL) -> tuple[TokenPair, str, t
     principal = await s.principal(pair)
     enrollment = await EnrollTotp(s.mfa)(principal)
     codes = await ConfirmTotp(s.mfa)(principal, code_at(enrollment.secret, s))
-    s.clock.advance(30)  # the confirming code's step is spent
+    s.clock.advance(seconds=30)  # the confirming code's step is spent
     return pair, enrollment.secret, codes.codes
 
 
@@ -143,7 +143,7 @@ async def test_verify_gives_an_aal2_session_and_the_token_is_single_use(
 
     claims = s.codec.decode_access(pair.access_token)
     assert (claims.aal, claims.amr) == ("aal2", ("pwd", "totp"))
-    s.clock.advance(30)
+    s.clock.advance(seconds=30)
     with pytest.raises(InvalidTokenError):
         await verify(s, token, code=code_at(secret, s))
     # A refresh keeps the session's assurance.
@@ -155,7 +155,7 @@ async def test_verify_gives_an_aal2_session_and_the_token_is_single_use(
 async def test_one_step_of_drift_each_way_and_no_more(services: Services) -> None:
     s = services
     _, secret, _ = await enable_mfa(s)
-    s.clock.advance(30)  # the previous step was never used
+    s.clock.advance(seconds=30)  # the previous step was never used
     for steps, accepted in ((-2, False), (2, False), (-1, True)):
         token = await mfa_token(s)
         if accepted:
@@ -176,7 +176,7 @@ async def test_an_accepted_code_and_older_ones_are_refused(services: Services) -
     # Still inside the drift window, but older than the accepted step.
     with pytest.raises(MfaInvalidError):
         await verify(s, await mfa_token(s), code=code_at(secret, s, -1))
-    s.clock.advance(30)
+    s.clock.advance(seconds=30)
     await verify(s, await mfa_token(s), code=code_at(secret, s))
 
 
@@ -204,7 +204,7 @@ async def test_the_token_lives_five_minutes_and_belongs_to_its_client(
                 s.tenant, token, SecondFactorProof(code=code_at(secret, s)), ClientInfo("other")
             )
         )
-    s.clock.advance(300)
+    s.clock.advance(seconds=300)
     with pytest.raises(InvalidTokenError):
         await verify(s, token, code=code_at(secret, s))
 
@@ -254,7 +254,7 @@ async def test_other_sessions_stay_aal1_and_step_up_raises_the_session(
     principal = await s.principal(pair)
     enrollment = await EnrollTotp(s.mfa)(principal)
     codes = await ConfirmTotp(s.mfa)(principal, code_at(enrollment.secret, s))
-    s.clock.advance(30)
+    s.clock.advance(seconds=30)
 
     laptop_principal = await s.principal(laptop)
     assert await session_of(s, laptop_principal) == ("aal1", ("pwd",))
@@ -289,7 +289,7 @@ async def test_disabling_needs_aal2_and_a_code_and_ends_other_sessions(
     s = services
     pair, secret, codes = await enable_mfa(s)
     phone = await verify(s, await mfa_token(s), recovery_code=codes[0])
-    s.clock.advance(30)
+    s.clock.advance(seconds=30)
     aal1 = await s.principal(await s.register_verified("bob@example.com"))
     assert not aal1.account.mfa_enabled
     principal = await s.principal(pair)

@@ -128,7 +128,7 @@ async def test_a_disabled_account_is_no_longer_authenticated(app: Services) -> N
 
 async def test_refresh_rotates_the_token(app: Services) -> None:
     pair = await app.register_verified(ADA)
-    app.clock.advance(60)
+    app.clock.advance(seconds=60)
     new = await _refresh(app, pair)
 
     old_claims = app.codec.decode_refresh(pair.refresh_token)
@@ -151,7 +151,7 @@ async def test_within_the_grace_window_the_spent_token_gets_the_same_successor(
 ) -> None:
     pair = await app.register_verified(ADA)
     first = await _refresh(app, pair)
-    app.clock.advance(10)
+    app.clock.advance(seconds=10)
     second = await _refresh(app, pair)
 
     assert second.refresh_token == first.refresh_token
@@ -164,7 +164,7 @@ async def test_within_the_grace_window_the_spent_token_gets_the_same_successor(
 async def test_reuse_after_grace_revokes_the_whole_family(app: Services) -> None:
     pair = await app.register_verified(ADA)
     newest = await _refresh(app, pair)
-    app.clock.advance(11)
+    app.clock.advance(seconds=11)
 
     with pytest.raises(RefreshTokenReusedError):
         await _refresh(app, pair)
@@ -178,16 +178,16 @@ async def test_reuse_after_grace_revokes_the_whole_family(app: Services) -> None
 
 async def test_refresh_after_the_session_expired_fails(app: Services) -> None:
     pair = await app.register_verified(ADA)
-    app.clock.advance(30 * 24 * 3600)
+    app.clock.advance(seconds=30 * 24 * 3600)
     with pytest.raises(InvalidTokenError):
         await _refresh(app, pair)
 
 
 async def test_refresh_extends_the_session(app: Services) -> None:
     pair = await app.register_verified(ADA)
-    app.clock.advance(29 * 24 * 3600)
+    app.clock.advance(seconds=29 * 24 * 3600)
     new = await _refresh(app, pair)
-    app.clock.advance(2 * 24 * 3600)
+    app.clock.advance(seconds=2 * 24 * 3600)
     await _refresh(app, new)
 
 
@@ -301,9 +301,9 @@ async def test_change_password_without_a_password_set_is_refused(app: Services) 
 
 async def test_list_sessions_shows_only_the_callers_live_sessions(app: Services) -> None:
     first = await app.register_verified(ADA, client=ClientInfo("firefox", "192.0.2.1"))
-    app.clock.advance(1)
+    app.clock.advance(seconds=1)
     second = await app.log_in(ADA)
-    app.clock.advance(1)
+    app.clock.advance(seconds=1)
     ended = await app.log_in(ADA)
     await LogOut(app.sessions)(app.tenant, ended.refresh_token)
     await app.register_verified(BOB)

@@ -245,7 +245,7 @@ class World:
             expected.active = op.kind == "enable"
         else:
             assert op.kind == "advance_clock"
-            s.clock.advance(61)  # past the one-code-a-minute rule
+            s.clock.advance(seconds=61)  # past the one-code-a-minute rule
 
     async def log_in(self, tenant_index: int, email: Email, password: str, expected: Any) -> None:
         tenant = self.tenants[tenant_index]

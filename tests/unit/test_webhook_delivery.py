@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import standardwebhooks
 
+from identity.adapters.clock import ManualClock
 from identity.adapters.memory import MemoryStore, memory_uow_factory
 from identity.application.mail_delivery import PurgeExpired
 from identity.application.ports import WebhookDeliveryError, WebhookSender
@@ -18,7 +19,7 @@ from identity.domain.events import EventType, SecurityEvent
 from identity.domain.tenants import Tenant
 from identity.domain.webhooks import DeliveryStatus, Webhook
 from identity.entrypoints.settings import SettingsError, load_settings
-from tests.fakes import FixedClock
+from tests.fakes import manual_clock
 
 SCHEDULE = (timedelta(seconds=5), timedelta(minutes=5))
 
@@ -36,7 +37,7 @@ class FakeSender(WebhookSender):
         return answer
 
 
-async def setup(store: MemoryStore, clock: FixedClock) -> tuple[Webhook, SecurityEvent]:
+async def setup(store: MemoryStore, clock: ManualClock) -> tuple[Webhook, SecurityEvent]:
     tenant = Tenant(id=uuid.uuid4(), slug="acme", name="Acme", created_at=clock.now())
     hook = Webhook(
         uuid.uuid4(),
@@ -62,7 +63,7 @@ async def statuses(store: MemoryStore, hook: Webhook) -> list[tuple[DeliveryStat
 
 
 async def test_a_delivery_is_signed_for_any_standard_webhooks_library() -> None:
-    store, clock = MemoryStore(), FixedClock()
+    store, clock = MemoryStore(), manual_clock()
     hook, event = await setup(store, clock)
     sender = FakeSender(204)
     deliver = DeliverWebhooks(memory_uow_factory(store), sender, clock, schedule=SCHEDULE)
@@ -78,28 +79,28 @@ async def test_a_delivery_is_signed_for_any_standard_webhooks_library() -> None:
 
 
 async def test_failures_follow_the_schedule_then_give_up() -> None:
-    store, clock = MemoryStore(), FixedClock()
+    store, clock = MemoryStore(), manual_clock()
     hook, _ = await setup(store, clock)
     sender = FakeSender(500, WebhookDeliveryError("timed out"), 502)
     deliver = DeliverWebhooks(memory_uow_factory(store), sender, clock, schedule=SCHEDULE)
 
     assert await deliver() == 1
-    clock.advance(4)
+    clock.advance(seconds=4)
     assert await deliver() == 0  # not due before 5 s
-    clock.advance(1)
+    clock.advance(seconds=1)
     assert await deliver() == 1
-    clock.advance(300)
+    clock.advance(seconds=300)
     assert await deliver() == 1
     assert await statuses(store, hook) == [(DeliveryStatus.FAILED, 3)]
-    clock.advance(86400)
+    clock.advance(seconds=86400)
     assert await deliver() == 0
     assert len(sender.sent) == 3
 
 
 async def test_the_purge_drops_events_past_their_retention() -> None:
-    store, clock = MemoryStore(), FixedClock()
+    store, clock = MemoryStore(), manual_clock()
     hook, event = await setup(store, clock)
-    clock.advance(timedelta(days=31).total_seconds())
+    clock.advance(days=31)
     purge = PurgeExpired(memory_uow_factory(store), clock, timedelta(days=30))
 
     counts = await purge()

@@ -33,6 +33,7 @@ from uuid import UUID
 
 from identity.adapters.memory.accounts import MemoryAccountRepository
 from identity.adapters.memory.api_keys import MemoryApiKeyRepository
+from identity.adapters.memory.browser_sessions import MemoryBrowserSessionRepository
 from identity.adapters.memory.code_requests import MemoryCodeRequestQueue
 from identity.adapters.memory.events import MemoryEventRepository
 from identity.adapters.memory.external_identities import MemoryExternalIdentityRepository
@@ -65,6 +66,7 @@ from identity.adapters.memory.webhooks import MemoryWebhookDeliveryQueue, Memory
 from identity.application.ports import ActiveSessionReader, UnitOfWork, UnitOfWorkFactory
 from identity.domain.accounts import Account
 from identity.domain.errors import StorageUnavailableError
+from identity.domain.sessions import Session
 
 __all__ = [
     "MemoryActiveSessionReader",
@@ -100,6 +102,7 @@ class MemoryUnitOfWork(UnitOfWork):
     authorization_codes: MemoryAuthorizationCodeRepository
     client_sessions: MemoryClientSessionRepository
     consents: MemoryConsentRepository
+    browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -133,6 +136,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.authorization_codes = MemoryAuthorizationCodeRepository(transaction)
         self.client_sessions = MemoryClientSessionRepository(transaction)
         self.consents = MemoryConsentRepository(transaction)
+        self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -182,3 +186,19 @@ class MemoryActiveSessionReader(ActiveSessionReader):
         if account is None or not account.is_active:
             return None
         return account
+
+    async def session_with_account(
+        self, tenant_id: UUID, session_id: UUID, account_id: UUID
+    ) -> tuple[Session, Account] | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            session = await uow.sessions.get(tenant_id, session_id)
+            if session is None or session.user_id != account_id:
+                return None
+            account = await uow.accounts.get(tenant_id, account_id)
+        return None if account is None else (session, account)
+
+    async def rotate(self, session: Session, presented_jti: str) -> bool:
+        async with MemoryUnitOfWork(self._store) as uow:
+            rotated = await uow.sessions.rotate(session, presented_jti)
+            await uow.commit()
+        return rotated

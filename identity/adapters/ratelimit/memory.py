@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from collections.abc import Callable
 
-from identity.application.ports import RateLimiter
+from identity.application.ports import Clock, RateLimiter
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
 
 
@@ -35,19 +33,18 @@ class MemoryRateLimiter(RateLimiter):
     seconds, so memory follows the keys active in the last period.
 
     ``hit`` never awaits, so it is atomic on the event loop; it is not shared
-    between processes (use the Redis limiter for that).
+    between processes (use the Redis limiter for that). Windows follow
+    ``clock``, the application's: a test that moves its clock moves them too.
     """
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sweep_interval: float = 30.0,
-    ) -> None:
+    def __init__(self, clock: Clock, *, sweep_interval: float = 30.0) -> None:
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._logs: dict[str, _HitLog] = {}
-        self._next_sweep = clock() + sweep_interval
+        self._next_sweep = self._seconds() + sweep_interval
+
+    def _seconds(self) -> float:
+        return self._clock.now().timestamp()
 
     @property
     def tracked_keys(self) -> int:
@@ -55,7 +52,7 @@ class MemoryRateLimiter(RateLimiter):
         return len(self._logs)
 
     async def hit(self, key: str, limit: RateLimit) -> RateLimitDecision:
-        now = self._clock()
+        now = self._seconds()
         if now >= self._next_sweep:
             self._sweep(now)
         log = self._logs.get(key)

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from identity.adapters.sqlalchemy.native import attach_native_pool
+
 
 def make_engine(
     url: str,
@@ -53,6 +55,13 @@ def make_engine(
         connect_args={"timeout": pool_timeout, "command_timeout": statement_timeout},
     )
     _pre_ping_idle_connections(engine)
+    attach_native_pool(
+        engine,
+        size=pool_size,
+        timeout=pool_timeout,
+        statement_timeout=statement_timeout,
+        idle=PING_IDLE_AFTER_SECONDS,
+    )
     return engine
 
 

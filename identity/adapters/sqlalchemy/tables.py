@@ -66,6 +66,8 @@ users = Table(
     # The linked providers' names, comma-separated (NULL: none), kept by the
     # external identity repository so the hot read needs no aggregate.
     Column("identities", Text, nullable=True),
+    # The language the account signed up in (its mails are written in it); NULL: English.
+    Column("locale", String(16), nullable=True),
     UniqueConstraint("tenant_id", "normalized_email"),
     # The admin list's keyset order.
     Index(None, "tenant_id", "created_at", "id"),
@@ -398,4 +400,17 @@ oauth_consents = Table(
     ),
     Column("scopes", String(2000), nullable=False),
     Column("granted_at", UtcDateTime, nullable=False),
+)
+
+# A hosted page's browser session: the keyed digest of its cookie, bound to one session.
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("key_digest", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "user_id"),
+    Index(None, "session_id"),
 )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from identity.adapters.sealing import Sealer
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.api_keys import SqlApiKeyRepository
+from identity.adapters.sqlalchemy.browser_sessions import SqlBrowserSessionRepository
 from identity.adapters.sqlalchemy.code_requests import SqlCodeRequestQueue
 from identity.adapters.sqlalchemy.events import SqlEventRepository
 from identity.adapters.sqlalchemy.external_identities import SqlExternalIdentityRepository
@@ -88,6 +89,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.authorization_codes = SqlAuthorizationCodeRepository(connection)
         self.client_sessions = SqlClientSessionRepository(connection)
         self.consents = SqlConsentRepository(connection)
+        self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import StorageUnavailableError
+from identity.entrypoints import pages
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import declare, handlers, protocol_errors
@@ -20,8 +21,7 @@ from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
     MAX_BODY_BYTES,
     add_security_headers,
-    cors,
-    observe,
+    edge,
 )
 from identity.entrypoints.http.openapi import openapi_json
 from identity.entrypoints.http.protection import protect
@@ -52,9 +52,12 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
-            observe,
-            cors(settings.cors_origins),
-            protect(settings, container.rate_limiter(), container.resolve_tenant()),
+            edge(
+                settings.cors_origins,
+                pages.page_errors(
+                    protect(settings, container.rate_limiter(), container.resolve_tenant())
+                ),
+            )
         ],
         handler_args={"max_field_size": 16 * 1024},
     )
@@ -76,6 +79,7 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
         app.add_routes(group.routes)
     # Made now, so a document that cannot be built (two schemas of one name) stops the start.
     app[OPENAPI] = openapi_json(settings.issuer, tuple(endpoints))
+    pages.setup(app, settings)
     return app
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LOGIN_ROUTES = {
     "/auth/login": "password",
     "/auth/verify-otp": "otp",
@@ -19,6 +20,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "identity_http_requests_total",
             "HTTP requests by route template, method and status.",
@@ -74,13 +76,26 @@ class Metrics:
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = route_template(request)
-        self.requests.labels(route, request.method, str(status)).inc()
-        self.latency.labels(route, request.method).observe(seconds)
+        # Any token is a method to aiohttp: made-up ones share one label, so a
+        # client cannot grow the series (and this cache) without bound.
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            # ``labels()`` takes a lock and builds a tuple per call: the few
+            # combinations a server sees are looked up once.
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if status == 429:
             self.rate_limited.labels(route).inc()
-        method = LOGIN_ROUTES.get(route)
-        if method is not None and request.method in {"POST", "GET"}:
-            self.logins.labels(method, login_outcome(status)).inc()
+        login_method = LOGIN_ROUTES.get(route)
+        if login_method is not None and request.method in {"POST", "GET"}:
+            self.logins.labels(login_method, login_outcome(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

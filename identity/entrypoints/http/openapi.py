@@ -334,6 +334,11 @@ SCHEMAS: dict[str, Schema] = {
             "user_agent": {"type": ["string", "null"]},
             "ip": {"type": ["string", "null"]},
             "current": {"type": "boolean", "description": "the session of the presented token"},
+            "kind": {
+                "type": "string",
+                "enum": ["api", "browser"],
+                "description": "browser: held by a hosted page's cookie; api: by tokens",
+            },
         }
     ),
     "Sessions": obj({"sessions": {"type": "array", "items": ref("Session")}}),

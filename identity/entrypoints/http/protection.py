@@ -6,13 +6,12 @@ import functools
 from ipaddress import IPv6Address, IPv6Network, ip_address
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from identity.application.ports import RateLimiter
 from identity.application.tenancy import ResolveTenant
 from identity.entrypoints.client_ip import client_ip
 from identity.entrypoints.http.keys import CLIENT_IP, TENANT
-from identity.entrypoints.http.middlewares import Handler
+from identity.entrypoints.http.middlewares import Guard, Handler
 from identity.entrypoints.http.problems import rate_limit_headers, rate_limited_problem
 from identity.entrypoints.settings import Settings
 
@@ -35,7 +34,8 @@ def rate_limit_client(address: str) -> str:
     return str(parsed)
 
 
-def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Middleware:
+def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Guard:
+    """The guard the edge middleware runs before every handler."""
     trusted = settings.trusted_proxies
 
     # Parsing addresses is a measurable share of a cheap request; the same
@@ -45,8 +45,7 @@ def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTen
         address = client_ip(peer, forwarded, trusted)
         return address, f"ip:{rate_limit_client(address)}"
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
         address, limit_key = addresses(request.remote, forwarded or None)
         request[CLIENT_IP] = address
@@ -63,4 +62,4 @@ def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTen
             response.headers.setdefault(name, value)
         return response
 
-    return middleware
+    return guard

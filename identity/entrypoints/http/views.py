@@ -79,6 +79,7 @@ def session_view(session: Session, current_id: Any) -> dict[str, Any]:
         "user_agent": session.user_agent,
         "ip": session.ip,
         "current": session.id == current_id,
+        "kind": session.kind,
     }
 
 

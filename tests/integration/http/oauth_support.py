@@ -117,6 +117,8 @@ async def start_oauth_api(
     smtp: SmtpTestServer,
     database_url: str,
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    *,
+    fake_browsers: bool = True,
     **env: str,
 ) -> OAuthApi:
     from tests.integration.http.conftest import environment
@@ -127,7 +129,8 @@ async def start_oauth_api(
     app: web.Application = create_app(settings)
     container = app[CONTAINER]
     browsers = FakeBrowsers(container.session_reader())
-    container.browser_sessions.override(providers.Object(browsers))
+    if fake_browsers:  # else the hosted pages' real browser session
+        container.browser_sessions.override(providers.Object(browsers))
     client = await aiohttp_client(app, server_kwargs={"port": port})
     api = Api(client, smtp, settings, container, environ)
     await container.tenant_admin().set("default", "oauth_scopes", API_SCOPES)

@@ -1,7 +1,7 @@
 """Multi-factor authentication over HTTP on Postgres: every first factor, the second
 step, step-up, recovery codes, removal and the aal2 rule.
 
-The app's clock is a ``FixedClock`` moved by the tests, so TOTP time steps are
+The app's clock is a ``ManualClock`` moved by the tests, so TOTP time steps are
 chosen exactly (no sleeps); the token leeway is widened to match.
 """
 
@@ -21,11 +21,12 @@ from dependency_injector import providers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from identity.adapters.clock import ManualClock
 from identity.adapters.sqlalchemy import tables
 from identity.entrypoints.http.app import build_container
 from identity.entrypoints.http.handlers.google import COOKIE
 from identity.entrypoints.settings import Settings
-from tests.fakes import FixedClock
+from tests.fakes import manual_clock
 from tests.github_provider import FakeGitHub, primary
 from tests.integration.http.conftest import PASSWORD, Api, MakeApi, problem_of
 from tests.oidc_provider import FakeOidcProvider
@@ -40,7 +41,7 @@ class Mfa:
     """One app with a hand-moved clock, and what enabling MFA gave."""
 
     api: Api
-    clock: FixedClock
+    clock: ManualClock
     secret: str = ""
     recovery_codes: list[str] = attrs.Factory(list)
     tokens: dict[str, Any] = attrs.Factory(dict)
@@ -49,7 +50,7 @@ class Mfa:
         return pyotp.TOTP(self.secret).at(self.clock.now(), counter_offset=steps)
 
     def next_step(self) -> None:
-        self.clock.advance(30)
+        self.clock.advance(seconds=30)
 
     async def enable(self, tokens: dict[str, Any]) -> None:
         """Enroll and confirm on the session of ``tokens``; the confirming step is spent."""
@@ -94,9 +95,9 @@ def claims(access_token: str) -> dict[str, Any]:
 @pytest.fixture
 def mfa_app(make_api: MakeApi, settings_for: Callable[..., Settings]) -> Callable[..., Any]:
     async def build(**env: str) -> Mfa:
-        clock = FixedClock()
+        clock = manual_clock()
         # Midway through a step, so one step of drift either way is clear-cut.
-        clock.advance(15 - clock.now().timestamp() % 30)
+        clock.advance(seconds=(15 - clock.now().timestamp() % 30) % 30)
         container = build_container(settings_for(**SKEW, **env))
         container.clock.override(providers.Object(clock))
         return Mfa(await make_api(container=container), clock)
@@ -200,7 +201,7 @@ async def test_the_token_belongs_to_its_client_tenant_and_five_minutes(
         headers={"User-Agent": "another-client/2"},
     )
     await problem_of(response, 401, "invalid_token")
-    mfa.clock.advance(301)
+    mfa.clock.advance(seconds=301)
     await problem_of(await mfa.verify(token, code=mfa.code()), 401, "invalid_token")
 
 

@@ -239,7 +239,16 @@ async def test_sessions_are_listed_with_the_current_one_marked(api: Api) -> None
     sessions = (await response.json())["sessions"]
     assert len(sessions) == 3
     for session in sessions:
-        assert set(session) == {"id", "created_at", "last_used_at", "user_agent", "ip", "current"}
+        assert set(session) == {
+            "id",
+            "created_at",
+            "last_used_at",
+            "user_agent",
+            "ip",
+            "current",
+            "kind",
+        }
+        assert session["kind"] == "api"
     [current] = [s for s in sessions if s["current"]]
     assert current["id"] == claims_of(laptop["access_token"])["sid"]
     assert current["user_agent"] == "laptop/2.0"

@@ -111,11 +111,17 @@ class AdminSessionView:
     last_used_at: datetime
     user_agent: str | None
     ip: str | None
+    kind: str = d.out("browser: held by a hosted page's cookie; api: by tokens")
 
     @classmethod
     def of(cls, session: Session) -> AdminSessionView:
         return cls(
-            session.id, session.created_at, session.last_used_at, session.user_agent, session.ip
+            session.id,
+            session.created_at,
+            session.last_used_at,
+            session.user_agent,
+            session.ip,
+            session.kind,
         )
 
 

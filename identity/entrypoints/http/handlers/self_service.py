@@ -11,6 +11,7 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import self_service
+from identity.application.sessions import Principal
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.handlers.events import EventView
@@ -130,7 +131,11 @@ async def export_me(
     use_case: self_service.ExportOwnAccount = Provide[Container.export_own_account],
 ) -> AccountExportView:
     principal = d.user(request)
-    found = await use_case(principal)
+    return export_view(principal, await use_case(principal))
+
+
+def export_view(principal: Principal, found: self_service.AccountExport) -> AccountExportView:
+    """The export's shape, shared with the account page's "Download my data"."""
     account = found.account
     return AccountExportView(
         exported_at=found.exported_at,
