@@ -542,23 +542,21 @@ async def test_third_party_clients_ask_for_consent_once_per_new_scope(oauth: OAu
     async with httpx.AsyncClient(cookies={BROWSER_COOKIE: cookie}) as browser:
         page = await browser.get(f"{oauth.base}{consent_url}")
         assert page.status_code == 200 and "Allow" in page.text and "Deny" in page.text
-        return_to = parse_qs(urlsplit(consent_url).query)["return_to"][0]
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
         # A post from another site changes nothing.
         refused = await browser.post(
-            f"{oauth.base}/ui/consent",
-            data={"return_to": return_to, "csrf": csrf, "decision": "allow"},
+            f"{oauth.base}{consent_url}",
+            data={"csrf_token": csrf, "decision": "allow"},
             headers={"Origin": "https://evil.example"},
         )
         assert refused.status_code == 403
         wrong_csrf = await browser.post(
-            f"{oauth.base}/ui/consent",
-            data={"return_to": return_to, "csrf": "x", "decision": "allow"},
+            f"{oauth.base}{consent_url}",
+            data={"csrf_token": "x" * 43, "decision": "allow"},
         )
         assert wrong_csrf.status_code == 403
         allowed = await browser.post(
-            f"{oauth.base}/ui/consent",
-            data={"return_to": return_to, "csrf": csrf, "decision": "allow"},
+            f"{oauth.base}{consent_url}", data={"csrf_token": csrf, "decision": "allow"}
         )
         assert allowed.status_code == 303
         back = await browser.get(f"{oauth.base}{allowed.headers['location']}")
@@ -586,11 +584,9 @@ async def test_deny_redirects_access_denied(oauth: OAuthApi) -> None:
     consent_url = (await authorize(oauth, params, cookie)).headers["location"]
     async with httpx.AsyncClient(cookies={BROWSER_COOKIE: cookie}) as browser:
         page = await browser.get(f"{oauth.base}{consent_url}")
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-        return_to = parse_qs(urlsplit(consent_url).query)["return_to"][0]
+        csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
         denied = await browser.post(
-            f"{oauth.base}/ui/consent",
-            data={"return_to": return_to, "csrf": csrf, "decision": "deny"},
+            f"{oauth.base}{consent_url}", data={"csrf_token": csrf, "decision": "deny"}
         )
     assert denied.status_code == 303
     query = parse_qs(urlsplit(denied.headers["location"]).query)

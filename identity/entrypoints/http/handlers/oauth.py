@@ -348,6 +348,7 @@ def _authorize_params_of(return_to: str) -> dict[str, str] | None:
     summary="The consent page of a third-party client",
     status=200,
     ok_description="an HTML page: the client, the scopes asked, Allow and Deny",
+    document=False,
 )
 @inject
 async def consent(
@@ -360,7 +361,7 @@ async def consent(
     return await _consent(request, flow, grant, browsers, services)
 
 
-@pages.post("/ui/consent", summary="Allow or deny a client", status=303)
+@pages.post("/ui/consent", summary="Allow or deny a client", status=303, document=False)
 @inject
 async def consent_form(
     request: web.Request,
@@ -379,19 +380,12 @@ async def _consent(
     browsers: BrowserSessions,
     services: OAuthServices,
 ) -> web.StreamResponse:
-    form: Mapping[str, Any] = request.query
-    if request.method == "POST":
-        site = request.headers.get("Sec-Fetch-Site")
-        origin = request.headers.get("Origin")
-        issuer_origin = services.settings.issuer.rstrip("/")
-        if (site and site not in ("same-origin", "none")) or (origin and origin != issuer_origin):
-            return _page("Request refused", "<p>This form came from another site.</p>", 403)
-        try:
-            form = await read_form(request)
-        except OAuthProtocolError:
-            return error_page("This consent request is not valid.")
-    return_to = str(form.get("return_to", ""))
-    params = _authorize_params_of(return_to)
+    """The hosted pages render it (layout, language, CSRF, Origin check); the browser
+    session is the one ``/oauth2/authorize`` reads."""
+    from identity.entrypoints.pages.page import load_page
+
+    page = await load_page(request)
+    params = _authorize_params_of(page.return_to) if page.has_return_to else None
     if params is None:
         return error_page("This consent request is not valid.")
     found = await flow.client_and_redirect(params)
@@ -400,41 +394,32 @@ async def _consent(
     client, tenant, redirect_uri = found
     browser = await browsers.signed_in(tenant.id, dict(request.cookies))
     if browser is None:
-        return _redirect(f"/ui/sign-in?{urlencode({'return_to': return_to})}")
+        return page.redirect(page.url("/ui/sign-in"))
     scopes = tuple(dict.fromkeys(params.get("scope", "").split()))
-    csrf = services.codes.consent_token(browser.session_id, client.client_id, " ".join(scopes))
-    back = {k: v for k, v in params.items()}
-    prompts = set(back.get("prompt", "").split()) - {"consent"}
-    back.pop("prompt", None)
-    if prompts:
-        back["prompt"] = " ".join(sorted(prompts))
-    if request.method == "POST":
-        if str(form.get("csrf", "")) != csrf:
-            return _page("Request refused", "<p>This form has expired; try again.</p>", 403)
-        if form.get("decision") == "allow":
-            await grant(tenant, browser, client, scopes, client_info(request))
-            return web.Response(
-                status=303, headers={"Location": "/oauth2/authorize?" + urlencode(back)}
-            )
-        denied = {
-            "error": "access_denied",
-            "error_description": "the user denied the request",
-            "iss": services.settings.issuer,
-        }
-        if "state" in params:
-            denied["state"] = params["state"]
-        return web.Response(status=303, headers={"Location": _location(redirect_uri, denied)})
-    items = "".join(f"<li>{html.escape(scope)}</li>" for scope in scopes)
-    body = (
-        f"<p>{html.escape(client.name)} asks to use your account:</p><ul>{items}</ul>"
-        '<form method="post" action="/ui/consent">'
-        f'<input type="hidden" name="return_to" value="{html.escape(return_to)}">'
-        f'<input type="hidden" name="csrf" value="{csrf}">'
-        '<button type="submit" name="decision" value="allow">Allow</button> '
-        '<button type="submit" name="decision" value="deny">Deny</button>'
-        "</form>"
-    )
-    return _page(f"Allow {client.name}?", body)
+    if request.method == "GET":
+        return page.render(
+            "consent.html",
+            client_name=client.name,
+            logo_url=client.logo_url if (client.logo_url or "").startswith("https://") else None,
+            scopes=scopes,
+            action=page.url("/ui/consent"),
+        )
+    form = await page.form()  # 403 for another site's post or a stale form
+    if form.get("decision") == "allow":
+        await grant(tenant, browser, client, scopes, client_info(request))
+        back = dict(params)
+        prompts = set(back.pop("prompt", "").split()) - {"consent"}
+        if prompts:
+            back["prompt"] = " ".join(sorted(prompts))
+        return page.redirect("/oauth2/authorize?" + urlencode(back))
+    denied = {
+        "error": "access_denied",
+        "error_description": "the user denied the request",
+        "iss": services.settings.issuer,
+    }
+    if "state" in params:
+        denied["state"] = params["state"]
+    return page.redirect(_location(redirect_uri, denied))
 
 
 # --- userinfo, revoke, introspect ----------------------------------------------------
