@@ -84,10 +84,6 @@ class CodeDigester:
     def digest(self, code: str) -> str:
         return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
 
-    def consent_token(self, session_id: UUID, client_id: str, scopes: str) -> str:
-        """The consent form's CSRF token: bound to the browser session and the request."""
-        message = f"consent|{session_id}|{client_id}|{scopes}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
 
 class CachedClients(OAuthClientReader):
