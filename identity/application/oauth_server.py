@@ -85,7 +85,6 @@ class CodeDigester:
         return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
 
 
-
 class CachedClients(OAuthClientReader):
     """Clients read at most once per ``seconds`` per process: client authentication is
     on every token request, and the token endpoint's throughput is a target. A rotated
