@@ -67,6 +67,7 @@ NOTICES = {
     "sessions_ended": N_("Every other session has ended."),
     "unlinked": N_("The sign-in is removed."),
     "mfa_disabled": N_("Two-step sign-in is off."),
+    "application_revoked": N_("The application is disconnected."),
 }
 
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from identity.application.ports import BrowserSignIn
 from tests.integration.http.conftest import PASSWORD
 from tests.integration.http.oauth_support import OAuthApi, start_oauth_api
 from tests.integration.http.pages_client import PageClient
@@ -96,3 +97,35 @@ async def test_the_code_flow_signs_in_on_the_hosted_pages_and_comes_back(
     await pages.post("/ui/sign-out", {})
     response = await pages.get(f"/oauth2/authorize?{none_query}")
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["login_required"]
+
+
+async def test_the_account_page_lists_and_disconnects_applications(oauth: OAuthApi) -> None:
+    client_id, _ = await oauth.confidential(first_party=False, name="Agent Smith")
+    await oauth.api.register_verified("apps@example.com")
+    pages = PageClient(oauth.api)
+    await pages.get("/ui/sign-in")
+    response = await pages.post(
+        "/ui/sign-in", {"email": "apps@example.com", "password": PASSWORD, "action": "password"}
+    )
+    assert response.status == 303, pages.html
+    async with oauth.api.container.uow() as uow:
+        tenant = await uow.tenants.get_by_slug("default")
+        assert tenant is not None
+        account = await uow.accounts.get_by_email(tenant.id, "apps@example.com")
+        assert account is not None
+        client = await uow.oauth_clients.get(client_id)
+        assert client is not None
+
+    await oauth.api.container.grant_consent()(
+        tenant,
+        BrowserSignIn(account.id, account.id, account.created_at, "aal1", ("pwd",)),
+        client,
+        ("openid", "email"),
+    )
+    response = await pages.get("/ui/account")
+    assert response.status == 200
+    assert "Connected applications" in pages.html and "Agent Smith" in pages.html
+    response = await pages.post("/ui/account/applications/revoke", {"client_id": client_id})
+    assert response.status == 303, pages.html
+    assert "notice=application_revoked" in response.headers["Location"]
+    assert await oauth.api.container.user_grants().list(tenant.id, account.id) == []
