@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+import aiohttp.web
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
@@ -15,12 +16,14 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from identity.application.ports import BrowserSignIn
+from tests.integration.http.browser import chromium
 from tests.integration.http.conftest import PASSWORD
 from tests.integration.http.oauth_support import OAuthApi, start_oauth_api
 from tests.integration.http.pages_client import PageClient
 from tests.smtp_server import SmtpTestServer
 
 RP = "https://rp.example/cb"
+__all__ = ["chromium"]  # fixture
 
 
 @pytest.fixture
@@ -129,3 +132,66 @@ async def test_the_account_page_lists_and_disconnects_applications(oauth: OAuthA
     assert response.status == 303, pages.html
     assert "notice=application_revoked" in response.headers["Location"]
     assert await oauth.api.container.user_grants().list(tenant.id, account.id) == []
+
+
+@pytest.mark.browser
+async def test_in_a_real_browser_sign_in_consent_and_back_to_the_client(
+    oauth: OAuthApi,
+    chromium: Any,
+    aiohttp_server: Callable[..., Awaitable[Any]],
+) -> None:
+    """Chromium follows the whole code flow: authorize, the sign-in page, the consent
+    page, and the redirect to the client's (loopback) callback with the code."""
+    receiver = aiohttp.web.Application()
+    receiver.router.add_get("/cb", lambda request: aiohttp.web.Response(text="callback"))
+    server = await aiohttp_server(receiver)
+    callback = f"http://127.0.0.1:{server.port}/cb"
+    client_id, secret = await oauth.confidential(
+        first_party=False, name="Browser RP", redirect_uris=(callback,)
+    )
+    await oauth.api.register_verified("browser-rp@example.com")
+    verifier = generate_token(48)
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": callback,
+            "scope": "openid email",
+            "state": "browser-state",
+            "nonce": "browser-nonce",
+            "code_challenge": create_s256_code_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+    )
+    context = await chromium.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{oauth.base}/oauth2/authorize?{query}")
+        assert "/ui/sign-in" in page.url
+        await page.fill("#f-email", "browser-rp@example.com")
+        await page.fill("#f-password", PASSWORD)
+        async with page.expect_navigation():
+            await page.click("button[value=password]")
+        assert "/ui/consent" in page.url, page.url
+        assert await page.locator("h1").count() == 1
+        async with page.expect_navigation(url=f"{callback}**"):
+            await page.click("button[value=allow]")
+        returned = parse_qs(urlsplit(page.url).query)
+    finally:
+        await context.close()
+    assert returned["state"] == ["browser-state"]
+    assert returned["iss"] == [oauth.api.settings.issuer]
+    answer = await oauth.api.client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": returned["code"][0],
+            "redirect_uri": callback,
+            "code_verifier": verifier,
+        },
+        headers={"Authorization": aiohttp.BasicAuth(client_id, secret).encode()},
+    )
+    tokens = await answer.json()
+    assert answer.status == 200, tokens
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["nonce"] == "browser-nonce" and claims["aud"] == client_id
