@@ -27,6 +27,16 @@ ALGORITHMS: Final[frozenset[str]] = frozenset({"EdDSA", "RS256"})
 PrivateKey: TypeAlias = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
+# OpenID Connect requires RS256 for ID tokens: the ring always holds an RS256 key
+# beside the key of the configured algorithm (EdDSA by default).
+ID_TOKEN_ALGORITHM: Final = "RS256"
+
+
+def ring_algorithms(primary: str) -> tuple[str, ...]:
+    """The algorithms the ring keeps a key of: the configured one first, then RS256."""
+    return tuple(dict.fromkeys((primary, ID_TOKEN_ALGORITHM)))
+
+
 # A fixed label binds the derived key to this one use: the same master secret
 # also keys OTP hashes and OAuth state, and those must never share a key.
 _RSA_BITS: Final = 2048
@@ -181,36 +191,59 @@ class KeyStore(Protocol):
         """Every stored key, encrypted as stored."""
         ...
 
-    async def add_new(self, now: datetime) -> StoredSigningKey:
-        """Generate a key and store it; it signs from the next load of the ring."""
+    async def add_new(self, now: datetime, algorithm: str | None = None) -> StoredSigningKey:
+        """Generate a key (of the configured algorithm unless named) and store it; it
+        signs from the next load of the ring."""
         ...
 
     async def load_ring(self, now: datetime) -> KeyRing:
-        """The key ring, creating the first key when there is none yet (only one,
-        even when several callers start together)."""
+        """The key ring, creating the first key of each ring algorithm when there is
+        none yet (only one each, even when several callers start together)."""
         ...
 
 
 class KeyRing:
-    """The decrypted signing keys: the newest signs, all of them verify."""
+    """The decrypted signing keys: the newest of the primary algorithm signs access
+    tokens, the newest of each algorithm signs ID tokens of it, all of them verify."""
 
-    def __init__(self, keys: Sequence[SigningKey]) -> None:
+    def __init__(self, keys: Sequence[SigningKey], primary: str | None = None) -> None:
         if not keys:
             raise SigningKeyError("no signing keys; run `identity keys rotate`")
         self._keys = sorted(keys, key=lambda k: k.created_at, reverse=True)
         self._by_kid = {k.kid: k for k in self._keys}
         if len(self._by_kid) != len(self._keys):
             raise SigningKeyError("two signing keys share one kid")
+        self._newest: dict[str, SigningKey] = {}
+        for key in self._keys:
+            self._newest.setdefault(key.algorithm, key)
+        self._current = self._newest.get(primary or "", self._keys[0])
 
     @classmethod
-    def load(cls, stored: Sequence[StoredSigningKey], encryptor: KeyEncryptor) -> KeyRing:
+    def load(
+        cls,
+        stored: Sequence[StoredSigningKey],
+        encryptor: KeyEncryptor,
+        primary: str | None = None,
+    ) -> KeyRing:
         """Decrypt every stored key; raise ``SigningKeyError`` on a wrong secret."""
-        return cls([_load(s, encryptor) for s in stored])
+        return cls([_load(s, encryptor) for s in stored], primary)
 
     @property
     def current(self) -> SigningKey:
-        """The key that signs new tokens: the newest by ``created_at``."""
-        return self._keys[0]
+        """The key that signs access tokens: the newest of the primary algorithm."""
+        return self._current
+
+    def current_for(self, algorithm: str) -> SigningKey:
+        """The newest key of ``algorithm``; raise ``UnknownKeyError`` when there is none."""
+        try:
+            return self._newest[algorithm]
+        except KeyError:
+            raise UnknownKeyError(algorithm) from None
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms the ring signs with."""
+        return tuple(sorted(self._newest))
 
     @property
     def keys(self) -> tuple[SigningKey, ...]:

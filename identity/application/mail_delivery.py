@@ -111,6 +111,7 @@ class PurgeExpired:
                 "mfa_challenges": await uow.mfa_challenges.delete_expired(now),
                 "webauthn_flows": await uow.webauthn_flows.delete_expired(now),
                 "invitations": await uow.invitations.delete_expired(now),
+                "oauth_codes": await uow.authorization_codes.delete_expired(now),
             }
             await uow.commit()
         return counts

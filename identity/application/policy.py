@@ -106,6 +106,14 @@ def _origins(value: Any) -> tuple[str, ...]:
     return webauthn_origins(_list(value))
 
 
+def _scopes(value: Any) -> tuple[str, ...]:
+    return oauth_scopes(_list(value))
+
+
+def _resources(value: Any) -> tuple[str, ...]:
+    return oauth_resources(_list(value))
+
+
 def _duration(text: str) -> timedelta:
     return timedelta(seconds=parse_duration(text))
 
@@ -176,6 +184,9 @@ class Policy:
     webauthn_rp_id: str | None = policy_setting(None, env=_rp_id)
     webauthn_rp_name: str | None = policy_setting(None, env=parse_text, tenant=_text)
     webauthn_origins: tuple[str, ...] = policy_setting((), env=_origins)
+    # Section 17: the tenant's API scopes and resource indicators (RFC 8707).
+    oauth_scopes: tuple[str, ...] = policy_setting((), env=_scopes)
+    oauth_resources: tuple[str, ...] = policy_setting((), env=_resources)
     # Section 19: whether signed-in users may create organizations themselves.
     allow_user_organizations: bool = policy_setting(True, env=parse_bool, tenant=_boolean)
     # Not a setting of its own: the other providers' clients by settings key
@@ -203,6 +214,24 @@ TENANT_SETTINGS: dict[str, Callable[[Any], Any]] = {
     for field in attrs.fields(Policy)
     if TENANT_PARSER in field.metadata
 }
+
+
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$")  # RFC 6749 scope-token
+
+
+def oauth_scopes(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if not _SCOPE_TOKEN.match(entry):
+            raise ValueError(f"{entry!r} is not a scope token (RFC 6749 section 3.3)")
+    return entries
+
+
+def oauth_resources(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        parts = urlsplit(entry)
+        if not parts.scheme or not parts.netloc or parts.fragment or "#" in entry:
+            raise ValueError(f"{entry!r} is not an absolute URI without fragment (RFC 8707)")
+    return entries
 
 
 # Per-tenant clients of the other providers, named as their variables without

@@ -23,6 +23,13 @@ from identity.domain.identities import ExternalIdentity, OAuthClient
 from identity.domain.imports import ImportedUser, ImportRun, OnConflict, Refusal
 from identity.domain.mail import EmailMessage
 from identity.domain.mfa import MfaChallenge, RecoveryCode, TotpFactor
+from identity.domain.oauth import (
+    AuthorizationCode,
+    Client,
+    ClientSession,
+    Consent,
+    EndedClientSession,
+)
 from identity.domain.organizations import Invitation, Membership, Organization, OrgClaims, Role
 from identity.domain.otp import OtpChallenge, OtpPurpose
 from identity.domain.passkeys import Passkey, RelyingParty, WebAuthnFlow
@@ -789,6 +796,159 @@ class WebAuthnCeremonies(Protocol):
     ) -> VerifiedAssertion:
         """Check the assertion (UP and UV required). The signature counter is the
         caller's to judge (``Passkey.check_sign_count``)."""
+# --- the authorization server (section 17) --------------------------------------------
+
+
+class OAuthClientRepository(Protocol):
+    async def get(self, client_id: str) -> Client | None:
+        """The client with this id, of any tenant (the client names its tenant)."""
+        ...
+
+    async def list_page(self, tenant_id: UUID, after: Position | None, limit: int) -> list[Client]:
+        """Up to ``limit`` clients of the tenant ordered by (created_at, client_id)."""
+        ...
+
+    async def add(self, client: Client) -> None: ...
+
+    async def update(self, client: Client) -> None: ...
+
+    async def delete(self, tenant_id: UUID, client_id: str) -> bool:
+        """Remove it with its codes, consents and session links; False when none."""
+        ...
+
+
+class OAuthClientReader(Protocol):
+    """The read behind every client authentication at the token endpoint."""
+
+    async def get(self, client_id: str) -> Client | None:
+        """The client, of any tenant: one indexed read outside any transaction (a secret
+        rotated or a client deleted anywhere is seen at once)."""
+        ...
+
+
+class AuthorizationCodeRepository(Protocol):
+    """Codes stored under their keyed digest, never in clear."""
+
+    async def add(self, code: AuthorizationCode) -> None: ...
+
+    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+        """Mark the code spent and return it with True when this call spent it.
+
+        Atomic: of concurrent callers exactly one gets True. A code spent
+        before comes back with False (a replay); an unknown digest (None, False).
+        """
+        ...
+
+    async def set_session(self, digest: str, session_id: UUID) -> None:
+        """Record the session the code's tokens belong to."""
+        ...
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Drop codes whose lifetime (and the replay window after it) has passed."""
+        ...
+
+
+class ClientSessionRepository(Protocol):
+    async def add(self, link: ClientSession) -> None: ...
+
+    async def get(self, tenant_id: UUID, session_id: UUID) -> ClientSession | None: ...
+
+    async def list_for_user(
+        self, tenant_id: UUID, user_id: UUID, client_id: str | None = None
+    ) -> list[ClientSession]: ...
+
+    async def list_for_client(self, tenant_id: UUID, client_id: str) -> list[ClientSession]: ...
+
+    async def list_for_browser_session(
+        self, tenant_id: UUID, browser_session_id: UUID
+    ) -> list[ClientSession]: ...
+
+    async def claim_ended(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[EndedClientSession]:
+        """Lease up to ``limit`` links whose session ended (revoked, expired, or gone with
+        its account) and whose next logout attempt is due, counting the attempt. No two
+        workers get the same link while its lease runs. Links stay until ``forget``."""
+        ...
+
+    async def retry_at(self, session_id: UUID, when: datetime) -> None:
+        """The next back-channel attempt for this link."""
+        ...
+
+    async def forget(self, session_ids: list[UUID]) -> None:
+        """Drop the links (logout delivered, given up, or nobody to tell)."""
+        ...
+
+
+class ConsentRepository(Protocol):
+    async def get(self, tenant_id: UUID, user_id: UUID, client_id: str) -> Consent | None: ...
+
+    async def put(self, consent: Consent) -> None:
+        """Insert or replace the consent of (tenant, user, client)."""
+        ...
+
+    async def list_for_user(self, tenant_id: UUID, user_id: UUID) -> list[Consent]:
+        """Oldest first."""
+        ...
+
+    async def delete(self, tenant_id: UUID, user_id: UUID, client_id: str) -> bool: ...
+
+
+class OAuthTokenCodec(Protocol):
+    """The authorization server's tokens and specification checks. CPU work, except
+    ``verify_client_assertion`` which may fetch the client's JWKS (bounded by a timeout)."""
+
+    def encode_access_token(self, claims: Mapping[str, object]) -> str:
+        """An RFC 9068 access token (header ``typ: at+jwt``); ``iss`` is added."""
+        ...
+
+    def encode_id_token(self, claims: Mapping[str, object], algorithm: str) -> str: ...
+
+    def encode_refresh_token(self, claims: Mapping[str, object]) -> str:
+        """A client's refresh token: never accepted by ``/auth/refresh-token``."""
+        ...
+
+    def encode_logout_token(self, claims: Mapping[str, object], algorithm: str) -> str: ...
+
+    def decode_access_token(self, token: str) -> dict[str, object]:
+        """Verify an RFC 9068 access token of this issuer; raise ``InvalidTokenError``."""
+        ...
+
+    def decode_refresh_token(self, token: str) -> dict[str, object]:
+        """Verify a client refresh token; raise ``InvalidTokenError``."""
+        ...
+
+    def decode_id_token_hint(self, token: str) -> dict[str, object]:
+        """An ID token this issuer signed (expired ones too: a logout hint may be old);
+        raise ``InvalidTokenError``."""
+        ...
+
+    def pkce_s256_matches(self, verifier: str, challenge: str) -> bool: ...
+
+    def at_hash(self, access_token: str, algorithm: str) -> str: ...
+
+    async def verify_client_assertion(self, assertion: str, client: Client, audience: str) -> None:
+        """RFC 7523 client authentication; raise ``OAuthProtocolError`` (invalid_client)."""
+        ...
+
+
+@attrs.frozen
+class BrowserSignIn:
+    """Who is signed in in a browser: its session of section 16 and its account."""
+
+    session_id: UUID
+    user_id: UUID
+    auth_time: datetime
+    aal: str
+    amr: tuple[str, ...]
+
+
+class BrowserSessions(Protocol):
+    """The hosted pages' browser session, as the authorization endpoint sees it."""
+
+    async def signed_in(self, tenant_id: UUID, cookies: Mapping[str, str]) -> BrowserSignIn | None:
+        """The live sign-in behind the browser's cookies for ``tenant_id``, or None
+        (no cookie, unknown, ended, expired, account gone or disabled)."""
         ...
 class BrowserSessionRepository(Protocol):
     """The cookies of the hosted pages, by the keyed digest of their value.
@@ -834,6 +994,10 @@ class UnitOfWork(Protocol):
     memberships: MembershipRepository
     invitations: InvitationRepository
     session_organizations: SessionOrganizationRepository
+    oauth_clients: OAuthClientRepository
+    authorization_codes: AuthorizationCodeRepository
+    client_sessions: ClientSessionRepository
+    consents: ConsentRepository
     browser_sessions: BrowserSessionRepository
 
     async def __aenter__(self) -> UnitOfWork: ...

@@ -22,6 +22,7 @@ class Scope(StrEnum):
     TOKENS_INTROSPECT = "tokens:introspect"
     API_KEYS_MANAGE = "api-keys:manage"
     ORGANIZATIONS_MANAGE = "organizations:manage"
+    CLIENTS_MANAGE = "clients:manage"
     # The deployment's operator: only on keys of the default tenant.
     TENANTS_MANAGE = "tenants:manage"
     # Export with secrets: password hashes, TOTP secrets, linked provider subjects.

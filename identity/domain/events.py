@@ -45,6 +45,10 @@ class EventType(StrEnum):
     MEMBER_ROLES_CHANGED = "member.roles_changed"
     INVITATION_CREATED = "invitation.created"
     INVITATION_ACCEPTED = "invitation.accepted"
+    CLIENT_CREATED = "client.created"
+    CLIENT_DELETED = "client.deleted"
+    OAUTH_CONSENT_GRANTED = "oauth.consent_granted"
+    OAUTH_CONSENT_REVOKED = "oauth.consent_revoked"
 
 
 DataValue = str | int | bool | None | list[str]

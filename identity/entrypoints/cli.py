@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         dest="action", required=True
     )
-    keys.add_parser("rotate", help="add a new signing key; the old ones keep verifying")
+    rotate = keys.add_parser("rotate", help="add a new signing key; the old ones keep verifying")
+    rotate.add_argument(
+        "--algorithm",
+        choices=("EdDSA", "RS256"),
+        help="the algorithm of the new key (default IDENTITY_SIGNING_ALGORITHM; RS256 "
+        "rotates the ID token key)",
+    )
 
     tenants = commands.add_parser("tenants", help="tenants").add_subparsers(
         dest="action", required=True
@@ -77,7 +83,26 @@ def _parser() -> argparse.ArgumentParser:
     revoke = apikeys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("id")
     revoke.add_argument("--tenant", default="default", help="tenant slug (default: default)")
+    _client_commands(commands)
     return parser
+
+
+def _client_commands(commands: Any) -> None:
+    clients = commands.add_parser("clients", help="OAuth clients").add_subparsers(
+        dest="action", required=True
+    )
+    new = clients.add_parser("create", help="register a client (its secret printed once, last)")
+    new.add_argument("--name", required=True)
+    new.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+    new.add_argument("--public", action="store_true", help="a browser or native app")
+    new.add_argument("--first-party", action="store_true", help="no consent screen")
+    for action in ("list", "delete", "rotate-secret"):
+        command = clients.add_parser(action, help=f"{action} client(s)")
+        if action != "list":
+            command.add_argument("id")
+    for command in (new, *clients.choices.values()):
+        if "--tenant" not in command._option_string_actions:
+            command.add_argument("--tenant", default="default", help="tenant slug")
 
 
 def _scopes(raw: str) -> frozenset[Scope]:
@@ -159,11 +184,13 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run(container: Container) -> int:
         if args.command == "keys":
-            key = await container.key_store().add_new(container.clock().now())
+            key = await container.key_store().add_new(container.clock().now(), args.algorithm)
             _print({"kid": key.kid, "algorithm": key.algorithm, "created_at": key.created_at})
             return 0
         if args.command == "apikeys":
             return await _apikeys(container, args)
+        if args.command == "clients":
+            return await _clients(container, args)
         if args.command == "tenants":
             admin = container.tenant_admin()
             if args.action == "create":
@@ -229,6 +256,38 @@ async def _apikeys(container: Container, args: argparse.Namespace) -> int:
         except ValueError:
             raise ApiKeyNotFoundError(args.id) from None
         _print(_key_view(await keys.revoke(tenant.id, key_id)))
+    return 0
+
+
+async def _clients(container: Container, args: argparse.Namespace) -> int:
+    from identity.application.oauth_clients import ClientSpec
+    from identity.domain.oauth import ClientType
+    from identity.entrypoints.http.declare import serialise
+    from identity.entrypoints.http.handlers.admin_clients import ClientView
+
+    tenant = await container.resolve_tenant()(args.tenant)
+    clients = container.client_admin()
+    if args.action == "create":
+        spec = ClientSpec(
+            name=args.name,
+            redirect_uris=tuple(args.redirect_uris),
+            type=ClientType.PUBLIC if args.public else ClientType.CONFIDENTIAL,
+            first_party=args.first_party,
+        )
+        new = await clients.create(tenant, spec)
+        _print({**serialise(ClientView.of(new.client)), "tenant": tenant.slug})
+        if new.secret is not None:
+            print(new.secret)  # shown once, on a line of its own, last
+    elif args.action == "list":
+        page = await clients.list_page(tenant.id, None, 10_000)
+        _print([serialise(ClientView.of(client)) for client in page.items])
+    elif args.action == "delete":
+        await clients.delete(tenant.id, args.id)
+        _print({"client_id": args.id, "deleted": True})
+    else:
+        client, secret = await clients.rotate_secret(tenant.id, args.id)
+        _print({"client_id": client.client_id})
+        print(secret)  # shown once, on a line of its own, last
     return 0
 
 

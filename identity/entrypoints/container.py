@@ -28,8 +28,10 @@ from identity.adapters.mail import LogMailer, SmtpMailer
 from identity.adapters.memory import MemoryActiveSessionReader, MemoryStore, MemoryUnitOfWork
 from identity.adapters.memory.api_keys import MemoryApiKeyReader
 from identity.adapters.memory.keys import MemorySigningKeyStore
+from identity.adapters.memory.oauth import MemoryOAuthClientReader
 from identity.adapters.memory.probe import MemoryStoreProbe
 from identity.adapters.memory.user_imports import MemoryImportRunRepository, MemoryUserImports
+from identity.adapters.oauth_tokens import JoseOAuthTokens
 from identity.adapters.oidc.google import GoogleIdentityProvider
 from identity.adapters.oidc.provider import OidcIdentityProvider
 from identity.adapters.ratelimit import (
@@ -44,6 +46,7 @@ from identity.adapters.sqlalchemy.api_keys import SqlApiKeyReader
 from identity.adapters.sqlalchemy.engine import make_engine
 from identity.adapters.sqlalchemy.health import DatabaseProbe
 from identity.adapters.sqlalchemy.keys import SigningKeyStore
+from identity.adapters.sqlalchemy.oauth import SqlOAuthClientReader
 from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.adapters.sqlalchemy.user_imports import (
@@ -62,6 +65,7 @@ from identity.application import (
     admin,
     external_sign_in,
     mfa,
+    oauth_server,
     organizations,
     passkeys,
     self_service,
@@ -81,6 +85,7 @@ from identity.application.imports import RunImport
 from identity.application.introspection import Introspect
 from identity.application.mail_delivery import DeliverPendingMail, PurgeExpired
 from identity.application.mail_templates import MailTemplates
+from identity.application.oauth_clients import ClientAdmin, ClientSecretDigester
 from identity.application.otp_codes import CodeDigester
 from identity.application.policy import Policy
 from identity.application.recovery_codes import RecoveryCodeDigester
@@ -91,6 +96,7 @@ from identity.application.webauthn_keys import WebAuthnKeys
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
 from identity.entrypoints.background_imports import BackgroundImports
+from identity.entrypoints.oauth_browser import PagesBrowserSessions
 from identity.entrypoints.settings import Settings
 
 
@@ -514,3 +520,58 @@ class Container(containers.DeclarativeContainer):
     start_browser_session = providers.Factory(StartBrowserSession, browser_services)
     authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)
     end_browser_session = providers.Factory(EndBrowserSession, browser_services)
+
+    # --- the authorization server (section 17) ---
+    client_secret_digester = providers.Singleton(ClientSecretDigester, secret_key)
+    client_admin = providers.Factory(ClientAdmin, uow.provider, clock, client_secret_digester)
+    oauth_tokens = providers.Singleton(
+        JoseOAuthTokens,
+        token_codec,
+        issuer=settings.provided.issuer,
+        leeway_seconds=settings.provided.clock_skew,
+        clock=clock,
+        http=http_client.provider,
+        guard=webhook_guard,
+    )
+    oauth_services = providers.Singleton(
+        oauth_server.OAuthServices,
+        uow=uow.provider,
+        clock=clock,
+        tokens=oauth_tokens,
+        secrets=client_secret_digester,
+        codes=providers.Singleton(oauth_server.CodeDigester, secret_key),
+        policy=policy,
+        settings=providers.Factory(
+            oauth_server.ServerSettings,
+            issuer=settings.provided.issuer,
+            audience=settings.provided.audience,
+        ),
+        clients=providers.Singleton(
+            oauth_server.CachedClients,
+            providers.Selector(
+                storage,
+                sql=providers.Singleton(SqlOAuthClientReader, engine),
+                memory=providers.Singleton(MemoryOAuthClientReader, memory_store),
+            ),
+        ),
+        tenants=resolve_tenant,
+    )
+    # Who is signed in in the browser: the hosted pages' session (tests override it).
+    browser_sessions = providers.Singleton(
+        PagesBrowserSessions, authenticate_browser.provider, resolve_tenant
+    )
+    authenticate_client = providers.Factory(oauth_server.AuthenticateClient, oauth_services)
+    token_grants = providers.Factory(oauth_server.TokenGrants, oauth_services)
+    authorize_flow = providers.Factory(oauth_server.AuthorizeFlow, oauth_services, browser_sessions)
+    grant_consent = providers.Factory(oauth_server.GrantConsent, oauth_services)
+    client_tokens = providers.Factory(oauth_server.ClientTokens, oauth_services, session_reader)
+    user_grants = providers.Factory(oauth_server.UserGrants, oauth_services)
+    deliver_backchannel_logouts = providers.Singleton(
+        oauth_server.DeliverBackchannelLogouts,
+        uow.provider,
+        webhook_sender,
+        oauth_tokens,
+        clock,
+        schedule=webhook_retry_schedule,
+    )
+    rp_logout = providers.Factory(oauth_server.RpInitiatedLogout, oauth_services, browser_sessions)

@@ -243,6 +243,10 @@ class Settings:
     provider_timeout: float = setting(parse_duration, 5.0)
     # --- webhooks
     webhook_allow_private: bool = setting(parse_bool, False)
+    # --- the OpenID Provider (section 17): RFC 7591 dynamic client registration
+    oauth_registration: Literal["off", "token", "open"] = setting(
+        parse_choice("off", "token", "open"), "off"
+    )
     # --- logging
     log_format: Literal["json", "text"] = setting(parse_choice("json", "text"), "json")
     log_level: str = setting(parse_log_level, "INFO")

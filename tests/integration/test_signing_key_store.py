@@ -1,4 +1,5 @@
-"""Signing keys in the database: one first key however many processes start at once."""
+"""Signing keys in the database: one first key of each ring algorithm (the configured one
+and RS256 for ID tokens) however many processes start at once."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def test_processes_starting_together_create_one_first_key(
             count = (
                 await connection.execute(select(func.count()).select_from(signing_keys))
             ).scalar_one()
-        assert count == 1
+        assert count == 2  # EdDSA, and RS256 beside it
         assert len(set(kids)) == 1
     finally:
         for engine in engines:
@@ -63,9 +64,11 @@ async def test_memory_store_creates_one_first_key_and_rotates_like_the_database(
     now = datetime.now(UTC)
     rings = await asyncio.gather(*(store.load_ring(now) for _ in range(5)))
     assert len({ring.current.kid for ring in rings}) == 1
-    assert len(await store.stored()) == 1
+    assert sorted(key.algorithm for key in await store.stored()) == ["EdDSA", "RS256"]
     first = rings[0].current.kid
+    rs256 = rings[0].current_for("RS256").kid
     rotated = await store.add_new(now + timedelta(seconds=1))
     ring = await store.load_ring(now)
     assert ring.current.kid == rotated.kid != first
-    assert {key.kid for key in ring.keys} == {first, rotated.kid}
+    assert ring.current_for("RS256").kid == rs256
+    assert {key.kid for key in ring.keys} == {first, rotated.kid, rs256}

@@ -259,12 +259,12 @@ async def test_serve_with_two_workers_answers_and_stops_cleanly_on_sigterm(
     await server.wait_until_healthy(session)
     pids = await server.ready_workers(2)
     assert server.pid not in pids
-    # The master made the first signing key before the workers started, so
-    # there is one, not one per worker.
-    assert await signing_key_count(migrated_postgres_url) == 1
+    # The master made the first signing keys before the workers started, so
+    # there is one per algorithm (EdDSA and RS256), not one per worker.
+    assert await signing_key_count(migrated_postgres_url) == 2
     async with session.get(f"{server.url}/.well-known/jwks.json") as response:
         assert response.status == 200
-        assert len((await response.json())["keys"]) == 1
+        assert len((await response.json())["keys"]) == 2
 
     assert await server.stop(signal.SIGTERM) == 0, server.log()
     assert not any(is_running(pid) for pid in pids)

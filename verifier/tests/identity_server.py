@@ -187,6 +187,13 @@ class IdentityServer:
             assert response.status < 300, (response.status, answer)
             return answer
 
+    async def post_form(self, path: str, form: dict[str, str], **kwargs: Any) -> Any:
+        assert self._http is not None
+        async with self._http.post(path, data=form, **kwargs) as response:
+            answer = await response.json(content_type=None)
+            assert response.status < 300, (response.status, answer)
+            return answer
+
     async def sign_up(self, email: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Register and verify a new account; the token response."""
         email = email or f"user-{uuid4().hex[:12]}@example.com"

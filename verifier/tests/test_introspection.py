@@ -1,4 +1,5 @@
-"""``introspect_with=``: the verifier asks the real ``/auth/introspect``, caching briefly."""
+"""``introspect_with=``: the verifier asks the real introspection endpoint (discovered:
+``/oauth2/introspect``), caching briefly."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from identity_verifier import InvalidToken, IssuerUnavailable, Verifier
 from conftest import ManualClock, RequestLog
 from identity_server import IdentityServer
 
-INTROSPECT = "/auth/introspect"
+INTROSPECT = "/oauth2/introspect"  # the discovered introspection_endpoint
 
 
 async def test_a_logout_is_seen_once_the_cached_answer_expires(

@@ -184,4 +184,4 @@ async def test_the_dependency_reuses_the_claims_the_middleware_found(
 
     assert response.status_code == 200
     # Had the dependency verified again, its (bogus) key would have been used.
-    assert jwks_requests.count("/auth/introspect") == 0
+    assert jwks_requests.count("/oauth2/introspect") == 0

@@ -196,3 +196,54 @@ async def test_require_aal2_refuses_a_single_factor_session_and_takes_a_second(
     claims = await verifier.verify(double)
     assert claims["aal"] == "aal2" and claims["amr"][0] == "pwd" and len(claims["amr"]) == 2
     assert (await make_verifier().verify(single))["aal"] == "aal1"
+
+
+async def client_credentials_token(identity_server: IdentityServer, scope: str) -> str:
+    """An RFC 9068 access token of an OAuth client, from the server's token endpoint."""
+    from identity.application.oauth_clients import ClientSpec
+
+    container = identity_server.app_container()
+    await container.tenant_admin().set("default", "oauth_scopes", "payments:read,payments:write")
+    tenant = await container.resolve_tenant()("default")
+    new = await container.client_admin().create(tenant, ClientSpec(name="billing"))
+    assert new.secret is not None
+    basic = base64.b64encode(f"{new.client.client_id}:{new.secret}".encode()).decode()
+    answer = await identity_server.post_form(
+        "/oauth2/token",
+        {"grant_type": "client_credentials", "scope": scope},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    token: str = answer["access_token"]
+    return token
+
+
+async def test_an_oauth_client_access_token_verifies_and_its_scopes_are_required(
+    identity_server: IdentityServer, make_verifier: Callable[..., Verifier]
+) -> None:
+    from identity_verifier import InsufficientScope, require_scope
+
+    token = await client_credentials_token(identity_server, "payments:read")
+    header, payload, _ = segments(token)
+    assert header["typ"] == "at+jwt"
+    verifier = make_verifier()
+    claims = await verifier.verify(token)
+    assert claims["client_id"] == claims["sub"] and claims["scope"] == "payments:read"
+    require_scope(claims, "payments:read")
+    with pytest.raises(InsufficientScope) as caught:
+        verifier.require_scope(claims, "payments:read", "payments:write")
+    assert caught.value.missing == ["payments:write"]
+    # An at+jwt token without client_id (signed by the issuer's own key) is refused.
+    import jwt as pyjwt
+
+    key = identity_server.codec.keyring.current
+    unowned = pyjwt.encode(
+        {k: v for k, v in payload.items() if k != "client_id"},
+        key.private_key,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid, "typ": "at+jwt"},
+    )
+    assert await reason_of(verifier, unowned) == "not an access token"
+    # identity's own access tokens carry no scope: require_scope refuses them.
+    own = await verifier.verify((await identity_server.sign_up())["access_token"])
+    with pytest.raises(InsufficientScope):
+        require_scope(own, "payments:read")

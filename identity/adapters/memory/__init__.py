@@ -43,6 +43,12 @@ from identity.adapters.memory.mfa import (
     MemoryRecoveryCodeRepository,
     MemoryTotpFactorRepository,
 )
+from identity.adapters.memory.oauth import (
+    MemoryAuthorizationCodeRepository,
+    MemoryClientSessionRepository,
+    MemoryConsentRepository,
+    MemoryOAuthClientRepository,
+)
 from identity.adapters.memory.oauth_states import MemoryOAuthStateRepository
 from identity.adapters.memory.organizations import attach as attach_organizations
 from identity.adapters.memory.otp_challenges import MemoryOtpChallengeRepository
@@ -111,6 +117,10 @@ class MemoryUnitOfWork(UnitOfWork):
     memberships: MembershipRepository
     invitations: InvitationRepository
     session_organizations: SessionOrganizationRepository
+    oauth_clients: MemoryOAuthClientRepository
+    authorization_codes: MemoryAuthorizationCodeRepository
+    client_sessions: MemoryClientSessionRepository
+    consents: MemoryConsentRepository
     browser_sessions: MemoryBrowserSessionRepository
 
     def __init__(self, store: MemoryStore) -> None:
@@ -144,6 +154,10 @@ class MemoryUnitOfWork(UnitOfWork):
         self.passkeys = MemoryPasskeyRepository(transaction)
         self.webauthn_flows = MemoryWebAuthnFlowRepository(transaction)
         attach_organizations(self, transaction)
+        self.oauth_clients = MemoryOAuthClientRepository(transaction)
+        self.authorization_codes = MemoryAuthorizationCodeRepository(transaction)
+        self.client_sessions = MemoryClientSessionRepository(transaction)
+        self.consents = MemoryConsentRepository(transaction)
         self.browser_sessions = MemoryBrowserSessionRepository(transaction)
         return self
 

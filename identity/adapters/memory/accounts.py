@@ -12,7 +12,8 @@ from identity.domain.accounts import Account
 from identity.domain.errors import EmailAlreadyRegisteredError
 from identity.domain.external_sign_in import LinkedIdentity
 
-_OUTLIVE_THEIR_USER = frozenset({"security_events"})
+# Client session links stay until their client has its back-channel logout token.
+_OUTLIVE_THEIR_USER = frozenset({"security_events", "oauth_client_sessions"})
 
 
 class MemoryAccountRepository(AccountRepository):

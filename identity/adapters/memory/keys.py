@@ -10,6 +10,7 @@ from identity.adapters.signing_keys import (
     KeyStore,
     StoredSigningKey,
     generate_signing_key,
+    ring_algorithms,
 )
 
 
@@ -29,13 +30,15 @@ class MemorySigningKeyStore(KeyStore):
     async def stored(self) -> list[StoredSigningKey]:
         return list(self._keys)
 
-    async def add_new(self, now: datetime) -> StoredSigningKey:
-        key = generate_signing_key(self._algorithm, self._encryptor, now)
+    async def add_new(self, now: datetime, algorithm: str | None = None) -> StoredSigningKey:
+        key = generate_signing_key(algorithm or self._algorithm, self._encryptor, now)
         self._keys.append(key)
         return key
 
     async def load_ring(self, now: datetime) -> KeyRing:
-        # No await between the check and the append: racing callers make one key.
-        if not self._keys:
-            self._keys.append(generate_signing_key(self._algorithm, self._encryptor, now))
-        return KeyRing.load(self._keys, self._encryptor)
+        # No await between the check and the append: racing callers make one key each.
+        present = {key.algorithm for key in self._keys}
+        for algorithm in ring_algorithms(self._algorithm):
+            if algorithm not in present:
+                self._keys.append(generate_signing_key(algorithm, self._encryptor, now))
+        return KeyRing.load(self._keys, self._encryptor, self._algorithm)

@@ -14,6 +14,7 @@ from identity.adapters.signing_keys import (
     KeyStore,
     StoredSigningKey,
     generate_signing_key,
+    ring_algorithms,
 )
 from identity.adapters.sqlalchemy.tables import signing_keys
 
@@ -48,28 +49,30 @@ class SigningKeyStore(KeyStore):
                 for row in rows
             ]
 
-    async def add_new(self, now: datetime) -> StoredSigningKey:
-        key = generate_signing_key(self._algorithm, self._encryptor, now)
+    async def add_new(self, now: datetime, algorithm: str | None = None) -> StoredSigningKey:
+        key = generate_signing_key(algorithm or self._algorithm, self._encryptor, now)
         async with self._engine.begin() as connection:
             await connection.execute(insert(signing_keys).values(**_row(key)))
         return key
 
     async def load_ring(self, now: datetime) -> KeyRing:
-        """The key ring, creating the first key when there is none yet."""
+        """The key ring, creating the first key of each ring algorithm when missing."""
         stored = await self.stored()
-        if not stored:
-            await self._add_first(now)
+        wanted = ring_algorithms(self._algorithm)
+        if not set(wanted) <= {key.algorithm for key in stored}:
+            await self._add_first(now, wanted)
             stored = await self.stored()
-        return KeyRing.load(stored, self._encryptor)
+        return KeyRing.load(stored, self._encryptor, self._algorithm)
 
-    async def _add_first(self, now: datetime) -> None:
-        """Hosts starting together create one first key between them, not one each."""
+    async def _add_first(self, now: datetime, algorithms: tuple[str, ...]) -> None:
+        """Hosts starting together create one first key of each algorithm between them."""
         async with self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(
                     text("SELECT pg_advisory_xact_lock(hashtext('identity:first-signing-key'))")
                 )
-            if (await connection.execute(select(signing_keys.c.kid).limit(1))).first():
-                return
-            key = generate_signing_key(self._algorithm, self._encryptor, now)
-            await connection.execute(insert(signing_keys).values(**_row(key)))
+            present = set((await connection.execute(select(signing_keys.c.algorithm))).scalars())
+            for algorithm in algorithms:
+                if algorithm not in present:
+                    key = generate_signing_key(algorithm, self._encryptor, now)
+                    await connection.execute(insert(signing_keys).values(**_row(key)))

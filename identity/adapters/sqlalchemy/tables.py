@@ -505,6 +505,85 @@ session_organizations = Table(
     Index(None, "organization_id", "user_id"),
 )
 
+# --- the authorization server (section 17) ---------------------------------------------
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    # The registration (URIs, grant types, scopes, methods, keys) as one JSON document.
+    Column("metadata", JSON, nullable=False),
+    # HMAC-SHA256 hex of the secret: the secret itself is never stored.
+    Column("secret_digest", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "created_at", "client_id"),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    # Keyed digest of the code: the code itself is never stored.
+    Column("digest", String(64), primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "client_id",
+        String(64),
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The binding (redirect URI, challenge, nonce, scopes, audience, sign-in) as JSON.
+    Column("binding", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    Column("session_id", Uuid, nullable=True),
+    Index(None, "expires_at"),
+)
+
+oauth_client_sessions = Table(
+    "oauth_client_sessions",
+    metadata,
+    # No foreign key to sessions or users: a link outlives its session (and an erased
+    # account) until the client has been told, by its back-channel logout token.
+    Column("session_id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "client_id",
+        String(64),
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", Uuid, nullable=False),
+    Column("scopes", String(2000), nullable=False),
+    Column("audience", String(2048), nullable=False),
+    Column("auth_time", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("browser_session_id", Uuid, nullable=True),
+    Column("logout_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("logout_next_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "user_id"),
+    Index(None, "browser_session_id"),
+)
+
+oauth_consents = Table(
+    "oauth_consents",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "client_id",
+        String(64),
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("scopes", String(2000), nullable=False),
+    Column("granted_at", UtcDateTime, nullable=False),
+)
+
 # A hosted page's browser session: the keyed digest of its cookie, bound to one session.
 browser_sessions = Table(
     "browser_sessions",

@@ -20,6 +20,12 @@ from identity.adapters.sqlalchemy.mfa import (
     SqlRecoveryCodeRepository,
     SqlTotpFactorRepository,
 )
+from identity.adapters.sqlalchemy.oauth import (
+    SqlAuthorizationCodeRepository,
+    SqlClientSessionRepository,
+    SqlConsentRepository,
+    SqlOAuthClientRepository,
+)
 from identity.adapters.sqlalchemy.oauth_states import SqlOAuthStateRepository
 from identity.adapters.sqlalchemy.organizations import attach as attach_organizations
 from identity.adapters.sqlalchemy.otp_challenges import SqlOtpChallengeRepository
@@ -82,6 +88,10 @@ class SqlUnitOfWork(UnitOfWork):
         self.passkeys = SqlPasskeyRepository(connection)
         self.webauthn_flows = SqlWebAuthnFlowRepository(connection)
         attach_organizations(self, connection)
+        self.oauth_clients = SqlOAuthClientRepository(connection)
+        self.authorization_codes = SqlAuthorizationCodeRepository(connection)
+        self.client_sessions = SqlClientSessionRepository(connection)
+        self.consents = SqlConsentRepository(connection)
         self.browser_sessions = SqlBrowserSessionRepository(connection)
         return self
 

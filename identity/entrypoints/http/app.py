@@ -31,6 +31,7 @@ log = logging.getLogger("identity.server")
 OUTBOX_POLL_SECONDS = 0.5
 CODE_REQUESTS_POLL_SECONDS = 0.5
 WEBHOOK_POLL_SECONDS = 0.5
+BACKCHANNEL_POLL_SECONDS = 2.0
 KEY_RELOAD_SECONDS = 15.0
 PURGE_SECONDS = 600.0
 BACKGROUND_STOP_SECONDS = 5.0
@@ -248,6 +249,12 @@ async def background_jobs(app: web.Application) -> AsyncIterator[None]:
         ),
         start("outbox", container.deliver_mail(), OUTBOX_POLL_SECONDS, busy_again=True),
         start("webhooks", container.deliver_webhooks(), WEBHOOK_POLL_SECONDS, busy_again=True),
+        start(
+            "backchannel_logout",
+            container.deliver_backchannel_logouts(),
+            BACKCHANNEL_POLL_SECONDS,
+            busy_again=True,
+        ),
         start("keys", reload_keys, KEY_RELOAD_SECONDS),
         start("purge", container.purge_expired(), PURGE_SECONDS),
     ]

@@ -87,9 +87,11 @@ from identity.application.ports import Position
 from identity.domain.api_keys import Scope
 from identity.domain.emails import MAX_EMAIL_LENGTH, Email
 from identity.domain.errors import InvalidEmailError
+from identity.domain.oauth import OAuthProtocolError
 from identity.domain.tenants import validate_slug
 from identity.entrypoints.http.bodies import read_json_object
 from identity.entrypoints.http.keys import CONTAINER
+from identity.entrypoints.http.oauth_errors import oauth_error_response, read_oauth_form
 from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
 from identity.entrypoints.http.principals import (
     authenticated,
@@ -1012,6 +1014,11 @@ class Declared:
     stream_in: str | None = None
     """The media type of a body of any size the handler reads itself from
     ``request.content`` (not parsed here, not bounded by the app's body limit)."""
+    oauth_errors: bool = False
+    """Errors are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json;
+    bodies are forms only, and a repeated parameter is ``invalid_request``."""
+    html: bool = False
+    """An HTML page (and its error pages), or a redirect: no JSON answer."""
 
 
 class Endpoints:
@@ -1021,8 +1028,13 @@ class Endpoints:
     the handler modules (``collect``) and adds their routes.
     """
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, *, oauth_errors: bool = False, html: bool = False) -> None:
+        """``oauth_errors``: the endpoints of an OAuth 2 server (``/oauth2/*``) answer
+        RFC 6749 errors, read form bodies only, and refuse a repeated parameter.
+        ``html``: pages of the browser flow, answering HTML or a redirect."""
         self.tag = tag
+        self.oauth_errors = oauth_errors
+        self.html = html
         self.routes: list[web.RouteDef] = []
         self.declared: list[Declared] = []
 
@@ -1079,6 +1091,8 @@ class Endpoints:
                 limited=limited,
                 storage=storage,
                 stream_in=stream_in,
+                oauth_errors=self.oauth_errors,
+                html=self.html,
             )
             self.declared.append(declared)
             endpoint = _endpoint(declared, handler)
@@ -1108,14 +1122,15 @@ def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], A
         declared.body,
         declared.query,
     )
-    forms, status = declared.forms, declared.status
+    forms, status, oauth = declared.forms, declared.status, declared.oauth_errors
 
-    async def endpoint(request: web.Request) -> web.StreamResponse:
+    async def answer(request: web.Request) -> web.StreamResponse:
         if auth is not None:
             await auth(request)
         arguments: dict[str, Any] = {param.name: param.parse(request) for param in path_params}
         if body is not None:
-            arguments["body"] = parse(body, await _read_body(request, forms))
+            data = await read_oauth_form(request) if oauth else await _read_body(request, forms)
+            arguments["body"] = parse(body, data)
         if query is not None:
             arguments["query"] = parse(query, request.query)
         result = await handler(request, **arguments)
@@ -1124,6 +1139,14 @@ def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], A
         if result is None:
             return web.Response(status=204)
         return web.json_response(serialise(result), status=status)
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        if not oauth:
+            return await answer(request)
+        try:
+            return await answer(request)
+        except (Problem, OAuthProtocolError) as error:
+            return oauth_error_response(error)
 
     endpoint.__name__ = handler.__name__
     endpoint.unbounded_body = declared.stream_in is not None  # type: ignore[attr-defined]

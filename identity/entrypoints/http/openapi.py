@@ -142,6 +142,26 @@ def _content(view: declare.View, components: declare.Components) -> Schema:
     return json_content(declare.response_schema(view, components))
 
 
+_OAUTH_ERROR: Schema = {
+    "description": "an RFC 6749 error: `invalid_request`, `invalid_client` (401, with "
+    "`WWW-Authenticate`), `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, "
+    "`invalid_scope`, `invalid_target`, `insufficient_scope` (403), `invalid_token` (401)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {"type": "string"},
+                    "error_description": {"type": "string"},
+                },
+                "required": ["error"],
+            }
+        }
+    },
+}
+OAUTH_ERRORS: dict[str, Schema] = {status: _OAUTH_ERROR for status in ("400", "401", "403", "413")}
+
+
 def declared_operation(entry: declare.Declared, components: declare.Components) -> Schema:
     """The operation of an endpoint declared with ``declare.Endpoints``."""
     result: Schema = {
@@ -192,6 +212,8 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
         content = json_content(schema)
         if entry.forms:
             content[declare.FORM] = {"schema": schema}
+        if entry.oauth_errors:  # RFC 6749: form bodies only
+            content = {declare.FORM: {"schema": schema}}
         result["requestBody"] = {"required": True, "content": content}
         codes = [*JSON_BODY, *codes]
     if entry.stream_in is not None:
@@ -205,7 +227,9 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
     codes += entry.errors
     ok: Schema = {"description": entry.ok_description}
     if entry.content is not None:
-        ok["content"] = {entry.content: {"schema": {"type": "string"}}}
+        # A body the handler builds itself: text, or a JSON document of its own shape.
+        body_type = "object" if entry.content == "application/json" else "string"
+        ok["content"] = {entry.content: {"schema": {"type": body_type}}}
     elif entry.ok is not None:
         ok["content"] = _content(entry.ok, components)
     if entry.headers:
@@ -216,6 +240,28 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
             "description": entry.redirect,
             "headers": {"Location": header("where the browser goes next")},
         }
+    if entry.html:
+        page = {"description": "an HTML page", "content": {"text/html": {"schema": {}}}}
+        moved = {
+            "description": entry.redirect or "a redirect",
+            "headers": {"Location": header("where the browser goes next")},
+        }
+        result["responses"] = {
+            "200": {**page, "description": entry.ok_description},
+            "302": moved,
+            "303": moved,
+            "400": {**page, "description": "an error page; never a redirect"},
+            "403": {**page, "description": "a refused form (another site, a stale form)"},
+            **errors("rate_limited", "service_unavailable"),
+        }
+        return result
+    if entry.oauth_errors:
+        result["responses"] = {
+            **responses,
+            **OAUTH_ERRORS,
+            **errors("rate_limited", "service_unavailable", *entry.errors),
+        }
+        return result
     for answer in entry.answers:
         other: Schema = {"description": answer.description}
         if answer.view is not None:

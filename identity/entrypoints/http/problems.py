@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from identity.domain import api_keys, errors, mfa, organizations, passkeys, webhooks
+from identity.domain import api_keys, errors, mfa, oauth, organizations, passkeys, webhooks
 from identity.domain.ratelimits import RateLimitDecision
 from identity.entrypoints.http.error_codes import ERROR_CODES
 
@@ -180,6 +180,7 @@ DOMAIN_PROBLEMS: dict[type[Exception], tuple[str, str]] = {
         "invitation_email_mismatch",
         "Sign in with the address the invitation was sent to.",
     ),
+    oauth.ClientNotFoundError: ("not_found", "No such client."),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2
@@ -232,6 +233,9 @@ def problem_for(error: Exception) -> Problem | None:
     if isinstance(error, organizations.InvalidOrganizationError):
         # Written by the domain for clients: the rule, never the value.
         return validation_problem([FieldError(error.field, str(error))])
+    if isinstance(error, oauth.InvalidClientMetadataError):
+        # The messages name the registration rule broken, written for clients.
+        return validation_problem([FieldError(error.field, error.message)])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
         return Problem.of("oauth_failed", str(error) or "The sign-in failed.")

@@ -52,6 +52,7 @@ async def account_view(
     found = await container.list_sessions()(principal)
     linked = await container.list_identities()(principal.tenant, principal.account)
     own_passkeys = await container.list_passkeys()(principal)
+    applications = await container.user_grants().list(principal.tenant.id, principal.account.id)
     notice = messages.NOTICES.get(page.request.query.get("notice", ""))
     context.setdefault("notice", notice)
     # Section 19: the caller's organizations (see pages/organizations.py).
@@ -64,6 +65,7 @@ async def account_view(
         sessions=found,
         identities=linked,
         passkeys=own_passkeys,
+        applications=applications,
         account=principal.account,
         values=context.pop("values", {}),
         **context,
@@ -161,6 +163,25 @@ async def end_other_sessions(page: Page, principal: Principal) -> web.Response:
             except DomainError:
                 continue  # ended meanwhile
     return done(page, "sessions_ended")
+
+
+@routes.post("/ui/account/applications/revoke")
+@signed_in
+async def revoke_application(page: Page, principal: Principal) -> web.Response:
+    """Disconnect an application: forget its consent, end its sessions (section 17)."""
+    form = await page.form()
+    client_id = str(form.get("client_id", ""))[:64]
+    try:
+        await page.container.user_grants().revoke(
+            principal.tenant.id,
+            principal.account.id,
+            client_id,
+            client_info(page.request),
+            by_session_id=principal.session_id,
+        )
+    except (DomainError, Problem) as error:
+        return await account_error(page, principal, error, form, "applications")
+    return done(page, "application_revoked")
 
 
 @routes.post("/ui/account/identities/unlink")

@@ -86,6 +86,7 @@ NOTICES = {
     "invitation_accepted": N_("You joined the organization."),
     "member_changed": N_("The member's role is changed."),
     "member_removed": N_("The member is removed."),
+    "application_revoked": N_("The application is disconnected."),
 }
 
 

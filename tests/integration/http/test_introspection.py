@@ -123,9 +123,20 @@ async def test_a_request_without_a_token_is_a_validation_error(api: Api) -> None
 async def test_discovery_names_the_introspection_endpoint(api: Api) -> None:
     document = await (await api.get("/.well-known/openid-configuration")).json()
 
-    assert document["introspection_endpoint"] == (
-        api.settings.issuer.rstrip("/") + "/auth/introspect"
+    # The authorization server's endpoint (section 17), which answers an API key with
+    # tokens:introspect for the JSON API's access tokens as /auth/introspect does.
+    endpoint = document["introspection_endpoint"]
+    assert endpoint == api.settings.issuer.rstrip("/") + "/oauth2/introspect"
+    key = await api.api_key("tokens:introspect")
+    tokens = await api.register_verified("discovered-introspect@example.com")
+    answer = await api.post(
+        "/oauth2/introspect",
+        data={"token": tokens["access_token"]},
+        headers={"Authorization": f"Bearer {key}"},
     )
+    assert answer.status == 200, await answer.text()
+    body = await answer.json()
+    assert body["active"] is True and body["sid"] and body["token_type"] == "access"
 
 
 async def test_an_aal2_session_is_introspected_as_aal2(api: Api) -> None:

@@ -370,26 +370,24 @@ async def test_jwks_and_discovery_describe_the_signing_keys(api: Api) -> None:
     assert jwks_response.status == 200 and discovery_response.status == 200
     jwks = await jwks_response.json()
     assert jwks["keys"], jwks
+    # The configured EdDSA key signs access tokens; an RS256 key beside it signs ID tokens.
+    assert sorted(key["alg"] for key in jwks["keys"]) == ["EdDSA", "RS256"]
     for key in jwks["keys"]:
-        assert key["kty"] == "OKP" and key["crv"] == "Ed25519"
-        assert key["alg"] == "EdDSA"
+        if key["alg"] == "EdDSA":
+            assert key["kty"] == "OKP" and key["crv"] == "Ed25519"
+        else:
+            assert key["kty"] == "RSA"
         assert key["kid"]
         assert key.get("use", "sig") == "sig"
         assert "d" not in key  # never the private part
     discovery = await discovery_response.json()
     assert discovery["issuer"] == api.settings.issuer
     assert discovery["jwks_uri"] == f"{api.settings.issuer}/.well-known/jwks.json"
-    assert discovery["id_token_signing_alg_values_supported"] == ["EdDSA"]
+    assert discovery["id_token_signing_alg_values_supported"] == ["EdDSA", "RS256"]
     assert "email" in discovery["claims_supported"]
-    # Nothing an OIDC client would read as an OAuth authorization server it is not.
-    assert set(discovery) == {
-        "issuer",
-        "jwks_uri",
-        "id_token_signing_alg_values_supported",
-        "claims_supported",
-        "introspection_endpoint",
-    }
-    assert discovery["introspection_endpoint"] == f"{api.settings.issuer}/auth/introspect"
+    # The authorization server's metadata (section 17) is the same document.
+    assert discovery["introspection_endpoint"] == f"{api.settings.issuer}/oauth2/introspect"
+    assert discovery["token_endpoint"] == f"{api.settings.issuer}/oauth2/token"
 
 
 async def test_an_access_token_verifies_against_the_published_jwks(api: Api) -> None:

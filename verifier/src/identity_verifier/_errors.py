@@ -17,8 +17,18 @@ class InvalidToken(Exception):
 
 class IssuerUnavailable(Exception):
     """The token could not be judged: the issuer's keys were never fetched, or
-    ``introspect_with`` is set and ``/auth/introspect`` did not answer.
+    ``introspect_with`` is set and the introspection endpoint did not answer.
 
     The middlewares answer 503: the token may well be good, so a 401 (which
     tells a client to drop its tokens) would be wrong.
     """
+
+
+class InsufficientScope(Exception):
+    """A valid token without a scope the route needs (``require_scope``): answer 403
+    with ``WWW-Authenticate: Bearer error="insufficient_scope"``."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"missing scope: {' '.join(missing)}")
+        self.missing = missing
+        self.reason = f"missing scope: {' '.join(missing)}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 import jwt
 
-from identity_verifier._errors import InvalidToken
+from identity_verifier._errors import InsufficientScope, InvalidToken
 from identity_verifier._http import FETCH_TIMEOUT
 from identity_verifier._introspection import Introspection
 from identity_verifier._keys import ALGORITHMS, KeyCache
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 DEFAULT_INTROSPECTION_TTL: Final = 5.0
 _REQUIRED: Final = ["iss", "aud", "sub", "exp"]
 _MAX_KID_LENGTH: Final = 256
+_AT_JWT: Final = frozenset({"at+jwt", "application/at+jwt"})
 
 # Fixed, short reasons: PyJWT's own messages never reach a caller.
 _REASONS: Final[Mapping[type[jwt.PyJWTError], str]] = {
@@ -58,6 +59,16 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+def require_scope(claims: Mapping[str, Any], *scopes: str) -> None:
+    """Raise ``InsufficientScope`` (a 403, RFC 6750) unless ``claims["scope"]`` (space
+    separated, RFC 9068) holds every one of ``scopes``."""
+    granted = claims.get("scope")
+    held = set(granted.split()) if isinstance(granted, str) else set()
+    missing = [scope for scope in scopes if scope not in held]
+    if missing:
+        raise InsufficientScope(missing)
+
+
 class Verifier:
     """Verifies access tokens issued by the identity service at ``issuer``.
 
@@ -65,11 +76,13 @@ class Verifier:
     ``InvalidToken``: signature by a key in the issuer's JWKS (found through
     ``{issuer}/.well-known/openid-configuration``), algorithm ``EdDSA`` or
     ``RS256`` only, ``iss``, ``aud``, ``exp``, ``nbf`` (with ``leeway``
-    seconds), ``typ == "access"``, and when asked ``tid == tenant`` and
-    ``aal == "aal2"``. With ``introspect_with=API_KEY`` (a key with scope
-    ``tokens:introspect``) every token is also checked with the issuer's
-    ``/auth/introspect``, each answer reused for ``introspection_ttl``
-    seconds, so a logout or a disabled account is seen within that time.
+    seconds), ``typ == "access"`` (or an RFC 9068 ``at+jwt`` token of an OAuth
+    client, with ``client_id``; its ``acr`` is its assurance level), and when
+    asked ``tid == tenant`` and ``aal == "aal2"``. With
+    ``introspect_with=API_KEY`` (a key with scope ``tokens:introspect``) every
+    token is also checked with the issuer's introspection endpoint, each
+    answer reused for ``introspection_ttl`` seconds, so a logout or a
+    disabled account is seen within that time.
 
     ``IssuerUnavailable`` is raised when the token cannot be judged: no key
     set could ever be fetched, or introspection failed. ``session`` is an
@@ -150,15 +163,28 @@ class Verifier:
             raise InvalidToken(_reason(error)) from None
         except (ValueError, TypeError, RecursionError):
             raise InvalidToken("malformed token") from None
-        if claims.get("typ") != "access":
+        # An RFC 9068 access token of an OAuth client (header typ at+jwt, with
+        # client_id), or an access token of identity's own API (claim typ access).
+        oauth = str(header.get("typ", "")).lower() in _AT_JWT
+        if oauth:
+            if not isinstance(claims.get("client_id"), str) or "typ" in claims:
+                raise InvalidToken("not an access token")
+        elif claims.get("typ") != "access":
             raise InvalidToken("not an access token")
         if self.tenant is not None and claims.get("tid") != self.tenant:
             raise InvalidToken("token of another tenant")
-        if self.require_aal2 and claims.get("aal") != "aal2":
+        level = claims.get("acr") if oauth else claims.get("aal")
+        if self.require_aal2 and level != "aal2":
             raise InvalidToken("multi-factor authentication (aal2) required")
         if self.introspection is not None and not await self.introspection.active(token):
             raise InvalidToken("token is no longer active")
         return claims
+
+    @staticmethod
+    def require_scope(claims: Mapping[str, Any], *scopes: str) -> None:
+        """Raise ``InsufficientScope`` unless the token's ``scope`` holds every one of
+        ``scopes`` (an OAuth client's access token; identity's own tokens carry none)."""
+        require_scope(claims, *scopes)
 
     def aiohttp_middleware(self, *, public: Collection[str] = ()) -> Middleware:
         """aiohttp middleware: ``request["identity"]`` = claims, else 401 (503 if

@@ -14,6 +14,7 @@ from dependency_injector.wiring import Provide, inject
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
+from identity.domain.oauth import OPENID_SCOPES
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import METRICS, SETTINGS
@@ -161,10 +162,6 @@ async def jwks(
     return web.json_response(codec.keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-# Endpoints published in the discovery document (RFC 8414 metadata name -> path),
-# each added once it exists, e.g. "introspection_endpoint": "/auth/introspect".
-DISCOVERY_ENDPOINTS: dict[str, str] = {"introspection_endpoint": "/auth/introspect"}
-
 CLAIMS_SUPPORTED = (
     "iss",
     "aud",
@@ -177,24 +174,69 @@ CLAIMS_SUPPORTED = (
     "tid",
     "email",
     "email_verified",
+    "name",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "client_id",
+    "scope",
 )
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
-@attrs.frozen
-class OpenIDConfiguration:
-    issuer: str = d.out(format="uri")
-    jwks_uri: str = d.out(format="uri")
-    id_token_signing_alg_values_supported: list[str] = d.out()
-    claims_supported: list[str] = d.out()
-    introspection_endpoint: str | None = d.out(format="uri", omit_if_none=True)
+def discovery_document(settings: Settings, codec: JwtTokenCodec) -> dict[str, Any]:
+    """RFC 8414 / OpenID Connect Discovery 1.0 metadata: one document for both names."""
+    issuer = settings.issuer.rstrip("/")
+    document: dict[str, Any] = {
+        "issuer": settings.issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "end_session_endpoint": f"{issuer}/oauth2/logout",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA", "PS256"],
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": [*AUTH_METHODS[:3], "bearer"],
+        "scopes_supported": list(OPENID_SCOPES),
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "subject_types_supported": ["public"],
+        # The algorithms of the keys in the JWKS: ID tokens per client (RS256 by default).
+        "id_token_signing_alg_values_supported": sorted(codec.keyring.algorithms),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_parameter_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+    }
+    if settings.oauth_registration != "off":
+        document["registration_endpoint"] = f"{issuer}/oauth2/register"
+    return document
+
+
+def _metadata(settings: Settings, codec: JwtTokenCodec) -> web.Response:
+    return web.json_response(
+        discovery_document(settings, codec), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @endpoints.get(
     "/.well-known/openid-configuration",
     operation_id="openidConfiguration",
-    summary="OpenID discovery document",
-    ok=OpenIDConfiguration,
-    ok_description="The discovery document.",
+    summary="OpenID Provider metadata (OpenID Connect Discovery 1.0)",
+    ok_description="The authorization server's metadata: the same document as RFC 8414's.",
+    content="application/json",
     storage=False,
 )
 @inject
@@ -203,22 +245,21 @@ async def openid_configuration(
     settings: Settings = Provide[Container.settings],
     codec: JwtTokenCodec = Provide[Container.token_codec],
 ) -> web.Response:
-    """Where a token verifier finds the keys, and nothing it could mistake for OAuth.
+    return _metadata(settings, codec)
 
-    No authorization, token or response-type entries: this service is not an
-    OAuth authorization server, and OIDC client libraries would try to run
-    flows it does not offer.
-    """
-    issuer = settings.issuer.rstrip("/")
-    document: dict[str, Any] = {
-        "issuer": settings.issuer,
-        "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        # The algorithms of the keys in the JWKS: what tokens from here are signed with.
-        "id_token_signing_alg_values_supported": sorted(
-            {key.algorithm for key in codec.keyring.keys}
-        ),
-        "claims_supported": list(CLAIMS_SUPPORTED),
-    }
-    for name, path in DISCOVERY_ENDPOINTS.items():
-        document[name] = f"{issuer}{path}"
-    return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})
+
+@endpoints.get(
+    "/.well-known/oauth-authorization-server",
+    operation_id="oauthAuthorizationServer",
+    summary="Authorization server metadata (RFC 8414)",
+    ok_description="The authorization server's metadata: the same document as OpenID's.",
+    content="application/json",
+    storage=False,
+)
+@inject
+async def oauth_authorization_server(
+    request: web.Request,
+    settings: Settings = Provide[Container.settings],
+    codec: JwtTokenCodec = Provide[Container.token_codec],
+) -> web.Response:
+    return _metadata(settings, codec)
