@@ -23,6 +23,7 @@ from identity.entrypoints.http.handlers.self_service import export_view
 from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
 from identity.entrypoints.pages import messages, requests
+from identity.entrypoints.pages import providers as provider_flows
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.handlers import SIGN_IN, as_problem
 from identity.entrypoints.pages.page import Page, load_page
@@ -53,11 +54,22 @@ async def account_view(
     linked = await container.list_identities()(principal.tenant, principal.account)
     notice = messages.NOTICES.get(page.request.query.get("notice", ""))
     context.setdefault("notice", notice)
+    linked_names = {link.provider for link in linked}
+    link_buttons = [
+        button
+        for name, button in zip(
+            provider_flows.configured(page),
+            provider_flows.buttons(page, "/ui/account/identities/link/"),
+            strict=True,
+        )
+        if name not in linked_names
+    ]
     return page.render(
         "account.html",
         status=status,
         sessions=found,
         identities=linked,
+        link_providers=link_buttons,
         account=principal.account,
         values=context.pop("values", {}),
         **context,

@@ -66,6 +66,7 @@ NOTICES = {
     "session_ended": N_("That session has ended."),
     "sessions_ended": N_("Every other session has ended."),
     "unlinked": N_("The sign-in is removed."),
+    "linked": N_("The sign-in is linked."),
     "mfa_disabled": N_("Two-step sign-in is off."),
 }
 

@@ -169,11 +169,15 @@ def _seed(request: web.Request) -> tuple[str, bool]:
     return new_csrf_seed(), True
 
 
-async def load_page(request: web.Request, *, authenticate: bool = True) -> Page:
-    """The page of this request; an unknown tenant raises (a 404 page)."""
+async def load_page(
+    request: web.Request, *, authenticate: bool = True, tenant: Tenant | None = None
+) -> Page:
+    """The page of this request (of ``?tenant=``, unless ``tenant`` is given); an unknown
+    tenant raises (a 404 page)."""
     container = request.app[CONTAINER]
     settings = request.app[SETTINGS]
-    tenant = await container.resolve_tenant()(request.query.get("tenant"))
+    if tenant is None:
+        tenant = await container.resolve_tenant()(request.query.get("tenant"))
     page = bare_page(request, tenant)
     if authenticate:
         value = request.cookies.get(browser_cookie_name(tenant.slug))
