@@ -379,3 +379,23 @@ async def test_continue_with_a_provider_ends_in_a_browser_session(make_pages) ->
         response = await pages.get(f"{back.path}?{back.query}")
         assert response.status == 400
         assert (await pages.get("/ui/account")).status == 303
+
+
+async def test_disabling_ends_the_browser_session_and_sign_out_is_an_event(
+    pages: PageClient,
+) -> None:
+    await sign_up(pages)
+    assert (await pages.get("/ui/account")).status == 200
+    await pages.post("/ui/sign-out", {})
+    key = await pages.api.api_key("users:read", "users:write", "events:read")
+    events = await (await pages.api.get("/admin/events?type=session.revoked", token=key)).json()
+    assert [event["data"]["reason"] for event in events["items"]] == ["logout"]
+    logins = await (await pages.api.get("/admin/events?type=login.succeeded", token=key)).json()
+    assert logins["items"][0]["data"]["method"] == "otp"
+
+    await sign_in(pages)
+    assert (await pages.get("/ui/account")).status == 200
+    user_id = logins["items"][0]["user_id"]
+    response = await pages.api.patch(f"/admin/users/{user_id}", {"is_active": False}, token=key)
+    assert response.status == 200
+    assert (await pages.get("/ui/account")).status == 303
