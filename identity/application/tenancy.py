@@ -27,7 +27,8 @@ class ResolveTenant:
         self._by_id: dict[uuid.UUID, tuple[float, Tenant | None]] = {}
 
     async def __call__(self, slug: str | None) -> Tenant:
-        slug = (slug or DEFAULT_TENANT_SLUG).strip().lower()
+        # Absent (None) is the default tenant; an empty or blank slug names none.
+        slug = (DEFAULT_TENANT_SLUG if slug is None else slug).strip().lower()
         try:
             validate_slug(slug)
         except ValueError:

@@ -1,8 +1,9 @@
 """The email address value object.
 
-Syntax checking and IDNA encoding need a maintained validator, which lives at
-the edge; the domain only holds the already-normalised address and the key
-used for uniqueness (local part compared case-insensitively).
+Syntax checking and IDNA encoding need a maintained validator
+(``adapters/email_syntax.py``); the domain holds the already-normalised
+address, its longest length, and the key used for uniqueness (local part
+compared case-insensitively).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import attrs
 
 from identity.domain.errors import InvalidEmailError
+
+MAX_EMAIL_LENGTH = 320
+"""The longest address accepted anywhere (RFC 3696 errata: 64 + 1 + 255)."""
 
 
 @attrs.frozen

@@ -153,7 +153,7 @@ def _print(data: Any) -> None:
 
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
-    from identity.entrypoints.http.bodies import normalise_email
+    from identity.adapters.email_syntax import normalise_email
 
     async def run(container: Container) -> int:
         if args.command == "keys":

@@ -19,6 +19,7 @@ from dependency_injector import containers, providers
 from identity.adapters.bcrypt_hasher import BcryptSha256Hasher, make_hasher_executor
 from identity.adapters.clock import SystemClock
 from identity.adapters.common_passwords import ZxcvbnCommonPasswords
+from identity.adapters.email_syntax import normalise_email
 from identity.adapters.github import GitHubIdentityProvider
 from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.adapters.mail import LogMailer, SmtpMailer
@@ -67,7 +68,6 @@ from identity.application.throttle import Throttle
 from identity.application.tokens import SessionTokens
 from identity.application.webhooks import DeliverWebhooks, Webhooks
 from identity.domain.webhooks import RETRY_SCHEDULE
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import Settings
 
 

@@ -29,6 +29,7 @@ from aiohttp.typedefs import Handler, Middleware
 from dependency_injector import providers
 
 from identity.adapters.clock import ManualClock
+from identity.adapters.email_syntax import normalise_email
 from identity.adapters.sqlalchemy import migrate
 from identity.application import accounts
 from identity.application.api_keys import ApiKeys, CreateKey
@@ -40,7 +41,6 @@ from identity.domain.otp import OtpPurpose
 from identity.domain.tenants import DEFAULT_TENANT_SLUG, Tenant
 from identity.entrypoints.container import Container
 from identity.entrypoints.http.app import build_container, create_app
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.http.views import sign_in_view
 from identity.entrypoints.settings import Settings, load_settings
 from identity.testing.mail import MailCapture, code_purposes

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from identity.adapters.email_syntax import normalise_email
 from identity.application.ports import PasswordHasher, RateLimiter
 from identity.domain.ratelimits import RateLimit, RateLimitDecision
-from identity.entrypoints.http.bodies import normalise_email
 from identity.entrypoints.settings import SettingsError
 from identity.testing import IdentityTestServer, TestServerError
 

@@ -14,7 +14,9 @@ import pytest
 from identity.domain.emails import Email
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http import handlers
+from identity.entrypoints.http.openapi import openapi_document
 from identity.entrypoints.http.problems import Problem
+from tests.declared_answers import breach
 
 
 class Colour(enum.Enum):
@@ -161,3 +163,15 @@ def test_routes_are_collected_from_the_handler_modules_without_a_registry() -> N
     module = types.ModuleType("fake")
     module.__path__ = []  # a package without modules
     assert d.collect(module) == []
+
+
+def test_an_answer_its_declaration_omits_is_caught() -> None:
+    """The integration suite's watcher (``tests/declared_answers.py``) can fail."""
+    problem = "application/problem+json"
+    document = openapi_document("http://127.0.0.1:8000")
+    login = document["paths"]["/auth/login"]["post"]["responses"]
+    assert breach(login, 200, "application/json", b"{}") is None
+    assert breach(login, 401, problem, b'{"code": "invalid_credentials"}') is None
+    assert "undeclared status 409" in str(breach(login, 409, problem, b'{"code": "email_taken"}'))
+    assert "not among" in str(breach(login, 401, problem, b'{"code": "invalid_api_key"}'))
+    assert "text/html" in str(breach(login, 200, "text/html", b"<p>"))

@@ -15,7 +15,6 @@ from identity.entrypoints import pages
 from identity.entrypoints.container import Container
 from identity.entrypoints.discovery import discover_providers
 from identity.entrypoints.http import declare, handlers, protocol_errors
-from identity.entrypoints.http.handlers import accounts, docs, google, sessions, system
 from identity.entrypoints.http.keys import CONTAINER, METRICS, OPENAPI, SETTINGS
 from identity.entrypoints.http.metrics import Metrics
 from identity.entrypoints.http.middlewares import (
@@ -48,13 +47,23 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     container = container or build_container(settings)
     container.wire()
     protocol_errors.install()
+    # Every ``declare.Endpoints`` of the handler modules; a new module needs no line here.
+    endpoints = declare.collect(handlers)
+    not_limited = frozenset(
+        entry.path for group in endpoints for entry in group.declared if not entry.limited
+    )
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
             edge(
                 settings.cors_origins,
                 pages.page_errors(
-                    protect(settings, container.rate_limiter(), container.resolve_tenant())
+                    protect(
+                        settings,
+                        container.rate_limiter(),
+                        container.resolve_tenant(),
+                        not_limited,
+                    )
                 ),
             )
         ],
@@ -67,13 +76,6 @@ def create_app(settings: Settings, container: Container | None = None) -> web.Ap
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(http_client)
     app.cleanup_ctx.append(background_jobs)
-    app.add_routes(accounts.routes)
-    app.add_routes(sessions.routes)
-    app.add_routes(google.routes)
-    app.add_routes(system.routes)
-    app.add_routes(docs.routes)
-    # Every ``declare.Endpoints`` of the handler modules; a new module needs no line here.
-    endpoints = declare.collect(handlers)
     for group in endpoints:
         app.add_routes(group.routes)
     # Made now, so a document that cannot be built (two schemas of one name) stops the start.

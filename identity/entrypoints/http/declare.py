@@ -2,8 +2,9 @@
 
 A request (a JSON body, a query string, a form) is an attrs class. Each field's
 annotation says what it holds; its ``Annotated`` metadata (``d.Text``,
-``d.Digits``, ...) says how it is bounded and what the document says of it.
-One cattrs converter reads every request class, and every bad field is
+``d.Digits``, ``d.Address``, ``d.Choice``, ``d.Integer``, ``d.Flag``, ``d.Id``,
+``d.Strings``, ``d.Entries``) says how it is bounded and what the document says
+of it. One cattrs converter reads every request class, and every bad field is
 reported at once (422 ``validation_error``). A field with a default is
 optional; ``null`` counts as absent. A response view is an attrs class whose
 annotations say its shape (``d.out`` adds a description)::
@@ -47,10 +48,18 @@ mapping the same way (a page catches the ``Problem`` and shows its ``errors``).
 The handler receives ``body=`` / ``query=`` / one keyword per path parameter,
 already validated, after the auth has run. It returns a view (serialised with
 the declared status), ``None`` (204) or a ready ``web.StreamResponse``. The
-app collects every ``Endpoints`` of the handler modules (``collect``);
-``openapi.py`` turns them into paths and component schemas, so the document
-cannot drift from what the handlers read. Two classes with one schema name
-are refused when the app starts.
+declaration lists the problem codes the handler itself can answer
+(``errors=``, from ``error_codes.py``); those of the auth, the body, the query,
+the path, the tenant, the rate limit and the database are added for it
+(``limited=False``/``storage=False`` for endpoints without the last two).
+Other answers are ``answers=(d.Answer(503, ...),)``; a success body that is not
+JSON is ``content="text/html"``.
+
+The app collects every ``Endpoints`` of the handler modules (``collect``): a
+new module needs no registration. ``openapi.py`` turns them into paths and
+component schemas, so the document cannot drift from what the handlers read;
+two classes with one schema name, one route or operation id declared twice, or
+a request field without a rule stop the start.
 """
 
 from __future__ import annotations
@@ -72,13 +81,14 @@ import cattrs
 from aiohttp import web
 from cattrs.errors import ClassValidationError
 
+from identity.adapters.email_syntax import normalise_email
 from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from identity.application.ports import Position
 from identity.domain.api_keys import Scope
-from identity.domain.emails import Email
+from identity.domain.emails import MAX_EMAIL_LENGTH, Email
 from identity.domain.errors import InvalidEmailError
 from identity.domain.tenants import validate_slug
-from identity.entrypoints.http.bodies import MAX_EMAIL_LENGTH, normalise_email, read_json_object
+from identity.entrypoints.http.bodies import read_json_object
 from identity.entrypoints.http.keys import CONTAINER
 from identity.entrypoints.http.pagination import MAX_CURSOR_LENGTH, decode_cursor
 from identity.entrypoints.http.principals import (
@@ -93,6 +103,7 @@ __all__ = [
     "BEARER",
     "DEFAULT_LIMIT",
     "Address",
+    "Answer",
     "Choice",
     "Cursor",
     "Digits",
@@ -123,6 +134,7 @@ Schema = dict[str, Any]
 T = TypeVar("T")
 _OUT = "identity.out"
 _OMIT = "identity.omit_if_none"
+_EXTRA = "identity.schema"
 
 # --- request fields ------------------------------------------------------------------
 
@@ -131,14 +143,14 @@ class Invalid(ValueError):
     """A request value broke its field's rule; the message is shown to the client."""
 
 
-def _text(value: Any, max_length: int) -> str:
+def _text(value: Any, max_length: int, *, empty: bool = False) -> str:
     if value is None:
         raise Invalid("field required")
     if not isinstance(value, str):
         raise Invalid("must be a string")
     if "\x00" in value or not _encodable(value):
         raise Invalid("must be text without NUL characters or unpaired surrogates")
-    if not value:
+    if not value and not empty:
         raise Invalid("must not be empty")
     if len(value) > max_length:
         raise Invalid(f"must be at most {max_length} characters")
@@ -176,7 +188,7 @@ class Rule:
 
 @attrs.frozen
 class Text(Rule):
-    """A non-empty string of at most ``max_length`` characters.
+    """A non-empty string of at most ``max_length`` characters (``empty=True``: may be "").
 
     ``pattern`` and ``format`` are for the document; the use case enforces them.
     """
@@ -184,12 +196,17 @@ class Text(Rule):
     max_length: int = 1024
     pattern: str | None = None
     format: str | None = None
+    empty: bool = False
 
     def reader(self, base: Any) -> Callable[[Any], Any]:
-        return functools.partial(_text, max_length=self.max_length)
+        return functools.partial(_text, max_length=self.max_length, empty=self.empty)
 
     def schema(self, base: Any) -> Schema:
-        schema: Schema = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        schema: Schema = {
+            "type": "string",
+            "minLength": 0 if self.empty else 1,
+            "maxLength": self.max_length,
+        }
         if self.pattern:
             schema["pattern"] = self.pattern
         if self.format:
@@ -668,21 +685,23 @@ def query_parameters(cls: type) -> list[Schema]:
 # --- path parameters -----------------------------------------------------------------
 
 
-def _not_found() -> Problem:
-    return Problem(404, "not_found", "Not found", "No such object.")
+def _not_found(detail: str = "No such object.") -> Problem:
+    return Problem.of("not_found", detail)
 
 
 @attrs.frozen
 class PathId:
     name: str
     description: str
+    detail: str = "No such object."
+    """The ``detail`` of the 404 for anything but a UUID."""
 
     def parse(self, request: web.Request) -> uuid.UUID:
         try:
             return uuid.UUID(request.match_info[self.name])
         except ValueError:
             # An id that cannot exist is simply not found.
-            raise _not_found() from None
+            raise _not_found(self.detail) from None
 
     def schema(self) -> Schema:
         return {
@@ -694,8 +713,8 @@ class PathId:
         }
 
 
-def path_id(name: str, description: str) -> PathId:
-    return PathId(name, description)
+def path_id(name: str, description: str, *, detail: str = "No such object.") -> PathId:
+    return PathId(name, description, detail)
 
 
 @attrs.frozen
@@ -755,8 +774,16 @@ PathParam = PathId | PathSlug | PathText
 # --- response views ------------------------------------------------------------------
 
 
-def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs: Any) -> Any:
-    """A view field with a description for the document.
+def out(
+    description: str | None = None,
+    *,
+    omit_if_none: bool = False,
+    format: str | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A view field with a description (and a ``format`` or bounds) for the document.
 
     ``omit_if_none``: while the value is None the member is left out of the
     answer (and the document does not list it as required), for answers whose
@@ -765,15 +792,28 @@ def out(description: str | None = None, *, omit_if_none: bool = False, **kwargs:
     """
     if omit_if_none:
         kwargs.setdefault("default", None)
-    return attrs.field(metadata={_OUT: description, _OMIT: omit_if_none}, **kwargs)
+    extra: Schema = {}
+    if format is not None:
+        extra["format"] = format
+    if minimum is not None:
+        extra["minimum"] = minimum
+    if maximum is not None:
+        extra["maximum"] = maximum
+    metadata = {_OUT: description, _OMIT: omit_if_none, _EXTRA: extra}
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+@functools.cache
+def _omitted(cls: type) -> tuple[str, ...]:
+    return tuple(field.name for field in attrs.fields(cls) if field.metadata.get(_OMIT))
 
 
 def serialise(view: object) -> Any:
     data = converter.unstructure(view)
-    if attrs.has(type(view)) and isinstance(data, dict):
-        for field in attrs.fields(typing.cast(Any, type(view))):
-            if field.metadata.get(_OMIT) and data.get(field.name) is None:
-                del data[field.name]
+    if isinstance(data, dict) and attrs.has(type(view)):
+        for name in _omitted(typing.cast(type, type(view))):
+            if data.get(name) is None:
+                del data[name]
     return data
 
 
@@ -824,7 +864,8 @@ def _type_schema(hint: Any, components: Components) -> Schema:
     if origin is dict or hint is dict:
         return {"type": "object", "additionalProperties": True}
     if origin is typing.Literal:
-        return {"type": "string", "enum": list(args)}
+        kind = "boolean" if all(isinstance(arg, bool) for arg in args) else "string"
+        return {"type": kind, "enum": list(args)}
     if attrs.has(hint):
         return view_schema(hint, components)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -855,8 +896,12 @@ def response_schema(view: View, components: Components) -> Schema:
 
 
 def view_schema(cls: type, components: Components) -> Schema:
-    """A ``$ref`` to ``cls``'s schema, which is added to ``components`` on first use."""
-    name = cls.__name__
+    """A ``$ref`` to ``cls``'s schema, which is added to ``components`` on first use.
+
+    The schema is named after the class, or its own ``schema_name`` class attribute. A
+    class with ``open_ended = True`` may carry members it does not name (a JWK).
+    """
+    name = cls.__dict__.get("schema_name", cls.__name__)  # a subclass is named anew
     if components.claim(name, cls):  # claimed before the fields: recursion stops here
         hints = typing.get_type_hints(cls)
         properties: Schema = {}
@@ -864,7 +909,7 @@ def view_schema(cls: type, components: Components) -> Schema:
         for field in attrs.fields(cls):
             omitted = bool(field.metadata.get(_OMIT))
             hint = _strip_none(hints[field.name])[0] if omitted else hints[field.name]
-            schema = _type_schema(hint, components)
+            schema = {**_type_schema(hint, components), **field.metadata.get(_EXTRA, {})}
             if not omitted:
                 required.append(field.name)
             description = field.metadata.get(_OUT)
@@ -876,6 +921,8 @@ def view_schema(cls: type, components: Components) -> Schema:
                 )
             properties[field.name] = schema
         schema = {"type": "object", "properties": properties, "required": required}
+        if getattr(cls, "open_ended", False):
+            schema["additionalProperties"] = True
         if cls.__doc__:
             schema["description"] = cls.__doc__.strip().splitlines()[0]
         components.schemas[name] = schema
@@ -914,9 +961,20 @@ def api_key(scope: Scope | str) -> Auth:
 
 Handler = Callable[..., Awaitable[Any]]
 
-# A response view: an attrs class, the name of a component schema (``"TokenResponse"``),
+# A response view: an attrs class, the name of a component schema (``"Problem"``),
 # or a tuple of those when the answer is one of several shapes.
 View = type | str | tuple[type | str, ...]
+
+
+@attrs.frozen
+class Answer:
+    """Another answer an endpoint gives besides its success and its problems."""
+
+    status: int
+    description: str
+    view: View | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, meaning) of each header it carries."""
 
 
 @attrs.frozen
@@ -942,6 +1000,15 @@ class Declared:
     """When set, the endpoint may also answer 302 (``Location``): what it redirects to."""
     document: bool = True
     """False for a page: served, but not in the OpenAPI document."""
+    content: str | None = None
+    """The media type of a success body that is not JSON (the handler builds the response)."""
+    answers: tuple[Answer, ...] = ()
+    cookies: tuple[tuple[str, str], ...] = ()
+    """(name, meaning) of each cookie the endpoint reads."""
+    limited: bool = True
+    """Counted by the per-IP rate limit (429)."""
+    storage: bool = True
+    """Reads or writes the database (503 ``service_unavailable`` while it is away)."""
 
 
 class Endpoints:
@@ -976,6 +1043,11 @@ class Endpoints:
         redirect: str | None = None,
         document: bool = True,
         operation_id: str | None = None,
+        content: str | None = None,
+        answers: tuple[Answer, ...] = (),
+        cookies: tuple[tuple[str, str], ...] = (),
+        limited: bool = True,
+        storage: bool = True,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             declared = Declared(
@@ -997,6 +1069,11 @@ class Endpoints:
                 headers=headers,
                 redirect=redirect,
                 document=document,
+                content=content,
+                answers=answers,
+                cookies=cookies,
+                limited=limited,
+                storage=storage,
             )
             self.declared.append(declared)
             endpoint = _endpoint(declared, handler)

@@ -19,7 +19,9 @@ from aiohttp.typedefs import Middleware
 
 from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.domain.errors import DomainError, StorageUnavailableError
+from identity.entrypoints.http.error_codes import ERROR_CODES
 from identity.entrypoints.http.keys import METRICS, REQUEST_ID, SETTINGS
+from identity.entrypoints.http.limits import MAX_BODY_BYTES as MAX_BODY_BYTES
 from identity.entrypoints.http.problems import (
     Problem,
     problem_for,
@@ -38,14 +40,13 @@ error_log = logging.getLogger("identity.errors")
 _ids = random.Random()  # noqa: S311 - request ids are not secrets
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
-MAX_BODY_BYTES = 64 * 1024
 
 _HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: ("payload_too_large", "Payload too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
 }
 
 
@@ -58,9 +59,11 @@ def _request_id(request: web.Request) -> str:
 
 
 def _http_problem(error: web.HTTPException) -> Problem:
-    code, title = _HTTP_CODES.get(
-        error.status, (error.reason.lower().replace(" ", "_"), error.reason)
-    )
+    code = _HTTP_CODES.get(error.status)
+    if code is None:
+        code, title = error.reason.lower().replace(" ", "_"), error.reason
+    else:
+        title = ERROR_CODES[code].title
     headers = {}
     if "Allow" in error.headers:
         headers["Allow"] = error.headers["Allow"]
@@ -136,7 +139,7 @@ async def _answer(
         mapped = problem_for(error)
         if mapped is None:
             error_log.exception("unmapped domain error", extra={"request_id": request_id})
-            return problem_response(Problem(500, "internal_error", "Internal server error"))
+            return problem_response(Problem.of("internal_error"))
         return problem_response(mapped)
     except asyncio.CancelledError:
         raise
@@ -147,9 +150,7 @@ async def _answer(
             )
             return problem_response(unavailable_problem())
         error_log.exception("unexpected error", extra={"request_id": request_id})
-        return problem_response(
-            Problem(500, "internal_error", "Internal server error", "An unexpected error occurred.")
-        )
+        return problem_response(Problem.of("internal_error", "An unexpected error occurred."))
 
 
 def _is_preflight(request: web.Request, allowed: frozenset[str]) -> bool:

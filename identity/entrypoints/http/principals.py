@@ -21,27 +21,23 @@ API_KEY_PREFIX = "idk_"
 
 
 def _invalid_bearer() -> Problem:
-    return Problem(
-        401,
+    return Problem.of(
         "invalid_token",
-        "Invalid token",
         "The access token is missing, malformed, expired or revoked.",
         headers=_BEARER_CHALLENGE,
     )
 
 
 def invalid_api_key() -> Problem:
-    return Problem(
-        401,
+    return Problem.of(
         "invalid_api_key",
-        "Invalid API key",
         "The API key is missing, malformed, unknown or revoked.",
         headers={"WWW-Authenticate": 'Bearer realm="identity-admin"'},
     )
 
 
 def insufficient_scope(detail: str) -> Problem:
-    return Problem(403, "insufficient_scope", "Insufficient scope", detail)
+    return Problem.of("insufficient_scope", detail)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -72,8 +68,8 @@ async def authenticated_service(
 ) -> ServicePrincipal:
     """The key's principal; its tenant becomes the request's tenant.
 
-    An ``X-Tenant`` header naming another tenant is refused: a key acts on its
-    own tenant only.
+    An ``X-Tenant`` header naming another tenant (or none: empty) is refused: a
+    key acts on its own tenant only.
     """
     token = _bearer(request)
     if token is None or not token.startswith(API_KEY_PREFIX):
@@ -84,7 +80,8 @@ async def authenticated_service(
     except (InvalidApiKeyError, TenantNotFoundError):
         raise invalid_api_key() from None
     asked = request.headers.get("X-Tenant")
-    if asked is not None and asked.strip().lower() not in ("", tenant.slug):
+    # Present, the header must name the key's tenant: an empty one names none.
+    if asked is not None and asked.strip().lower() != tenant.slug:
         raise insufficient_scope("An API key acts on its own tenant only.")
     try:
         principal.require(scope)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from identity.domain import api_keys, errors, mfa, webhooks
 from identity.domain.ratelimits import RateLimitDecision
+from identity.entrypoints.http.error_codes import ERROR_CODES
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -22,7 +23,7 @@ class FieldError:
 
 
 class Problem(Exception):
-    """An error answer raised anywhere in a handler."""
+    """An error answer raised anywhere in a handler (``Problem.of(code)`` for a known code)."""
 
     def __init__(
         self,
@@ -42,140 +43,90 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers or {}
 
+    @classmethod
+    def of(
+        cls,
+        code: str,
+        detail: str | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Problem:
+        """The problem of ``code``, its status and title from the table (``error_codes.py``)."""
+        entry = ERROR_CODES[code]
+        return cls(entry.status, code, entry.title, detail, errors=errors, headers=headers)
+
 
 def validation_problem(field_errors: list[FieldError]) -> Problem:
-    return Problem(
-        422,
-        "validation_error",
-        "Validation failed",
-        "The request body has invalid fields.",
-        errors=field_errors,
+    return Problem.of(
+        "validation_error", "The request body has invalid fields.", errors=field_errors
     )
 
 
-# Exception type -> (status, code, title, detail). The detail is fixed text:
-# exception messages never reach a client.
-DOMAIN_PROBLEMS: dict[type[Exception], tuple[int, str, str, str]] = {
-    errors.InvalidCredentialsError: (
-        401,
-        "invalid_credentials",
-        "Invalid credentials",
-        "The email or password is wrong.",
-    ),
-    errors.EmailNotVerifiedError: (
-        403,
-        "email_not_verified",
-        "Email not verified",
-        "Verify the email address first.",
-    ),
-    errors.AccountDisabledError: (
-        403,
-        "account_disabled",
-        "Account disabled",
-        "This account has been disabled.",
-    ),
-    errors.OtpInvalidError: (
-        400,
-        "otp_invalid",
-        "Invalid code",
-        "The code is wrong, expired or already used.",
-    ),
+# Exception type -> (code, detail); the status and title are the code's. The
+# detail is fixed text: exception messages never reach a client.
+DOMAIN_PROBLEMS: dict[type[Exception], tuple[str, str]] = {
+    errors.InvalidCredentialsError: ("invalid_credentials", "The email or password is wrong."),
+    errors.EmailNotVerifiedError: ("email_not_verified", "Verify the email address first."),
+    errors.AccountDisabledError: ("account_disabled", "This account has been disabled."),
+    errors.OtpInvalidError: ("otp_invalid", "The code is wrong, expired or already used."),
     errors.InvalidTokenError: (
-        401,
         "invalid_token",
-        "Invalid token",
         "The token is missing, malformed, expired or revoked.",
     ),
     errors.RefreshTokenReusedError: (
-        401,
         "refresh_token_reused",
-        "Refresh token reused",
         "This refresh token was already used; the session has been ended.",
     ),
-    errors.SessionNotFoundError: (404, "not_found", "Not found", "No such session."),
-    errors.AccountNotFoundError: (404, "not_found", "Not found", "No such user."),
+    errors.SessionNotFoundError: ("not_found", "No such session."),
+    errors.AccountNotFoundError: ("not_found", "No such user."),
     errors.EmailAlreadyRegisteredError: (
-        409,
         "email_taken",
-        "Email taken",
         "An account with this email address exists in this tenant.",
     ),
-    errors.TenantAlreadyExistsError: (
-        409,
-        "tenant_exists",
-        "Tenant exists",
-        "A tenant with this slug exists.",
-    ),
+    errors.TenantAlreadyExistsError: ("tenant_exists", "A tenant with this slug exists."),
     errors.TenantNotFoundError: (
-        404,
         "tenant_not_found",
-        "Tenant not found",
         "The tenant does not exist or is disabled.",
     ),
-    errors.OAuthFailedError: (400, "oauth_failed", "Sign-in failed", "The sign-in failed."),
+    errors.OAuthFailedError: ("oauth_failed", "The sign-in failed."),
     errors.ProviderNotConfiguredError: (
-        404,
         "provider_not_configured",
-        "Provider not configured",
         "This sign-in provider is not configured.",
     ),
     errors.ProviderUnavailableError: (
-        503,
         "provider_unavailable",
-        "Provider unavailable",
         "The sign-in provider cannot be reached; try again shortly.",
     ),
     errors.IdentityInUseError: (
-        409,
         "identity_in_use",
-        "Identity in use",
         "This provider account is linked to another user, or you have one linked there.",
     ),
     errors.LastSignInMethodError: (
-        409,
         "last_sign_in_method",
-        "Last sign-in method",
         "This is the account's only way to sign in; set a password or link another first.",
     ),
-    errors.IdentityNotLinkedError: (
-        404,
-        "not_found",
-        "Not found",
-        "No identity of yours at this provider.",
-    ),
-    mfa.MfaInvalidError: (
-        400,
-        "mfa_invalid",
-        "Invalid code",
-        "The code is wrong or was already used.",
-    ),
+    errors.IdentityNotLinkedError: ("not_found", "No identity of yours at this provider."),
+    mfa.MfaInvalidError: ("mfa_invalid", "The code is wrong or was already used."),
     mfa.MfaRequiredError: (
-        403,
         "mfa_required",
-        "Second factor required",
         "Confirm a second factor first (POST /auth/mfa/step-up).",
     ),
     mfa.MfaAlreadyEnabledError: (
-        409,
         "mfa_already_enabled",
-        "MFA already enabled",
         "Multi-factor authentication is already on; remove it first.",
     ),
     mfa.MfaNotEnabledError: (
-        409,
         "mfa_not_enabled",
-        "MFA not enabled",
         "Multi-factor authentication is not on for this account.",
     ),
     api_keys.ScopeNotGrantableError: (
-        403,
         "insufficient_scope",
-        "Insufficient scope",
         "A key cannot grant scopes it lacks itself; tenants:manage is only for the default "
         "tenant's keys.",
     ),
-    api_keys.ApiKeyNotFoundError: (404, "not_found", "Not found", "No such API key."),
-    webhooks.WebhookNotFoundError: (404, "not_found", "Not found", "No such webhook."),
+    api_keys.ApiKeyNotFoundError: ("not_found", "No such API key."),
+    webhooks.WebhookNotFoundError: ("not_found", "No such webhook."),
 }
 
 RETRY_UNAVAILABLE_SECONDS = 2
@@ -183,10 +134,8 @@ RETRY_UNAVAILABLE_SECONDS = 2
 
 def unavailable_problem() -> Problem:
     """503 while the database (or another dependency) cannot serve: retry shortly."""
-    return Problem(
-        503,
+    return Problem.of(
         "service_unavailable",
-        "Service unavailable",
         "Try again shortly.",
         headers={"Retry-After": str(RETRY_UNAVAILABLE_SECONDS)},
     )
@@ -207,10 +156,8 @@ def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
 def rate_limited_problem(decision: RateLimitDecision) -> Problem:
     headers = rate_limit_headers(decision)
     headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-    return Problem(
-        429,
+    return Problem.of(
         "rate_limited",
-        "Too many requests",
         "Too many requests; retry after the time in the Retry-After header.",
         headers=headers,
     )
@@ -231,12 +178,11 @@ def problem_for(error: Exception) -> Problem | None:
         return validation_problem([FieldError("url", str(error))])
     if isinstance(error, errors.OAuthFailedError):
         # OAuthFailedError messages are written to be safe for clients.
-        return Problem(400, "oauth_failed", "Sign-in failed", str(error) or "The sign-in failed.")
+        return Problem.of("oauth_failed", str(error) or "The sign-in failed.")
     for error_type in type(error).__mro__:
         entry = DOMAIN_PROBLEMS.get(error_type)
         if entry is not None:
-            status, code, title, detail = entry
-            return Problem(status, code, title, detail)
+            return Problem.of(*entry)
     return None
 
 

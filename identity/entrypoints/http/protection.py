@@ -15,7 +15,6 @@ from identity.entrypoints.http.middlewares import Guard, Handler
 from identity.entrypoints.http.problems import rate_limit_headers, rate_limited_problem
 from identity.entrypoints.settings import Settings
 
-NOT_LIMITED = frozenset({"/health", "/metrics"})
 IPV6_CLIENT_PREFIX = 64
 
 
@@ -34,8 +33,16 @@ def rate_limit_client(address: str) -> str:
     return str(parsed)
 
 
-def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTenant) -> Guard:
-    """The guard the edge middleware runs before every handler."""
+def protect(
+    settings: Settings,
+    limiter: RateLimiter,
+    resolve_tenant: ResolveTenant,
+    not_limited: frozenset[str],
+) -> Guard:
+    """The guard the edge middleware runs before every handler.
+
+    ``not_limited``: the paths the per-IP limit does not count (declared ``limited=False``).
+    """
     trusted = settings.trusted_proxies
 
     # Parsing addresses is a measurable share of a cheap request; the same
@@ -49,7 +56,7 @@ def protect(settings: Settings, limiter: RateLimiter, resolve_tenant: ResolveTen
         forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
         address, limit_key = addresses(request.remote, forwarded or None)
         request[CLIENT_IP] = address
-        if request.path in NOT_LIMITED:
+        if request.path in not_limited:
             return await handler(request)
         decision = await limiter.hit(limit_key, settings.rate_limit_global)
         if not decision.allowed:

@@ -31,8 +31,8 @@ def _problem(error: Exception) -> Problem | None:
 
 
 def page_errors(guard: Guard) -> Guard:
-    """The edge's guard, and under ``/ui/`` a problem (the rate limit's 429 too) becomes an
-    error page in the page's language."""
+    """Wraps the edge's guard: under ``/ui/`` a problem (a refused CSRF token, a 429
+    of the limits, a domain error) becomes an error page in the page's language."""
 
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/ui/"):

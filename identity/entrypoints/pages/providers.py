@@ -106,6 +106,7 @@ async def finish(request: web.Request, provider: str) -> web.Response:
     except DomainError:
         raise web.HTTPNotFound() from None
     page = await load_page(request, tenant=tenant)
+    page.redirect_status = 302
     page.return_to = safe_return_to(unquote(quoted), settings_allowlist)
     page.has_return_to = True
     page.clear_cookie(COOKIE, path=callback_path(provider))

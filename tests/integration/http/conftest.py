@@ -46,6 +46,7 @@ from identity.entrypoints.http import app as http_app
 from identity.entrypoints.http.app import create_app
 from identity.entrypoints.http.keys import CONTAINER
 from identity.entrypoints.settings import Settings, load_settings
+from tests.declared_answers import watch
 from tests.smtp_server import SmtpTestServer
 
 PASSWORD = "correct horse battery staple"
@@ -280,7 +281,11 @@ def make_api(
     smtp: SmtpTestServer,
     env_for: Callable[..., dict[str, str]],
     aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
-) -> MakeApi:
+) -> Iterator[MakeApi]:
+    """Builds apps whose every answer is checked against their declarations: a test
+    whose requests got an answer the OpenAPI document does not list fails."""
+    watched: list[list[str]] = []
+
     async def build(
         *, database_url: str | None = None, container: Container | None = None, **env: str
     ) -> Api:
@@ -292,10 +297,13 @@ def make_api(
             environ = env_for(database_url=database_url, **env)
             settings = load_settings(environ)
         app = create_app(settings, container)
+        watched.append(watch(app))
         client = await aiohttp_client(app)
         return Api(client, smtp, settings, app[CONTAINER], environ)
 
-    return build
+    yield build
+    breaches = [breach for app_breaches in watched for breach in app_breaches]
+    assert not breaches, "answers the declarations do not list:\n" + "\n".join(breaches)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from identity.entrypoints.http.bodies import normalise_email
+from identity.adapters.email_syntax import normalise_email
 from tests.integration.http.conftest import (
     CODE,
     PASSWORD,

@@ -23,10 +23,12 @@ import identity
 from identity.domain.api_keys import Scope
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.http import openapi as openapi_module
+from identity.entrypoints.http.error_codes import ERROR_CODES
 from identity.entrypoints.http.problems import DOMAIN_PROBLEMS
 from tests.integration.http.conftest import CODE, PASSWORD, Api, MakeApi, other_code, text_of
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
+TENANT_PARAMETER = {"$ref": "#/components/parameters/Tenant"}
 JSON_TYPES = ("application/json", "application/problem+json")
 OVER_64_KIB = 64 * 1024 + 1
 
@@ -237,9 +239,9 @@ async def test_every_route_is_described_and_every_description_is_a_route(
     } <= described
 
 
-def test_every_code_has_the_status_of_the_error_that_raises_it() -> None:
-    for status, code, *_ in DOMAIN_PROBLEMS.values():
-        assert openapi_module.ERROR_CODES[code][0] == status, code
+def test_every_code_a_domain_error_raises_is_in_the_table() -> None:
+    for code, _detail in DOMAIN_PROBLEMS.values():
+        assert ERROR_CODES[code].status >= 400, code
 
 
 async def test_every_operation_documents_its_errors_and_codes(spec: Spec) -> None:
@@ -253,7 +255,7 @@ async def test_every_operation_documents_its_errors_and_codes(spec: Spec) -> Non
             codes = schema["allOf"][1]["properties"]["code"]["enum"]
             assert codes, (method, template, status)
             for code in codes:
-                assert openapi_module.ERROR_CODES[code][0] == int(status)
+                assert ERROR_CODES[code].status == int(status)
                 assert f"`{code}`" in response["description"], (method, template, code)
         if template.startswith("/auth/") and not is_api_key(operation):
             assert uses_tenant(operation), (method, template)
@@ -366,6 +368,39 @@ async def test_an_unknown_tenant_is_documented(api: Api, spec: Spec) -> None:
             api, spec, method, template, headers={"X-Tenant": "no-such-tenant"}, **kwargs
         )
         assert response.status == 404 and body["code"] == "tenant_not_found", template
+
+
+async def test_an_empty_tenant_header_is_refused_on_every_operation_that_reads_it(
+    api: Api, spec: Spec
+) -> None:
+    """The declared pattern refuses an empty ``X-Tenant``: never the default tenant.
+
+    Where the header picks the tenant it names none (404 ``tenant_not_found``);
+    where an API key picks it, it is not the key's tenant (403 ``insufficient_scope``).
+    """
+    token = await _token(api)
+    checked = 0
+    for method, template, operation in operations(spec):
+        if TENANT_PARAMETER not in operation.get("parameters", []):
+            continue
+        kwargs: dict[str, Any] = {"json": {}} if "requestBody" in operation else {}
+        response, body = await call(
+            api,
+            spec,
+            method,
+            template,
+            token=token.of(operation),
+            headers={"X-Tenant": ""},
+            **kwargs,
+        )
+        expected = (
+            (404, "tenant_not_found")
+            if template.startswith("/auth/")
+            else (403, "insufficient_scope")
+        )
+        assert (response.status, body["code"]) == expected, (method, template, body)
+        checked += 1
+    assert checked >= 40
 
 
 async def test_rate_limited_answers_are_documented(make_api: MakeApi) -> None:

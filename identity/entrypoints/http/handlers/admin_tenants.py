@@ -130,6 +130,6 @@ async def update_tenant(
     except TenantChangeError as error:
         raise validation_problem([FieldError(error.field, str(error))]) from None
     except TenantNotFoundError:
-        raise Problem(404, "not_found", "Not found", "No such tenant.") from None
+        raise Problem.of("not_found", "No such tenant.") from None
     resolve.forget()  # this process sees the change at once; others within seconds
     return TenantView.of(tenant)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
 import attrs
@@ -11,6 +11,7 @@ from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import admin
+from identity.domain.accounts import Account
 from identity.domain.api_keys import Scope
 from identity.domain.emails import Email
 from identity.domain.sessions import Session
@@ -19,7 +20,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.pagination import encode_cursor
-from identity.entrypoints.http.views import client_info
+from identity.entrypoints.http.views import UserView, client_info
 
 endpoints = d.Endpoints(tag="admin")
 READ = d.api_key(Scope.USERS_READ)
@@ -28,41 +29,14 @@ USER_ID = d.path_id("user_id", "the user's id")
 
 
 @attrs.frozen
-class AdminUserView:
+class AdminUserView(UserView):
     """A user as the admin API shows it: the `/auth/me` user and more."""
 
-    id: UUID
-    email: str
-    full_name: str | None
-    is_active: bool
-    is_verified: bool
-    has_password: bool
-    google_linked: bool
-    created_at: datetime
-    tenant: str = d.out("the tenant's slug")
-    mfa_enabled: bool = d.out("whether a second factor is required at sign-in")
-    identities: list[str] = d.out("the providers the user is linked to, e.g. `google`")
     last_login_at: datetime | None = d.out("when a sign-in last opened a session; null if never")
-    locale: str | None = d.out("the language the user signed up in (mails use it); null: English")
 
     @classmethod
-    def of(cls, user: admin.ManagedUser, tenant: Tenant) -> AdminUserView:
-        account = user.account
-        return cls(
-            id=account.id,
-            email=account.email.value,
-            full_name=account.full_name,
-            is_active=account.is_active,
-            is_verified=account.is_verified,
-            has_password=account.has_password,
-            google_linked=account.google_linked,
-            created_at=account.created_at,
-            tenant=tenant.slug,
-            mfa_enabled=account.mfa_enabled,
-            identities=user.identities,
-            last_login_at=account.last_login_at,
-            locale=account.locale,
-        )
+    def of(cls, account: Account, tenant: Tenant) -> Self:
+        return cls(**cls.fields_of(account, tenant), last_login_at=account.last_login_at)
 
 
 @attrs.frozen
@@ -157,7 +131,7 @@ async def list_users(
     tenant = request_tenant(request)
     page = await use_case(admin.FindUsers(tenant, query.email, query.cursor, query.limit))
     return AdminUserList(
-        [AdminUserView.of(user, tenant) for user in page.items], encode_cursor(page.next)
+        [AdminUserView.of(user.account, tenant) for user in page.items], encode_cursor(page.next)
     )
 
 
@@ -180,7 +154,7 @@ async def create_user(
     command = admin.NewUser(
         tenant, body.email, body.password, body.full_name, body.verified, client_info(request)
     )
-    return AdminUserView.of(await use_case(command), tenant)
+    return AdminUserView.of((await use_case(command)).account, tenant)
 
 
 @endpoints.get(
@@ -195,7 +169,7 @@ async def get_user(
     request: web.Request, user_id: UUID, use_case: admin.GetUser = Provide[Container.get_user]
 ) -> AdminUserView:
     tenant = request_tenant(request)
-    return AdminUserView.of(await use_case(tenant, user_id), tenant)
+    return AdminUserView.of((await use_case(tenant, user_id)).account, tenant)
 
 
 @endpoints.patch(
@@ -217,7 +191,7 @@ async def update_user(
     changes = admin.UserChanges(
         tenant, user_id, body.full_name, body.is_active, body.is_verified, client_info(request)
     )
-    return AdminUserView.of(await use_case(changes), tenant)
+    return AdminUserView.of((await use_case(changes)).account, tenant)
 
 
 @endpoints.delete(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from typing import Any, ClassVar
 
+import attrs
 from aiohttp import web
 
+from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import OPENAPI
 
-routes = web.RouteTableDef()
+endpoints = d.Endpoints(tag="docs")
 
 CACHE_FOR = "public, max-age=300"
 
@@ -77,7 +80,26 @@ DOCS_PAGE = f"""<!doctype html>
 """
 
 
-@routes.get("/openapi.json")
+@attrs.frozen
+class OpenAPIDocument:
+    """An OpenAPI 3.1 document."""
+
+    open_ended: ClassVar[bool] = True
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+@endpoints.get(
+    "/openapi.json",
+    operation_id="openapi",
+    summary="This document",
+    ok=OpenAPIDocument,
+    ok_description="The OpenAPI 3.1 document.",
+    storage=False,
+)
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(
         body=request.app[OPENAPI],
@@ -86,7 +108,15 @@ async def openapi(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/docs")
+@endpoints.get(
+    "/docs",
+    operation_id="docs",
+    summary="A browsable page of this document",
+    ok_description="An HTML page (Swagger UI).",
+    status=200,
+    content="text/html",
+    storage=False,
+)
 async def docs(request: web.Request) -> web.Response:
     # Set here, the policy wins over the strict default (which is only a default).
     return web.Response(

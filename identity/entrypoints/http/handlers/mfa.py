@@ -17,7 +17,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.problems import FieldError, validation_problem
-from identity.entrypoints.http.views import client_info, token_view
+from identity.entrypoints.http.views import Message, TokenResponse, client_info
 
 endpoints = d.Endpoints(tag="mfa")
 admin_endpoints = d.Endpoints(tag="admin")
@@ -92,11 +92,6 @@ class RecoveryCodesView:
     recovery_codes: list[str] = d.out("ten codes like `abcd-efgh-jkmn`")
 
 
-@attrs.frozen
-class Message:
-    message: str
-
-
 def _recovery_codes(result: mfa.RecoveryCodes) -> RecoveryCodesView:
     return RecoveryCodesView(list(result.codes))
 
@@ -147,7 +142,7 @@ async def confirm_totp(
         "`mfa_invalid`; after five the token is dead (`invalid_token`)."
     ),
     body=VerifyBody,
-    ok="TokenResponse",
+    ok=TokenResponse,
     errors=("mfa_invalid", "invalid_token", "account_disabled"),
 )
 @inject
@@ -155,14 +150,14 @@ async def verify_mfa(
     request: web.Request,
     body: VerifyBody,
     use_case: mfa.VerifyMfa = Provide[Container.verify_mfa],
-) -> web.Response:
+) -> TokenResponse:
     command = mfa.VerifySecondFactor(
         tenant=request_tenant(request),
         mfa_token=body.mfa_token,
         proof=body.proof(),
         client=client_info(request),
     )
-    return web.json_response(token_view(await use_case(command)))
+    return TokenResponse.of(await use_case(command))
 
 
 @endpoints.post(
@@ -170,7 +165,7 @@ async def verify_mfa(
     summary="Raise the caller's session to aal2",
     description="Answers tokens for the same session (its refresh token unchanged).",
     body=SecondFactor,
-    ok="TokenResponse",
+    ok=TokenResponse,
     auth=d.BEARER,
     errors=("mfa_invalid", "mfa_not_enabled"),
 )
@@ -179,9 +174,9 @@ async def step_up(
     request: web.Request,
     body: SecondFactor,
     use_case: mfa.StepUp = Provide[Container.step_up],
-) -> web.Response:
+) -> TokenResponse:
     pair = await use_case(d.user(request), body.proof(), client_info(request))
-    return web.json_response(token_view(pair))
+    return TokenResponse.of(pair)
 
 
 @endpoints.post(
@@ -204,7 +199,7 @@ async def renew_recovery_codes(
     summary="Turn MFA off (aal2 and a current code)",
     description="Every factor and recovery code is removed; every other session ends.",
     body=TotpCode,
-    ok="Message",
+    ok=Message,
     auth=d.BEARER,
     errors=("mfa_invalid", "mfa_required", "mfa_not_enabled"),
 )
@@ -223,7 +218,7 @@ async def disable_totp(
     summary="Remove every factor and recovery code of a user",
     description="The user's sessions end; the next sign-in needs the first factor only.",
     path_params=(d.path_id("user_id", "the user's id"),),
-    ok="Message",
+    ok=Message,
     auth=d.api_key(Scope.USERS_WRITE),
 )
 @inject

@@ -27,7 +27,7 @@ from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
 from identity.entrypoints.http.problems import problem_for, problem_response
-from identity.entrypoints.http.views import client_info, sign_in_view
+from identity.entrypoints.http.views import SIGNED_IN, client_info, sign_in_view
 
 COOKIE = "identity_oauth"
 # A flow started by a hosted page (section 16) ends on a page, in a browser session:
@@ -204,6 +204,9 @@ ANY_PROVIDER = d.path_text(
     "provider", "`google`, `github` or a configured OIDC provider", pattern=PROVIDER_PATTERN
 )
 COOKIE_HEADER = (("Set-Cookie", f"`{COOKIE}`: binds the flow to this browser"),)
+COOKIE_PARAMETER = (
+    (COOKIE, "binds the sign-in to the browser that started it (set by the login)"),
+)
 LOGIN = {
     "query": StartQuery,
     "ok": None,
@@ -214,11 +217,13 @@ LOGIN = {
 }
 CALLBACK = {
     "query": CallbackQuery,
-    "ok": ("TokenResponse", LinkedIdentityView),
-    "ok_description": "Signed in: a token pair; for a flow started by a link, the new link.",
+    "cookies": COOKIE_PARAMETER,
+    "ok": (*SIGNED_IN, LinkedIdentityView),
+    "ok_description": "Signed in: a token pair (or, with MFA on, the `mfa_required` answer); "
+    "for a flow started by a link, the new link.",
     "redirect": (
-        "To the allowed `redirect_to`, with the token fields (or `linked=<provider>`) in the "
-        "URL fragment."
+        "To the allowed `redirect_to`, with the token fields (or, with MFA on, the "
+        "`mfa_required` fields; or `linked=<provider>`) in the URL fragment."
     ),
     "errors": (
         "oauth_failed",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
 import attrs
@@ -12,10 +12,12 @@ from dependency_injector.wiring import Provide, inject
 
 from identity.application import self_service
 from identity.application.sessions import Principal
+from identity.domain.accounts import Account
+from identity.domain.tenants import Tenant
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.handlers.events import EventView
-from identity.entrypoints.http.views import client_info
+from identity.entrypoints.http.views import UserView, client_info
 
 endpoints = d.Endpoints(tag="sessions")
 
@@ -35,22 +37,21 @@ class DeleteAccountBody:
 
 
 @attrs.frozen
-class ProfileView:
-    """The account itself."""
+class ProfileView(UserView):
+    """The account itself: the `/auth/me` user and its dates."""
 
-    id: UUID
-    email: str
-    full_name: str | None
-    is_active: bool
-    is_verified: bool
-    has_password: bool
-    google_linked: bool
-    tenant: str
-    created_at: datetime
-    updated_at: datetime
-    verified_at: datetime | None
-    last_login_at: datetime | None
-    mfa_enabled: bool
+    updated_at: datetime = d.out()
+    verified_at: datetime | None = d.out()
+    last_login_at: datetime | None = d.out()
+
+    @classmethod
+    def of(cls, account: Account, tenant: Tenant) -> Self:
+        return cls(
+            **cls.fields_of(account, tenant),
+            updated_at=account.updated_at,
+            verified_at=account.verified_at,
+            last_login_at=account.last_login_at,
+        )
 
 
 @attrs.frozen
@@ -139,21 +140,7 @@ def export_view(principal: Principal, found: self_service.AccountExport) -> Acco
     account = found.account
     return AccountExportView(
         exported_at=found.exported_at,
-        profile=ProfileView(
-            id=account.id,
-            email=account.email.value,
-            full_name=account.full_name,
-            is_active=account.is_active,
-            is_verified=account.is_verified,
-            has_password=account.has_password,
-            google_linked=account.google_linked,
-            tenant=principal.tenant.slug,
-            created_at=account.created_at,
-            updated_at=account.updated_at,
-            verified_at=account.verified_at,
-            last_login_at=account.last_login_at,
-            mfa_enabled=account.mfa_enabled,
-        ),
+        profile=ProfileView.of(account, principal.tenant),
         sessions=[
             ExportedSession(
                 id=session.id,

@@ -2,116 +2,170 @@
 
 from __future__ import annotations
 
-import uuid
+from typing import Annotated
+from uuid import UUID
 
+import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
 from identity.application import sessions
-from identity.domain.errors import SessionNotFoundError
 from identity.entrypoints.container import Container
-from identity.entrypoints.http.bodies import read_body
+from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import request_tenant
-from identity.entrypoints.http.principals import authenticated
-from identity.entrypoints.http.views import client_info, session_view, token_view, user_view
+from identity.entrypoints.http.views import (
+    Message,
+    Sessions,
+    SessionsRevoked,
+    SessionView,
+    TokenResponse,
+    UserView,
+    client_info,
+)
 
-routes = web.RouteTableDef()
+endpoints = d.Endpoints(tag="sessions")
 
 
-@routes.post("/auth/refresh-token")
+@attrs.frozen
+class RefreshTokenBody:
+    refresh_token: Annotated[str, d.Text("a refresh token", max_length=4096)]
+
+
+@attrs.frozen
+class ChangePasswordBody:
+    current_password: Annotated[str, d.Password()]
+    new_password: Annotated[str, d.NewPassword()]
+
+
+@endpoints.post(
+    "/auth/refresh-token",
+    operation_id="refreshToken",
+    summary="Rotate a refresh token",
+    description="The presented token is spent. Presented again within the grace window it "
+    "answers the same new refresh token; after it, `refresh_token_reused` and the session "
+    "is ended.",
+    body=RefreshTokenBody,
+    ok=TokenResponse,
+    ok_description="A new token pair.",
+    errors=("invalid_token", "refresh_token_reused", "account_disabled"),
+)
 @inject
 async def refresh_token(
     request: web.Request,
+    body: RefreshTokenBody,
     use_case: sessions.RefreshSession = Provide[Container.refresh_session],
-) -> web.Response:
-    body = await read_body(request)
-    token = body.text("refresh_token", max_length=4096)
-    body.check()
-    return web.json_response(
-        token_view(await use_case(request_tenant(request), token, client_info(request)))
-    )
+) -> TokenResponse:
+    pair = await use_case(request_tenant(request), body.refresh_token, client_info(request))
+    return TokenResponse.of(pair)
 
 
-@routes.post("/auth/logout")
+@endpoints.post(
+    "/auth/logout",
+    operation_id="logout",
+    summary="End the session of a refresh token",
+    description="Idempotent.",
+    body=RefreshTokenBody,
+    ok=Message,
+    ok_description="Logged out.",
+    errors=("invalid_token",),
+)
 @inject
 async def logout(
     request: web.Request,
+    body: RefreshTokenBody,
     use_case: sessions.LogOut = Provide[Container.log_out],
-) -> web.Response:
-    body = await read_body(request)
-    token = body.text("refresh_token", max_length=4096)
-    body.check()
-    await use_case(request_tenant(request), token, client_info(request))
-    return web.json_response({"message": "Logged out."})
+) -> Message:
+    await use_case(request_tenant(request), body.refresh_token, client_info(request))
+    return Message("Logged out.")
 
 
-@routes.post("/auth/logout-all")
+@endpoints.post(
+    "/auth/logout-all",
+    operation_id="logoutAll",
+    summary="End every session of the caller",
+    ok=SessionsRevoked,
+    ok_description="Every session is ended.",
+    auth=d.BEARER,
+)
 @inject
 async def logout_all(
     request: web.Request,
-    authenticate: sessions.Authenticate = Provide[Container.authenticate],
     use_case: sessions.LogOutEverywhere = Provide[Container.log_out_everywhere],
-) -> web.Response:
-    principal = await authenticated(request, authenticate)
-    count = await use_case(principal, client_info(request))
-    return web.json_response({"message": "Logged out everywhere.", "sessions_revoked": count})
+) -> SessionsRevoked:
+    count = await use_case(d.user(request), client_info(request))
+    return SessionsRevoked("Logged out everywhere.", count)
 
 
-@routes.post("/auth/change-password")
+@endpoints.post(
+    "/auth/change-password",
+    operation_id="changePassword",
+    summary="Change the caller's password",
+    description="Every other session of the account is ended.",
+    body=ChangePasswordBody,
+    ok=Message,
+    ok_description="The password is changed.",
+    auth=d.BEARER,
+    errors=("invalid_credentials", "mfa_required"),
+)
 @inject
 async def change_password(
     request: web.Request,
-    authenticate: sessions.Authenticate = Provide[Container.authenticate],
+    body: ChangePasswordBody,
     use_case: sessions.ChangePassword = Provide[Container.change_password],
-) -> web.Response:
-    principal = await authenticated(request, authenticate)
-    body = await read_body(request)
+) -> Message:
     command = sessions.ChangePasswordCommand(
-        principal=principal,
-        current_password=body.password("current_password"),
-        new_password=body.password("new_password"),
+        principal=d.user(request),
+        current_password=body.current_password,
+        new_password=body.new_password,
         client=client_info(request),
     )
-    body.check()
     await use_case(command)
-    return web.json_response({"message": "Password changed. Other sessions have been ended."})
+    return Message("Password changed. Other sessions have been ended.")
 
 
-@routes.get("/auth/me")
-@inject
-async def me(
-    request: web.Request,
-    authenticate: sessions.Authenticate = Provide[Container.authenticate],
-) -> web.Response:
-    principal = await authenticated(request, authenticate)
-    return web.json_response(user_view(principal.account, principal.tenant))
+@endpoints.get(
+    "/auth/me",
+    operation_id="me",
+    summary="The caller's account",
+    ok=UserView,
+    ok_description="The account.",
+    auth=d.BEARER,
+)
+async def me(request: web.Request) -> UserView:
+    principal = d.user(request)
+    return UserView.of(principal.account, principal.tenant)
 
 
-@routes.get("/auth/sessions")
+@endpoints.get(
+    "/auth/sessions",
+    operation_id="listSessions",
+    summary="The caller's active sessions",
+    ok=Sessions,
+    ok_description="The sessions.",
+    auth=d.BEARER,
+)
 @inject
 async def list_sessions(
     request: web.Request,
-    authenticate: sessions.Authenticate = Provide[Container.authenticate],
     use_case: sessions.ListSessions = Provide[Container.list_sessions],
-) -> web.Response:
-    principal = await authenticated(request, authenticate)
+) -> Sessions:
+    principal = d.user(request)
     found = await use_case(principal)
-    return web.json_response(
-        {"sessions": [session_view(session, principal.session_id) for session in found]}
-    )
+    return Sessions([SessionView.of(session, principal.session_id) for session in found])
 
 
-@routes.delete("/auth/sessions/{session_id}")
+@endpoints.delete(
+    "/auth/sessions/{session_id}",
+    operation_id="deleteSession",
+    summary="End one of the caller's sessions",
+    ok_description="The session is ended.",
+    path_params=(d.path_id("session_id", "the session's id", detail="No such session."),),
+    auth=d.BEARER,
+)
 @inject
 async def delete_session(
     request: web.Request,
-    authenticate: sessions.Authenticate = Provide[Container.authenticate],
+    session_id: UUID,
     use_case: sessions.RevokeSession = Provide[Container.revoke_session],
-) -> web.Response:
-    principal = await authenticated(request, authenticate)
-    try:
-        session_id = uuid.UUID(request.match_info["session_id"])
-    except ValueError:
-        raise SessionNotFoundError("not a session id") from None
-    await use_case(principal, session_id, client_info(request))
-    return web.Response(status=204)
+) -> None:
+    await use_case(d.user(request), session_id, client_info(request))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
+import attrs
 from aiohttp import web
 from dependency_injector.wiring import Provide, inject
 
@@ -14,12 +15,13 @@ from identity.adapters.jwt_tokens import JwtTokenCodec
 from identity.application.mail_delivery import DeliverPendingMail
 from identity.application.ports import RateLimiter, UnitOfWorkFactory
 from identity.entrypoints.container import Container
+from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.keys import METRICS, SETTINGS
 from identity.entrypoints.http.metrics import METRICS_CONTENT_TYPE
 from identity.entrypoints.http.problems import RETRY_UNAVAILABLE_SECONDS
 from identity.entrypoints.settings import Settings
 
-routes = web.RouteTableDef()
+endpoints = d.Endpoints(tag="system")
 
 HEALTH_DATABASE_TIMEOUT = 1.5  # seconds: /health answers within 2 s even if the database hangs
 
@@ -36,18 +38,48 @@ def email_status(settings: Settings, delivery: DeliverPendingMail) -> str:
     return "degraded" if delivery.last_failed else "ok"
 
 
+@attrs.frozen
+class HealthChecks:
+    database: Literal["ok", "unavailable"]
+    email: Literal["ok", "degraded", "log"] = d.out(
+        "`log`: no SMTP host, mail goes to the log (development)"
+    )
+    rate_limiter: Literal["ok", "degraded"] = d.out()
+
+
+@attrs.frozen
+class Health:
+    status: Literal["ok", "unavailable"]
+    checks: HealthChecks
+
+
 @functools.lru_cache(maxsize=64)
 def _health_body(database: bool, email: str, rate_limiter: str) -> bytes:
     """The few possible answers, serialised once each."""
-    checks = {
-        "database": "ok" if database else "unavailable",
-        "email": email,
-        "rate_limiter": rate_limiter,
-    }
-    return json.dumps({"status": "ok" if database else "unavailable", "checks": checks}).encode()
+    state: Literal["ok", "unavailable"] = "ok" if database else "unavailable"
+    checks = HealthChecks(state, email, rate_limiter)  # type: ignore[arg-type]
+    return json.dumps(d.serialise(Health(state, checks))).encode()
 
 
-@routes.get("/health")
+@endpoints.get(
+    "/health",
+    operation_id="health",
+    summary="Liveness and dependencies",
+    description="Not rate limited. The database check is at most one second old "
+    "(one probe a second however often this is polled).",
+    ok=Health,
+    ok_description="Serving.",
+    answers=(
+        d.Answer(
+            503,
+            "The database is unreachable.",
+            Health,
+            headers=(("Retry-After", "seconds to wait"),),
+        ),
+    ),
+    limited=False,
+    storage=False,
+)
 @inject
 async def health(
     request: web.Request,
@@ -67,7 +99,17 @@ async def health(
     return web.Response(body=body, content_type="application/json")
 
 
-@routes.get("/metrics")
+@endpoints.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    description="Not rate limited.",
+    ok_description="The Prometheus text exposition format.",
+    status=200,
+    content="text/plain",
+    limited=False,
+    storage=False,
+)
 @inject
 async def metrics(
     request: web.Request,
@@ -87,7 +129,31 @@ async def metrics(
     return response
 
 
-@routes.get("/.well-known/jwks.json")
+@attrs.frozen
+class Jwk:
+    """A public key (members by key type, e.g. `n` and `e` for RSA)."""
+
+    open_ended: ClassVar[bool] = True
+
+    kty: str
+    kid: str
+    alg: str
+    use: Literal["sig"]
+
+
+@attrs.frozen
+class JWKS:
+    keys: list[Jwk]
+
+
+@endpoints.get(
+    "/.well-known/jwks.json",
+    operation_id="jwks",
+    summary="Public keys that verify access tokens",
+    ok=JWKS,
+    ok_description="The JSON Web Key Set.",
+    storage=False,
+)
 @inject
 async def jwks(
     request: web.Request, codec: JwtTokenCodec = Provide[Container.token_codec]
@@ -114,7 +180,23 @@ CLAIMS_SUPPORTED = (
 )
 
 
-@routes.get("/.well-known/openid-configuration")
+@attrs.frozen
+class OpenIDConfiguration:
+    issuer: str = d.out(format="uri")
+    jwks_uri: str = d.out(format="uri")
+    id_token_signing_alg_values_supported: list[str] = d.out()
+    claims_supported: list[str] = d.out()
+    introspection_endpoint: str | None = d.out(format="uri", omit_if_none=True)
+
+
+@endpoints.get(
+    "/.well-known/openid-configuration",
+    operation_id="openidConfiguration",
+    summary="OpenID discovery document",
+    ok=OpenIDConfiguration,
+    ok_description="The discovery document.",
+    storage=False,
+)
 @inject
 async def openid_configuration(
     request: web.Request,

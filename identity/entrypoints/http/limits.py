@@ -1,0 +1,3 @@
+"""Bounds of what a request may carry."""
+
+MAX_BODY_BYTES = 64 * 1024
