@@ -399,3 +399,19 @@ async def test_disabling_ends_the_browser_session_and_sign_out_is_an_event(
     response = await pages.api.patch(f"/admin/users/{user_id}", {"is_active": False}, token=key)
     assert response.status == 200
     assert (await pages.get("/ui/account")).status == 303
+
+
+async def test_a_rate_limited_sign_in_renders_when_to_retry(make_pages) -> None:  # type: ignore[no-untyped-def]
+    pages = await make_pages(RATE_LIMIT_LOGIN="2/minute")
+    await pages.get("/ui/sign-in?lang=de")
+    statuses = []
+    for _ in range(3):
+        response = await pages.post(
+            "/ui/sign-in?lang=de",
+            {"email": EMAIL, "password": "wrong password", "action": "password"},
+        )
+        statuses.append(response.status)
+    assert statuses == [401, 401, 429]
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.content_type == "text/html"
+    assert "Bitte versuchen Sie es in" in pages.text()
