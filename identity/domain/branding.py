@@ -29,9 +29,15 @@ def is_color(value: str) -> bool:
     return bool(_COLOR.match(value))
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
 def is_https_url(value: str) -> bool:
+    """An https URL whose host is a plain name (it goes into the pages' CSP as a source)."""
+    if not value.isascii() or not value.isprintable() or any(c in value for c in " \\\"'<>"):
+        return False
     parts = urlsplit(value)
-    return parts.scheme == "https" and bool(parts.netloc) and value.isascii()
+    return parts.scheme == "https" and bool(_HOST.match(parts.netloc))
 
 
 def _channel(value: int) -> float:

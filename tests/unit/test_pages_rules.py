@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from identity.domain.branding import AA_CONTRAST, Branding, contrast, text_color_on
+from identity.domain.branding import (
+    AA_CONTRAST,
+    BRANDING_SETTINGS,
+    Branding,
+    contrast,
+    text_color_on,
+)
 from identity.entrypoints.pages import i18n
 from identity.entrypoints.pages.catalogue import extract
 from identity.entrypoints.pages.security import CsrfTokens, safe_return_to
@@ -101,3 +107,19 @@ def test_csrf_token_is_bound_to_the_browser_and_its_session() -> None:
     assert not tokens.check(token, "seed-one-seed-one-seed", "default", "signed-in")
     assert not tokens.check(token, None, "default", None)
     assert not tokens.check("", "seed-one-seed-one-seed", "default", None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil;script-src 'unsafe-inline'/x.png",
+        "https://user@host.example/x.png",
+        "http://host.example/x.png",
+        "https://host.example/x y.png",
+        'https://host.example/"x.png',
+    ],
+)
+def test_a_logo_url_cannot_smuggle_a_csp_source(url: str) -> None:
+    assert Branding.of({"logo_url": url}).logo_url is None
+    with pytest.raises(ValueError, match="https"):
+        BRANDING_SETTINGS["logo_url"](url)

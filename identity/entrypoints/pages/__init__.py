@@ -14,7 +14,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from identity.entrypoints.pages import account, handlers, organizations, passkeys
+from identity.entrypoints.http.handlers.providers import PAGE_FINISHER
+from identity.entrypoints.pages import account, handlers, organizations, passkeys, providers
 from identity.entrypoints.pages.errors import page_errors
 from identity.entrypoints.pages.page import CSRF
 from identity.entrypoints.pages.security import CsrfTokens
@@ -50,5 +51,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.add_routes(account.routes)
     app.add_routes(passkeys.routes)
     app.add_routes(organizations.routes)
+    app.add_routes(providers.routes)
+    app[PAGE_FINISHER] = providers.finish
     app.router.add_get("/ui/brand.css", handlers.brand_css)
     app.router.add_static("/ui/static/", STATIC_DIR, name="ui-static", append_version=False)

@@ -23,6 +23,7 @@ from identity.entrypoints.http.handlers.self_service import export_view
 from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
 from identity.entrypoints.pages import messages, requests
+from identity.entrypoints.pages import providers as provider_flows
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.handlers import SIGN_IN, as_problem
 from identity.entrypoints.pages.page import Page, load_page
@@ -55,6 +56,16 @@ async def account_view(
     applications = await container.user_grants().list(principal.tenant.id, principal.account.id)
     notice = messages.NOTICES.get(page.request.query.get("notice", ""))
     context.setdefault("notice", notice)
+    linked_names = {link.provider for link in linked}
+    link_buttons = [
+        button
+        for name, button in zip(
+            provider_flows.configured(page),
+            provider_flows.buttons(page, "/ui/account/identities/link/"),
+            strict=True,
+        )
+        if name not in linked_names
+    ]
     # Section 19: the caller's organizations (see pages/organizations.py).
     from identity.entrypoints.pages.organizations import organizations_context
 
@@ -66,6 +77,7 @@ async def account_view(
         identities=linked,
         passkeys=own_passkeys,
         applications=applications,
+        link_providers=link_buttons,
         account=principal.account,
         values=context.pop("values", {}),
         **context,

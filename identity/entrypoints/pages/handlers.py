@@ -12,16 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from identity.application import account_codes, account_passwords, mfa
-from identity.application.first_factor import MfaRequired, SignInResult
-from identity.application.tokens import TokenPair
 from identity.domain.errors import DomainError
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.http.problems import Problem, problem_for
 from identity.entrypoints.http.views import client_info
 from identity.entrypoints.pages import messages, requests
+from identity.entrypoints.pages import providers as provider_flows
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.page import Page, load_page
 from identity.entrypoints.pages.security import browser_cookie_name, mfa_cookie_name
+from identity.entrypoints.pages.signing import finish_sign_in, start_browser_session
 
 routes = web.RouteTableDef()
 
@@ -53,30 +53,6 @@ def form_error(
         values=values,
         **context,
     )
-
-
-async def finish_sign_in(page: Page, result: SignInResult) -> web.Response:
-    """A first or second factor passed: a browser session, or the second-factor page."""
-    assert page.tenant is not None
-    slug = page.tenant.slug
-    if isinstance(result, MfaRequired):
-        page.set_cookie(mfa_cookie_name(slug), result.mfa_token, result.expires_in, path="/ui/")
-        return page.redirect(page.url("/ui/mfa"))
-    return await start_browser_session(page, result)
-
-
-async def start_browser_session(page: Page, pair: TokenPair) -> web.Response:
-    assert page.tenant is not None
-    slug = page.tenant.slug
-    if page.browser_value:
-        # Another sign-in in this browser: the session it held ends first.
-        await page.container.end_browser_session()(
-            page.tenant, page.browser_value, client_info(page.request)
-        )
-    value = await page.container.start_browser_session()(pair)
-    page.set_cookie(browser_cookie_name(slug), value, pair.refresh_token_expires_in)
-    page.clear_cookie(mfa_cookie_name(slug), path="/ui/")
-    return page.redirect(page.next_url)
 
 
 # --- sign-in ---------------------------------------------------------------------------
@@ -114,7 +90,7 @@ async def sign_in_post(request: web.Request) -> web.Response:
 
 def providers(page: Page) -> list[dict[str, str]]:
     """A button per configured provider (the provider sign-in of section 13)."""
-    return []
+    return provider_flows.buttons(page)
 
 
 async def send_code(

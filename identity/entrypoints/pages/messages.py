@@ -76,6 +76,7 @@ NOTICES = {
     "session_ended": N_("That session has ended."),
     "sessions_ended": N_("Every other session has ended."),
     "unlinked": N_("The sign-in is removed."),
+    "linked": N_("The sign-in is linked."),
     "mfa_disabled": N_("Two-step sign-in is off."),
     "passkey_added": N_("Your passkey is added."),
     "passkey_renamed": N_("The passkey is renamed."),

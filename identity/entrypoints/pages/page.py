@@ -56,6 +56,8 @@ class Page:
     return_to: str = DEFAULT_RETURN_TO
     has_return_to: bool = False
     explicit_lang: str | None = None
+    # 303 after a form post; a provider's callback (a GET the API declares) answers 302.
+    redirect_status: int = 303
     cookies_to_set: list[tuple[str, str, int | None, str]] = attrs.field(factory=list)
     cookies_to_clear: list[tuple[str, str]] = attrs.field(factory=list)
 
@@ -148,7 +150,9 @@ class Page:
         return self._finish(response)
 
     def redirect(self, location: str) -> web.Response:
-        return self._finish(web.Response(status=303, headers={"Location": location}))
+        return self._finish(
+            web.Response(status=self.redirect_status, headers={"Location": location})
+        )
 
     def _finish(self, response: web.Response) -> web.Response:
         add_page_headers(response, self.branding.logo_url)
@@ -169,11 +173,15 @@ def _seed(request: web.Request) -> tuple[str, bool]:
     return new_csrf_seed(), True
 
 
-async def load_page(request: web.Request, *, authenticate: bool = True) -> Page:
-    """The page of this request; an unknown tenant raises (a 404 page)."""
+async def load_page(
+    request: web.Request, *, authenticate: bool = True, tenant: Tenant | None = None
+) -> Page:
+    """The page of this request (of ``?tenant=``, unless ``tenant`` is given); an unknown
+    tenant raises (a 404 page)."""
     container = request.app[CONTAINER]
     settings = request.app[SETTINGS]
-    tenant = await container.resolve_tenant()(request.query.get("tenant"))
+    if tenant is None:
+        tenant = await container.resolve_tenant()(request.query.get("tenant"))
     page = bare_page(request, tenant)
     if authenticate:
         value = request.cookies.get(browser_cookie_name(tenant.slug))

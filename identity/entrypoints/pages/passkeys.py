@@ -22,13 +22,9 @@ from identity.entrypoints.http.problems import FieldError, Problem, validation_p
 from identity.entrypoints.http.views import client_info
 from identity.entrypoints.pages.account import account_error, done, signed_in
 from identity.entrypoints.pages.forms import Form
-from identity.entrypoints.pages.handlers import (
-    SIGN_IN,
-    form_error,
-    providers,
-    start_browser_session,
-)
+from identity.entrypoints.pages.handlers import SIGN_IN, form_error, providers
 from identity.entrypoints.pages.page import Page, load_page
+from identity.entrypoints.pages.signing import start_browser_session
 
 routes = web.RouteTableDef()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import pyotp
 
 from tests.integration.http.conftest import PASSWORD, code_in
 from tests.integration.http.pages_client import PageClient, make_pages, pages
+from tests.oidc_provider import FakeOidcProvider
 
 __all__ = ["make_pages", "pages"]  # fixtures
 
@@ -349,3 +351,67 @@ async def test_an_account_keeps_the_language_it_signed_up_in(pages: PageClient) 
     key = await pages.api.api_key("users:read")
     listed = await (await pages.api.get(f"/admin/users?email={EMAIL}", token=key)).json()
     assert listed["items"][0]["locale"] == "de"
+
+
+async def test_continue_with_a_provider_ends_in_a_browser_session(make_pages) -> None:  # type: ignore[no-untyped-def]
+    async with FakeOidcProvider() as provider:
+        pages = await make_pages(
+            GOOGLE_CLIENT_ID=provider.client.client_id,
+            GOOGLE_CLIENT_SECRET=provider.client.client_secret,
+            GOOGLE_DISCOVERY_URL=provider.discovery_url,
+        )
+        provider.next_identity(sub="g-42", email=EMAIL, name="Ada")
+        await pages.get("/ui/sign-in?return_to=/ui/account%3Ftab%3Dx")
+        assert "Continue with Google" in pages.html
+        start = "/ui/sign-in/provider/google?return_to=%2Fui%2Faccount%3Ftab%3Dx"
+        assert start.replace("&", "&amp;") in pages.html
+        response = await pages.get(start)
+        assert response.status == 303
+        back = urlsplit(await provider.browser_authorize(response.headers["Location"]))
+        response = await pages.get(f"{back.path}?{back.query}")
+        assert response.status == 302, pages.html
+        assert response.headers["Location"] == "/ui/account?tab=x"
+        assert (await pages.get("/ui/account")).status == 200
+        assert "google" in pages.html  # the linked sign-in is listed
+
+        # Replaying the callback (the flow is spent, its cookies gone) is a 400, never a session.
+        await pages.post("/ui/sign-out", {})
+        response = await pages.get(f"{back.path}?{back.query}")
+        assert response.status == 400
+        assert (await pages.get("/ui/account")).status == 303
+
+
+async def test_disabling_ends_the_browser_session_and_sign_out_is_an_event(
+    pages: PageClient,
+) -> None:
+    await sign_up(pages)
+    assert (await pages.get("/ui/account")).status == 200
+    await pages.post("/ui/sign-out", {})
+    key = await pages.api.api_key("users:read", "users:write", "events:read")
+    events = await (await pages.api.get("/admin/events?type=session.revoked", token=key)).json()
+    assert [event["data"]["reason"] for event in events["items"]] == ["logout"]
+    logins = await (await pages.api.get("/admin/events?type=login.succeeded", token=key)).json()
+    assert logins["items"][0]["data"]["method"] == "otp"
+
+    await sign_in(pages)
+    assert (await pages.get("/ui/account")).status == 200
+    user_id = logins["items"][0]["user_id"]
+    response = await pages.api.patch(f"/admin/users/{user_id}", {"is_active": False}, token=key)
+    assert response.status == 200
+    assert (await pages.get("/ui/account")).status == 303
+
+
+async def test_a_rate_limited_sign_in_renders_when_to_retry(make_pages) -> None:  # type: ignore[no-untyped-def]
+    pages = await make_pages(RATE_LIMIT_LOGIN="2/minute")
+    await pages.get("/ui/sign-in?lang=de")
+    statuses = []
+    for _ in range(3):
+        response = await pages.post(
+            "/ui/sign-in?lang=de",
+            {"email": EMAIL, "password": "wrong password", "action": "password"},
+        )
+        statuses.append(response.status)
+    assert statuses == [401, 401, 429]
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.content_type == "text/html"
+    assert "Bitte versuchen Sie es in" in pages.text()

@@ -8,6 +8,7 @@ them in the fragment), or, for a flow started by ``POST
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -29,6 +30,12 @@ from identity.entrypoints.http.problems import problem_for, problem_response
 from identity.entrypoints.http.views import SIGNED_IN, client_info, sign_in_view
 
 COOKIE = "identity_oauth"
+# A flow started by a hosted page (section 16) ends on a page, in a browser session:
+# its cookie (set beside ``COOKIE``, on the same callback path) names the page's tenant
+# and return_to, and the pages' finisher answers the callback.
+PAGE_FLOW_COOKIE = "identity_page_flow"
+PageFinisher = Callable[[web.Request, str], Awaitable[web.Response]]
+PAGE_FINISHER: web.AppKey[PageFinisher] = web.AppKey("pages.provider_finisher")
 
 
 def callback_path(provider: str) -> str:
@@ -73,6 +80,9 @@ async def start_flow(
 async def finish_flow(
     request: web.Request, provider: str, use_case: sign_in.FinishExternalSignIn
 ) -> web.Response:
+    finisher = request.app.get(PAGE_FINISHER)
+    if finisher is not None and PAGE_FLOW_COOKIE in request.cookies:
+        return await finisher(request, provider)
     query = request.query
     command = sign_in.FinishSignIn(
         tenant=request_tenant(request),
