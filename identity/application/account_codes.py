@@ -38,6 +38,7 @@ class Register:
     password: str | None = attrs.field(repr=False)
     full_name: str | None = None
     client: ClientInfo = ClientInfo()
+    locale: str | None = None
 
 
 @attrs.frozen
@@ -93,6 +94,7 @@ class RegisterUser:
                     command.full_name,
                     command.client.ip,
                     command.client.user_agent,
+                    command.locale,
                 ),
             )
         )
@@ -182,6 +184,7 @@ class IssueRequestedCodes:
                 full_name=registration.full_name,
                 created_at=now,
                 updated_at=now,
+                locale=registration.locale,
             )
             try:
                 await uow.accounts.add(account)
@@ -204,24 +207,30 @@ class IssueRequestedCodes:
                 account.set_password_hash(registration.password_hash, now)
             if registration.full_name:
                 account.full_name = registration.full_name
+            if registration.locale:
+                account.locale = registration.locale
             await uow.accounts.update(account)
         if account.is_verified:
             await uow.outbox.add(
                 tenant.id,
                 s.templates.already_registered_notice(
-                    request.email.value, sender=policy.email_from
+                    request.email.value, sender=policy.email_from, locale=account.locale
                 ),
                 now,
             )
         else:
-            await s.issue_code(uow, tenant, policy, request.email, OtpPurpose.VERIFICATION, now)
+            await s.issue_code(
+                uow, tenant, policy, request.email, OtpPurpose.VERIFICATION, now, account.locale
+            )
 
     async def _request_code(
         self, uow: UnitOfWork, tenant: Tenant, policy: Policy, request: CodeRequest, now: datetime
     ) -> None:
         account = await uow.accounts.get_by_email(tenant.id, request.email.key)
         if account is not None and account.is_active and _wants(account, request.purpose):
-            await self._s.issue_code(uow, tenant, policy, request.email, request.purpose, now)
+            await self._s.issue_code(
+                uow, tenant, policy, request.email, request.purpose, now, account.locale
+            )
 
 
 def _wants(account: Account, purpose: OtpPurpose) -> bool:

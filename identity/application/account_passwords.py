@@ -96,7 +96,9 @@ class ResetPasswordWithCode:
                 )
             await uow.outbox.add(
                 command.tenant.id,
-                s.templates.password_changed_notice(account.email.value, sender=policy.email_from),
+                s.templates.password_changed_notice(
+                    account.email.value, sender=policy.email_from, locale=account.locale
+                ),
                 now,
             )
             await uow.commit()

@@ -79,8 +79,9 @@ class AccountServices:
         email: Email,
         purpose: OtpPurpose,
         now: datetime,
+        locale: str | None = None,
     ) -> None:
-        """Replace the live code and queue its mail, at most once a minute."""
+        """Replace the live code and queue its mail (in ``locale``), at most once a minute."""
         current = await uow.challenges.get(tenant.id, email.key, purpose)
         if current is not None and current.is_usable(now) and not current.may_be_replaced(now):
             return
@@ -97,10 +98,10 @@ class AccountServices:
                 max_attempts=policy.otp_max_attempts,
             )
         )
-        await uow.outbox.add(tenant.id, self._code_mail(email, purpose, code, policy), now)
+        await uow.outbox.add(tenant.id, self._code_mail(email, purpose, code, policy, locale), now)
 
     def _code_mail(
-        self, email: Email, purpose: OtpPurpose, code: str, policy: Policy
+        self, email: Email, purpose: OtpPurpose, code: str, policy: Policy, locale: str | None
     ) -> EmailMessage:
         minutes = policy.otp_ttl_minutes
         make = {
@@ -109,7 +110,7 @@ class AccountServices:
             OtpPurpose.PASSWORD_RESET: self.templates.password_reset_code,
             OtpPurpose.ACCOUNT_DELETION: self.templates.account_deletion_code,
         }[purpose]
-        return make(email.value, code, minutes, sender=policy.email_from)
+        return make(email.value, code, minutes, sender=policy.email_from, locale=locale)
 
     async def spend_code(
         self,

@@ -59,7 +59,88 @@ _NOTICE_HTML = Template(
 )
 
 
-def _minutes(count: int) -> str:
+_CODE_TEXT_DE = Template(
+    """Hallo,
+
+$intro
+
+    $code
+
+Der Code läuft in $expires ab. Wenn Sie ihn nicht angefordert haben, können Sie
+diese E-Mail ignorieren: Ohne den Code ändert sich nichts.
+
+-- $product
+"""
+)
+
+_CODE_HTML_DE = Template(
+    """<!doctype html>
+<html lang="de"><body style="font-family:sans-serif">
+<p>Hallo,</p>
+<p>$intro</p>
+<p style="font-size:24px;font-family:monospace;letter-spacing:4px"><strong>$code</strong></p>
+<p>Der Code läuft in $expires ab. Wenn Sie ihn nicht angefordert haben, können Sie
+diese E-Mail ignorieren: Ohne den Code ändert sich nichts.</p>
+<p>&mdash; $product</p>
+</body></html>
+"""
+)
+
+_NOTICE_TEXT_DE = Template(
+    """Hallo,
+
+$body
+
+-- $product
+"""
+)
+
+_NOTICE_HTML_DE = Template(
+    """<!doctype html>
+<html lang="de"><body style="font-family:sans-serif">
+<p>Hallo,</p>
+<p>$body</p>
+<p>&mdash; $product</p>
+</body></html>
+"""
+)
+
+# The wording of each mail in the languages besides English (the account's locale,
+# section 16): subject and intro (codes) or body (notices); {product} and {to} filled in.
+_GERMAN = {
+    "verification": (
+        "Bestätigen Sie Ihre E-Mail-Adresse für {product}",
+        "Mit diesem Code bestätigen Sie Ihre E-Mail-Adresse bei {product}:",
+    ),
+    "login": ("Ihr Anmeldecode für {product}", "Mit diesem Code melden Sie sich bei {product} an:"),
+    "password_reset": (
+        "Ihr Passwort für {product} zurücksetzen",
+        "Mit diesem Code legen Sie ein neues Passwort für {product} fest:",
+    ),
+    "account_deletion": (
+        "Bestätigen Sie die Löschung Ihres Kontos bei {product}",
+        "Mit diesem Code löschen Sie Ihr Konto bei {product} endgültig. Wenn Sie das nicht "
+        "angefordert haben, ignorieren Sie diese E-Mail und geben Sie den Code nicht weiter:",
+    ),
+    "already_registered": (
+        "Jemand wollte sich mit Ihrer E-Mail-Adresse bei {product} registrieren",
+        "Jemand, vielleicht Sie, wollte bei {product} ein Konto mit {to} anlegen, für das "
+        "es bereits eines gibt. Es wurde kein neues Konto angelegt. Melden Sie sich an oder "
+        "setzen Sie Ihr Passwort zurück. Wenn Sie es nicht waren, können Sie diese E-Mail "
+        "ignorieren.",
+    ),
+    "password_changed": (
+        "Ihr Passwort für {product} wurde geändert",
+        "Das Passwort Ihres Kontos {to} bei {product} wurde soeben geändert, und andere "
+        "Sitzungen wurden abgemeldet. Wenn Sie das nicht waren, setzen Sie Ihr Passwort "
+        "sofort zurück und wenden Sie sich an den Support.",
+    ),
+}
+
+
+def _minutes(count: int, locale: str | None = None) -> str:
+    if locale == "de":
+        return f"{count} Minute" if count == 1 else f"{count} Minuten"
     return f"{count} minute" if count == 1 else f"{count} minutes"
 
 
@@ -83,8 +164,16 @@ class MailTemplates:
         self._product = product_name
 
     def verification_code(
-        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+        self,
+        to: str,
+        code: str,
+        expires_in_minutes: int,
+        *,
+        sender: str | None = None,
+        locale: str | None = None,
     ) -> EmailMessage:
+        if locale == "de":
+            return self._german_code_mail("verification", to, code, expires_in_minutes, sender)
         return self._code_mail(
             to,
             code,
@@ -95,8 +184,16 @@ class MailTemplates:
         )
 
     def login_code(
-        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+        self,
+        to: str,
+        code: str,
+        expires_in_minutes: int,
+        *,
+        sender: str | None = None,
+        locale: str | None = None,
     ) -> EmailMessage:
+        if locale == "de":
+            return self._german_code_mail("login", to, code, expires_in_minutes, sender)
         return self._code_mail(
             to,
             code,
@@ -107,8 +204,16 @@ class MailTemplates:
         )
 
     def password_reset_code(
-        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+        self,
+        to: str,
+        code: str,
+        expires_in_minutes: int,
+        *,
+        sender: str | None = None,
+        locale: str | None = None,
     ) -> EmailMessage:
+        if locale == "de":
+            return self._german_code_mail("password_reset", to, code, expires_in_minutes, sender)
         return self._code_mail(
             to,
             code,
@@ -119,8 +224,16 @@ class MailTemplates:
         )
 
     def account_deletion_code(
-        self, to: str, code: str, expires_in_minutes: int, *, sender: str | None = None
+        self,
+        to: str,
+        code: str,
+        expires_in_minutes: int,
+        *,
+        sender: str | None = None,
+        locale: str | None = None,
     ) -> EmailMessage:
+        if locale == "de":
+            return self._german_code_mail("account_deletion", to, code, expires_in_minutes, sender)
         return self._code_mail(
             to,
             code,
@@ -133,8 +246,12 @@ class MailTemplates:
             sender=sender,
         )
 
-    def already_registered_notice(self, to: str, *, sender: str | None = None) -> EmailMessage:
+    def already_registered_notice(
+        self, to: str, *, sender: str | None = None, locale: str | None = None
+    ) -> EmailMessage:
         """Sent instead of a code when a verified address registers again (no enumeration)."""
+        if locale == "de":
+            return self._german_notice("already_registered", to, sender)
         return self._notice_mail(
             to,
             subject=f"Someone tried to register with your email on {self._product}",
@@ -146,7 +263,11 @@ class MailTemplates:
             sender=sender,
         )
 
-    def password_changed_notice(self, to: str, *, sender: str | None = None) -> EmailMessage:
+    def password_changed_notice(
+        self, to: str, *, sender: str | None = None, locale: str | None = None
+    ) -> EmailMessage:
+        if locale == "de":
+            return self._german_notice("password_changed", to, sender)
         return self._notice_mail(
             to,
             subject=f"Your {self._product} password was changed",
@@ -170,6 +291,17 @@ class MailTemplates:
     ) -> EmailMessage:
         values = {"intro": intro, "code": code, "expires": _minutes(expires_in_minutes)}
         return self._message(to, subject, _CODE_TEXT, _CODE_HTML, values, sender)
+
+    def _german_code_mail(
+        self, kind: str, to: str, code: str, minutes: int, sender: str | None
+    ) -> EmailMessage:
+        subject, intro = (part.format(product=self._product) for part in _GERMAN[kind])
+        values = {"intro": intro, "code": code, "expires": _minutes(minutes, "de")}
+        return self._message(to, subject, _CODE_TEXT_DE, _CODE_HTML_DE, values, sender)
+
+    def _german_notice(self, kind: str, to: str, sender: str | None) -> EmailMessage:
+        subject, body = (part.format(product=self._product, to=to) for part in _GERMAN[kind])
+        return self._message(to, subject, _NOTICE_TEXT_DE, _NOTICE_HTML_DE, {"body": body}, sender)
 
     def _notice_mail(self, to: str, *, subject: str, body: str, sender: str | None) -> EmailMessage:
         return self._message(to, subject, _NOTICE_TEXT, _NOTICE_HTML, {"body": body}, sender)

@@ -321,7 +321,9 @@ class ChangeOwnPassword:
             await uow.outbox.add(
                 tenant.id,
                 s.templates.password_changed_notice(
-                    account.email.value, sender=s.policy_for(tenant).email_from
+                    account.email.value,
+                    sender=s.policy_for(tenant).email_from,
+                    locale=account.locale,
                 ),
                 now,
             )

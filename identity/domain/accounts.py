@@ -31,6 +31,8 @@ class Account:
     mfa_enabled: bool = False  # kept by the MFA use cases: a confirmed second factor exists
     # Written by the storage when a sign-in opens a session (SessionRepository.add).
     last_login_at: datetime | None = None
+    # The language the account signed up in (its mails are written in it); None: English.
+    locale: str | None = None
 
     @property
     def has_password(self) -> bool:

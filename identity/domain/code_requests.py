@@ -26,6 +26,8 @@ class Registration:
     # Where the request came from, for the ``user.created`` event.
     client_ip: str | None = None
     user_agent: str | None = None
+    # The page's language at sign-up: the account keeps it (section 16).
+    locale: str | None = None
 
 
 @attrs.frozen

@@ -45,8 +45,9 @@ def code_purposes(templates: MailTemplates) -> dict[str, str]:
         OtpPurpose.PASSWORD_RESET: templates.password_reset_code,
     }
     return {
-        make("someone@example.com", "000000", 1).subject: purpose.value
+        make("someone@example.com", "000000", 1, locale=locale).subject: purpose.value
         for purpose, make in makers.items()
+        for locale in (None, "de")
     }
 
 

@@ -82,6 +82,7 @@ class SqlAccountRepository(AccountRepository):
             identities=identity_names(row.identities),
             mfa_enabled=row.mfa_enabled,
             last_login_at=row.last_login_at,
+            locale=row.locale,
         )
 
     @staticmethod
@@ -99,6 +100,7 @@ class SqlAccountRepository(AccountRepository):
             "created_at": account.created_at,
             "updated_at": account.updated_at,
             "mfa_enabled": account.mfa_enabled,
+            "locale": account.locale,
         }
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:

@@ -35,6 +35,7 @@ class SqlCodeRequestQueue(CodeRequestQueue):
                 "full_name": registration.full_name,
                 "client_ip": registration.client_ip,
                 "user_agent": registration.user_agent,
+                "locale": registration.locale,
             },
         }
         await self._c.execute(
@@ -86,6 +87,7 @@ class SqlCodeRequestQueue(CodeRequestQueue):
                         registration["full_name"],
                         registration.get("client_ip"),
                         registration.get("user_agent"),
+                        registration.get("locale"),
                     ),
                 )
             except (UnsealError, InvalidEmailError, ValueError, TypeError, KeyError):

@@ -44,6 +44,9 @@ class UserView:
     mfa_enabled: bool = d.out("a second factor is confirmed")
     created_at: datetime = d.out()
     tenant: str = d.out("the tenant's slug")
+    locale: str | None = d.out(
+        "the language the account signed up in (its mails are sent in it); null: English"
+    )
 
     @classmethod
     def of(cls, account: Account, tenant: Tenant) -> Self:
@@ -64,6 +67,7 @@ class UserView:
             "mfa_enabled": account.mfa_enabled,
             "created_at": account.created_at,
             "tenant": tenant.slug,
+            "locale": account.locale,
         }
 
 

@@ -22,7 +22,7 @@ from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.handlers.self_service import export_view
 from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
-from identity.entrypoints.pages import messages
+from identity.entrypoints.pages import messages, requests
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.handlers import SIGN_IN, as_problem
 from identity.entrypoints.pages.page import Page, load_page
@@ -96,10 +96,8 @@ async def account(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def profile(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
-        name = body.text("full_name", max_length=200).strip()
-        body.check()
+        name = form.parse(requests.Profile).full_name.strip()
         await page.container.update_user()(
             admin.ChangeUser(
                 tenant=principal.tenant,
@@ -117,15 +115,14 @@ async def profile(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def change_password(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
+        fields = form.parse(requests.PasswordChange)
         command = sessions.ChangePassword(
             principal=principal,
-            current_password=body.password("current_password"),
-            new_password=body.password("new_password"),
+            current_password=fields.current_password,
+            new_password=fields.new_password,
             client=client_info(page.request),
         )
-        body.check()
         await page.container.change_password()(command)
     except (DomainError, Problem) as error:
         return await account_error(page, principal, error, form, "password")
@@ -136,10 +133,8 @@ async def change_password(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def end_session(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
-        session_id = body.uuid("session_id")
-        body.check()
+        session_id = form.parse(requests.SessionChoice).session_id
         if session_id == principal.session_id:
             raise Problem(422, "validation_error", "Use sign out for this browser")
         await page.container.revoke_session()(principal, session_id, client_info(page.request))
@@ -166,10 +161,8 @@ async def end_other_sessions(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def unlink(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
-        provider = body.text("provider", max_length=64)
-        body.check()
+        provider = form.parse(requests.ProviderChoice).provider
         await page.container.unlink_identity()(
             principal.tenant, principal.account.id, provider, client_info(page.request)
         )
@@ -204,10 +197,8 @@ async def mfa_enroll(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def mfa_confirm(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
-        code = body.digits("code", 6)
-        body.check()
+        code = form.parse(requests.TotpCode).code
         codes = await page.container.confirm_totp()(principal, code, client_info(page.request))
     except (DomainError, Problem) as error:
         problem = as_problem(error)
@@ -233,10 +224,8 @@ async def mfa_recovery_codes(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def mfa_disable(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body()
     try:
-        code = body.digits("code", 6)
-        body.check()
+        code = form.parse(requests.TotpCode).code
         await page.container.disable_totp()(principal, code, client_info(page.request))
     except (DomainError, Problem) as error:
         return await account_error(page, principal, error, form, "mfa_off")
@@ -271,13 +260,12 @@ async def delete_code(page: Page, principal: Principal) -> web.Response:
 @signed_in
 async def delete(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
-    body = form.body("password", "otp_code")
     try:
-        password = body.optional_password("password")
-        code = body.code("otp_code") if "otp_code" in form.fields and form.get("otp_code") else None
-        body.check()
+        fields = form.parse(requests.Deletion)
         await page.container.delete_own_account()(
-            self_service.DeleteAccount(principal, password, code, client_info(page.request))
+            self_service.DeleteAccount(
+                principal, fields.password, fields.otp_code, client_info(page.request)
+            )
         )
     except (DomainError, Problem) as error:
         return await account_error(page, principal, error, form, "delete")

@@ -1,7 +1,8 @@
 """Reading a page's form: the one place a form body is parsed.
 
-A form is read into the same ``Body`` the JSON handlers validate with, so a
-field follows the same rules on a page and on the API. Only
+A form is read by the API's declared parser (``declare.parse``) into a request
+class of ``requests.py``, so a field follows the same rules on a page and on
+the API. Only
 ``application/x-www-form-urlencoded`` is read (the pages post nothing else);
 the body is bounded by the app's 64 KiB limit, must be UTF-8, and may carry
 at most ``MAX_FIELDS`` fields.
@@ -9,14 +10,17 @@ at most ``MAX_FIELDS`` fields.
 
 from __future__ import annotations
 
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
+import attrs
 from aiohttp import web
 
-from identity.entrypoints.http.bodies import Body
+from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.problems import Problem
 
 MAX_FIELDS = 32
+T = TypeVar("T")
 
 
 class Form:
@@ -28,13 +32,14 @@ class Form:
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default)
 
-    def body(self, *optional: str) -> Body:
-        """A ``Body`` of the fields; the ``optional`` ones count as absent when blank."""
-        data: dict[str, object] = dict(self.fields)
-        for name in optional:
-            if not self.fields.get(name, "").strip():
-                data.pop(name, None)
-        return Body(data)
+    def parse(self, cls: type[T]) -> T:
+        """The form read into ``cls`` by the API's parser (422 ``Problem`` naming each bad
+        field). A blank field counts as absent: a form sends every input, filled or not."""
+        names = {field.name for field in attrs.fields(cls)}  # type: ignore[arg-type]
+        data = {
+            name: value for name, value in self.fields.items() if name in names and value.strip()
+        }
+        return d.parse(cls, data)
 
 
 async def read_form(request: web.Request) -> Form:

@@ -18,7 +18,7 @@ from identity.domain.errors import DomainError
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.http.problems import Problem, problem_for
 from identity.entrypoints.http.views import client_info
-from identity.entrypoints.pages import messages
+from identity.entrypoints.pages import messages, requests
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.page import Page, load_page
 from identity.entrypoints.pages.security import browser_cookie_name, mfa_cookie_name
@@ -98,15 +98,14 @@ async def sign_in_post(request: web.Request) -> web.Response:
     context = {"providers": providers(page)}
     if form.get("action") == "code":
         return await send_code(page, form, OtpPurpose.LOGIN, "sign_in.html", context)
-    body = form.body()
     try:
+        fields = form.parse(requests.PasswordSignIn)
         command = account_passwords.LogIn(
             tenant=page.known_tenant,
-            email=body.email(),
-            password=body.password("password"),
+            email=fields.email,
+            password=fields.password,
             client=client_info(request),
         )
-        body.check()
         result = await page.container.log_in()(command)
     except (DomainError, Problem) as error:
         return form_error(page, "sign_in.html", error, form, **context)
@@ -123,12 +122,11 @@ async def send_code(
 ) -> web.Response:
     """Ask for a code (the same answer whether or not the address has an account), then
     show the code form."""
-    body = form.body()
     try:
+        fields = form.parse(requests.EmailOnly)
         command = account_codes.RequestCode(
-            tenant=page.known_tenant, email=body.email(), purpose=purpose
+            tenant=page.known_tenant, email=fields.email, purpose=purpose
         )
-        body.check()
         sent = await page.container.request_otp()(command)
     except (DomainError, Problem) as error:
         return form_error(page, template, error, form, **context)
@@ -153,16 +151,16 @@ async def sign_up(request: web.Request) -> web.Response:
 async def sign_up_post(request: web.Request) -> web.Response:
     page = await load_page(request)
     form = await page.form()
-    body = form.body("password", "full_name")
     try:
+        fields = form.parse(requests.SignUp)
         command = account_codes.Register(
             tenant=page.known_tenant,
-            email=body.email(),
-            password=body.optional_password("password"),
-            full_name=body.optional_text("full_name", max_length=200),
+            email=fields.email,
+            password=fields.password,
+            full_name=fields.full_name,
             client=client_info(request),
+            locale=page.locale,
         )
-        body.check()
         sent = await page.container.register_user()(command)
     except (DomainError, Problem) as error:
         return form_error(page, "sign_up.html", error, form)
@@ -190,19 +188,21 @@ async def verify(request: web.Request) -> web.Response:
 async def verify_post(request: web.Request) -> web.Response:
     page = await load_page(request)
     form = await page.form()
-    body = form.body()
     if form.get("action") == "resend":
-        purpose = body.choice("purpose", OtpPurpose, allowed=CODE_PURPOSES)
+        try:
+            purpose = form.parse(requests.NewCode).purpose
+        except Problem as error:
+            return form_error(page, "verify.html", error, form)
         return await send_code(page, form, purpose, "verify.html", {})
     try:
+        fields = form.parse(requests.CodeCheck)
         command = account_codes.VerifyCode(
             tenant=page.known_tenant,
-            email=body.email(),
-            code=body.code(),
-            purpose=body.choice("purpose", OtpPurpose, allowed=CODE_PURPOSES),
+            email=fields.email,
+            code=fields.otp_code,
+            purpose=fields.purpose,
             client=client_info(request),
         )
-        body.check()
         result = await page.container.verify_otp()(command)
     except (DomainError, Problem) as error:
         return form_error(page, "verify.html", error, form)
@@ -236,16 +236,15 @@ async def reset_password(request: web.Request) -> web.Response:
 async def reset_password_post(request: web.Request) -> web.Response:
     page = await load_page(request)
     form = await page.form()
-    body = form.body()
     try:
+        fields = form.parse(requests.PasswordReset)
         command = account_passwords.ResetPassword(
             tenant=page.known_tenant,
-            email=body.email(),
-            code=body.code(),
-            new_password=body.password("new_password"),
+            email=fields.email,
+            code=fields.otp_code,
+            new_password=fields.new_password,
             client=client_info(request),
         )
-        body.check()
         await page.container.reset_password()(command)
     except (DomainError, Problem) as error:
         return form_error(page, "reset_password.html", error, form)
@@ -277,15 +276,12 @@ async def second_factor_post(request: web.Request) -> web.Response:
     if token is None:
         return page.redirect(page.url(SIGN_IN, notice="expired"))
     recovery = "recovery_code" in form.fields
-    body = form.body()
     try:
-        if recovery:
-            proof = mfa.SecondFactorProof(
-                recovery_code=body.text("recovery_code", max_length=64).strip()
-            )
-        else:
-            proof = mfa.SecondFactorProof(code=body.digits("code", 6))
-        body.check()
+        fields = form.parse(requests.SecondFactor)
+        proof = mfa.SecondFactorProof(
+            code=fields.code,
+            recovery_code=fields.recovery_code.strip() if fields.recovery_code else None,
+        )
         command = mfa.VerifySecondFactor(
             tenant=page.known_tenant, mfa_token=token, proof=proof, client=client_info(request)
         )

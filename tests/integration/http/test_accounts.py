@@ -121,7 +121,9 @@ async def test_verification_logs_in_with_the_token_response(api: Api) -> None:
         "mfa_enabled",
         "created_at",
         "tenant",
+        "locale",
     }
+    assert user["locale"] is None  # registered over the API: no language chosen
     assert (user["email"], user["full_name"], user["tenant"]) == (
         "tom@example.com",
         "Tom Thumb",

@@ -6,7 +6,7 @@ import time
 
 import pyotp
 
-from tests.integration.http.conftest import PASSWORD
+from tests.integration.http.conftest import PASSWORD, code_in
 from tests.integration.http.pages_client import PageClient, make_pages, pages
 
 __all__ = ["make_pages", "pages"]  # fixtures
@@ -324,3 +324,28 @@ async def test_branding_of_a_tenant(pages: PageClient) -> None:
     assert pages.cookie("identity_session_default") is None
     assert (await pages.get("/ui/account?tenant=acme")).status == 200
     assert (await pages.get("/ui/account")).status == 303  # not signed in to the default tenant
+
+
+async def test_an_account_keeps_the_language_it_signed_up_in(pages: PageClient) -> None:
+    await pages.get("/ui/sign-up?lang=de")
+    response = await pages.post(
+        "/ui/sign-up?lang=de", {"email": EMAIL, "password": PASSWORD, "full_name": ""}
+    )
+    assert response.status == 200
+    mail = await pages.api.next_mail(EMAIL)
+    assert "Bestätigen Sie Ihre E-Mail-Adresse" in str(mail["Subject"])
+    code = code_in(mail)
+    response = await pages.post(
+        "/ui/verify?lang=de",
+        {"email": EMAIL, "otp_code": code, "purpose": "verification", "action": "verify"},
+    )
+    assert response.status == 303
+    tokens = await pages.api.login(EMAIL)
+    me = await (await pages.api.me(tokens["access_token"])).json()
+    assert me["locale"] == "de"
+    # Its mails stay German, whatever language a later request comes in.
+    await pages.api.post("/auth/request-otp", {"email": EMAIL, "purpose": "login"})
+    assert "Anmeldecode" in str((await pages.api.next_mail(EMAIL))["Subject"])
+    key = await pages.api.api_key("users:read")
+    listed = await (await pages.api.get(f"/admin/users?email={EMAIL}", token=key)).json()
+    assert listed["items"][0]["locale"] == "de"
