@@ -1048,8 +1048,10 @@ class ActiveSessionReader(Protocol):
 
     async def session_with_account(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID
-    ) -> tuple[Session, Account] | None:
-        """The session and the account it belongs to, whatever their state.
+    ) -> tuple[Session, Account, bool] | None:
+        """The session, the account it belongs to, whatever their state, and whether
+        the session may act in an organization (False only when it surely does not:
+        refresh then skips the organization read).
 
         One read outside any transaction; None when either is missing or the
         session belongs to another account. Judging them is the domain's.

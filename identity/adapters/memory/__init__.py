@@ -211,13 +211,14 @@ class MemoryActiveSessionReader(ActiveSessionReader):
 
     async def session_with_account(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID
-    ) -> tuple[Session, Account] | None:
+    ) -> tuple[Session, Account, bool] | None:
         async with MemoryUnitOfWork(self._store) as uow:
             session = await uow.sessions.get(tenant_id, session_id)
             if session is None or session.user_id != account_id:
                 return None
             account = await uow.accounts.get(tenant_id, account_id)
-        return None if account is None else (session, account)
+        # The organization read is cheap here: always let refresh ask it.
+        return None if account is None else (session, account, True)
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         async with MemoryUnitOfWork(self._store) as uow:
