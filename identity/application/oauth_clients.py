@@ -14,6 +14,7 @@ import attrs
 from identity.application.events import security_event
 from identity.application.pagination import Page, page_of
 from identity.application.ports import Clock, Position, UnitOfWork, UnitOfWorkFactory
+from identity.application.session_ending import end_session
 from identity.application.tokens import NO_CLIENT, ClientInfo
 from identity.domain.events import EventType
 from identity.domain.oauth import (
@@ -250,19 +251,16 @@ class ClientAdmin:
             current = await _client_of(uow, tenant_id, client_id)
             now = self._clock.now()
             for link in await uow.client_sessions.list_for_client(tenant_id, client_id):
-                if await uow.sessions.revoke(tenant_id, link.session_id, now, "client_deleted"):
-                    await uow.events.add(
-                        security_event(
-                            EventType.SESSION_REVOKED,
-                            tenant_id,
-                            now,
-                            client,
-                            user_id=link.user_id,
-                            session_id=link.session_id,
-                            reason="client_deleted",
-                            client_id=client_id,
-                        )
-                    )
+                await end_session(
+                    uow,
+                    tenant_id,
+                    link.user_id,
+                    link.session_id,
+                    now,
+                    client,
+                    "client_deleted",
+                    client_id=client_id,
+                )
             await uow.oauth_clients.delete(tenant_id, client_id)
             await uow.events.add(
                 security_event(

@@ -40,6 +40,7 @@ from identity.application.ports import (
     WebhookDeliveryError,
     WebhookSender,
 )
+from identity.application.session_ending import end_session
 from identity.application.tenancy import ResolveTenant
 from identity.application.tokens import NO_CLIENT, ClientInfo, new_jti
 from identity.domain.accounts import Account
@@ -579,20 +580,16 @@ class TokenGrants:
                 raise invalid_grant("unknown code")
             if not first:
                 # A replay: whatever the code was redeemed for ends now (RFC 6749 §4.1.2).
-                if stored.session_id is not None and await uow.sessions.revoke(
-                    tenant.id, stored.session_id, now, "code_reused"
-                ):
-                    await uow.events.add(
-                        security_event(
-                            EventType.SESSION_REVOKED,
-                            tenant.id,
-                            now,
-                            info,
-                            user_id=stored.user_id,
-                            session_id=stored.session_id,
-                            reason="code_reused",
-                            client_id=client.client_id,
-                        )
+                if stored.session_id is not None:
+                    await end_session(
+                        uow,
+                        tenant.id,
+                        stored.user_id,
+                        stored.session_id,
+                        now,
+                        info,
+                        "code_reused",
+                        client_id=client.client_id,
                     )
                 await uow.commit()
                 raise invalid_grant("code already used")
@@ -802,7 +799,6 @@ class TokenGrants:
         now: datetime,
         info: ClientInfo,
     ) -> None:
-        ended = await uow.sessions.revoke(tenant.id, session.id, now, "refresh_token_reused")
         await uow.events.add(
             security_event(
                 EventType.REFRESH_TOKEN_REUSED,
@@ -814,19 +810,16 @@ class TokenGrants:
                 client_id=client.client_id,
             )
         )
-        if ended:
-            await uow.events.add(
-                security_event(
-                    EventType.SESSION_REVOKED,
-                    tenant.id,
-                    now,
-                    info,
-                    user_id=account.id,
-                    session_id=session.id,
-                    reason="refresh_token_reused",
-                    client_id=client.client_id,
-                )
-            )
+        await end_session(
+            uow,
+            tenant.id,
+            account.id,
+            session.id,
+            now,
+            info,
+            "refresh_token_reused",
+            client_id=client.client_id,
+        )
         await uow.commit()
 
 
@@ -910,19 +903,16 @@ class ClientTokens:
                 link = await uow.client_sessions.get(tenant.id, session_id)
                 if link is None or link.client_id != who.client.client_id:
                     return
-                if await uow.sessions.revoke(tenant.id, session_id, now, "revoked_by_client"):
-                    await uow.events.add(
-                        security_event(
-                            EventType.SESSION_REVOKED,
-                            tenant.id,
-                            now,
-                            info,
-                            user_id=link.user_id,
-                            session_id=session_id,
-                            reason="revoked_by_client",
-                            client_id=who.client.client_id,
-                        )
-                    )
+                await end_session(
+                    uow,
+                    tenant.id,
+                    link.user_id,
+                    session_id,
+                    now,
+                    info,
+                    "revoked_by_client",
+                    client_id=who.client.client_id,
+                )
             await uow.commit()
 
 
@@ -971,21 +961,18 @@ class UserGrants:
             links = await uow.client_sessions.list_for_user(tenant_id, user_id, client_id)
             ended = 0
             for link in links:
-                if await uow.sessions.revoke(tenant_id, link.session_id, now, "revoked_by_user"):
+                if await end_session(
+                    uow,
+                    tenant_id,
+                    user_id,
+                    link.session_id,
+                    now,
+                    info,
+                    "revoked_by_user",
+                    by_session_id=by_session_id,
+                    client_id=client_id,
+                ):
                     ended += 1
-                    await uow.events.add(
-                        security_event(
-                            EventType.SESSION_REVOKED,
-                            tenant_id,
-                            now,
-                            info,
-                            user_id=user_id,
-                            session_id=link.session_id,
-                            reason="revoked_by_user",
-                            client_id=client_id,
-                            by_session_id=str(by_session_id) if by_session_id else None,
-                        )
-                    )
             if not forgot and not ended:
                 raise ClientNotFoundError(client_id)  # rolls back: nothing changed
             await uow.events.add(
@@ -1087,18 +1074,7 @@ class RpInitiatedLogout:
                 session = await uow.sessions.get(tenant_id, session_id)
                 if session is None:
                     continue
-                if await uow.sessions.revoke(tenant_id, session_id, now, "logout"):
-                    await uow.events.add(
-                        security_event(
-                            EventType.SESSION_REVOKED,
-                            tenant_id,
-                            now,
-                            info,
-                            user_id=session.user_id,
-                            session_id=session_id,
-                            reason="logout",
-                        )
-                    )
+                await end_session(uow, tenant_id, session.user_id, session_id, now, info, "logout")
             await uow.commit()
 
 

@@ -31,6 +31,11 @@ EndReason = Literal[
     "account_disabled",
     "mfa_disabled",
     "account_deleted",
+    # The OpenID Provider's (section 17): a replayed code, a client deleted, a client's
+    # own revocation.
+    "code_reused",
+    "client_deleted",
+    "revoked_by_client",
 ]
 
 
@@ -62,11 +67,17 @@ async def end_session(
     reason: EndReason,
     *,
     by_session_id: UUID | None = None,
+    client_id: str | None = None,
 ) -> bool:
-    """End one session; False (and nothing recorded) when it was not active."""
+    """End one session; False (and nothing recorded) when it was not active.
+
+    ``client_id``: the OAuth client the session was issued to, recorded with it.
+    """
     if not await uow.sessions.revoke(tenant_id, session_id, now, reason):
         return False
-    await _record(uow, tenant_id, account_id, session_id, now, client, reason, by_session_id)
+    await _record(
+        uow, tenant_id, account_id, session_id, now, client, reason, by_session_id, client_id
+    )
     return True
 
 
@@ -79,8 +90,11 @@ async def _record(
     client: ClientInfo,
     reason: EndReason,
     by_session_id: UUID | None,
+    client_id: str | None = None,
 ) -> None:
     cause = {} if by_session_id is None else {"by_session_id": str(by_session_id)}
+    if client_id is not None:
+        cause["client_id"] = client_id
     await uow.events.add(
         security_event(
             EventType.SESSION_REVOKED,
