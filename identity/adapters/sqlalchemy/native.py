@@ -12,6 +12,7 @@ bearer request) is one of these.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from datetime import UTC
 from types import SimpleNamespace
@@ -153,6 +154,46 @@ class OneRowRead:
                 raise StorageUnavailableError(type(error).__name__) from error
             raise
         return None if record is None else _row(record, self._datetimes)
+
+
+class RowsRead:
+    """``await read(params)`` -> every row (attribute access), like ``OneRowRead``:
+    outside any transaction, on the engine's one-row-read pool on Postgres.
+
+    ``json_columns`` are decoded on the native path (asyncpg answers ``json`` as text;
+    SQLAlchemy's JSON type decodes them elsewhere).
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, statement: Select[Any], *, json_columns: tuple[str, ...] = ()
+    ) -> None:
+        self._engine = engine
+        self._statement = statement
+        self._json = json_columns
+        self._pool = native_pool(engine)
+        self._native = None if self._pool is None else _Native(statement, engine.dialect)
+
+    async def __call__(self, params: Mapping[str, Any]) -> list[Any]:
+        if self._native is None or self._pool is None:
+            async with self._engine.connect() as connection:
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return list(await connection.execute(self._statement, dict(params)))
+        native = self._native
+        try:
+            pool = await self._pool.pool()
+            async with pool.acquire(timeout=self._pool.timeout) as connection:
+                records = await connection.fetch(native.sql, *native.values(params))
+        except Exception as error:
+            if is_unavailable(error):
+                raise StorageUnavailableError(type(error).__name__) from error
+            raise
+        rows = [_row(record, ()) for record in records]
+        for row in rows:
+            for name in self._json:
+                value = getattr(row, name)
+                if isinstance(value, str):
+                    setattr(row, name, json.loads(value))
+        return rows
 
 
 async def _unavailable_or_raise(connection: AsyncConnection, error: Exception) -> None:

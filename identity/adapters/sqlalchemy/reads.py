@@ -12,13 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
-from identity.adapters.sqlalchemy.native import OneRowRead
-from identity.adapters.sqlalchemy.organizations import SqlSessionOrganizationRepository
+from identity.adapters.sqlalchemy.native import OneRowRead, RowsRead
+from identity.adapters.sqlalchemy.organizations import SESSION_CLAIMS, claims_of_rows
 from identity.adapters.sqlalchemy.sessions import _ROTATE_SESSION, SqlSessionRepository
-from identity.adapters.sqlalchemy.unavailable import is_unavailable
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
-from identity.domain.errors import StorageUnavailableError
 from identity.domain.organizations import OrgClaims
 from identity.domain.sessions import Session
 
@@ -98,6 +96,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
             engine, _SESSION_WITH_ACCOUNT, datetimes=_SESSION_DATETIMES
         )
         self._rotate = OneRowRead(engine, _ROTATE_RETURNING)
+        self._session_claims = RowsRead(engine, SESSION_CLAIMS, json_columns=("permissions",))
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -140,12 +139,8 @@ class SqlActiveSessionReader(ActiveSessionReader):
     async def organization_claims(
         self, tenant_id: UUID, session_id: UUID, user_id: UUID
     ) -> OrgClaims | None:
-        # Section 19: one statement on a connection of its own, no transaction.
-        try:
-            async with self._engine.connect() as connection:
-                repository = SqlSessionOrganizationRepository(connection)
-                return await repository.claims(tenant_id, session_id, user_id)
-        except Exception as error:
-            if is_unavailable(error):
-                raise StorageUnavailableError(type(error).__name__) from error
-            raise
+        # Section 19: one statement outside any transaction, on the hot-path pool.
+        rows = await self._session_claims(
+            {"session_id": session_id, "tenant_id": tenant_id, "user_id": user_id}
+        )
+        return claims_of_rows(rows)
