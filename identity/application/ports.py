@@ -796,6 +796,8 @@ class WebAuthnCeremonies(Protocol):
     ) -> VerifiedAssertion:
         """Check the assertion (UP and UV required). The signature counter is the
         caller's to judge (``Passkey.check_sign_count``)."""
+
+
 # --- the authorization server (section 17) --------------------------------------------
 
 
@@ -950,6 +952,8 @@ class BrowserSessions(Protocol):
         """The live sign-in behind the browser's cookies for ``tenant_id``, or None
         (no cookie, unknown, ended, expired, account gone or disabled)."""
         ...
+
+
 class BrowserSessionRepository(Protocol):
     """The cookies of the hosted pages, by the keyed digest of their value.
 
@@ -1048,10 +1052,11 @@ class ActiveSessionReader(Protocol):
 
     async def session_with_account(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID
-    ) -> tuple[Session, Account, bool] | None:
-        """The session, the account it belongs to, whatever their state, and whether
-        the session may act in an organization (False only when it surely does not:
-        refresh then skips the organization read).
+    ) -> tuple[Session, Account, OrgClaims | None] | None:
+        """The session, the account it belongs to, whatever their state, and the
+        session's organization claims as they are now (None: no organization, or no
+        longer a member: a removed member gets none, a changed role the new
+        permissions).
 
         One read outside any transaction; None when either is missing or the
         session belongs to another account. Judging them is the domain's.
@@ -1062,14 +1067,6 @@ class ActiveSessionReader(Protocol):
         """``SessionRepository.rotate`` outside any transaction: the session's new
         refresh state, applied only while ``presented_jti`` is still its live token
         and it is not revoked. False when a concurrent rotation or revocation won."""
-        ...
-
-    async def organization_claims(
-        self, tenant_id: UUID, session_id: UUID, user_id: UUID
-    ) -> OrgClaims | None:
-        """``SessionOrganizationRepository.claims`` outside any transaction: the session's
-        organization claims now, in one read (None: no organization, or no longer a
-        member). Refresh's common case asks it after a rotation."""
         ...
 
 

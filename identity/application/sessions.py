@@ -105,26 +105,15 @@ class RefreshSession:
             tenant.id, claims.session_id, claims.subject
         )
         if found is not None and found[1].is_active:
-            live, owner, in_organization = found
+            # The organization claims come with the read, as they are now.
+            live, owner, org = found
             now = s.clock.now()
             presented = live.classify(claims.token_id, now, grace)
             if presented is Presented.IN_GRACE:
-                org = (
-                    await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
-                    if in_organization
-                    else None
-                )
                 return s.tokens.pair(live, owner, tenant, policy, now, org=org)
             if presented is Presented.CURRENT:
                 live.rotate(new_jti(), now, policy.refresh_token_ttl)
                 if await s.session_reader.rotate(live, claims.token_id):
-                    # The organization claims as they are now (one indexed read): a
-                    # removed member gets none, a changed role the new permissions.
-                    org = (
-                        await s.session_reader.organization_claims(tenant.id, live.id, owner.id)
-                        if in_organization
-                        else None
-                    )
                     return s.tokens.pair(live, owner, tenant, policy, now, org=org)
         # Everything else (a replay, an ended session, a disabled account, a
         # concurrent rotation that won) is judged again inside a transaction.

@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from identity.testing import IdentityTestServer, TestServerError
 pytest_plugins = ["pytester"]
 
 PASSWORD = "correct horse 42"
-START_BUDGET_SECONDS = 0.5  # the bar for an in-memory server on this machine
 # The bar is 100 rounds: bench/testing_server.py runs those (about 9 s here);
 # the suite runs fewer of the same loop to stay fast.
 LEAK_ROUNDS = 20
@@ -71,16 +69,6 @@ async def test_the_sync_server_serves_an_async_test_while_its_loop_runs() -> Non
         ):
             assert response.status == 200
             assert (await response.json())["email"] == signed_in.email
-
-
-async def test_an_in_memory_server_starts_within_half_a_second() -> None:
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        async with IdentityTestServer() as server:
-            timings.append(time.perf_counter() - started)
-            assert server.url.startswith("http://127.0.0.1:")
-    assert min(timings) < START_BUDGET_SECONDS, timings
 
 
 def _open_descriptors() -> int:

@@ -25,6 +25,7 @@ from identity.domain.organizations import (
     Membership,
     Organization,
     OrganizationSlugTakenError,
+    OrgClaims,
     Role,
     RoleAlreadyExistsError,
 )
@@ -313,10 +314,18 @@ async def test_session_claims_follow_the_membership_and_the_roles(
     membership = new_membership(org, account, ADMIN, "billing")
     await write(storage, lambda uow: uow.memberships.add(membership))
 
-    def claims(tenant_id: uuid.UUID = tenant.id):  # type: ignore[no-untyped-def]
-        return read(
+    async def claims(tenant_id: uuid.UUID = tenant.id) -> OrgClaims | None:
+        held = await read(
             storage, lambda uow: uow.session_organizations.claims(tenant_id, session.id, account.id)
         )
+        # Refresh's hot read (one statement outside any transaction) answers the same.
+        hot = await storage.session_reader.session_with_account(tenant_id, session.id, account.id)
+        if tenant_id == tenant.id:
+            assert hot is not None and (hot[0].id, hot[1].id) == (session.id, account.id)
+            assert hot[2] == held
+        else:
+            assert hot is None
+        return held
 
     assert await claims() is None
     await write(

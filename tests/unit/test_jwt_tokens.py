@@ -437,3 +437,66 @@ def test_the_cache_never_outgrows_its_bound(monkeypatch: pytest.MonkeyPatch) -> 
         codec.decode_access(token)
     assert len(codec._verified_access) == 3
     assert all(codec.decode_access(token).email == "ada@example.com" for token in tokens)
+
+
+# --- refresh tokens: MACed with a key derived from the ring key ------------------
+
+
+def test_a_refresh_token_is_maced_under_the_current_kid(
+    codec: JwtTokenCodec, ed_key: StoredSigningKey
+) -> None:
+    token = codec.encode_refresh(_refresh())
+    assert _unb64(token.split(".")[0]) == {"alg": "HS256", "kid": ed_key.kid, "typ": "JWT"}
+    assert codec.decode_refresh(token).token_id == "jti-refresh"
+    # Not verifiable with what the JWKS publishes, and never an access token.
+    public = codec.keyring.public_key(ed_key.kid)
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(token, public, algorithms=["EdDSA"], audience=AUDIENCE)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTokenError, match="algorithm"):
+        codec.decode_access(token)
+
+
+def test_a_refresh_token_signed_before_the_mac_still_verifies(
+    codec: JwtTokenCodec, ed_key: StoredSigningKey
+) -> None:
+    # Refresh tokens issued by an older release were EdDSA-signed like access tokens.
+    payload = _claims_of(codec.encode_refresh(_refresh()))
+    key = codec.keyring.current
+    legacy = jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+    assert codec.decode_refresh(legacy).token_id == "jti-refresh"
+
+
+def test_a_refresh_token_of_the_previous_key_verifies_after_a_rotation() -> None:
+    old = _stored("EdDSA", age=timedelta(days=1))
+    token = _codec(old).encode_refresh(_refresh())
+    rotated = _codec(old, _stored("EdDSA"))
+    assert rotated.keyring.current.kid != old.kid
+    assert rotated.decode_refresh(token).token_id == "jti-refresh"
+    assert _unb64(rotated.encode_refresh(_refresh()).split(".")[0])["kid"] == (
+        rotated.keyring.current.kid
+    )
+    # Once the old key leaves the ring, so do its refresh tokens.
+    with pytest.raises(InvalidTokenError, match="unknown"):
+        _codec(_stored("EdDSA")).decode_refresh(token)
+
+
+def test_forged_refresh_macs_are_rejected(codec: JwtTokenCodec, ed_key: StoredSigningKey) -> None:
+    payload = _claims_of(codec.encode_refresh(_refresh()))
+    public_raw = codec.keyring.public_key(ed_key.kid).public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    forgeries = {
+        "keyed with the public key": jwt.encode(
+            payload, public_raw, algorithm="HS256", headers={"kid": ed_key.kid}
+        ),
+        "HS512": jwt.encode(payload, b"k" * 64, algorithm="HS512", headers={"kid": ed_key.kid}),
+    }
+    other = _codec(_stored("EdDSA"))
+    forged_kid = other.encode_refresh(_refresh()).split(".")
+    header = _unb64(forged_kid[0]) | {"kid": ed_key.kid}
+    forgeries["another ring's MAC"] = (
+        f"{_b64(json.dumps(header).encode())}.{forged_kid[1]}.{forged_kid[2]}"
+    )
+    for token in forgeries.values():
+        with pytest.raises(InvalidTokenError):
+            codec.decode_refresh(token)

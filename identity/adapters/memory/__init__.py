@@ -211,23 +211,19 @@ class MemoryActiveSessionReader(ActiveSessionReader):
 
     async def session_with_account(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID
-    ) -> tuple[Session, Account, bool] | None:
+    ) -> tuple[Session, Account, OrgClaims | None] | None:
         async with MemoryUnitOfWork(self._store) as uow:
             session = await uow.sessions.get(tenant_id, session_id)
             if session is None or session.user_id != account_id:
                 return None
             account = await uow.accounts.get(tenant_id, account_id)
-        # The organization read is cheap here: always let refresh ask it.
-        return None if account is None else (session, account, True)
+            if account is None:
+                return None
+            claims = await uow.session_organizations.claims(tenant_id, session_id, account_id)
+        return session, account, claims
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         async with MemoryUnitOfWork(self._store) as uow:
             rotated = await uow.sessions.rotate(session, presented_jti)
             await uow.commit()
         return rotated
-
-    async def organization_claims(
-        self, tenant_id: UUID, session_id: UUID, user_id: UUID
-    ) -> OrgClaims | None:
-        async with MemoryUnitOfWork(self._store) as uow:
-            return await uow.session_organizations.claims(tenant_id, session_id, user_id)

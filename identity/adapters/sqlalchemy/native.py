@@ -165,11 +165,17 @@ class RowsRead:
     """
 
     def __init__(
-        self, engine: AsyncEngine, statement: Select[Any], *, json_columns: tuple[str, ...] = ()
+        self,
+        engine: AsyncEngine,
+        statement: Select[Any],
+        *,
+        json_columns: tuple[str, ...] = (),
+        datetimes: tuple[str, ...] = (),
     ) -> None:
         self._engine = engine
         self._statement = statement
         self._json = json_columns
+        self._datetimes = datetimes
         self._pool = native_pool(engine)
         self._native = None if self._pool is None else _Native(statement, engine.dialect)
 
@@ -187,7 +193,7 @@ class RowsRead:
             if is_unavailable(error):
                 raise StorageUnavailableError(type(error).__name__) from error
             raise
-        rows = [_row(record, ()) for record in records]
+        rows = [_row(record, self._datetimes) for record in records]
         for row in rows:
             for name in self._json:
                 value = getattr(row, name)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -505,7 +505,7 @@ class SqlSessionOrganizationRepository(SessionOrganizationRepository):
 
 
 def claims_of_rows(rows: Sequence[Any]) -> OrgClaims | None:
-    """The claims of the rows ``SESSION_CLAIMS`` (or the repository's reads) answer."""
+    """The claims of the rows the repository's reads (and refresh's hot read) answer."""
     if not rows:
         return None
     roles = {row.role for row in rows if row.role is not None}
@@ -513,18 +513,6 @@ def claims_of_rows(rows: Sequence[Any]) -> OrgClaims | None:
     for row in rows:
         granted.update(row.permissions or ())
     return OrgClaims.of(rows[0].id, rows[0].slug, roles, granted)
-
-
-# The session's organization claims, with bound parameters: refresh's hot read
-# (``reads.py``) runs it on the native pool, outside any transaction.
-SESSION_CLAIMS = SqlSessionOrganizationRepository._CLAIMS.join(
-    _SO, and_(_SO.c.organization_id == _O.c.id, _SO.c.user_id == _M.c.user_id)
-).where(
-    _SO.c.session_id == bindparam("session_id"),
-    _SO.c.tenant_id == bindparam("tenant_id"),
-    _M.c.user_id == bindparam("user_id"),
-    _O.c.tenant_id == bindparam("tenant_id"),
-)
 
 
 def attach(uow: UnitOfWork, connection: AsyncConnection) -> None:

@@ -13,12 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from identity.adapters.sqlalchemy import tables as t
 from identity.adapters.sqlalchemy.accounts import SqlAccountRepository
 from identity.adapters.sqlalchemy.native import OneRowRead, RowsRead
-from identity.adapters.sqlalchemy.organizations import SESSION_CLAIMS, claims_of_rows
+from identity.adapters.sqlalchemy.organizations import claims_of_rows
 from identity.adapters.sqlalchemy.sessions import _ROTATE_SESSION, SqlSessionRepository
 from identity.application.ports import ActiveSessionReader
 from identity.domain.accounts import Account
 from identity.domain.organizations import OrgClaims
 from identity.domain.sessions import Session
+
+_O, _M, _MR, _R, _SO = (
+    t.organizations,
+    t.memberships,
+    t.membership_roles,
+    t.org_roles,
+    t.session_organizations,
+)
 
 _ACCOUNT_FOR_SESSION = (
     select(t.users)
@@ -38,20 +46,37 @@ _ACCOUNT_FOR_SESSION = (
 
 # Both rows in one, their columns told apart by a prefix (both tables have id,
 # tenant_id, created_at); every column, so a column added later comes along.
+# With them, the session's organization claims as they are now (section 19): one
+# row per role of the membership (a removed member, or a session in no
+# organization, gets one row with NULLs there), so refresh stays one read.
 _SESSION_WITH_ACCOUNT = (
     select(
         *(column.label(f"s_{column.name}") for column in t.sessions.c),
         *(column.label(f"u_{column.name}") for column in t.users.c),
-        # Whether the session acts in an organization: refresh reads the claims
-        # only then (section 19), so other refreshes pay no second statement.
-        t.session_organizations.c.organization_id.label("o_organization_id"),
+        _O.c.id.label("o_id"),
+        _O.c.slug.label("o_slug"),
+        _MR.c.role.label("o_role"),
+        _R.c.permissions.label("o_permissions"),
     )
     .join_from(
         t.sessions,
         t.users,
         and_(t.sessions.c.user_id == t.users.c.id, t.sessions.c.tenant_id == t.users.c.tenant_id),
     )
-    .outerjoin(t.session_organizations, t.session_organizations.c.session_id == t.sessions.c.id)
+    .outerjoin(
+        _SO, and_(_SO.c.session_id == t.sessions.c.id, _SO.c.tenant_id == t.sessions.c.tenant_id)
+    )
+    .outerjoin(
+        _O.join(_M, _M.c.organization_id == _O.c.id),
+        and_(
+            _O.c.id == _SO.c.organization_id,
+            _O.c.tenant_id == _SO.c.tenant_id,
+            _M.c.user_id == _SO.c.user_id,
+            _M.c.user_id == t.sessions.c.user_id,
+        ),
+    )
+    .outerjoin(_MR, _MR.c.membership_id == _M.c.id)
+    .outerjoin(_R, and_(_R.c.tenant_id == _M.c.tenant_id, _R.c.name == _MR.c.role))
     .where(
         t.sessions.c.id == bindparam("session_id"),
         t.sessions.c.tenant_id == bindparam("tenant_id"),
@@ -92,11 +117,13 @@ class SqlActiveSessionReader(ActiveSessionReader):
             _ACCOUNT_FOR_SESSION,
             datetimes=("verified_at", "created_at", "updated_at", "last_login_at"),
         )
-        self._session_with_account = OneRowRead(
-            engine, _SESSION_WITH_ACCOUNT, datetimes=_SESSION_DATETIMES
+        self._session_with_account = RowsRead(
+            engine,
+            _SESSION_WITH_ACCOUNT,
+            json_columns=("o_permissions",),
+            datetimes=_SESSION_DATETIMES,
         )
         self._rotate = OneRowRead(engine, _ROTATE_RETURNING)
-        self._session_claims = RowsRead(engine, SESSION_CLAIMS, json_columns=("permissions",))
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -108,17 +135,29 @@ class SqlActiveSessionReader(ActiveSessionReader):
 
     async def session_with_account(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID
-    ) -> tuple[Session, Account, bool] | None:
-        row = await self._session_with_account(
+    ) -> tuple[Session, Account, OrgClaims | None] | None:
+        rows = await self._session_with_account(
             {"session_id": session_id, "tenant_id": tenant_id, "account_id": account_id}
         )
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         if not isinstance(row, SimpleNamespace):
-            row = SimpleNamespace(**row._asdict())
+            rows = [SimpleNamespace(**r._asdict()) for r in rows]
+            row = rows[0]
         session = SqlSessionRepository._to_entity(_split(row, "s_"))
-        in_organization = row.o_organization_id is not None
-        return session, SqlAccountRepository._to_entity(_split(row, "u_")), in_organization
+        account = SqlAccountRepository._to_entity(_split(row, "u_"))
+        claims = None
+        if row.o_id is not None:
+            claims = claims_of_rows(
+                [
+                    SimpleNamespace(
+                        id=r.o_id, slug=r.o_slug, role=r.o_role, permissions=r.o_permissions
+                    )
+                    for r in rows
+                ]
+            )
+        return session, account, claims
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         row = await self._rotate(
@@ -135,12 +174,3 @@ class SqlActiveSessionReader(ActiveSessionReader):
             }
         )
         return row is not None
-
-    async def organization_claims(
-        self, tenant_id: UUID, session_id: UUID, user_id: UUID
-    ) -> OrgClaims | None:
-        # Section 19: one statement outside any transaction, on the hot-path pool.
-        rows = await self._session_claims(
-            {"session_id": session_id, "tenant_id": tenant_id, "user_id": user_id}
-        )
-        return claims_of_rows(rows)

@@ -1,0 +1,257 @@
+"""Refresh with rotation per second on Postgres, driven by wrk (issue 19's bar).
+
+    PYTHONPATH=. .venv/bin/python bench/refresh_rate.py [--workers 2] [--connections 16]
+
+The Python client of ``bench/load.py`` spends about a quarter of a millisecond of
+CPU per request, on the same two cores as the server and Postgres; here the load
+comes from wrk (Debian package ``wrk``), a C client that costs a few microseconds.
+Each wrk connection owns one session and chains its rotated refresh tokens (a
+Lua script reads the new token from each answer), so every request is a real
+rotation. ``GET /auth/me`` is measured the same way for reference.
+
+Prints requests per second, wrk's latency percentiles, non-2xx answers, and the
+server's CPU per request (all worker processes). Exit 0, or 2 on a setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.load import (  # noqa: E402
+    DEFAULT_SERVER_URL,
+    HUGE_LIMIT,
+    BenchError,
+    Client,
+    Server,
+    _admin_url,
+    _child_env,
+    create_database,
+    create_users,
+    drop_database,
+    free_port,
+    open_log,
+    run_command,
+    user_email,
+    vacuum,
+)
+
+# One token per connection: wrk's setup() hands thread i the i-th line, and with
+# as many threads as connections each thread drives one connection.
+_LUA = r"""
+local tokens = {}
+local index = 0
+for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local kind = os.getenv("BENCH_KIND")
+
+function setup(thread)
+  index = index + 1
+  thread:set("token", tokens[index])
+end
+
+function request()
+  if kind == "me" then
+    return wrk.format("GET", "/auth/me", {["Authorization"] = "Bearer " .. token})
+  end
+  return wrk.format("POST", "/auth/refresh-token",
+    {["Content-Type"] = "application/json"},
+    '{"refresh_token":"' .. token .. '"}')
+end
+
+function response(status, headers, body)
+  if kind ~= "me" and status == 200 then
+    local next_token = string.match(body, '"refresh_token":%s*"([^"]+)"')
+    if next_token then token = next_token end
+  end
+end
+"""
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
+    parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
+    return parser.parse_args()
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (the workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def _wrk(
+    base: str, kind: str, tokens: list[str], seconds: int, script: str
+) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        listing.write("\n".join(tokens) + "\n")
+    env = {**os.environ, "BENCH_TOKENS": listing.name, "BENCH_KIND": kind}
+    try:
+        output = await run_command(
+            [
+                "wrk",
+                "--latency",
+                "-t",
+                str(len(tokens)),
+                "-c",
+                str(len(tokens)),
+                "-d",
+                f"{seconds}s",
+                "-s",
+                script,
+                base,
+            ],
+            env,
+            f"wrk ({kind})",
+        )
+    finally:
+        os.unlink(listing.name)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", output)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if rate is None or p99 is None:
+        raise BenchError(f"could not read wrk's output:\n{output}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {
+        "rate": float(rate.group(1)),
+        "p99_ms": float(p99.group(1)) * scale,
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+    }
+
+
+async def bench(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
+    name = f"identity_bench_{secrets.token_hex(6)}"
+    database_url = (
+        _admin_url(args.database_server_url)
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
+    port = free_port()
+    env = _child_env(
+        {
+            "IDENTITY_DATABASE_URL": database_url,
+            "IDENTITY_SECRET_KEY": secrets.token_urlsafe(36),
+            "IDENTITY_LOG_LEVEL": "warning",
+            "IDENTITY_BCRYPT_ROUNDS": "4",
+            "IDENTITY_RATE_LIMIT_GLOBAL": HUGE_LIMIT,
+            "IDENTITY_RATE_LIMIT_LOGIN": HUGE_LIMIT,
+        }
+    )
+    log = open_log(None)
+    server = Server(env, port, log)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(_LUA)
+    await create_database(args.database_server_url, name)
+    try:
+        await run_command(
+            [sys.executable, "-m", "identity.entrypoints.cli", "migrate"], env, "migrate"
+        )
+        await create_users(database_url, args.connections, 4, 1)
+        server.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "identity.entrypoints.cli", "serve", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(args.workers),
+            env=env, cwd=str(REPO), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            await server.wait_healthy(http)
+            client = Client(http, server.base)
+            deadline = asyncio.get_running_loop().time() + 60
+            sessions = [
+                await client.tokens_for(user_email(i), deadline) for i in range(args.connections)
+            ]
+        await vacuum(database_url)
+        print(
+            f"server: {args.workers} worker(s); wrk: {args.connections} connections, "
+            f"{args.duration} s per phase; load before: {os.getloadavg()[0]:.2f}"
+        )
+        results = {}
+        for kind, tokens in (
+            ("me", [s.access for s in sessions]),
+            ("refresh", [s.refresh for s in sessions]),
+        ):
+            if kind == "refresh":
+                # Warm-up rotations are real: carry on from the tokens they leave.
+                tokens = await _chain_warmup(server.base, tokens, args.warmup, lua.name)
+            else:
+                await _wrk(server.base, kind, tokens, args.warmup, lua.name)
+            assert server.process is not None
+            cpu = _tree_cpu_seconds(server.process.pid)
+            measured = await _wrk(server.base, kind, tokens, args.duration, lua.name)
+            cpu = _tree_cpu_seconds(server.process.pid) - cpu
+            measured["cpu_us"] = 1e6 * cpu / max(1.0, measured["rate"] * args.duration)
+            results[kind] = measured
+        for kind, label in (("me", "GET /auth/me"), ("refresh", "POST /auth/refresh-token")):
+            m = results[kind]
+            print(
+                f"{label:26} {m['rate']:8.0f} req/s   p99 {m['p99_ms']:6.1f} ms   "
+                f"non-2xx {m['non_2xx']:.0f}   server CPU {m['cpu_us']:5.0f} µs/req"
+            )
+        print(json.dumps({"workers": args.workers, **{k: v for k, v in results.items()}}))
+    finally:
+        await server.stop()
+        log.close()
+        os.unlink(lua.name)
+        await drop_database(args.database_server_url, name)
+
+
+async def _chain_warmup(base: str, tokens: list[str], seconds: int, script: str) -> list[str]:
+    """Rotate for ``seconds`` with the Python client, one chain per token; the last
+    tokens are where wrk starts (wrk cannot hand its tokens back)."""
+    async with aiohttp.ClientSession() as http:
+        client = Client(http, base)
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + seconds
+
+        async def chain(token: str) -> str:
+            while loop.time() < ends:
+                status, rotated = await client.refresh(token)
+                if status != 200 or rotated is None:
+                    raise BenchError(f"refresh answered {status} during the warm-up")
+                token = rotated
+            return token
+
+        return list(await asyncio.gather(*(chain(t) for t in tokens)))
+
+
+def main() -> int:
+    args = _parse()
+    try:
+        asyncio.run(bench(args))
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
