@@ -182,6 +182,15 @@ class JwtTokenCodec(TokenCodec):
     def keyring(self) -> KeyRing:
         return self._keyring
 
+    def refresh_mac(self, kid: str | None = None) -> tuple[str, bytes]:
+        """(kid, MAC key) of refresh tokens: the current key's, or the one ``kid`` names.
+        The OAuth server's client refresh tokens are MACed the same way."""
+        kid = self._keyring.current.kid if kid is None else kid
+        verifier = self._verifiers.get(kid)
+        if verifier is None:
+            raise InvalidTokenError("unknown signing key")
+        return kid, verifier.mac_key
+
     def replace_keyring(self, keyring: KeyRing) -> None:
         """Swap in a reloaded ring (after ``identity keys rotate``)."""
         verifiers = self._build_verifiers(keyring)
@@ -203,13 +212,12 @@ class JwtTokenCodec(TokenCodec):
         return self._sign(payload)
 
     def encode_refresh(self, claims: RefreshClaims) -> str:
-        payload = self._payload("refresh", claims)
-        key = self._keyring.current
+        kid, mac_key = self.refresh_mac()
         return jwt.encode(
-            payload,
-            self._verifiers[key.kid].mac_key,
+            self._payload("refresh", claims),
+            mac_key,
             algorithm=REFRESH_ALGORITHM,
-            headers={"kid": key.kid, "typ": "JWT"},
+            headers={"kid": kid, "typ": "JWT"},
         )
 
     def decode_access(self, token: str) -> AccessClaims:

@@ -18,7 +18,12 @@ import jwt
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256_code_challenge
 from authlib.oidc.core.util import create_half_hash
 
-from identity.adapters.jwt_tokens import JwtTokenCodec, _reason, _unverified_header
+from identity.adapters.jwt_tokens import (
+    REFRESH_ALGORITHM,
+    JwtTokenCodec,
+    _reason,
+    _unverified_header,
+)
 from identity.adapters.signing_keys import ALGORITHMS
 from identity.application.ports import Clock, OAuthTokenCodec, WebhookTargetGuard
 from identity.domain.errors import InvalidTokenError
@@ -70,8 +75,12 @@ class JoseOAuthTokens(OAuthTokenCodec):
         return self._sign({"iss": self._issuer, **claims}, typ="JWT", algorithm=algorithm)
 
     def encode_refresh_token(self, claims: Mapping[str, Any]) -> str:
+        # MACed like /auth's refresh tokens (jwt_tokens.py): only this server reads them.
         payload = {"iss": self._issuer, "aud": self._issuer, "typ": REFRESH_TYPE, **claims}
-        return self._sign(payload, typ="JWT")
+        kid, mac_key = self._codec.refresh_mac()
+        return jwt.encode(
+            payload, mac_key, algorithm=REFRESH_ALGORITHM, headers={"kid": kid, "typ": "JWT"}
+        )
 
     def encode_logout_token(self, claims: Mapping[str, Any], algorithm: str) -> str:
         return self._sign({"iss": self._issuer, **claims}, typ=LOGOUT_TYPE, algorithm=algorithm)
@@ -85,25 +94,33 @@ class JoseOAuthTokens(OAuthTokenCodec):
         typ_header: str | None,
         audience: str | None,
         check_expiry: bool = True,
+        maced: bool = False,
     ) -> dict[str, Any]:
+        """``maced``: a refresh token, which may carry this server's MAC (``HS256``)."""
         if not isinstance(token, str) or len(token) > 8192 or token.count(".") != 2:
             raise InvalidTokenError("malformed token")
         header = _unverified_header(token)
         kid, alg = header.get("kid"), header.get("alg")
-        if not isinstance(kid, str) or not isinstance(alg, str) or alg not in ALGORITHMS:
+        mac = maced and alg == REFRESH_ALGORITHM
+        if not isinstance(kid, str) or not isinstance(alg, str) or not (mac or alg in ALGORITHMS):
             raise InvalidTokenError("algorithm not allowed")
         if typ_header is not None and header.get("typ") != typ_header:
             raise InvalidTokenError("wrong token type")
-        try:
-            key = self._codec.keyring.key(kid)
-        except KeyError:
-            raise InvalidTokenError("unknown signing key") from None
-        if key.algorithm != alg:
-            raise InvalidTokenError("algorithm not allowed")
+        verifying_key: Any
+        if mac:
+            verifying_key = self._codec.refresh_mac(kid)[1]
+        else:
+            try:
+                key = self._codec.keyring.key(kid)
+            except KeyError:
+                raise InvalidTokenError("unknown signing key") from None
+            if key.algorithm != alg:
+                raise InvalidTokenError("algorithm not allowed")
+            verifying_key = key.public_key
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
-                key.public_key,
+                verifying_key,
                 algorithms=[alg],
                 issuer=self._issuer,
                 audience=audience,
@@ -133,7 +150,7 @@ class JoseOAuthTokens(OAuthTokenCodec):
         return payload
 
     def decode_refresh_token(self, token: str) -> dict[str, Any]:
-        payload = self._verify(token, typ_header="JWT", audience=self._issuer)
+        payload = self._verify(token, typ_header="JWT", audience=self._issuer, maced=True)
         if payload.get("typ") != REFRESH_TYPE:
             raise InvalidTokenError("not a client refresh token")
         return payload

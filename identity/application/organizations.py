@@ -186,18 +186,17 @@ async def _change_roles(
     before = target.roles
     target.roles = new_roles
     await uow.memberships.set_roles(target)
-    await uow.events.add(
-        security_event(
-            EventType.MEMBER_ROLES_CHANGED,
-            tenant.id,
-            now,
-            client,
-            user_id=target.user_id,
-            organization_id=str(organization_id),
-            roles=sorted(new_roles),
-            previous_roles=sorted(before),
-            by_user_id=str(by) if by else None,
-        )
+    await _member_event(
+        uow,
+        EventType.MEMBER_ROLES_CHANGED,
+        tenant,
+        organization_id,
+        target.user_id,
+        now,
+        client,
+        by,
+        roles=sorted(new_roles),
+        previous_roles=sorted(before),
     )
     return target
 
@@ -214,16 +213,8 @@ async def _remove(
     owners = await uow.memberships.count_with_role(tenant.id, organization_id, OWNER)
     check_owner_remains(target, None, owners)
     await uow.memberships.delete(tenant.id, organization_id, target.user_id)
-    await uow.events.add(
-        security_event(
-            EventType.MEMBER_REMOVED,
-            tenant.id,
-            now,
-            client,
-            user_id=target.user_id,
-            organization_id=str(organization_id),
-            by_user_id=str(by) if by else None,
-        )
+    await _member_event(
+        uow, EventType.MEMBER_REMOVED, tenant, organization_id, target.user_id, now, client, by
     )
 
 
@@ -239,19 +230,44 @@ async def _add_member(
 ) -> Membership:
     membership = Membership(uuid.uuid4(), tenant.id, organization_id, user_id, roles, now)
     await uow.memberships.add(membership)
+    await _member_event(
+        uow,
+        EventType.MEMBER_ADDED,
+        tenant,
+        organization_id,
+        user_id,
+        now,
+        client,
+        by,
+        roles=sorted(roles),
+    )
+    return membership
+
+
+async def _member_event(
+    uow: UnitOfWork,
+    kind: EventType,
+    tenant: Tenant,
+    organization_id: UUID,
+    user_id: UUID,
+    now: datetime,
+    client: ClientInfo,
+    by: UUID | None,
+    **data: Any,
+) -> None:
+    """The security event of a membership change (added, removed, roles changed)."""
     await uow.events.add(
         security_event(
-            EventType.MEMBER_ADDED,
+            kind,
             tenant.id,
             now,
             client,
             user_id=user_id,
             organization_id=str(organization_id),
-            roles=sorted(roles),
+            **data,
             by_user_id=str(by) if by else None,
         )
     )
-    return membership
 
 
 async def _create_organization(

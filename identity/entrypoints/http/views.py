@@ -78,7 +78,9 @@ class TokenResponse:
     access_token: str = d.out("a signed JWT")
     token_type: Literal["bearer"] = d.out()
     expires_in: int = d.out("seconds the access token lives")
-    refresh_token: str = d.out("a signed JWT; spent on use")
+    refresh_token: str = d.out(
+        "a JWT only this service reads (MACed, opaque to clients); spent on use"
+    )
     refresh_token_expires_in: int = d.out()
     user: UserView = d.out()
 
