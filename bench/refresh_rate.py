@@ -10,7 +10,8 @@ Lua script reads the new token from each answer), so every request is a real
 rotation. ``GET /auth/me`` is measured the same way for reference.
 
 Prints requests per second, wrk's latency percentiles, non-2xx answers, and the
-server's CPU per request (all worker processes). Exit 0, or 2 on a setup error.
+server's CPU per request (all worker processes) and that of the Postgres
+backends serving its database (other databases' load does not count). Exit 0, or 2 on a setup error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -91,20 +93,34 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its children (the workers), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+def _proc_cpu_seconds(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds) of a process, from /proc; (0, 0.0) once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0.0
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the server process and its children (the workers)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    return sum(
+        cpu for p in pids for parent, cpu in [_proc_cpu_seconds(p)] if p == pid or parent == pid
+    )
+
+
+async def _backends(database_url: str) -> list[int]:
+    """The Postgres backends serving this database: others' load does not count."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return [row["pid"] for row in rows]
 
 
 async def _wrk(
@@ -205,16 +221,22 @@ async def bench(args: argparse.Namespace) -> None:
             else:
                 await _wrk(server.base, kind, tokens, args.warmup, lua.name)
             assert server.process is not None
-            cpu = _tree_cpu_seconds(server.process.pid)
+            backends = await _backends(database_url)
+            server_before = _server_cpu_seconds(server.process.pid)
+            postgres_before = sum(_proc_cpu_seconds(pid)[1] for pid in backends)
             measured = await _wrk(server.base, kind, tokens, args.duration, lua.name)
-            cpu = _tree_cpu_seconds(server.process.pid) - cpu
-            measured["cpu_us"] = 1e6 * cpu / max(1.0, measured["rate"] * args.duration)
+            server_cpu = _server_cpu_seconds(server.process.pid) - server_before
+            postgres_cpu = sum(_proc_cpu_seconds(pid)[1] for pid in backends) - postgres_before
+            count = max(1.0, measured["rate"] * args.duration)
+            measured["cpu_us"] = 1e6 * server_cpu / count
+            measured["postgres_cpu_us"] = 1e6 * postgres_cpu / count
             results[kind] = measured
         for kind, label in (("me", "GET /auth/me"), ("refresh", "POST /auth/refresh-token")):
             m = results[kind]
             print(
                 f"{label:26} {m['rate']:8.0f} req/s   p99 {m['p99_ms']:6.1f} ms   "
-                f"non-2xx {m['non_2xx']:.0f}   server CPU {m['cpu_us']:5.0f} µs/req"
+                f"non-2xx {m['non_2xx']:.0f}   CPU µs/req: server {m['cpu_us']:5.0f}, "
+                f"Postgres {m['postgres_cpu_us']:4.0f}"
             )
         print(json.dumps({"workers": args.workers, **{k: v for k, v in results.items()}}))
     finally:
