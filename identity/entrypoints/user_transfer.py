@@ -170,10 +170,9 @@ async def _export(container: Container, args: argparse.Namespace) -> int:
     else:
         out = open(args.file, "w", encoding="utf-8", buffering=1024 * 1024)  # noqa: ASYNC230
     try:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        async for user in exporter.export(tenant.id, with_secrets=args.with_secrets):
-            out.write(dumps(user_formats.to_identity(user)) + "\n")
-            count += 1
+        async for text in exporter.ndjson(tenant.id, with_secrets=args.with_secrets):
+            out.write(text)
+            count += text.count("\n")
     finally:
         if out is not sys.stdout:
             out.close()

@@ -1,0 +1,302 @@
+"""Bulk import and export on Postgres, straight on the engine's asyncpg connection.
+
+The hot path of a million-user import: per batch one array lookup of the
+taken emails (no bound parameter per email to compile), users built as
+tuples and written with binary ``COPY``; ids made in bulk from one
+``os.urandom`` call. The export builds each NDJSON line in the server and
+streams it through a cursor in one read-only transaction (one snapshot).
+Both follow ``user_imports.py``'s generic path record for record, which
+SQLite (and the tests) use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from identity.adapters.sealing import Sealer
+from identity.application.ports import ImportBatchResult
+from identity.domain.imports import ImportedUser, OnConflict, Refusal
+
+_USER_COLUMNS = (
+    "id",
+    "tenant_id",
+    "email",
+    "normalized_email",
+    "password_hash",
+    "full_name",
+    "is_verified",
+    "is_active",
+    "verified_at",
+    "created_at",
+    "updated_at",
+    "mfa_enabled",
+    "identities",
+    "app_metadata",
+    "user_metadata",
+)
+_LINK_COLUMNS = (
+    "id",
+    "tenant_id",
+    "user_id",
+    "provider",
+    "subject",
+    "email_at_link",
+    "created_at",
+)
+_FACTOR_COLUMNS = ("id", "tenant_id", "user_id", "secret", "created_at", "confirmed_at")
+
+# Custom plans: a generic plan made while the table was small (a sequential scan)
+# would otherwise stay while it grows, making each batch's lookup slower than the last.
+_BEGIN = "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
+_TAKEN = (
+    "SELECT normalized_email, id FROM users "
+    "WHERE tenant_id = $1 AND normalized_email = ANY($2::varchar[])"
+)
+_USED_IDS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
+_LINKED = (
+    "SELECT x.provider, x.subject, x.user_id FROM external_identities x "
+    "JOIN unnest($2::varchar[], $3::varchar[]) AS s(provider, subject) "
+    "ON x.provider = s.provider AND x.subject = s.subject WHERE x.tenant_id = $1"
+)
+_UPDATE = (
+    "UPDATE users SET password_hash = $2, full_name = $3, is_verified = $4, is_active = $5, "
+    "updated_at = $6, app_metadata = $7::json, user_metadata = $8::json WHERE id = $1"
+)
+_V4 = bytes((byte & 0x0F) | 0x40 for byte in range(256))
+_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` random version-4 UUIDs as 32 hex digits (asyncpg takes them as they are):
+    one system call for all, instead of one ``uuid4()`` each."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(raw[6::16]).translate(_V4)
+    raw[8::16] = bytes(raw[8::16]).translate(_VARIANT)
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+async def write_batch(
+    pg: asyncpg.Connection,
+    sealer: Sealer,
+    tenant_id: UUID,
+    users: Sequence[ImportedUser],
+    on_conflict: OnConflict,
+    now: datetime,
+    *,
+    dry_run: bool,
+) -> ImportBatchResult:
+    """One batch in one transaction (see ``SqlUserImportWriter``); asyncpg's unique
+    violations propagate, for the caller to write the batch again user by user."""
+    transaction = pg.transaction()
+    await transaction.start()
+    try:
+        result = await _write(pg, sealer, tenant_id, users, on_conflict, now)
+    except BaseException:
+        await transaction.rollback()
+        raise
+    if dry_run:
+        await transaction.rollback()
+    else:
+        await transaction.commit()
+    return result
+
+
+async def _write(
+    pg: asyncpg.Connection,
+    sealer: Sealer,
+    tenant_id: UUID,
+    users: Sequence[ImportedUser],
+    on_conflict: OnConflict,
+    now: datetime,
+) -> ImportBatchResult:
+    await pg.execute(_BEGIN)
+    taken: dict[str, UUID] = dict(
+        await pg.fetch(_TAKEN, tenant_id, [user.email.key for user in users])
+    )
+    kept = [user.id for user in users if user.id is not None]
+    used: set[UUID] = set()
+    if kept:
+        used = {row[0] for row in await pg.fetch(_USED_IDS, kept)}
+    subjects = [s for user in users for s in user.identities]
+    linked: dict[tuple[str, str], Any] = {}
+    if subjects:
+        rows = await pg.fetch(
+            _LINKED,
+            tenant_id,
+            [s.provider for s in subjects],
+            [s.subject for s in subjects],
+        )
+        linked = {(row[0], row[1]): row[2] for row in rows}
+    ids = new_ids(len(users))
+    records: list[tuple[Any, ...]] = []
+    links: list[tuple[Any, ...]] = []
+    factors: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    refused: list[Refusal] = []
+    skipped = 0
+    for index, user in enumerate(users):
+        email = user.email
+        key = email.key
+        if taken:
+            existing = taken.get(key)
+            if existing is not None:
+                if on_conflict is OnConflict.SKIP:
+                    skipped += 1
+                elif on_conflict is OnConflict.FAIL:
+                    refused.append(Refusal(user.line, "a user with this email exists"))
+                else:
+                    updates.append(
+                        (
+                            existing,
+                            user.password_hash,
+                            user.full_name,
+                            user.verified,
+                            not user.disabled,
+                            now,
+                            _json(user.app_metadata),
+                            _json(user.user_metadata),
+                        )
+                    )
+                continue
+        user_id: Any = ids[index]
+        if user.id is not None:
+            if user.id in used:
+                if on_conflict is OnConflict.SKIP:
+                    skipped += 1
+                else:
+                    refused.append(Refusal(user.line, "a user with this id exists"))
+                continue
+            user_id = user.id
+        created = user.created_at or now
+        providers = None
+        if user.identities:
+            if len({s.provider for s in user.identities}) != len(user.identities) or any(
+                linked.get((s.provider, s.subject), user_id) != user_id for s in user.identities
+            ):
+                reason = "a linked identity belongs to another user or repeats a provider"
+                refused.append(Refusal(user.line, reason))
+                continue
+            providers = ",".join(sorted(s.provider for s in user.identities))
+            link_ids = new_ids(len(user.identities))
+            for subject, link_id in zip(user.identities, link_ids, strict=True):
+                links.append(
+                    (
+                        link_id,
+                        tenant_id,
+                        user_id,
+                        subject.provider,
+                        subject.subject,
+                        email.value,
+                        created,
+                    )
+                )
+                linked[(subject.provider, subject.subject)] = user_id
+        if user.totp_secret is not None:
+            secret = sealer.seal(user.totp_secret.encode())
+            factors.append((new_ids(1)[0], tenant_id, user_id, secret, now, now))
+        records.append(
+            (
+                user_id,
+                tenant_id,
+                email.value,
+                key,
+                user.password_hash,
+                user.full_name,
+                user.verified,
+                not user.disabled,
+                created if user.verified else None,
+                created,
+                now,
+                user.totp_secret is not None,
+                providers,
+                None if user.app_metadata is None else json.dumps(user.app_metadata),
+                None if user.user_metadata is None else json.dumps(user.user_metadata),
+            )
+        )
+    if records:
+        await pg.copy_records_to_table("users", records=records, columns=_USER_COLUMNS)
+    if links:
+        await pg.copy_records_to_table("external_identities", records=links, columns=_LINK_COLUMNS)
+    if factors:
+        await pg.copy_records_to_table("totp_factors", records=factors, columns=_FACTOR_COLUMNS)
+    if updates:
+        await pg.executemany(_UPDATE, updates)
+    return ImportBatchResult(len(records) + len(updates), skipped, refused)
+
+
+# --- export ------------------------------------------------------------------------
+
+# One line of the identity format per user, made by the server (what
+# ``user_formats.to_identity`` makes, keys in the same order). The TOTP secret is
+# sealed with this deployment's key: it comes apart and is opened here.
+_LINE = """
+SELECT '{"id":' || to_json(u.id::text)::text
+    || ',"email":' || to_json(u.email)::text
+    || ',"email_verified":' || CASE WHEN u.is_verified THEN 'true' ELSE 'false' END
+    || ',"full_name":' || COALESCE(to_json(u.full_name)::text, 'null')
+    || ',"created_at":' || COALESCE(to_json(u.created_at)::text, 'null')
+    || ',"disabled":' || CASE WHEN u.is_active THEN 'false' ELSE 'true' END
+    || ',"app_metadata":' || COALESCE(u.app_metadata::jsonb::text, 'null')
+    || ',"user_metadata":' || COALESCE(u.user_metadata::jsonb::text, 'null')
+    {columns}
+FROM users u {joins}
+WHERE u.tenant_id = $1 ORDER BY u.id
+"""
+_SECRET_COLUMNS = """
+    || CASE WHEN u.password_hash IS NULL THEN ''
+       ELSE ',"password_hash":' || to_json(u.password_hash)::text END
+    || COALESCE(',"identities":' || x.identities, '') AS line,
+    f.secret
+"""
+_SECRET_JOINS = """
+LEFT JOIN (
+    SELECT user_id, json_agg(json_build_object('provider', provider, 'subject', subject)
+                             ORDER BY created_at, id)::text AS identities
+    FROM external_identities WHERE tenant_id = $1 GROUP BY user_id
+) x ON x.user_id = u.id
+LEFT JOIN totp_factors f ON f.user_id = u.id AND f.confirmed_at IS NOT NULL
+"""
+EXPORT_PREFETCH = 5000
+
+
+async def export_lines(
+    engine: AsyncEngine, sealer: Sealer, tenant_id: UUID, *, with_secrets: bool
+) -> AsyncIterator[str]:
+    """NDJSON chunks (many lines each) of the tenant's users, in id order."""
+    columns, joins = (_SECRET_COLUMNS, _SECRET_JOINS) if with_secrets else ("AS line", "")
+    query = _LINE.replace("{columns}", columns).replace("{joins}", joins)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pg: asyncpg.Connection = raw.driver_connection
+        transaction = pg.transaction(isolation="repeatable_read", readonly=True)
+        await transaction.start()
+        try:
+            await pg.execute("SET LOCAL TimeZone = 'UTC'")
+            chunk: list[str] = []
+            async for row in pg.cursor(query, tenant_id, prefetch=EXPORT_PREFETCH):
+                line: str = row[0]
+                if with_secrets and row[1] is not None:
+                    secret = sealer.unseal(row[1]).decode()
+                    line = f'{line},"totp":{{"secret":{json.dumps(secret)}}}'
+                chunk.append(line)
+                chunk.append("}\n")
+                if len(chunk) >= 2 * EXPORT_PREFETCH:
+                    yield "".join(chunk)
+                    chunk = []
+            if chunk:
+                yield "".join(chunk)
+        finally:
+            await transaction.rollback()
