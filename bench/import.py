@@ -89,8 +89,10 @@ async def probe(base: str, stop: asyncio.Event, latencies: list[float]) -> None:
             latencies.append(time.perf_counter() - started)
 
 
-async def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) and output of one child process."""
+async def timed_child(
+    args: list[str], env: dict[str, str]
+) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS (MB), output and CPU seconds (user + system) of one child."""
     started = time.perf_counter()
     pid = os.posix_spawn(
         sys.executable,
@@ -113,7 +115,7 @@ async def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, floa
     output = Path(env["BENCH_OUT"]).read_text(errors="replace")
     if os.waitstatus_to_exitcode(status) not in (0, 3):
         raise BenchError(f"{args[:3]} failed:\n{output[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, output
+    return elapsed, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -194,7 +196,8 @@ async def main(argv: list[str] | None = None) -> int:
         busy: list[float] = []
         stop = asyncio.Event()
         task = asyncio.create_task(probe(server.base, stop, busy))
-        import_s, rss_mb, output = await timed_child(
+        load_before = os.getloadavg()[0]
+        import_s, rss_mb, output, import_cpu = await timed_child(
             [
                 "users",
                 "import",
@@ -211,7 +214,7 @@ async def main(argv: list[str] | None = None) -> int:
         stop.set()
         await task
         summary = json.loads(output[output.index("{") :])
-        export_s, export_rss, _ = await timed_child(
+        export_s, export_rss, _, export_cpu = await timed_child(
             ["users", "export", str(workdir / "out.ndjson"), "--with-secrets"], env
         )
         quiet_p99 = percentile(quiet, 0.99) * 1000
@@ -224,15 +227,23 @@ async def main(argv: list[str] | None = None) -> int:
             f"{import_s:.1f}s ({rate:,.0f}/s; 1M at this rate: {import_s * scale:.0f}s, "
             f"target < {TARGET_IMPORT_S:.0f}s)"
         )
-        print(f"importer peak RSS: {rss_mb:.0f} MB (target < {TARGET_RSS_MB:.0f} MB)")
+        print(
+            f"importer: peak RSS {rss_mb:.0f} MB (target < {TARGET_RSS_MB:.0f} MB), "
+            f"CPU {import_cpu:.1f}s ({import_cpu / args.users * 1e6:.1f} µs a user)"
+        )
         print(
             f"export: {export_s:.1f}s (1M at this rate: {export_s * scale:.0f}s, "
-            f"target < {TARGET_EXPORT_S:.0f}s), peak RSS {export_rss:.0f} MB"
+            f"target < {TARGET_EXPORT_S:.0f}s), peak RSS {export_rss:.0f} MB, "
+            f"CPU {export_cpu:.1f}s"
         )
         print(
             f"sign-in p99: {quiet_p99:.1f} ms quiet ({len(quiet)} logins), {busy_p99:.1f} ms "
             f"during the import ({len(busy)} logins): {ratio:.2f}x "
             f"(target <= {TARGET_P99_RATIO:.0f}x)"
+        )
+        print(
+            f"load average (1 min) before the import {load_before:.2f}, "
+            f"after the export {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
         )
         ok = (
             import_s * scale < TARGET_IMPORT_S
