@@ -321,7 +321,7 @@ class MailTemplates:
             to,
             subject=f"A passkey was added to your {self._product} account",
             body=(
-                f"A passkey named \"{name}\" was added to your account {to} on "
+                f'A passkey named "{name}" was added to your account {to} on '
                 f"{self._product} at {added_at}. It can now sign in to your account. If it "
                 "was not you, remove it from your account page and contact support."
             ),

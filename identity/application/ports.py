@@ -796,6 +796,8 @@ class WebAuthnCeremonies(Protocol):
     ) -> VerifiedAssertion:
         """Check the assertion (UP and UV required). The signature counter is the
         caller's to judge (``Passkey.check_sign_count``)."""
+
+
 # --- the authorization server (section 17) --------------------------------------------
 
 
@@ -950,6 +952,8 @@ class BrowserSessions(Protocol):
         """The live sign-in behind the browser's cookies for ``tenant_id``, or None
         (no cookie, unknown, ended, expired, account gone or disabled)."""
         ...
+
+
 class BrowserSessionRepository(Protocol):
     """The cookies of the hosted pages, by the keyed digest of their value.
 

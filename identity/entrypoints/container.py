@@ -508,9 +508,7 @@ class Container(containers.DeclarativeContainer):
     self_service_organizations = providers.Factory(
         organizations.SelfServiceOrganizations, organization_services
     )
-    admin_organizations = providers.Factory(
-        organizations.AdminOrganizations, organization_services
-    )
+    admin_organizations = providers.Factory(organizations.AdminOrganizations, organization_services)
 
     # --- hosted pages (section 16): browser sessions -----------------------------------
     browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)

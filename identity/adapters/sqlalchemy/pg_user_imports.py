@@ -1,12 +1,12 @@
 """Bulk import and export on Postgres, straight on the engine's asyncpg connection.
 
-The hot path of a million-user import: per batch one array lookup of the
-taken emails (no bound parameter per email to compile), users built as
-tuples and written with binary ``COPY``; ids made in bulk from one
-``os.urandom`` call. The export builds each NDJSON line in the server and
-streams it through a cursor in one read-only transaction (one snapshot).
-Both follow ``user_imports.py``'s generic path record for record, which
-SQLite (and the tests) use.
+The hot path of a million-user import: a batch is one transaction of one
+binary ``COPY`` per table, with users built as tuples and ids made in bulk
+from one ``os.urandom`` call; taken keys are looked up (one array of keys per
+kind, each probed through its unique index) only when a batch clashes. The
+export builds each NDJSON line in the server and streams it through a cursor
+in one read-only transaction (one snapshot). Both do record for record what
+the generic path in ``user_imports.py`` does, which SQLite uses.
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ _FACTOR_COLUMNS = ("id", "tenant_id", "user_id", "secret", "created_at", "confir
 # LIMIT is not flattened into a join): with the keys as one ``= ANY(array)`` the planner
 # took a scan of all the tenant's users, each batch slower than the last. Custom plans,
 # so that no plan made while the table was small stays while it grows.
-_BEGIN = "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
+# One round trip opens the batch: a batch lost to a crash is written again by the
+# re-run (idempotent), so no waiting for its WAL flush.
+_BEGIN = (
+    "BEGIN; SET LOCAL synchronous_commit = off; "
+    "SET LOCAL plan_cache_mode = force_custom_plan; SAVEPOINT batch"
+)
 _TAKEN = (
     "SELECT k.key, u.id FROM unnest($2::varchar[]) AS k(key) CROSS JOIN LATERAL ("
     "SELECT id FROM users WHERE tenant_id = $1 AND normalized_email = k.key LIMIT 1) u"
@@ -94,39 +99,12 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-async def write_batch(
-    pg: asyncpg.Connection,
-    sealer: Sealer,
-    tenant_id: UUID,
-    users: Sequence[ImportedUser],
-    on_conflict: OnConflict,
-    now: datetime,
-    *,
-    dry_run: bool,
-) -> ImportBatchResult:
-    """One batch in one transaction (see ``SqlUserImportWriter``); asyncpg's unique
-    violations propagate, for the caller to write the batch again user by user."""
-    transaction = pg.transaction()
-    await transaction.start()
-    try:
-        result = await _write(pg, sealer, tenant_id, users, on_conflict, now)
-    except BaseException:
-        await transaction.rollback()
-        raise
-    if dry_run:
-        await transaction.rollback()
-        return result
-    await transaction.commit()
-    if result.imported:
-        await _analyze_if_grown(pg)
-    return result
-
-
-# The table's statistics are renewed when it has grown by as much again as at the last
-# ANALYZE. Autovacuum comes later (a minute or more, behind the import): until then
-# every prepared statement of the server keeps the plan made for a small table, a
-# sign-in's email lookup included, which became a scan of the growing table
+# The tables' statistics are renewed when they have grown by as much again as at the
+# last ANALYZE. Autovacuum comes later (a minute or more, behind the import): until
+# then every prepared statement of the server keeps the plan made for a small table,
+# a sign-in's email lookup included, which became a scan of the growing table
 # (sign-in p99 went from 45 to 540 ms while 200,000 users came in).
+CHECK_GROWTH_EVERY = 20_000
 _GROWN = """
 SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.relname IN ('users', 'external_identities', 'totp_factors')
@@ -143,32 +121,97 @@ async def _analyze_if_grown(pg: asyncpg.Connection) -> None:
             return  # not the tables' owner: autovacuum will do it
 
 
-async def _write(
+class PgImportBatches:
+    """Writes batches on one asyncpg connection each (see ``SqlUserImportWriter``).
+
+    A batch is first written as if all its users were new (no lookups), inside a
+    savepoint: a unique violation rolls back to it and the batch is written again
+    after looking its keys up. After a batch that met stored users, the next ones
+    look up first, until one meets none (a re-run skips lookups no more than once).
+    """
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._expect_new = True
+        self._unchecked = 0  # users written since the tables' growth was last checked
+
+    async def write(
+        self,
+        pg: asyncpg.Connection,
+        tenant_id: UUID,
+        users: Sequence[ImportedUser],
+        on_conflict: OnConflict,
+        now: datetime,
+        *,
+        dry_run: bool,
+    ) -> ImportBatchResult:
+        """One transaction; a unique violation that looking up cannot explain (a row
+        stored meanwhile, a kept id twice) propagates, for the caller to write the
+        batch again user by user."""
+        await pg.execute(_BEGIN)
+        try:
+            result = None
+            if self._expect_new:
+                try:
+                    result = await self._write(pg, tenant_id, users, on_conflict, now, False)
+                except asyncpg.UniqueViolationError:
+                    await pg.execute("ROLLBACK TO SAVEPOINT batch")
+            if result is None:
+                result = await self._write(pg, tenant_id, users, on_conflict, now, True)
+            await pg.execute("ROLLBACK" if dry_run else "COMMIT")
+        except BaseException:
+            if not pg.is_closed():
+                await pg.execute("ROLLBACK")
+            raise
+        self._unchecked += result.imported if not dry_run else 0
+        if self._unchecked >= CHECK_GROWTH_EVERY:
+            self._unchecked = 0
+            await _analyze_if_grown(pg)
+        return result
+
+    async def _write(
+        self,
+        pg: asyncpg.Connection,
+        tenant_id: UUID,
+        users: Sequence[ImportedUser],
+        on_conflict: OnConflict,
+        now: datetime,
+        look_up: bool,
+    ) -> ImportBatchResult:
+        taken: dict[str, UUID] = {}
+        used: set[UUID] = set()
+        linked: dict[tuple[str, str], Any] = {}
+        if look_up:
+            taken = dict(await pg.fetch(_TAKEN, tenant_id, [user.email.key for user in users]))
+            kept = [user.id for user in users if user.id is not None]
+            if kept:
+                used = {row[0] for row in await pg.fetch(_USED_IDS, kept)}
+            subjects = [s for user in users for s in user.identities]
+            if subjects:
+                rows = await pg.fetch(
+                    _LINKED,
+                    tenant_id,
+                    [s.provider for s in subjects],
+                    [s.subject for s in subjects],
+                )
+                linked = {(row[0], row[1]): row[2] for row in rows}
+            self._expect_new = not taken and not used and not linked
+        return await _copy_batch(
+            pg, self._sealer, tenant_id, users, on_conflict, now, taken, used, linked
+        )
+
+
+async def _copy_batch(
     pg: asyncpg.Connection,
     sealer: Sealer,
     tenant_id: UUID,
     users: Sequence[ImportedUser],
     on_conflict: OnConflict,
     now: datetime,
+    taken: dict[str, UUID],
+    used: set[UUID],
+    linked: dict[tuple[str, str], Any],
 ) -> ImportBatchResult:
-    await pg.execute(_BEGIN)
-    taken: dict[str, UUID] = dict(
-        await pg.fetch(_TAKEN, tenant_id, [user.email.key for user in users])
-    )
-    kept = [user.id for user in users if user.id is not None]
-    used: set[UUID] = set()
-    if kept:
-        used = {row[0] for row in await pg.fetch(_USED_IDS, kept)}
-    subjects = [s for user in users for s in user.identities]
-    linked: dict[tuple[str, str], Any] = {}
-    if subjects:
-        rows = await pg.fetch(
-            _LINKED,
-            tenant_id,
-            [s.provider for s in subjects],
-            [s.subject for s in subjects],
-        )
-        linked = {(row[0], row[1]): row[2] for row in rows}
     ids = new_ids(len(users))
     records: list[tuple[Any, ...]] = []
     links: list[tuple[Any, ...]] = []

@@ -48,6 +48,7 @@ class SqlUserImportWriter(UserImportWriter):
     def __init__(self, engine: AsyncEngine, totp_sealer: Sealer) -> None:
         self._engine = engine
         self._sealer = totp_sealer
+        self._batches = pg_user_imports.PgImportBatches(totp_sealer)
 
     async def write(
         self,
@@ -62,9 +63,8 @@ class SqlUserImportWriter(UserImportWriter):
             if self._native():
                 async with self._engine.connect() as conn:
                     raw = await conn.get_raw_connection()
-                    return await pg_user_imports.write_batch(
+                    return await self._batches.write(
                         raw.driver_connection,
-                        self._sealer,
                         tenant_id,
                         users,
                         on_conflict,
