@@ -185,7 +185,9 @@ def from_identity(record: Mapping[str, Any], line: int) -> ImportedUser:
             if isinstance(item, dict)
             else _subject(None, None)
             for item in identities
-        ),
+        )
+        if identities
+        else (),
         app_metadata=_object(record.get("app_metadata"), "app_metadata"),
         user_metadata=_object(record.get("user_metadata"), "user_metadata"),
         id=_uuid(record.get("id"), "id"),

@@ -99,26 +99,15 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-# The tables' statistics are renewed when they have grown by as much again as at the
-# last ANALYZE. Autovacuum comes later (a minute or more, behind the import): until
-# then every prepared statement of the server keeps the plan made for a small table,
-# a sign-in's email lookup included, which became a scan of the growing table
-# (sign-in p99 went from 45 to 540 ms while 200,000 users came in).
+# The tables' statistics are renewed when the users written since the last ANALYZE
+# outnumber those it counted. Autovacuum comes later (a minute or more, behind the
+# import): until then every prepared statement of the server keeps the plan made for
+# a small table, a sign-in's email lookup included, which became a scan of the
+# growing table (sign-in p99 went from 45 to 540 ms while 200,000 users came in).
 CHECK_GROWTH_EVERY = 20_000
-_GROWN = """
-SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-WHERE s.relname IN ('users', 'external_identities', 'totp_factors')
-  AND s.schemaname = current_schema()
-  AND s.n_mod_since_analyze > greatest(c.reltuples, 10000)
-"""
-
-
-async def _analyze_if_grown(pg: asyncpg.Connection) -> None:
-    for row in await pg.fetch(_GROWN):
-        try:
-            await pg.execute(f'ANALYZE "{row[0]}"')
-        except asyncpg.InsufficientPrivilegeError:
-            return  # not the tables' owner: autovacuum will do it
+MIN_ROWS_TO_ANALYZE = 10_000
+_COUNTED = "SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass"
+_ANALYZE = "ANALYZE users, external_identities, totp_factors"
 
 
 class PgImportBatches:
@@ -134,6 +123,7 @@ class PgImportBatches:
         self._sealer = sealer
         self._expect_new = True
         self._unchecked = 0  # users written since the tables' growth was last checked
+        self._unanalyzed = 0  # users written since this writer's last ANALYZE
 
     async def write(
         self,
@@ -163,10 +153,18 @@ class PgImportBatches:
             if not pg.is_closed():
                 await pg.execute("ROLLBACK")
             raise
-        self._unchecked += result.imported if not dry_run else 0
+        if not dry_run:
+            self._unchecked += result.imported
+            self._unanalyzed += result.imported
         if self._unchecked >= CHECK_GROWTH_EVERY:
             self._unchecked = 0
-            await _analyze_if_grown(pg)
+            counted = await pg.fetchval(_COUNTED)
+            if self._unanalyzed > max(counted or 0, MIN_ROWS_TO_ANALYZE):
+                self._unanalyzed = 0
+                try:
+                    await pg.execute(_ANALYZE)
+                except asyncpg.InsufficientPrivilegeError:
+                    pass  # not the tables' owner: autovacuum will do it
         return result
 
     async def _write(
@@ -336,7 +334,7 @@ _SECRET_COLUMNS = """
 _SECRET_JOINS = """
 LEFT JOIN (
     SELECT user_id, json_agg(json_build_object('provider', provider, 'subject', subject)
-                             ORDER BY created_at, id)::text AS identities
+                             ORDER BY provider)::text AS identities
     FROM external_identities WHERE tenant_id = $1 GROUP BY user_id
 ) x ON x.user_id = u.id
 LEFT JOIN totp_factors f ON f.user_id = u.id AND f.confirmed_at IS NOT NULL

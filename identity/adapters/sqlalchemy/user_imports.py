@@ -333,9 +333,9 @@ class SqlUserExporter(UserExporter):
                     for link in await conn.execute(
                         # The page is every user of the tenant in [first, last] by id: a
                         # range, not thousands of bound ids to compile.
-                        select(x.user_id, x.provider, x.subject).where(
-                            x.tenant_id == tenant_id, x.user_id.between(ids[0], ids[-1])
-                        )
+                        select(x.user_id, x.provider, x.subject)
+                        .where(x.tenant_id == tenant_id, x.user_id.between(ids[0], ids[-1]))
+                        .order_by(x.provider)  # at most one of each per user
                     ):
                         subjects.setdefault(link.user_id, []).append(
                             LinkedSubject(link.provider, link.subject)
