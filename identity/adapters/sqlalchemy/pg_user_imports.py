@@ -11,6 +11,7 @@ the generic path in ``user_imports.py`` does, which SQLite uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -161,7 +162,9 @@ class PgImportBatches:
                 result = await self._write(pg, tenant_id, users, on_conflict, now, True)
             await pg.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
-            if not pg.is_closed():
+            # A broken or busy (cancelled mid-COPY) connection cannot roll back; the
+            # pool resets or discards it. The first error is the one to raise.
+            with contextlib.suppress(Exception):
                 await pg.execute("ROLLBACK")
             raise
         if not dry_run:
