@@ -281,6 +281,10 @@ def parse(hashed: str) -> Checker:
 
 def refusal(hashed: str) -> str | None:
     """None when ``hashed`` can be checked; otherwise why not (cheap: no hashing)."""
+    # The common case of a big import, without making a checker: a well-formed bcrypt
+    # hash (the pattern is ASCII and bounds the length).
+    if (match := _BCRYPT.match(hashed)) is not None and 4 <= int(match.group(1)) <= 31:
+        return None
     try:
         parse(hashed)
     except UnsupportedHashError as error:

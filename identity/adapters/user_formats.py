@@ -18,12 +18,14 @@ Accepted layouts (see docs/import-formats.md):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import itertools
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
@@ -183,7 +185,9 @@ def from_identity(record: Mapping[str, Any], line: int) -> ImportedUser:
             if isinstance(item, dict)
             else _subject(None, None)
             for item in identities
-        ),
+        )
+        if identities
+        else (),
         app_metadata=_object(record.get("app_metadata"), "app_metadata"),
         user_metadata=_object(record.get("user_metadata"), "user_metadata"),
         id=_uuid(record.get("id"), "id"),
@@ -538,10 +542,32 @@ def read_file(
 
 
 async def as_async(
-    records: Iterator[ImportedUser | Refusal],
+    records: Iterator[ImportedUser | Refusal], chunk: int = 500
 ) -> AsyncIterator[ImportedUser | Refusal]:
-    for record in records:
-        yield record
+    """``records`` read ``chunk`` at a time in a worker thread: the caller's loop is free
+    meanwhile (it serves sign-ins, or writes the previous batch while this one is read)."""
+
+    def take() -> list[ImportedUser | Refusal]:
+        return list(itertools.islice(records, chunk))
+
+    while batch := await asyncio.to_thread(take):
+        for record in batch:
+            yield record
+
+
+async def ndjson_chunks(
+    users: AsyncIterable[ImportedUser], lines_per_chunk: int = 500
+) -> AsyncIterator[str]:
+    """``users`` as NDJSON text of the ``identity`` format, many lines per chunk."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    chunk: list[str] = []
+    async for user in users:
+        chunk.append(dumps(to_identity(user)) + "\n")
+        if len(chunk) >= lines_per_chunk:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
 
 
 def to_identity(user: ImportedUser) -> dict[str, Any]:

@@ -1114,6 +1114,11 @@ class UserExporter(Protocol):
         ``with_secrets`` no password hash, TOTP secret or linked subject."""
         ...
 
+    def ndjson(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[str]:
+        """The same users as the ``identity`` format's NDJSON text, many whole lines per
+        chunk (Postgres makes the lines itself: the million-user export bar)."""
+        ...
+
     async def metadata(
         self, tenant_id: UUID, user_id: UUID
     ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:

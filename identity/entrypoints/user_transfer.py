@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from identity.adapters import user_formats
 from identity.adapters.foreign_hashes import FirebaseHashConfig
-from identity.application.imports import ImportUsers
+from identity.application.imports import DEFAULT_BATCH_SIZE, ImportUsers
 from identity.domain.imports import ImportedUser, ImportRun, OnConflict, Refusal
 from identity.entrypoints.container import Container
 
@@ -48,7 +48,7 @@ def add_commands(users: Any) -> None:
     imp.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
     imp.add_argument("--report", help="where refused records go (default: a new file here)")
     imp.add_argument("--from-database", metavar="URL", help="the reference service's database")
-    imp.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
+    imp.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=argparse.SUPPRESS)
     imp.add_argument("--nice", type=int, default=10, help=argparse.SUPPRESS)
     exp = users.add_parser("export", help="export users as NDJSON (the identity format)")
     exp.add_argument("file", help="the file to write ('-': standard output)")
@@ -170,10 +170,9 @@ async def _export(container: Container, args: argparse.Namespace) -> int:
     else:
         out = open(args.file, "w", encoding="utf-8", buffering=1024 * 1024)  # noqa: ASYNC230
     try:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        async for user in exporter.export(tenant.id, with_secrets=args.with_secrets):
-            out.write(dumps(user_formats.to_identity(user)) + "\n")
-            count += 1
+        async for text in exporter.ndjson(tenant.id, with_secrets=args.with_secrets):
+            out.write(text)
+            count += text.count("\n")
     finally:
         if out is not sys.stdout:
             out.close()

@@ -451,3 +451,125 @@ def test_a_run_cancelled_mid_way_leaves_whole_users_and_a_rerun_completes(
     summary = _import(cli, str(path), "--format", "identity")
     assert (summary["imported"], summary["skipped"]) == (50 - users, users)
     _signs_in_and_is_rehashed("c49@example.com")
+
+
+@pytest.mark.parametrize("on_conflict", ["skip", "fail"])
+def test_batches_meeting_stored_users_or_a_kept_id_twice_are_written_again_looked_up(
+    cli: Cli, tmp_path: Path, on_conflict: str
+) -> None:
+    # On Postgres a batch is first copied as all new: the stored user makes that fail
+    # (rolled back to its savepoint, then looked up); the id kept twice fails the
+    # looked-up batch too, which is then written one user at a time.
+    stored = {"email": "stored@example.com", "email_verified": True, "password_hash": _bcrypt()}
+    _import(cli, str(_write_lines(tmp_path / "a.ndjson", [stored])), "--format", "identity")
+    kept = str(uuid.uuid4())
+    records = [
+        {**stored, "full_name": "Not Taken"},
+        {"email": "new1@example.com", "email_verified": True, "password_hash": _bcrypt()},
+        {
+            "email": "new2@example.com",
+            "email_verified": True,
+            "id": kept,
+            "password_hash": _bcrypt(),
+        },
+        {
+            "email": "new3@example.com",
+            "email_verified": True,
+            "id": kept,
+            "password_hash": _bcrypt(),
+        },
+        {"email": "new4@example.com", "email_verified": True, "password_hash": _bcrypt()},
+    ]
+    path = _write_lines(tmp_path / "b.ndjson", records)
+    code = 0 if on_conflict == "skip" else 3
+    summary = _import(
+        cli, str(path), "--format", "identity", "--batch-size", "2",
+        "--on-conflict", on_conflict, code=code,
+    )  # fmt: skip
+    if on_conflict == "skip":
+        assert (summary["imported"], summary["skipped"], summary["failed"]) == (3, 2, 0)
+    else:
+        assert (summary["imported"], summary["skipped"], summary["failed"]) == (3, 0, 2)
+        assert [r["line"] for r in _report(summary)] == [1, 4]
+    assert _user_row("stored@example.com").full_name is None
+    assert str(_user_row("new2@example.com").id) == kept
+    assert _user_row("new3@example.com") is None
+    assert _user_row("new4@example.com") is not None
+    _signs_in_and_is_rehashed("new4@example.com")
+
+
+def test_export_lines_are_the_identity_records_of_the_users(cli: Cli, tmp_path: Path) -> None:
+    """``UserExporter.ndjson`` (made by Postgres itself there) says what ``to_identity``
+    of ``export`` says, secrets or not."""
+    from datetime import datetime
+
+    from identity.adapters import user_formats
+
+    records = [
+        {
+            "email": "Full@Example.com",
+            "email_verified": True,
+            "full_name": 'Zoë "Q" \\ Müller',
+            "created_at": "2021-03-04T05:06:07.120000+00:00",
+            "disabled": True,
+            "password_hash": _argon2(),
+            "app_metadata": {"roles": ["a", "b"], "nested": {"x": None, "y": 1.5}},
+            "user_metadata": {"line": "one\ntwo", "ü": True},
+            "identities": [
+                {"provider": "github", "subject": "7"},
+                {"provider": "google", "subject": "g-7"},
+            ],
+            "totp": {"secret": pyotp.random_base32()},
+        },
+        {"email": "bare@example.com"},
+    ]
+    _import(cli, str(_write_lines(tmp_path / "in.ndjson", records)), "--format", "identity")
+
+    def normal(record: dict[str, Any]) -> dict[str, Any]:
+        moment = record.pop("created_at")
+        return {**record, "created_at": datetime.fromisoformat(moment)}
+
+    async def work(container: Container) -> None:
+        tenant = await container.resolve_tenant()("default")
+        exporter = container.user_exporter()
+        for with_secrets in (True, False):
+            text = "".join(
+                [chunk async for chunk in exporter.ndjson(tenant.id, with_secrets=with_secrets)]
+            )
+            assert text.endswith("\n") and text.count("\n") == 2
+            lines = [normal(json.loads(line)) for line in text.splitlines()]
+            expected = [
+                normal(json.loads(json.dumps(user_formats.to_identity(user))))
+                async for user in exporter.export(tenant.id, with_secrets=with_secrets)
+            ]
+            assert lines == expected
+            if with_secrets:
+                assert {line["email"] for line in lines if "totp" in line} == {"Full@example.com"}
+                assert len(next(line for line in lines if "identities" in line)["identities"]) == 2
+
+    with_container(work)
+
+
+def test_a_big_import_renews_the_tables_statistics(
+    cli: Cli, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plans the server prepared while ``users`` was small must not outlive its growth."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("statistics are Postgres's")
+    from identity.adapters.sqlalchemy import pg_user_imports
+
+    monkeypatch.setattr(pg_user_imports, "CHECK_GROWTH_EVERY", 10)
+    monkeypatch.setattr(pg_user_imports, "MIN_ROWS_TO_ANALYZE", 20)
+    records = [{"email": f"s{i}@example.com", "password_hash": _bcrypt()} for i in range(60)]
+    path = _write_lines(tmp_path / "many.ndjson", records)
+
+    async def analysed(container: Container) -> Any:
+        async with container.engine().connect() as conn:
+            # Set by ANALYZE (exactly, on a table this small) when it ends: no waiting
+            # for the statistics collector.
+            query = "SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass"
+            return (await conn.execute(text(query))).scalar_one()
+
+    before = with_container(analysed)
+    _import(cli, str(path), "--format", "identity", "--batch-size", "10")
+    assert with_container(analysed) >= max(before, 0) + 30

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from identity.adapters import user_formats
 from identity.adapters.memory import MemoryStore, MemoryUnitOfWork
 from identity.application.ports import (
     ImportBatchResult,
@@ -131,6 +132,9 @@ class MemoryUserImports(UserImportWriter, UserExporter):
         self, tenant_id: UUID, user_id: UUID
     ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
         return self.metadata_of.get(user_id, (None, None))
+
+    def ndjson(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[str]:
+        return user_formats.ndjson_chunks(self.export(tenant_id, with_secrets=with_secrets))
 
     async def export(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[ImportedUser]:
         after: Position | None = None

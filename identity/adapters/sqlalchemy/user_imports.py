@@ -2,26 +2,28 @@
 
 One batch is one transaction: the keys already taken are read in one query
 each (emails of the tenant, kept ids, linked subjects), the new users are
-written with one binary ``COPY`` per table on Postgres (asyncpg), one
-``executemany`` elsewhere, their linked subjects and TOTP factors alike; a
-user and what belongs to them are in the same transaction, so an interrupted
-run never leaves half a user.
+written with one ``executemany`` per table, their linked subjects and TOTP
+factors alike; a user and what belongs to them are in the same transaction,
+so an interrupted run never leaves half a user. On Postgres with asyncpg the
+same is done natively, with binary ``COPY`` (``pg_user_imports.py``).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Table, bindparam, insert, select, text, tuple_, update
+import asyncpg
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from identity.adapters import user_formats
 from identity.adapters.sealing import Sealer
+from identity.adapters.sqlalchemy import pg_user_imports
 from identity.adapters.sqlalchemy import tables as t
 from identity.application.ports import (
     ImportBatchResult,
@@ -46,6 +48,7 @@ class SqlUserImportWriter(UserImportWriter):
     def __init__(self, engine: AsyncEngine, totp_sealer: Sealer) -> None:
         self._engine = engine
         self._sealer = totp_sealer
+        self._batches = pg_user_imports.PgImportBatches(totp_sealer)
 
     async def write(
         self,
@@ -57,8 +60,19 @@ class SqlUserImportWriter(UserImportWriter):
         dry_run: bool = False,
     ) -> ImportBatchResult:
         try:
+            if self._native():
+                async with self._engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    return await self._batches.write(
+                        raw.driver_connection,
+                        tenant_id,
+                        users,
+                        on_conflict,
+                        now,
+                        dry_run=dry_run,
+                    )
             return await self._write(tenant_id, users, on_conflict, now, dry_run=dry_run)
-        except IntegrityError:
+        except (IntegrityError, asyncpg.IntegrityConstraintViolationError):
             # Something stored meanwhile (or left by another tool) clashes with a row of
             # this batch: each user on their own, the clashing one refused.
             if len(users) == 1:
@@ -71,6 +85,10 @@ class SqlUserImportWriter(UserImportWriter):
             imported, skipped = imported + one.imported, skipped + one.skipped
             refused.extend(one.refused)
         return ImportBatchResult(imported, skipped, refused)
+
+    def _native(self) -> bool:
+        dialect = self._engine.dialect
+        return dialect.name == "postgresql" and dialect.driver == "asyncpg"
 
     async def _write(
         self,
@@ -163,20 +181,12 @@ class SqlUserImportWriter(UserImportWriter):
                             "last_used_step": None,
                         }
                     )
-            if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
-                # A batch lost to a crash is written again by the re-run (idempotent):
-                # no need to wait for its WAL flush.
-                await conn.execute(text("SET LOCAL synchronous_commit = off"))
-                await _copy(conn, t.users, new_users)
-                await _copy(conn, t.external_identities, links)
-                await _copy(conn, t.totp_factors, factors)
-            else:
-                if new_users:
-                    await conn.execute(insert(t.users), new_users)
-                if links:
-                    await conn.execute(insert(t.external_identities), links)
-                if factors:
-                    await conn.execute(insert(t.totp_factors), factors)
+            if new_users:
+                await conn.execute(insert(t.users), new_users)
+            if links:
+                await conn.execute(insert(t.external_identities), links)
+            if factors:
+                await conn.execute(insert(t.totp_factors), factors)
             if updates:
                 await conn.execute(
                     update(t.users)
@@ -189,29 +199,6 @@ class SqlUserImportWriter(UserImportWriter):
             else:
                 await conn.commit()
         return ImportBatchResult(len(new_users) + len(updates), skipped, refused)
-
-
-async def _copy(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Postgres ``COPY`` (binary) of ``rows`` into ``table``, in the connection's transaction.
-
-    The keys were checked in this transaction: a user inserted meanwhile by
-    someone else fails the batch (unique violation), which is then written
-    again one user at a time.
-    """
-    if not rows:
-        return
-    columns = list(rows[0])
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    records = [
-        tuple(
-            json.dumps(row[name]) if name in json_columns and row[name] is not None else row[name]
-            for name in columns
-        )
-        for row in rows
-    ]
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    await driver.copy_records_to_table(table.name, records=records, columns=columns)
 
 
 def _insert_row(
@@ -319,6 +306,14 @@ class SqlUserExporter(UserExporter):
         self._engine = engine
         self._sealer = totp_sealer
 
+    def ndjson(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[str]:
+        dialect = self._engine.dialect
+        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
+            return pg_user_imports.export_lines(
+                self._engine, self._sealer, tenant_id, with_secrets=with_secrets
+            )
+        return user_formats.ndjson_chunks(self.export(tenant_id, with_secrets=with_secrets))
+
     async def export(self, tenant_id: UUID, *, with_secrets: bool) -> AsyncIterator[ImportedUser]:
         u, x, f = t.users.c, t.external_identities.c, t.totp_factors.c
         after: UUID | None = None
@@ -338,9 +333,9 @@ class SqlUserExporter(UserExporter):
                     for link in await conn.execute(
                         # The page is every user of the tenant in [first, last] by id: a
                         # range, not thousands of bound ids to compile.
-                        select(x.user_id, x.provider, x.subject).where(
-                            x.tenant_id == tenant_id, x.user_id.between(ids[0], ids[-1])
-                        )
+                        select(x.user_id, x.provider, x.subject)
+                        .where(x.tenant_id == tenant_id, x.user_id.between(ids[0], ids[-1]))
+                        .order_by(x.provider)  # at most one of each per user
                     ):
                         subjects.setdefault(link.user_id, []).append(
                             LinkedSubject(link.provider, link.subject)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import tempfile
 from collections.abc import AsyncIterator
@@ -139,22 +137,10 @@ async def _run(run_import: RunImport, command: ImportUsers, spool: IO[bytes]) ->
         spool.close()
 
 
-async def _records(spool: IO[bytes]) -> AsyncIterator[ImportedUser | Refusal]:
+def _records(spool: IO[bytes]) -> AsyncIterator[ImportedUser | Refusal]:
     """The stored body's records, parsed a few hundred at a time in a worker thread,
     so a long import never holds the event loop that serves sign-ins."""
-    reader = user_formats.read_file(spool, "identity")
-
-    def take() -> list[ImportedUser | Refusal]:
-        out: list[ImportedUser | Refusal] = []
-        for record in reader:
-            out.append(record)
-            if len(out) >= 500:
-                break
-        return out
-
-    while batch := await asyncio.to_thread(take):
-        for record in batch:
-            yield record
+    return user_formats.as_async(user_formats.read_file(spool, "identity"))
 
 
 @endpoints.get(
@@ -196,17 +182,16 @@ async def export_users(
     with_secrets = Scope.USERS_EXPORT in service(request).scopes
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    buffer: list[str] = []
+    buffer: list[bytes] = []
     size = 0
-    async for user in exporter.export(tenant.id, with_secrets=with_secrets):
-        line = encode(user_formats.to_identity(user)) + "\n"
-        buffer.append(line)
-        size += len(line)
+    async for text in exporter.ndjson(tenant.id, with_secrets=with_secrets):
+        chunk = text.encode("utf-8")
+        buffer.append(chunk)
+        size += len(chunk)
         if size >= _CHUNK:
-            await response.write("".join(buffer).encode("utf-8"))
+            await response.write(b"".join(buffer))
             buffer, size = [], 0
     if buffer:
-        await response.write("".join(buffer).encode("utf-8"))
+        await response.write(b"".join(buffer))
     await response.write_eof()
     return response
