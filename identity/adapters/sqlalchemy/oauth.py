@@ -209,23 +209,24 @@ class SqlAuthorizationCodeRepository(AuthorizationCodeRepository):
             )
         )
 
-    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+    async def consume(
+        self, digest: str, now: datetime, session_id: UUID
+    ) -> tuple[AuthorizationCode | None, bool]:
         c = _CODES.c
         # One conditional update: of racing redemptions exactly one changes the row.
-        result = await self._c.execute(
-            update(_CODES)
-            .where(c.digest == digest, c.consumed_at.is_(None))
-            .values(consumed_at=now)
-        )
+        row = (
+            await self._c.execute(
+                update(_CODES)
+                .where(c.digest == digest, c.consumed_at.is_(None))
+                .values(consumed_at=now, session_id=session_id)
+                .returning(*_CODES.c)
+            )
+        ).first()
+        if row is not None:
+            return _code(row), True
+        # A replay, or no such code (the rare paths): one more read.
         row = (await self._c.execute(select(_CODES).where(c.digest == digest))).first()
-        if row is None:
-            return None, False
-        return _code(row), result.rowcount == 1
-
-    async def set_session(self, digest: str, session_id: UUID) -> None:
-        await self._c.execute(
-            update(_CODES).where(_CODES.c.digest == digest).values(session_id=session_id)
-        )
+        return (_code(row), False) if row is not None else (None, False)
 
     async def delete_expired(self, now: datetime) -> int:
         result = await self._c.execute(
