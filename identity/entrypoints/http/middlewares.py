@@ -22,6 +22,7 @@ from identity.domain.errors import DomainError, StorageUnavailableError
 from identity.entrypoints.http.error_codes import ERROR_CODES
 from identity.entrypoints.http.keys import METRICS, REQUEST_ID, SETTINGS
 from identity.entrypoints.http.limits import MAX_BODY_BYTES as MAX_BODY_BYTES
+from identity.entrypoints.http.oauth_errors import edge_answer
 from identity.entrypoints.http.problems import (
     Problem,
     problem_for,
@@ -132,11 +133,12 @@ async def _answer(
             return _preflight()
         return await guard(request, handler)
     except Problem as raised:
-        return problem_response(raised)
+        return edge_answer(request.path, raised) or problem_response(raised)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return problem_response(_http_problem(error))
+        problem = _http_problem(error)
+        return edge_answer(request.path, problem) or problem_response(problem)
     except DomainError as error:
         mapped = problem_for(error)
         if mapped is None:

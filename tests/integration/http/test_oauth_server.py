@@ -257,6 +257,74 @@ async def test_bad_input_is_an_rfc_6749_error_never_a_500(oauth: OAuthApi) -> No
     assert "error" in await response.json()
 
 
+# The JSON endpoints under /oauth2/ (the browser's, authorize and logout, answer pages).
+OAUTH_JSON_PATHS = (
+    "/oauth2/token",
+    "/oauth2/introspect",
+    "/oauth2/revoke",
+    "/oauth2/register",
+    "/oauth2/userinfo",
+)
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def oauth_error(response: Any, status: int) -> dict[str, Any]:
+    """The RFC 6749 error body of ``response``, with its status and no-store."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = await response.json()
+    assert set(body) == {"error", "error_description"}, body
+    return body
+
+
+async def test_an_oversized_body_is_an_rfc_6749_error_or_an_error_page(oauth: OAuthApi) -> None:
+    client = oauth.api.client
+    big = "token=" + "x" * (64 * 1024)
+    for path in OAUTH_JSON_PATHS:
+        # Refused on its Content-Length, before the endpoint runs.
+        response = await client.post(path, data=big, headers=FORM)
+        body = await oauth_error(response, 413)
+        assert body["error"] == "invalid_request" and "64 KiB" in body["error_description"]
+
+    async def chunks() -> Any:
+        for _ in range(70):
+            yield b"x" * 1024
+
+    # No Content-Length (chunked): refused when the endpoint reads the form.
+    response = await client.post("/oauth2/token", data=chunks(), headers=FORM)
+    assert (await oauth_error(response, 413))["error"] == "invalid_request"
+    for path in ("/oauth2/authorize", "/oauth2/logout"):
+        response = await client.post(path, data=big, headers=FORM)
+        assert response.status == 413 and response.content_type == "text/html"
+        assert "64 KiB" in await response.text()
+
+
+async def test_the_global_rate_limit_is_an_rfc_6749_error_or_an_error_page(
+    smtp: SmtpTestServer,
+    migrated_postgres_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    oauth = await start_oauth_api(
+        smtp, migrated_postgres_url, aiohttp_client, RATE_LIMIT_GLOBAL="2/minute"
+    )
+    client = oauth.api.client
+    for _ in range(2):
+        response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"})
+        assert response.status == 401
+    for path in OAUTH_JSON_PATHS:
+        response = await client.post(path, data={"token": "t"})
+        body = await oauth_error(response, 429)
+        assert body["error"] == "too_many_requests", body
+        assert int(response.headers["Retry-After"]) >= 1
+    response = await client.get("/oauth2/authorize", params={"client_id": "x"})
+    assert response.status == 429 and response.content_type == "text/html"
+    assert int(response.headers["Retry-After"]) >= 1
+    # Elsewhere the JSON API's problem, as before.
+    response = await client.get("/auth/me")
+    assert response.status == 429 and response.content_type == "application/problem+json"
+
+
 # --- the authorization code flow -----------------------------------------------------
 
 
