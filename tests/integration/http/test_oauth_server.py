@@ -298,6 +298,10 @@ async def test_an_oversized_body_is_an_rfc_6749_error_or_an_error_page(oauth: OA
         response = await client.post(path, data=big, headers=FORM)
         assert response.status == 413 and response.content_type == "text/html"
         assert "64 KiB" in await response.text()
+    # A method the endpoint does not have, as well.
+    response = await client.get("/oauth2/token")
+    assert (await oauth_error(response, 405))["error"] == "invalid_request"
+    assert response.headers["Allow"] == "POST"
 
 
 async def test_the_global_rate_limit_is_an_rfc_6749_error_or_an_error_page(
