@@ -671,12 +671,7 @@ class TokenGrants:
             raise invalid_grant("redirect_uri differs from the authorization request")
         if not self._s.tokens.pkce_s256_matches(verifier, stored.code_challenge):
             raise invalid_grant("code_verifier does not match")
-        if stored.browser_session_id is None:
-            account = await uow.accounts.get(tenant.id, stored.user_id)
-            if account is None or not account.is_active:
-                raise invalid_grant("the account is gone or disabled")
-            return account
-        if self._sessions is not None:
+        if stored.browser_session_id is not None and self._sessions is not None:
             # The account and its sign-in in one read (outside the transaction).
             found = await self._sessions.account_for_session(
                 tenant.id, stored.browser_session_id, stored.user_id, now
@@ -687,9 +682,10 @@ class TokenGrants:
         account = await uow.accounts.get(tenant.id, stored.user_id)
         if account is None or not account.is_active:
             raise invalid_grant("the account is gone or disabled")
-        browser = await uow.sessions.get(tenant.id, stored.browser_session_id)
-        if browser is None or not browser.is_active(now):
-            raise invalid_grant("the sign-in has ended")
+        if stored.browser_session_id is not None:
+            browser = await uow.sessions.get(tenant.id, stored.browser_session_id)
+            if browser is None or not browser.is_active(now):
+                raise invalid_grant("the sign-in has ended")
         return account
 
     def _answer(

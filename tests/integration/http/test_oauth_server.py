@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -470,6 +471,29 @@ async def test_code_exchange_checks(oauth: OAuthApi) -> None:
         }
         _, body, _ = await token_request(oauth, data, headers)
         assert body["error"] == error, (change, body)
+        if error == "invalid_grant":
+            # The refusal spent the code: the right request cannot redeem it now.
+            right = {**data, "code_verifier": verifier, "redirect_uri": RP}
+            _, body, _ = await token_request(oauth, right, basic(client_id, secret))
+            assert body == {"error": "invalid_grant", "error_description": "code already used"}
+    # The sign-in ended between the authorization and the exchange.
+    ended_cookie, tokens = await oauth.sign_in_browser("ended@example.com")
+    params = code_params(client_id, verifier)
+    code = redirected(await authorize(oauth, params, ended_cookie))["code"]
+    sid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    async with oauth.api.container.uow() as uow:
+        tenant = await uow.tenants.get_by_slug("default")
+        assert tenant is not None
+        assert await uow.sessions.revoke(tenant.id, uuid.UUID(sid), datetime.now(UTC), "logout")
+        await uow.commit()
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": RP,
+        "code_verifier": verifier,
+    }
+    _, body, _ = await token_request(oauth, exchange, basic(client_id, secret))
+    assert body["error"] == "invalid_grant" and "sign-in has ended" in body["error_description"]
     # An expired code: 60 seconds.
     code = await fresh_code(verifier)
     async with oauth.api.container.uow() as uow:
