@@ -372,9 +372,13 @@ class AuthorizeFlow:
             back[AUTH_AFTER] = str(int(now.timestamp() * 1000))
             return Interact(Step.SIGN_IN, back, tenant, client)
         assert browser is not None
-        async with self._s.uow() as uow:
-            account = await uow.accounts.get(tenant.id, browser.user_id)
-            consent = await uow.consents.get(tenant.id, browser.user_id, client.client_id)
+        account, consent = browser.account, None
+        if account is None or not client.first_party:
+            async with self._s.uow() as uow:
+                if account is None:
+                    account = await uow.accounts.get(tenant.id, browser.user_id)
+                if not client.first_party:
+                    consent = await uow.consents.get(tenant.id, browser.user_id, client.client_id)
         if account is None or not account.is_active:
             if "none" in valid.prompts:
                 return self._error(redirect_uri, state, "login_required", "sign-in required")
@@ -517,10 +521,17 @@ def _scope_subset(asked: str | None, allowed: tuple[str, ...]) -> tuple[str, ...
 
 
 class TokenGrants:
-    """The grants of ``/oauth2/token`` for an authenticated client."""
+    """The grants of ``/oauth2/token`` for an authenticated client.
 
-    def __init__(self, services: OAuthServices) -> None:
+    ``sessions``: the refresh grant's common case as ``/auth/refresh-token``'s, one read
+    and one conditional write outside any transaction; without it every refresh is a
+    transaction."""
+
+    def __init__(
+        self, services: OAuthServices, sessions: ActiveSessionReader | None = None
+    ) -> None:
         self._s = services
+        self._sessions = sessions
 
     # client_credentials ---------------------------------------------------------
 
@@ -573,13 +584,17 @@ class TokenGrants:
             raise invalid_request("redirect_uri is required")
         s = self._s
         policy = s.policy_for(tenant)
+        session_id = uuid.uuid4()
         async with s.uow() as uow:
             now = s.clock.now()
-            stored, first = await uow.authorization_codes.consume(s.codes.digest(code), now)
+            stored, first = await uow.authorization_codes.consume(
+                s.codes.digest(code), now, session_id
+            )
             if stored is None or stored.tenant_id != tenant.id:
                 raise invalid_grant("unknown code")
             if not first:
                 # A replay: whatever the code was redeemed for ends now (RFC 6749 §4.1.2).
+                # (A code spent by a refused exchange names a session never created.)
                 if stored.session_id is not None:
                     await end_session(
                         uow,
@@ -593,25 +608,16 @@ class TokenGrants:
                     )
                 await uow.commit()
                 raise invalid_grant("code already used")
-            # The code is spent whatever follows: commit that before judging it.
-            await uow.commit()
-            if stored.is_expired(now):
-                raise invalid_grant("code expired")
-            if stored.client_id != client.client_id:
-                raise invalid_grant("code of another client")
-            if stored.redirect_uri != redirect_uri:
-                raise invalid_grant("redirect_uri differs from the authorization request")
-            if not s.tokens.pkce_s256_matches(verifier, stored.code_challenge):
-                raise invalid_grant("code_verifier does not match")
-            account = await uow.accounts.get(tenant.id, stored.user_id)
-            if account is None or not account.is_active:
-                raise invalid_grant("the account is gone or disabled")
-            if stored.browser_session_id is not None:
-                browser = await uow.sessions.get(tenant.id, stored.browser_session_id)
-                if browser is None or not browser.is_active(now):
-                    raise invalid_grant("the sign-in has ended")
+            # The code is spent whatever follows: a refusal commits that before it is raised.
+            try:
+                account = await self._redeemer(
+                    uow, tenant, stored, client, redirect_uri, verifier, now
+                )
+            except OAuthProtocolError:
+                await uow.commit()
+                raise
             session = Session(
-                id=uuid.uuid4(),
+                id=session_id,
                 tenant_id=tenant.id,
                 user_id=account.id,
                 created_at=now,
@@ -625,6 +631,7 @@ class TokenGrants:
                 amr=stored.amr,
             )
             if not await uow.sessions.add(session):
+                await uow.commit()
                 raise invalid_grant("the account is gone or disabled")
             link = ClientSession(
                 session_id=session.id,
@@ -638,12 +645,48 @@ class TokenGrants:
                 browser_session_id=stored.browser_session_id,
             )
             await uow.client_sessions.add(link)
-            await uow.authorization_codes.set_session(stored.digest, session.id)
             await uow.commit()
         offline = "offline_access" in stored.scopes or client.first_party
         return self._answer(
             client, tenant, account, session, link, stored.scopes, now, stored.nonce, offline
         )
+
+    async def _redeemer(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        stored: AuthorizationCode,
+        client: Client,
+        redirect_uri: str,
+        verifier: str,
+        now: datetime,
+    ) -> Account:
+        """The active account a just-spent code is redeemed for; ``invalid_grant`` when
+        the code or the sign-in behind it may not be redeemed."""
+        if stored.is_expired(now):
+            raise invalid_grant("code expired")
+        if stored.client_id != client.client_id:
+            raise invalid_grant("code of another client")
+        if stored.redirect_uri != redirect_uri:
+            raise invalid_grant("redirect_uri differs from the authorization request")
+        if not self._s.tokens.pkce_s256_matches(verifier, stored.code_challenge):
+            raise invalid_grant("code_verifier does not match")
+        if stored.browser_session_id is not None and self._sessions is not None:
+            # The account and its sign-in in one read (outside the transaction).
+            found = await self._sessions.account_for_session(
+                tenant.id, stored.browser_session_id, stored.user_id, now
+            )
+            if found is None:
+                raise invalid_grant("the sign-in has ended, or the account is disabled")
+            return found
+        account = await uow.accounts.get(tenant.id, stored.user_id)
+        if account is None or not account.is_active:
+            raise invalid_grant("the account is gone or disabled")
+        if stored.browser_session_id is not None:
+            browser = await uow.sessions.get(tenant.id, stored.browser_session_id)
+            if browser is None or not browser.is_active(now):
+                raise invalid_grant("the sign-in has ended")
+        return account
 
     def _answer(
         self,
@@ -757,6 +800,24 @@ class TokenGrants:
             raise invalid_grant("refresh token invalid") from None
         scopes = _scope_subset(scope, granted)
         policy = s.policy_for(tenant)
+        if self._sessions is not None:
+            found = await self._sessions.session_with_account(tenant.id, session_id, user_id)
+            if found is not None and found[1].is_active:
+                live, owner, _ = found
+                now = s.clock.now()
+                presented = live.classify(jti, now, policy.refresh_reuse_grace)
+                if presented is Presented.IN_GRACE:
+                    return self._answer(
+                        client, tenant, owner, live, link, scopes, now, None, True, False
+                    )
+                if presented is Presented.CURRENT:
+                    live.rotate(new_jti(), now, policy.refresh_token_ttl)
+                    if await self._sessions.rotate(live, jti):
+                        return self._answer(
+                            client, tenant, owner, live, link, scopes, now, None, True, False
+                        )
+        # Everything else (a replay, an ended session, a disabled account, a concurrent
+        # rotation that won) is judged again inside a transaction.
         async with s.uow() as uow:
             account = await uow.accounts.get(tenant.id, user_id)
             if account is None:

@@ -833,16 +833,16 @@ class AuthorizationCodeRepository(Protocol):
 
     async def add(self, code: AuthorizationCode) -> None: ...
 
-    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
-        """Mark the code spent and return it with True when this call spent it.
+    async def consume(
+        self, digest: str, now: datetime, session_id: UUID
+    ) -> tuple[AuthorizationCode | None, bool]:
+        """Mark the code spent for ``session_id`` (the session its tokens will belong
+        to) and return it with True when this call spent it.
 
         Atomic: of concurrent callers exactly one gets True. A code spent
-        before comes back with False (a replay); an unknown digest (None, False).
+        before comes back with False (a replay) and the session it was spent for;
+        an unknown digest (None, False).
         """
-        ...
-
-    async def set_session(self, digest: str, session_id: UUID) -> None:
-        """Record the session the code's tokens belong to."""
         ...
 
     async def delete_expired(self, now: datetime) -> int:
@@ -943,6 +943,8 @@ class BrowserSignIn:
     auth_time: datetime
     aal: str
     amr: tuple[str, ...]
+    # The active account, when the lookup read it anyway (authorize then reads none).
+    account: Account | None = attrs.field(default=None, eq=False, repr=False)
 
 
 class BrowserSessions(Protocol):

@@ -36,5 +36,10 @@ class PagesBrowserSessions(BrowserSessions):
             return None
         claims = principal.claims
         return BrowserSignIn(
-            principal.session_id, principal.account.id, claims.issued_at, claims.aal, claims.amr
+            principal.session_id,
+            principal.account.id,
+            claims.issued_at,
+            claims.aal,
+            claims.amr,
+            principal.account,
         )

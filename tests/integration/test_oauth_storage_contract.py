@@ -108,28 +108,30 @@ async def test_a_code_is_spent_by_exactly_one_of_racing_redemptions(
     await write(storage, lambda uow: uow.authorization_codes.add(code))
     barrier = asyncio.Barrier(RACERS)
 
-    async def redeem() -> bool:
+    async def redeem(session_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
         async with storage.uow() as uow:
             await barrier.wait()
-            found, first = await uow.authorization_codes.consume(code.digest, NOW)
+            found, first = await uow.authorization_codes.consume(code.digest, NOW, session_id)
             await uow.commit()
             assert found is not None and found.nonce == "n-1"
-            return first
+            return first, found.session_id
 
-    results = await asyncio.gather(*(redeem() for _ in range(RACERS)))
-    assert results.count(True) == 1
-    session_id = uuid.uuid4()
-    await write(storage, lambda uow: uow.authorization_codes.set_session(code.digest, session_id))
+    sessions = [uuid.uuid4() for _ in range(RACERS)]
+    results = await asyncio.gather(*(redeem(session_id) for session_id in sessions))
+    winners = [session for first, session in results if first]
+    assert len(winners) == 1 and winners[0] in sessions
+    # Every loser sees the session the code was spent for, and so does a late replay.
+    assert {session for _, session in results} == {winners[0]}
     found, first = await read(
-        storage, lambda uow: uow.authorization_codes.consume(code.digest, NOW)
+        storage, lambda uow: uow.authorization_codes.consume(code.digest, NOW, uuid.uuid4())
     )
-    assert not first and found is not None and found.session_id == session_id
+    assert not first and found is not None and found.session_id == winners[0]
     assert found.scopes == code.scopes and found.amr == code.amr
     assert found.browser_session_id == code.browser_session_id
-    assert await read(storage, lambda uow: uow.authorization_codes.consume("b" * 64, NOW)) == (
-        None,
-        False,
+    unknown = await read(
+        storage, lambda uow: uow.authorization_codes.consume("b" * 64, NOW, uuid.uuid4())
     )
+    assert unknown == (None, False)
     late = NOW + CODE_TTL + CODE_REPLAY_WINDOW + timedelta(seconds=1)
     assert await read(storage, lambda uow: uow.authorization_codes.delete_expired(late)) == 1
 

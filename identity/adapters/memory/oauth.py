@@ -102,7 +102,9 @@ class MemoryAuthorizationCodeRepository(AuthorizationCodeRepository):
         self._t.put(code.digest, code)
 
     @_round_trip
-    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+    async def consume(
+        self, digest: str, now: datetime, session_id: UUID
+    ) -> tuple[AuthorizationCode | None, bool]:
         await self._t.lock(digest)
         code = self._t.get(digest)
         if code is None:
@@ -110,16 +112,9 @@ class MemoryAuthorizationCodeRepository(AuthorizationCodeRepository):
         if code.consumed_at is not None:
             return code, False
         code.consumed_at = now
+        code.session_id = session_id
         self._t.put(digest, code)
         return code, True
-
-    @_round_trip
-    async def set_session(self, digest: str, session_id: UUID) -> None:
-        await self._t.lock(digest)
-        code = self._t.get(digest)
-        if code is not None:
-            code.session_id = session_id
-            self._t.put(digest, code)
 
     @_round_trip
     async def delete_expired(self, now: datetime) -> int:

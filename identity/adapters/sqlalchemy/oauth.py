@@ -190,42 +190,50 @@ def _code(row: Any) -> AuthorizationCode:
     )
 
 
+# The statements of a code's life, built once: each runs once per authorization.
+_INSERT_CODE = insert(_CODES)
+# One conditional update: of racing redemptions exactly one changes the row.
+_SPEND_CODE = (
+    update(_CODES)
+    .where(_CODES.c.digest == bindparam("p_digest"), _CODES.c.consumed_at.is_(None))
+    .values(consumed_at=bindparam("p_now"), session_id=bindparam("p_session_id"))
+    .returning(*_CODES.c)
+)
+_CODE_BY_DIGEST = select(_CODES).where(_CODES.c.digest == bindparam("p_digest"))
+
+
 class SqlAuthorizationCodeRepository(AuthorizationCodeRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
 
     async def add(self, code: AuthorizationCode) -> None:
         await self._c.execute(
-            insert(_CODES).values(
-                digest=code.digest,
-                tenant_id=code.tenant_id,
-                client_id=code.client_id,
-                user_id=code.user_id,
-                binding=_binding(code),
-                created_at=code.created_at,
-                expires_at=code.expires_at,
-                consumed_at=code.consumed_at,
-                session_id=code.session_id,
-            )
+            _INSERT_CODE,
+            {
+                "digest": code.digest,
+                "tenant_id": code.tenant_id,
+                "client_id": code.client_id,
+                "user_id": code.user_id,
+                "binding": _binding(code),
+                "created_at": code.created_at,
+                "expires_at": code.expires_at,
+                "consumed_at": code.consumed_at,
+                "session_id": code.session_id,
+            },
         )
 
-    async def consume(self, digest: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
-        c = _CODES.c
-        # One conditional update: of racing redemptions exactly one changes the row.
-        result = await self._c.execute(
-            update(_CODES)
-            .where(c.digest == digest, c.consumed_at.is_(None))
-            .values(consumed_at=now)
+    async def consume(
+        self, digest: str, now: datetime, session_id: UUID
+    ) -> tuple[AuthorizationCode | None, bool]:
+        spent = await self._c.execute(
+            _SPEND_CODE, {"p_digest": digest, "p_now": now, "p_session_id": session_id}
         )
-        row = (await self._c.execute(select(_CODES).where(c.digest == digest))).first()
-        if row is None:
-            return None, False
-        return _code(row), result.rowcount == 1
-
-    async def set_session(self, digest: str, session_id: UUID) -> None:
-        await self._c.execute(
-            update(_CODES).where(_CODES.c.digest == digest).values(session_id=session_id)
-        )
+        row = spent.first()
+        if row is not None:
+            return _code(row), True
+        # A replay, or no such code (the rare paths): one more read.
+        row = (await self._c.execute(_CODE_BY_DIGEST, {"p_digest": digest})).first()
+        return (_code(row), False) if row is not None else (None, False)
 
     async def delete_expired(self, now: datetime) -> int:
         result = await self._c.execute(
@@ -250,23 +258,27 @@ def _link(row: Any) -> ClientSession:
     )
 
 
+_INSERT_LINK = insert(_LINKS)  # built once: it runs once per code exchange
+
+
 class SqlClientSessionRepository(ClientSessionRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self._c = connection
 
     async def add(self, link: ClientSession) -> None:
         await self._c.execute(
-            insert(_LINKS).values(
-                session_id=link.session_id,
-                tenant_id=link.tenant_id,
-                client_id=link.client_id,
-                user_id=link.user_id,
-                scopes=" ".join(link.scopes),
-                audience=link.audience,
-                auth_time=link.auth_time,
-                created_at=link.created_at,
-                browser_session_id=link.browser_session_id,
-            )
+            _INSERT_LINK,
+            {
+                "session_id": link.session_id,
+                "tenant_id": link.tenant_id,
+                "client_id": link.client_id,
+                "user_id": link.user_id,
+                "scopes": " ".join(link.scopes),
+                "audience": link.audience,
+                "auth_time": link.auth_time,
+                "created_at": link.created_at,
+                "browser_session_id": link.browser_session_id,
+            },
         )
 
     async def get(self, tenant_id: UUID, session_id: UUID) -> ClientSession | None:

@@ -22,6 +22,7 @@ from identity.domain.errors import DomainError, StorageUnavailableError
 from identity.entrypoints.http.error_codes import ERROR_CODES
 from identity.entrypoints.http.keys import METRICS, REQUEST_ID, SETTINGS
 from identity.entrypoints.http.limits import MAX_BODY_BYTES as MAX_BODY_BYTES
+from identity.entrypoints.http.oauth_errors import edge_answer
 from identity.entrypoints.http.problems import (
     Problem,
     problem_for,
@@ -132,17 +133,17 @@ async def _answer(
             return _preflight()
         return await guard(request, handler)
     except Problem as raised:
-        return problem_response(raised)
+        return _refusal(request, raised)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return problem_response(_http_problem(error))
+        return _refusal(request, _http_problem(error))
     except DomainError as error:
         mapped = problem_for(error)
         if mapped is None:
             error_log.exception("unmapped domain error", extra={"request_id": request_id})
-            return problem_response(Problem.of("internal_error"))
-        return problem_response(mapped)
+            return _refusal(request, Problem.of("internal_error"))
+        return _refusal(request, mapped)
     except asyncio.CancelledError:
         raise
     except Exception as error:
@@ -150,9 +151,14 @@ async def _answer(
             error_log.warning(
                 "dependency unavailable: %s", type(error).__name__, extra={"request_id": request_id}
             )
-            return problem_response(unavailable_problem())
+            return _refusal(request, unavailable_problem())
         error_log.exception("unexpected error", extra={"request_id": request_id})
-        return problem_response(Problem.of("internal_error", "An unexpected error occurred."))
+        return _refusal(request, Problem.of("internal_error", "An unexpected error occurred."))
+
+
+def _refusal(request: web.Request, problem: Problem) -> web.Response:
+    """problem+json, but under ``/oauth2/`` what an OAuth client or a browser expects."""
+    return edge_answer(request.path, problem) or problem_response(problem)
 
 
 def _is_preflight(request: web.Request, allowed: frozenset[str]) -> bool:

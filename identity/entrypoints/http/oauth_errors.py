@@ -1,7 +1,9 @@
-"""RFC 6749 errors and form bodies of the ``/oauth2/*`` endpoints (see ``declare``)."""
+"""RFC 6749 errors and form bodies of the ``/oauth2/*`` endpoints (see ``declare``), and
+the shape of the errors the edge answers for them before they run (``edge_answer``)."""
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 
@@ -12,6 +14,8 @@ from identity.entrypoints.http.problems import Problem
 
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The browser's endpoints under /oauth2/: their errors are pages, never JSON.
+BROWSER_PATHS = frozenset({"/oauth2/authorize", "/oauth2/logout"})
 
 
 def _as_oauth(error: Problem | OAuthProtocolError) -> OAuthProtocolError:
@@ -21,18 +25,19 @@ def _as_oauth(error: Problem | OAuthProtocolError) -> OAuthProtocolError:
         return OAuthProtocolError("invalid_client", error.detail, 401)
     if error.code == "insufficient_scope":
         return OAuthProtocolError("insufficient_scope", error.detail, 403)
-    if error.status == 413:
-        return OAuthProtocolError("invalid_request", error.detail, 413)
     if error.errors:
         first = error.errors[0]
         return invalid_request(f"{first.field}: {first.message}")
-    if error.status >= 500 or error.status == 429:
-        return OAuthProtocolError(
-            "temporarily_unavailable" if error.status != 429 else "slow_down",
-            error.detail,
-            error.status,
-        )
-    return invalid_request(error.detail)
+    if error.status == 429:
+        # As Auth0's token endpoint answers its rate limits; RFC 8628's ``slow_down``
+        # is a device-flow polling signal, not this.
+        return OAuthProtocolError("too_many_requests", error.detail, 429)
+    if error.status == 503:
+        return OAuthProtocolError("temporarily_unavailable", error.detail, 503)
+    if error.status >= 500:
+        return OAuthProtocolError("server_error", error.detail, error.status)
+    # 413 and the rest of the 4xx: the request was bad, with its own status.
+    return OAuthProtocolError("invalid_request", error.detail, error.status)
 
 
 def oauth_error_response(error: Problem | OAuthProtocolError) -> web.Response:
@@ -50,6 +55,40 @@ def oauth_error_response(error: Problem | OAuthProtocolError) -> web.Response:
         content_type="application/json",
         headers=headers,
     )
+
+
+def plain_page(title: str, body: str, status: int = 200) -> web.Response:
+    """A minimal page of the browser's ``/oauth2/*`` endpoints (``body`` is HTML)."""
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main>"
+        f"<h1>{html.escape(title)}</h1>{body}</main></body></html>"
+    )
+    return web.Response(
+        text=document,
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def error_page(message: str, status: int = 400) -> web.Response:
+    return plain_page("Sign-in cannot continue", f"<p>{html.escape(message)}</p>", status)
+
+
+def edge_answer(path: str, problem: Problem) -> web.Response | None:
+    """The answer under ``/oauth2/`` to a problem the edge raised before the endpoint
+    ran (a body over the limit, the global rate limit, an unknown route): an RFC 6749
+    error, or an error page for the browser's endpoints, with the problem's status and
+    headers (``Retry-After``). None elsewhere: problem+json."""
+    if not path.startswith("/oauth2/"):
+        return None
+    if path not in BROWSER_PATHS:
+        return oauth_error_response(problem)
+    page = error_page(problem.detail, problem.status)
+    page.headers.update(problem.headers)
+    return page
 
 
 async def read_oauth_form(request: web.Request) -> Mapping[str, str]:

@@ -127,7 +127,8 @@ A self-hosted identity service: accounts, one-time codes, tokens, sessions and
 Google sign-in.
 
 - JSON in, JSON out. Bodies over {MAX_BODY_BYTES // 1024} KiB are refused.
-- Every error is an RFC 9457 `{PROBLEM_CONTENT_TYPE}` body with a stable `code`.
+- Every error is an RFC 9457 `{PROBLEM_CONTENT_TYPE}` body with a stable `code`, but
+  under `/oauth2/`: RFC 6749 errors, or error pages for the browser's endpoints.
 - Every response carries `X-Request-ID`; rate-limited endpoints also carry
   `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (and `X-RateLimit-*`).
 - The tenant is chosen by the `X-Tenant` header (its slug), else `default`.
@@ -160,6 +161,27 @@ _OAUTH_ERROR: Schema = {
     },
 }
 OAUTH_ERRORS: dict[str, Schema] = {status: _OAUTH_ERROR for status in ("400", "401", "403", "413")}
+# What the edge's problems become under /oauth2/ (``oauth_errors.edge_answer``).
+_OAUTH_CODE_OF = {"429": "too_many_requests", "503": "temporarily_unavailable"}
+
+
+def _reshaped(problems: dict[str, Schema], html: bool) -> dict[str, Schema]:
+    """``problems`` with their statuses and headers, answered as ``edge_answer`` does under
+    ``/oauth2/``: an RFC 6749 error, or an error page for the browser's endpoints."""
+    reshaped: dict[str, Schema] = {}
+    for status, problem in problems.items():
+        if html:
+            response: Schema = {
+                "description": "an error page",
+                "content": {"text/html": {"schema": {}}},
+            }
+        else:
+            code = _OAUTH_CODE_OF.get(status, "invalid_request")
+            response = {**_OAUTH_ERROR, "description": f"an RFC 6749 error: `{code}`"}
+        if "headers" in problem:
+            response["headers"] = problem["headers"]
+        reshaped[status] = response
+    return reshaped
 
 
 def declared_operation(entry: declare.Declared, components: declare.Components) -> Schema:
@@ -252,14 +274,14 @@ def declared_operation(entry: declare.Declared, components: declare.Components) 
             "303": moved,
             "400": {**page, "description": "an error page; never a redirect"},
             "403": {**page, "description": "a refused form (another site, a stale form)"},
-            **errors("rate_limited", "service_unavailable"),
+            **_reshaped(errors("payload_too_large", "rate_limited", "service_unavailable"), True),
         }
         return result
     if entry.oauth_errors:
         result["responses"] = {
             **responses,
             **OAUTH_ERRORS,
-            **errors("rate_limited", "service_unavailable", *entry.errors),
+            **_reshaped(errors("rate_limited", "service_unavailable", *entry.errors), False),
         }
         return result
     for answer in entry.answers:

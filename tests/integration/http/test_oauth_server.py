@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -257,6 +258,78 @@ async def test_bad_input_is_an_rfc_6749_error_never_a_500(oauth: OAuthApi) -> No
     assert "error" in await response.json()
 
 
+# The JSON endpoints under /oauth2/ (the browser's, authorize and logout, answer pages).
+OAUTH_JSON_PATHS = (
+    "/oauth2/token",
+    "/oauth2/introspect",
+    "/oauth2/revoke",
+    "/oauth2/register",
+    "/oauth2/userinfo",
+)
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def oauth_error(response: Any, status: int) -> dict[str, Any]:
+    """The RFC 6749 error body of ``response``, with its status and no-store."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = await response.json()
+    assert set(body) == {"error", "error_description"}, body
+    return body
+
+
+async def test_an_oversized_body_is_an_rfc_6749_error_or_an_error_page(oauth: OAuthApi) -> None:
+    client = oauth.api.client
+    big = "token=" + "x" * (64 * 1024)
+    for path in OAUTH_JSON_PATHS:
+        # Refused on its Content-Length, before the endpoint runs.
+        response = await client.post(path, data=big, headers=FORM)
+        body = await oauth_error(response, 413)
+        assert body["error"] == "invalid_request" and "64 KiB" in body["error_description"]
+
+    async def chunks() -> Any:
+        for _ in range(70):
+            yield b"x" * 1024
+
+    # No Content-Length (chunked): refused when the endpoint reads the form.
+    response = await client.post("/oauth2/token", data=chunks(), headers=FORM)
+    assert (await oauth_error(response, 413))["error"] == "invalid_request"
+    for path in ("/oauth2/authorize", "/oauth2/logout"):
+        response = await client.post(path, data=big, headers=FORM)
+        assert response.status == 413 and response.content_type == "text/html"
+        assert "64 KiB" in await response.text()
+    # A method the endpoint does not have, as well.
+    response = await client.get("/oauth2/token")
+    assert (await oauth_error(response, 405))["error"] == "invalid_request"
+    assert response.headers["Allow"] == "POST"
+
+
+async def test_the_global_rate_limit_is_an_rfc_6749_error_or_an_error_page(
+    smtp: SmtpTestServer,
+    migrated_postgres_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    oauth = await start_oauth_api(
+        smtp, migrated_postgres_url, aiohttp_client, RATE_LIMIT_GLOBAL="2/minute"
+    )
+    client = oauth.api.client
+    for _ in range(2):
+        response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"})
+        assert response.status == 401
+    for path in OAUTH_JSON_PATHS:
+        response = await client.post(path, data={"token": "t"})
+        body = await oauth_error(response, 429)
+        assert body["error"] == "too_many_requests", body
+        assert int(response.headers["Retry-After"]) >= 1
+    response = await client.get("/oauth2/authorize", params={"client_id": "x"})
+    assert response.status == 429 and response.content_type == "text/html"
+    assert int(response.headers["Retry-After"]) >= 1
+    # Elsewhere the JSON API's problem, as before.
+    response = await client.get("/auth/me")
+    assert response.status == 429 and response.content_type == "application/problem+json"
+
+
 # --- the authorization code flow -----------------------------------------------------
 
 
@@ -398,6 +471,29 @@ async def test_code_exchange_checks(oauth: OAuthApi) -> None:
         }
         _, body, _ = await token_request(oauth, data, headers)
         assert body["error"] == error, (change, body)
+        if error == "invalid_grant":
+            # The refusal spent the code: the right request cannot redeem it now.
+            right = {**data, "code_verifier": verifier, "redirect_uri": RP}
+            _, body, _ = await token_request(oauth, right, basic(client_id, secret))
+            assert body == {"error": "invalid_grant", "error_description": "code already used"}
+    # The sign-in ended between the authorization and the exchange.
+    ended_cookie, tokens = await oauth.sign_in_browser("ended@example.com")
+    params = code_params(client_id, verifier)
+    code = redirected(await authorize(oauth, params, ended_cookie))["code"]
+    sid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    async with oauth.api.container.uow() as uow:
+        tenant = await uow.tenants.get_by_slug("default")
+        assert tenant is not None
+        assert await uow.sessions.revoke(tenant.id, uuid.UUID(sid), datetime.now(UTC), "logout")
+        await uow.commit()
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": RP,
+        "code_verifier": verifier,
+    }
+    _, body, _ = await token_request(oauth, exchange, basic(client_id, secret))
+    assert body["error"] == "invalid_grant" and "sign-in has ended" in body["error_description"]
     # An expired code: 60 seconds.
     code = await fresh_code(verifier)
     async with oauth.api.container.uow() as uow:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, TypeAlias
@@ -35,7 +34,7 @@ from identity.application.oauth_server import (
     UserGrants,
     user_claims,
 )
-from identity.application.ports import BrowserSessions
+from identity.application.ports import ActiveSessionReader, BrowserSessions
 from identity.application.tenancy import ResolveTenant
 from identity.domain.api_keys import InsufficientScopeError, InvalidApiKeyError, Scope
 from identity.domain.errors import InvalidTokenError
@@ -51,7 +50,13 @@ from identity.domain.oauth import (
 from identity.entrypoints.container import Container
 from identity.entrypoints.http import declare as d
 from identity.entrypoints.http.bodies import read_json_object
-from identity.entrypoints.http.oauth_errors import NO_STORE, read_form, single_values
+from identity.entrypoints.http.oauth_errors import (
+    NO_STORE,
+    error_page,
+    plain_page,
+    read_form,
+    single_values,
+)
 from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
 from identity.entrypoints.settings import Settings
@@ -207,10 +212,14 @@ async def oauth_token(
     request: web.Request,
     body: TokenBody,
     authenticate: AuthenticateClient = Provide[Container.authenticate_client],
-    grants: TokenGrants = Provide[Container.token_grants],
+    services: OAuthServices = Provide[Container.oauth_services],
+    sessions: ActiveSessionReader = Provide[Container.session_reader],
 ) -> web.StreamResponse:
     if body.grant_type is None:
         raise invalid_request("grant_type is required")
+    # Built here for the session reader (refresh's fast path), which the container's
+    # ``token_grants`` does not pass yet.
+    grants = TokenGrants(services, sessions)
     who = await authenticate(_credentials(request, body))
     info = client_info(request)
     if body.grant_type == "client_credentials":
@@ -233,25 +242,6 @@ def _location(base: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(base)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
     return parts._replace(query=urlencode(query)).geturl()
-
-
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    document = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head><body><main>"
-        f"<h1>{html.escape(title)}</h1>{body}</main></body></html>"
-    )
-    return web.Response(
-        text=document,
-        status=status,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def error_page(message: str) -> web.Response:
-    return _page("Sign-in cannot continue", f"<p>{html.escape(message)}</p>", 400)
 
 
 def _redirect(location: str) -> web.Response:
@@ -649,7 +639,7 @@ async def _logout(request: web.Request, use_case: RpInitiatedLogout) -> web.Stre
     except OAuthProtocolError as error:
         return error_page(f"This sign-out request is not valid: {error.description}.")
     if done.redirect_uri is None:
-        return _page("You are signed out", "<p>You can close this window.</p>")
+        return plain_page("You are signed out", "<p>You can close this window.</p>")
     back = {"state": done.state} if done.state is not None else {}
     return _redirect(_location(done.redirect_uri, back))
 
