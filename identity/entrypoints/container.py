@@ -559,7 +559,7 @@ class Container(containers.DeclarativeContainer):
         PagesBrowserSessions, authenticate_browser.provider, resolve_tenant
     )
     authenticate_client = providers.Factory(oauth_server.AuthenticateClient, oauth_services)
-    token_grants = providers.Factory(oauth_server.TokenGrants, oauth_services)
+    token_grants = providers.Factory(oauth_server.TokenGrants, oauth_services, session_reader)
     authorize_flow = providers.Factory(oauth_server.AuthorizeFlow, oauth_services, browser_sessions)
     grant_consent = providers.Factory(oauth_server.GrantConsent, oauth_services)
     client_tokens = providers.Factory(oauth_server.ClientTokens, oauth_services, session_reader)

@@ -34,7 +34,7 @@ from identity.application.oauth_server import (
     UserGrants,
     user_claims,
 )
-from identity.application.ports import ActiveSessionReader, BrowserSessions
+from identity.application.ports import BrowserSessions
 from identity.application.tenancy import ResolveTenant
 from identity.domain.api_keys import InsufficientScopeError, InvalidApiKeyError, Scope
 from identity.domain.errors import InvalidTokenError
@@ -212,14 +212,10 @@ async def oauth_token(
     request: web.Request,
     body: TokenBody,
     authenticate: AuthenticateClient = Provide[Container.authenticate_client],
-    services: OAuthServices = Provide[Container.oauth_services],
-    sessions: ActiveSessionReader = Provide[Container.session_reader],
+    grants: TokenGrants = Provide[Container.token_grants],
 ) -> web.StreamResponse:
     if body.grant_type is None:
         raise invalid_request("grant_type is required")
-    # Built here for the session reader (refresh's fast path), which the container's
-    # ``token_grants`` does not pass yet.
-    grants = TokenGrants(services, sessions)
     who = await authenticate(_credentials(request, body))
     info = client_info(request)
     if body.grant_type == "client_credentials":
