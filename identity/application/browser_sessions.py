@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from identity.application.ports import Clock, UnitOfWorkFactory
+from identity.application.ports import ActiveSessionReader, Clock, UnitOfWorkFactory
 from identity.application.session_ending import end_session
 from identity.application.sessions import Principal
 from identity.application.tokens import NO_CLIENT, ClientInfo, TokenPair
@@ -49,6 +49,8 @@ class BrowserSessionServices:
     uow: UnitOfWorkFactory
     clock: Clock
     digester: BrowserKeyDigester
+    # Every page's cookie lookup: one read outside any transaction.
+    session_reader: ActiveSessionReader
 
 
 class StartBrowserSession:
@@ -91,17 +93,14 @@ class AuthenticateBrowser:
         if not value or len(value) > MAX_COOKIE_LENGTH:
             return None
         digest = self._s.digester.digest(tenant.id, value)
-        async with self._s.uow() as uow:
-            browser = await uow.browser_sessions.get(tenant.id, digest)
-            if browser is None:
-                return None
-            session = await uow.sessions.get(tenant.id, browser.session_id)
-            now = self._s.clock.now()
-            if session is None or not session.is_active(now):
-                return None
-            account = await uow.accounts.get(tenant.id, browser.user_id)
-            if account is None or not account.is_active or session.user_id != account.id:
-                return None
+        found = await self._s.session_reader.browser_session(tenant.id, digest)
+        if found is None:
+            return None
+        session, account = found
+        if not session.is_active(self._s.clock.now()):
+            return None
+        if not account.is_active or session.user_id != account.id:
+            return None
         claims = AccessClaims(
             subject=account.id,
             session_id=session.id,

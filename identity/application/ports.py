@@ -1065,6 +1065,14 @@ class ActiveSessionReader(Protocol):
         """
         ...
 
+    async def browser_session(
+        self, tenant_id: UUID, key_digest: str
+    ) -> tuple[Session, Account] | None:
+        """The session a browser cookie (its digest) is bound to, with the account of the
+        cookie, whatever their state: every hosted page's lookup, one read outside any
+        transaction. None for an unknown cookie. Judging them is the caller's."""
+        ...
+
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         """``SessionRepository.rotate`` outside any transaction: the session's new
         refresh state, applied only while ``presented_jti`` is still its live token

@@ -513,7 +513,7 @@ class Container(containers.DeclarativeContainer):
     # --- hosted pages (section 16): browser sessions -----------------------------------
     browser_digester = providers.Singleton(BrowserKeyDigester, secret_key)
     browser_services = providers.Singleton(
-        BrowserSessionServices, uow.provider, clock, browser_digester
+        BrowserSessionServices, uow.provider, clock, browser_digester, session_reader
     )
     start_browser_session = providers.Factory(StartBrowserSession, browser_services)
     authenticate_browser = providers.Factory(AuthenticateBrowser, browser_services)

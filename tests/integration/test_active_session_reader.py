@@ -15,6 +15,7 @@ from identity.adapters.sqlalchemy.reads import SqlActiveSessionReader
 from identity.adapters.sqlalchemy.uow import SqlUnitOfWork
 from identity.application.ports import ActiveSessionReader, UnitOfWorkFactory
 from identity.domain.accounts import Account
+from identity.domain.browser_sessions import BrowserSession
 from identity.domain.emails import Email
 from identity.domain.sessions import Session
 from identity.domain.tenants import Tenant
@@ -111,3 +112,47 @@ async def test_the_active_account_is_found_and_nothing_else(
         await unit.commit()
     assert await reader.account_for_session(tenant.id, ada_session.id, ada.id, NOW) is None
     assert await reader.account_for_session(tenant.id, bob_session.id, bob.id, NOW) is None
+
+
+async def test_a_browser_cookie_finds_its_session_and_account_whatever_their_state(
+    storage: tuple[UnitOfWorkFactory, ActiveSessionReader],
+) -> None:
+    uow, reader = storage
+    tenant = await add_tenant(uow, "alpha")
+    other_tenant = await add_tenant(uow, "beta")
+    ada, ada_session = await add_account_with_session(uow, tenant, "ada@example.com")
+    async with uow() as unit:
+        await unit.browser_sessions.add(
+            BrowserSession(
+                key_digest="d" * 64,
+                tenant_id=tenant.id,
+                session_id=ada_session.id,
+                user_id=ada.id,
+                created_at=NOW,
+            )
+        )
+        await unit.commit()
+
+    found = await reader.browser_session(tenant.id, "d" * 64)
+    assert found is not None
+    session, account = found
+    assert (session.id, session.expires_at, account.id, account.email.value) == (
+        ada_session.id,
+        ada_session.expires_at,
+        ada.id,
+        "ada@example.com",
+    )
+    assert await reader.browser_session(tenant.id, "e" * 64) is None
+    assert await reader.browser_session(other_tenant.id, "d" * 64) is None
+
+    # Ended and disabled are told, not hidden: the caller judges them.
+    async with uow() as unit:
+        await unit.sessions.revoke(tenant.id, ada_session.id, NOW, "logout")
+        stored = await unit.accounts.get(tenant.id, ada.id)
+        assert stored is not None
+        stored.disable(NOW)
+        await unit.accounts.update(stored)
+        await unit.commit()
+    found = await reader.browser_session(tenant.id, "d" * 64)
+    assert found is not None
+    assert found[0].revoked_at is not None and not found[1].is_active

@@ -222,6 +222,19 @@ class MemoryActiveSessionReader(ActiveSessionReader):
             claims = await uow.session_organizations.claims(tenant_id, session_id, account_id)
         return session, account, claims
 
+    async def browser_session(
+        self, tenant_id: UUID, key_digest: str
+    ) -> tuple[Session, Account] | None:
+        async with MemoryUnitOfWork(self._store) as uow:
+            browser = await uow.browser_sessions.get(tenant_id, key_digest)
+            if browser is None:
+                return None
+            session = await uow.sessions.get(tenant_id, browser.session_id)
+            account = await uow.accounts.get(tenant_id, browser.user_id)
+        if session is None or account is None:
+            return None
+        return session, account
+
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         async with MemoryUnitOfWork(self._store) as uow:
             rotated = await uow.sessions.rotate(session, presented_jti)

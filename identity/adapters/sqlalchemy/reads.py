@@ -83,6 +83,33 @@ _SESSION_WITH_ACCOUNT = (
         t.users.c.id == bindparam("account_id"),
     )
 )
+# A hosted page's cookie: its browser session row joined to the session and the
+# account it names (every column of both, prefixed as above).
+_BROWSER_SESSION = (
+    select(
+        *(column.label(f"s_{column.name}") for column in t.sessions.c),
+        *(column.label(f"u_{column.name}") for column in t.users.c),
+    )
+    .select_from(t.browser_sessions)
+    .join(
+        t.sessions,
+        and_(
+            t.sessions.c.id == t.browser_sessions.c.session_id,
+            t.sessions.c.tenant_id == t.browser_sessions.c.tenant_id,
+        ),
+    )
+    .join(
+        t.users,
+        and_(
+            t.users.c.id == t.browser_sessions.c.user_id,
+            t.users.c.tenant_id == t.browser_sessions.c.tenant_id,
+        ),
+    )
+    .where(
+        t.browser_sessions.c.key_digest == bindparam("key_digest"),
+        t.browser_sessions.c.tenant_id == bindparam("tenant_id"),
+    )
+)
 _SESSION_DATETIMES = tuple(f"s_{c.name}" for c in t.sessions.c if c.name.endswith("_at")) + tuple(
     f"u_{c.name}" for c in t.users.c if c.name.endswith("_at")
 )
@@ -124,6 +151,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
             datetimes=_SESSION_DATETIMES,
         )
         self._rotate = OneRowRead(engine, _ROTATE_RETURNING)
+        self._browser_session = OneRowRead(engine, _BROWSER_SESSION, datetimes=_SESSION_DATETIMES)
 
     async def account_for_session(
         self, tenant_id: UUID, session_id: UUID, account_id: UUID, now: datetime
@@ -158,6 +186,17 @@ class SqlActiveSessionReader(ActiveSessionReader):
                 ]
             )
         return session, account, claims
+
+    async def browser_session(
+        self, tenant_id: UUID, key_digest: str
+    ) -> tuple[Session, Account] | None:
+        row = await self._browser_session({"tenant_id": tenant_id, "key_digest": key_digest})
+        if row is None:
+            return None
+        if not isinstance(row, SimpleNamespace):
+            row = SimpleNamespace(**row._asdict())
+        session = SqlSessionRepository._to_entity(_split(row, "s_"))
+        return session, SqlAccountRepository._to_entity(_split(row, "u_"))
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         row = await self._rotate(
