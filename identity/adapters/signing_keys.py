@@ -122,6 +122,8 @@ def jwk_thumbprint(public_key: PublicKey) -> str:
     return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
+# The test suite replaces this with a pool of keys made once (tests/conftest.py):
+# an RSA key costs ~100 ms to make, and most tests start a fresh key ring.
 def _new_private_key(algorithm: Algorithm) -> PrivateKey:
     if algorithm == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
@@ -162,7 +164,12 @@ def generate_signing_key(
 def _load(stored: StoredSigningKey, encryptor: KeyEncryptor) -> SigningKey:
     alg = _check_algorithm(stored.algorithm)
     pem = encryptor.decrypt(stored.private_key_encrypted)
-    loaded = serialization.load_pem_private_key(pem, password=None)
+    # The PEM was sealed (authenticated) with the master secret by ``generate_signing_key``:
+    # OpenSSL made the key, so its costly RSA consistency check (~30 ms a key, at each
+    # start and reload) proves nothing here.
+    loaded = serialization.load_pem_private_key(
+        pem, password=None, unsafe_skip_rsa_key_validation=True
+    )
     private_key: PrivateKey
     if alg == "EdDSA" and isinstance(loaded, ed25519.Ed25519PrivateKey):
         private_key = loaded

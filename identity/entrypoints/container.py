@@ -214,9 +214,8 @@ def smtp_password(settings: Settings) -> str | None:
 
 
 class Container(containers.DeclarativeContainer):
-    # Every module of the handler package is wired (the only place with
-    # ``@inject``/``Provide``): a new handler module needs no entry here.
-    wiring_config = containers.WiringConfiguration(packages=["identity.entrypoints.http.handlers"])
+    # The handlers' ``Provide`` defaults are resolved by attribute name on the
+    # container of the request's app (``declare.collect``): no module wiring.
 
     settings = providers.Dependency(instance_of=Settings)
     secret_key = providers.Callable(secret, settings)

@@ -28,7 +28,8 @@ a message naming the variable to set.
     ``identity:test:<random>:``; keys under it are deleted after the test.
 
 Databases are dropped when their test ends (``WITH (FORCE)``, so a leaked
-connection cannot keep one alive) and again, for anything left, at session end.
+connection cannot keep one alive; on a worker thread, so the next test does not
+wait for the checkpoint a drop makes) and again, for anything left, at session end.
 """
 
 from __future__ import annotations

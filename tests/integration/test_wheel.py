@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# One pytest-xdist worker runs them all: the wheel and its venv are built once per worker.
+pytestmark = pytest.mark.xdist_group("wheel")
 START_TIMEOUT = 30.0
 
 

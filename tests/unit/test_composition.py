@@ -1,14 +1,17 @@
-"""The composition root: one sealer bundle, handlers wired by package."""
+"""The composition root: one sealer bundle, handlers injected by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from dependency_injector import providers
+from dependency_injector.wiring import Provide, inject
+
 import identity
 from identity.adapters.sealing import Sealer, Sealers
 from identity.entrypoints.container import Container
-from identity.entrypoints.http import handlers
-from identity.entrypoints.settings import load_settings
+from identity.entrypoints.http import declare, handlers
 
 SECRET = "c" * 40
 
@@ -36,17 +39,27 @@ def _modules_asking_for_providers() -> list[str]:
     ]
 
 
-def test_every_handler_module_is_wired_without_being_listed() -> None:
-    container = Container(
-        settings=load_settings({"IDENTITY_DATABASE_URL": "sqlite+aiosqlite:///:memory:"})
-    )
-    container.wire()
-    try:
-        asking = _modules_asking_for_providers()
-        assert len(asking) > 5, "the check would prove nothing"
-        wired = {package.__name__ for package in container.wired_to_packages}
-        assert wired == {handlers.__name__}
-        # Only the handlers inject: a module elsewhere would get the raw marker.
-        assert all(name.startswith(f"{handlers.__name__}.") for name in asking), asking
-    finally:
-        container.unwire()
+def test_every_handler_injection_is_resolved_without_being_listed() -> None:
+    asking = _modules_asking_for_providers()
+    assert len(asking) > 5, "the check would prove nothing"
+    # Only the handlers inject: a module elsewhere would get the raw marker.
+    assert all(name.startswith(f"{handlers.__name__}.") for name in asking), asking
+    endpoints = declare.collect(handlers, Container)
+    injected = [entry for group in endpoints for entry in group.injected]
+    modules = {entry.handler.__module__ for entry in injected if entry.markers}
+    assert modules == set(asking)
+    for entry in injected:
+        assert entry.names is not None and len(entry.names) == len(entry.markers)
+        assert all(hasattr(Container, name) for _, name, _ in entry.names)
+
+
+def test_a_marker_naming_no_provider_of_the_container_stops_the_start() -> None:
+    stranger = providers.Object("not the container's")
+
+    async def handler(request: object, value: str = Provide[stranger]) -> None: ...
+
+    endpoints = declare.Endpoints(tag="test")
+    endpoints.get("/stranger", summary="A stranger", storage=False)(inject(handler))
+    [injected] = endpoints.injected
+    with pytest.raises(ValueError, match=r"handler\(value=\.\.\.\)"):
+        injected.bind(Container)

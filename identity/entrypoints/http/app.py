@@ -46,10 +46,11 @@ def build_container(settings: Settings) -> Container:
 def create_app(settings: Settings, container: Container | None = None) -> web.Application:
     """The application; ``container`` may carry test overrides."""
     container = container or build_container(settings)
-    container.wire()
     protocol_errors.install()
     # Every ``declare.Endpoints`` of the handler modules; a new module needs no line here.
-    endpoints = declare.collect(handlers)
+    # Their ``Provide`` markers are read from ``app[CONTAINER]`` per request: no wiring,
+    # so apps with different containers in one process stay apart.
+    endpoints = declare.collect(handlers, Container)
     not_limited = frozenset(
         entry.path for group in endpoints for entry in group.declared if not entry.limited
     )
@@ -102,7 +103,6 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     container.hasher_executor().shutdown(wait=False, cancel_futures=True)
     if container.storage() == "sql":
         await container.engine().dispose()
-    container.unwire()
 
 
 async def http_client(app: web.Application) -> AsyncIterator[None]:

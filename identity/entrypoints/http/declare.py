@@ -34,7 +34,8 @@ annotations say its shape (``d.out`` adds a description)::
     @endpoints.post("/admin/users", summary="Create a user", body=NewUser, ok=UserView,
                     status=201, auth=d.api_key(Scope.USERS_WRITE), errors=("email_taken",))
     @inject
-    async def create_user(request, body: NewUser, use_case=Provide[...]) -> UserView: ...
+    async def create_user(request, body: NewUser,
+                          use_case=Provide[...]) -> UserView: ...
 
     @endpoints.get("/admin/users/{user_id}", summary="Read a user", ok=UserView,
                    path_params=(d.path_id("user_id", "the user's id"),), auth=READ)
@@ -60,6 +61,12 @@ new module needs no registration. ``openapi.py`` turns them into paths and
 component schemas, so the document cannot drift from what the handlers read;
 two classes with one schema name, one route or operation id declared twice, or
 a request field without a rule stop the start.
+
+A handler's ``Provide[<Container>.name]`` default (``...name.provider``: the
+provider itself) is read per request from the container of the request's app, so
+apps with different containers in one process stay apart; ``collect(package,
+Container)`` resolves the names once, and a marker naming none stops the start.
+Nothing is wired: ``@inject`` only marks such a handler.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ import datetime as dt
 import enum
 import functools
 import importlib
+import inspect
 import pkgutil
 import types
 import typing
@@ -80,6 +88,8 @@ import attrs
 import cattrs
 from aiohttp import web
 from cattrs.errors import ClassValidationError
+from dependency_injector import containers, wiring
+from dependency_injector import providers as di_providers
 
 from identity.adapters.email_syntax import normalise_email
 from identity.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -1037,6 +1047,7 @@ class Endpoints:
         self.html = html
         self.routes: list[web.RouteDef] = []
         self.declared: list[Declared] = []
+        self.injected: list[Injected] = []
 
     def route(
         self,
@@ -1095,7 +1106,9 @@ class Endpoints:
                 html=self.html,
             )
             self.declared.append(declared)
-            endpoint = _endpoint(declared, handler)
+            injected = Injected.of(handler)
+            self.injected.append(injected)
+            endpoint = _endpoint(declared, injected)
             self.routes.append(web.RouteDef(method, path, endpoint, {}))
             return handler
 
@@ -1114,7 +1127,75 @@ class Endpoints:
         return self.route("DELETE", path, **kwargs)
 
 
-def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
+# dependency-injector's marker classes (its stubs type them as protocols).
+_PROVIDE: Any = wiring.Provide
+_MARKER: Any = wiring._Marker
+
+
+class Injected:
+    """A handler without its ``@inject`` wrapper, and what its ``Provide`` defaults ask for.
+
+    ``bind`` turns each marker into the container attribute's name once; a request
+    then reads that attribute of its app's container (overrides apply), so nothing
+    per process is patched and two apps never share providers.
+    """
+
+    def __init__(self, handler: Handler, markers: tuple[tuple[str, Any], ...]) -> None:
+        self.handler = handler
+        self.markers = markers
+        # (parameter, container attribute, the provider itself rather than its value)
+        self.names: tuple[tuple[str, str, bool], ...] | None = None if markers else ()
+        self.bound_to: type[containers.DeclarativeContainer] | None = None
+
+    @classmethod
+    def of(cls, handler: Handler) -> Injected:
+        target = inspect.unwrap(handler)  # past dependency-injector's ``@inject``
+        markers: list[tuple[str, Any]] = []
+        for parameter in inspect.signature(target).parameters.values():
+            default: Any = parameter.default
+            if isinstance(default, _PROVIDE) and default.modifier is None:
+                markers.append((parameter.name, default))
+            elif isinstance(default, _MARKER):
+                raise TypeError(
+                    f"{target.__qualname__}: only Provide[<a provider>] and "
+                    f"Provide[<a provider>.provider] are supported, not {default!r}"
+                )
+        return cls(target, tuple(markers))
+
+    def bind(self, container: type[containers.DeclarativeContainer]) -> None:
+        """Resolve the markers against ``container`` (a ``DeclarativeContainer`` class)."""
+        if self.bound_to is container or not self.markers:
+            return
+        by_id = {id(provider): name for name, provider in container.providers.items()}
+        names = []
+        for parameter, marker in self.markers:
+            provider, itself = marker.provider, False
+            if isinstance(provider, di_providers.Delegate):
+                provider, itself = provider.provides, True
+            name = by_id.get(id(provider))
+            if name is None:
+                raise ValueError(
+                    f"{self.handler.__qualname__}({parameter}=...): "
+                    f"{marker!r} is no provider of {container.__name__}"
+                )
+            names.append((parameter, name, itself))
+        self.names, self.bound_to = tuple(names), container
+
+    def arguments(self, request: web.Request) -> dict[str, Any]:
+        names = self.names
+        if not names:
+            if names is None:
+                raise RuntimeError(f"{self.handler.__qualname__}: collect() did not bind it")
+            return {}
+        container = request.app[CONTAINER]
+        found: dict[str, Any] = {}
+        for parameter, name, itself in names:
+            provider = getattr(container, name)
+            found[parameter] = provider if itself else provider()
+        return found
+
+
+def _endpoint(declared: Declared, injected: Injected) -> Callable[[web.Request], Awaitable[Any]]:
     """The aiohttp handler: auth, path parameters, body and query, then the handler."""
     auth, path_params, body, query = (
         declared.auth,
@@ -1123,11 +1204,14 @@ def _endpoint(declared: Declared, handler: Handler) -> Callable[[web.Request], A
         declared.query,
     )
     forms, status, oauth = declared.forms, declared.status, declared.oauth_errors
+    handler = injected.handler
 
     async def answer(request: web.Request) -> web.StreamResponse:
         if auth is not None:
             await auth(request)
-        arguments: dict[str, Any] = {param.name: param.parse(request) for param in path_params}
+        arguments = injected.arguments(request)
+        for param in path_params:
+            arguments[param.name] = param.parse(request)
         if body is not None:
             data = await read_oauth_form(request) if oauth else await _read_body(request, forms)
             arguments["body"] = parse(body, data)
@@ -1162,11 +1246,16 @@ async def _read_body(request: web.Request, forms: bool) -> Mapping[str, Any]:
     return await read_json_object(request)
 
 
-def collect(package: ModuleType) -> list[Endpoints]:
+def collect(
+    package: ModuleType, container: type[containers.DeclarativeContainer] | None = None
+) -> list[Endpoints]:
     """Every ``Endpoints`` of the modules of ``package``, by module name.
 
     Their request classes are prepared now (a field without a rule fails here),
     and two declarations of one method and path, or of one operation id, are refused.
+    With ``container`` (the ``DeclarativeContainer`` class), the handlers'
+    ``Provide`` markers are resolved against it; one naming none of its providers
+    is refused.
     """
     found: dict[int, Endpoints] = {}
     for module_info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
@@ -1188,4 +1277,8 @@ def collect(package: ModuleType) -> list[Endpoints]:
         for shape in (entry.body, entry.query):
             if shape is not None:
                 _plan(shape)
+    if container is not None:
+        for group in endpoints:
+            for injected in group.injected:
+                injected.bind(container)
     return endpoints

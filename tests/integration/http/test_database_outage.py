@@ -34,6 +34,8 @@ from identity.domain.errors import StorageUnavailableError
 from tests.integration.http.conftest import Api, MakeApi, problem_of
 
 CLUSTER_SECRET = "outage-cluster-secret-" + "k" * 20
+# One pytest-xdist worker runs them all: the module's cluster is made once per worker.
+pytestmark = pytest.mark.xdist_group("database_outage")
 APP_SLOTS = 12  # connections the app role may hold: max_connections minus the reserved ones
 
 

@@ -124,6 +124,28 @@ async def test_a_500_reveals_no_internals(
     assert getattr(record, "request_id", None) == response.headers["X-Request-ID"]
 
 
+async def test_apps_with_different_containers_in_one_process_stay_apart(
+    broken_login_api: Api, make_api: MakeApi, migrated_sqlite_url: str
+) -> None:
+    """Each app answers from its own container, whatever app was made or closed after it."""
+    other = await make_api(database_url=migrated_sqlite_url)
+    login = {"email": "nobody@example.com", "password": "x" * 12}
+
+    await problem_of(await other.post("/auth/login", login), 401, "invalid_credentials")
+    await problem_of(await broken_login_api.post("/auth/login", login), 500, "internal_error")
+    jwks = []
+    for api in (broken_login_api, other):
+        response = await api.get("/.well-known/jwks.json")
+        assert response.status == 200
+        jwks.append(await response.json())
+        assert jwks[-1] == api.container.token_codec().keyring.jwks()
+    assert jwks[0] != jwks[1]
+
+    await other.client.close()
+    await problem_of(await broken_login_api.post("/auth/login", login), 500, "internal_error")
+    assert await (await broken_login_api.get("/.well-known/jwks.json")).json() == jwks[0]
+
+
 async def test_hsts_only_when_enabled(make_api: MakeApi) -> None:
     api = await make_api(HSTS="true")
 

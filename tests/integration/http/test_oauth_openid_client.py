@@ -17,8 +17,10 @@ from aiohttp.test_utils import TestClient
 from tests.integration.http.oauth_support import BROWSER_COOKIE, OAuthApi, start_oauth_api
 from tests.smtp_server import SmtpTestServer
 
-ROOT = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("IDENTITY_TEST_NODE_CACHE", ROOT / ".cache" / "oidc-node"))
+# Outside the clone (as axe-core's), so a fresh clone does not install it again.
+CACHE = Path(
+    os.environ.get("IDENTITY_TEST_NODE_CACHE", Path.home() / ".cache" / "identity-oidc-node")
+)
 SCRIPT = Path(__file__).with_name("oidc_rp.mjs")
 PACKAGE = "openid-client@6"
 
