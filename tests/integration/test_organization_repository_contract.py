@@ -217,24 +217,31 @@ async def test_the_member_list_pages_by_keyset_with_addresses(
     org = await add_org(storage, tenant)
     accounts = [await add_account(storage, tenant, f"m{i}@example.test") for i in range(5)]
 
+    # Two roles, then none: a page counts members, whatever their number of roles.
+    roles = [(MEMBER,), (ADMIN, MEMBER), (), (MEMBER,), (OWNER,)]
+
     async def join(uow: UnitOfWork) -> None:
         for i, account in enumerate(accounts):
-            await uow.memberships.add(new_membership(org, account, MEMBER, at=i))
+            await uow.memberships.add(new_membership(org, account, *roles[i], at=i))
 
     await write(storage, join)
     first = await read(storage, lambda uow: uow.memberships.list_page(tenant.id, org.id, None, 2))
     assert [e.email for e in first] == ["m0@example.test", "m1@example.test"]
-    assert first[0].membership.roles == {MEMBER}
+    assert [e.membership.roles for e in first] == [{MEMBER}, {ADMIN, MEMBER}]
     seen = [e.email for e in first]
+    found_roles = [e.membership.roles for e in first]
     after: Position | None = Position(first[-1].membership.created_at, first[-1].membership.id)
     while after is not None:
         page = await read(
             storage,
             lambda uow, position=after: uow.memberships.list_page(tenant.id, org.id, position, 2),
         )
+        assert len(page) <= 2
         seen += [e.email for e in page]
+        found_roles += [e.membership.roles for e in page]
         after = Position(page[-1].membership.created_at, page[-1].membership.id) if page else None
     assert seen == [f"m{i}@example.test" for i in range(5)]
+    assert found_roles == [set(r) for r in roles]
 
 
 async def test_deleting_an_organization_takes_its_memberships_and_invitations(

@@ -9,11 +9,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Uuid, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.sqlalchemy import tables as t
+from identity.adapters.sqlalchemy.native import ManyRowsRead
+from identity.adapters.sqlalchemy.types import UtcDateTime
 from identity.application.ports import (
     InvitationRepository,
     MemberEntry,
@@ -208,6 +210,38 @@ async def _roles_of(connection: AsyncConnection, ids: Sequence[UUID]) -> dict[UU
     return found
 
 
+def _member_page(after: bool) -> Any:
+    """A page of members with their emails, then each one's roles (one row per role,
+    or one with no role): one statement, read natively on Postgres."""
+    page = (
+        select(_M, t.users.c.email)
+        .select_from(_M.join(t.users, t.users.c.id == _M.c.user_id))
+        .where(
+            _M.c.tenant_id == bindparam("tenant_id"),
+            _M.c.organization_id == bindparam("organization_id"),
+        )
+    )
+    if after:
+        # A row comparison the (organization_id, created_at, id) index answers directly.
+        page = page.where(
+            tuple_(_M.c.created_at, _M.c.id)
+            > tuple_(
+                bindparam("after_created_at", type_=UtcDateTime()),
+                bindparam("after_id", type_=Uuid()),
+            )
+        )
+    members = page.order_by(_M.c.created_at, _M.c.id).limit(bindparam("limit")).subquery()
+    return (
+        select(members, _MR.c.role)
+        .select_from(members.outerjoin(_MR, _MR.c.membership_id == members.c.id))
+        .order_by(members.c.created_at, members.c.id)
+    )
+
+
+_MEMBERS_FIRST_READ = ManyRowsRead(_member_page(after=False), datetimes=("created_at",))
+_MEMBERS_AFTER_READ = ManyRowsRead(_member_page(after=True), datetimes=("created_at",))
+
+
 def _membership(row: Any, roles: Iterable[str]) -> Membership:
     return Membership(
         id=row.id,
@@ -302,18 +336,25 @@ class SqlMembershipRepository(MembershipRepository):
     async def list_page(
         self, tenant_id: UUID, organization_id: UUID, after: Position | None, limit: int
     ) -> list[MemberEntry]:
-        query = (
-            select(_M, t.users.c.email)
-            .select_from(_M.join(t.users, t.users.c.id == _M.c.user_id))
-            .where(_M.c.tenant_id == tenant_id, _M.c.organization_id == organization_id)
-        )
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "organization_id": organization_id,
+            "limit": limit,
+        }
+        read = _MEMBERS_FIRST_READ
         if after is not None:
-            query = query.where(
-                tuple_(_M.c.created_at, _M.c.id) > tuple_(after.created_at, after.id)
-            )
-        rows = (await self._c.execute(query.order_by(_M.c.created_at, _M.c.id).limit(limit))).all()
-        roles = await _roles_of(self._c, [row.id for row in rows])
-        return [MemberEntry(_membership(row, roles.get(row.id, ())), row.email) for row in rows]
+            read = _MEMBERS_AFTER_READ
+            params.update(after_created_at=after.created_at, after_id=after.id)
+        rows = await read(self._c, params)
+        roles: dict[UUID, list[str]] = {}
+        firsts = []
+        for row in rows:  # in page order, a member's rows together
+            if row.id not in roles:
+                roles[row.id] = []
+                firsts.append(row)
+            if row.role is not None:
+                roles[row.id].append(row.role)
+        return [MemberEntry(_membership(row, roles[row.id]), row.email) for row in firsts]
 
     async def list_with_role(
         self, tenant_id: UUID, organization_id: UUID, role: str
