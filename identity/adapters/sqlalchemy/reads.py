@@ -117,13 +117,19 @@ _SESSION_DATETIMES = tuple(f"s_{c.name}" for c in t.sessions.c if c.name.endswit
 _ROTATE_RETURNING = _ROTATE_SESSION.returning(t.sessions.c.id)
 
 
-def _split(row: Any, prefix: str) -> SimpleNamespace:
+def _split(values: dict[str, Any], prefix: str) -> SimpleNamespace:
     return SimpleNamespace(
-        **{
-            name[len(prefix) :]: value
-            for name, value in vars(row).items()
-            if name.startswith(prefix)
-        }
+        **{name[len(prefix) :]: value for name, value in values.items() if name.startswith(prefix)}
+    )
+
+
+def _session_and_account(row: Any) -> tuple[Session, Account]:
+    """The two entities of a row whose columns are prefixed ``s_`` and ``u_`` (a native
+    read's namespace, or a SQLAlchemy row elsewhere)."""
+    values = vars(row) if isinstance(row, SimpleNamespace) else row._asdict()
+    return (
+        SqlSessionRepository._to_entity(_split(values, "s_")),
+        SqlAccountRepository._to_entity(_split(values, "u_")),
     )
 
 
@@ -169,14 +175,9 @@ class SqlActiveSessionReader(ActiveSessionReader):
         )
         if not rows:
             return None
-        row = rows[0]
-        if not isinstance(row, SimpleNamespace):
-            rows = [SimpleNamespace(**r._asdict()) for r in rows]
-            row = rows[0]
-        session = SqlSessionRepository._to_entity(_split(row, "s_"))
-        account = SqlAccountRepository._to_entity(_split(row, "u_"))
+        session, account = _session_and_account(rows[0])
         claims = None
-        if row.o_id is not None:
+        if rows[0].o_id is not None:
             claims = claims_of_rows(
                 [
                     SimpleNamespace(
@@ -191,12 +192,7 @@ class SqlActiveSessionReader(ActiveSessionReader):
         self, tenant_id: UUID, key_digest: str
     ) -> tuple[Session, Account] | None:
         row = await self._browser_session({"tenant_id": tenant_id, "key_digest": key_digest})
-        if row is None:
-            return None
-        if not isinstance(row, SimpleNamespace):
-            row = SimpleNamespace(**row._asdict())
-        session = SqlSessionRepository._to_entity(_split(row, "s_"))
-        return session, SqlAccountRepository._to_entity(_split(row, "u_"))
+        return None if row is None else _session_and_account(row)
 
     async def rotate(self, session: Session, presented_jti: str) -> bool:
         row = await self._rotate(
