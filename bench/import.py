@@ -130,7 +130,7 @@ async def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, floa
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--probe-seconds", type=float, default=5.0)
+    parser.add_argument("--probe-seconds", type=float, default=10.0)
     parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument("--keep-file", action="store_true")
     parser.add_argument("--nice", type=int, default=10, help="the importer's niceness")
