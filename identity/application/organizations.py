@@ -773,9 +773,11 @@ class AdminOrganizations:
         limit: int = 50,
     ) -> Page[MemberEntry]:
         async with self._s.uow() as uow:
-            if await uow.organizations.get(tenant.id, organization_id) is None:
-                raise OrganizationNotFoundError(str(organization_id))
             rows = await uow.memberships.list_page(tenant.id, organization_id, after, limit + 1)
+            # Members of the tenant's organization prove it exists: only an empty page
+            # needs the organization read (a fifth of a page's cost otherwise).
+            if not rows and await uow.organizations.get(tenant.id, organization_id) is None:
+                raise OrganizationNotFoundError(str(organization_id))
         return page_of(rows, limit, lambda e: (e.membership.created_at, e.membership.id))
 
     async def add_member(

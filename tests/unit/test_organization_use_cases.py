@@ -3,6 +3,7 @@ last-owner rule (also under concurrency), invitations, token claims, erasure."""
 
 import asyncio
 import re
+from uuid import uuid4
 
 import pyotp
 import pytest
@@ -328,6 +329,24 @@ async def test_nothing_crosses_tenants(app: Services, org: Org) -> None:
     with pytest.raises(OrganizationNotFoundError):
         await org.admin.add_member(other, acme.id, ada.account.id, [MEMBER])
     assert (await org.admin.list_page(other)).items == []
+    with pytest.raises(OrganizationNotFoundError):
+        await org.admin.members(other, acme.id)
+
+
+async def test_the_admin_member_list_tells_an_empty_organization_from_none(
+    app: Services, org: Org
+) -> None:
+    # The organization is read only for an empty page: members already prove it exists.
+    empty = await org.admin.create(app.tenant, "Empty")
+    assert (await org.admin.members(app.tenant, empty.id)).items == []
+    ada = await org.principal(await app.register_verified(ADA))
+    acme = (await org.me.create(ada, "Acme")).organization
+    page = await org.admin.members(app.tenant, acme.id)
+    assert [e.email for e in page.items] == [ADA]
+    await org.admin.delete(app.tenant, acme.id)
+    for gone in (acme.id, uuid4()):
+        with pytest.raises(OrganizationNotFoundError):
+            await org.admin.members(app.tenant, gone)
 
 
 async def test_a_step_up_keeps_the_sessions_organization_claims(app: Services, org: Org) -> None:
