@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterable, Callable
 from datetime import datetime, timedelta
@@ -88,9 +87,10 @@ class RunImport:
         seen: set[int] = set()
         batch: list[ImportedUser] = []
         refused: list[Refusal] = []
-        # One batch is written while the next one is read: the database's work
-        # and the parsing overlap. At most two batches are held.
-        pending: asyncio.Task[None] | None = None
+        # A batch is written before the next one is read, not while: on two cores the
+        # overlap made a million-user import no faster, and it let the import (its
+        # parsing and its database backend) take both cores from a live service's
+        # sign-ins (p99 during the import about 1.9x quiet with it, 1.5x without).
         try:
             async for record in command.records:
                 if isinstance(record, Refusal):
@@ -102,21 +102,10 @@ class RunImport:
                     else:
                         refused.append(Refusal(record.line, reason))
                 if len(batch) >= command.batch_size or len(refused) >= command.batch_size:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(
-                        self._flush(command, run, batch, refused, saved_at)
-                    )
+                    await self._flush(command, run, batch, refused, saved_at)
                     batch, refused = [], []
-            if pending is not None:
-                await pending
-                pending = None
             await self._flush(command, run, batch, refused, saved_at)
         except BaseException:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
             run.finish(self._clock.now(), failed=True)
             if self._runs is not None:
                 await asyncio.shield(self._runs.save(run))
