@@ -11,7 +11,9 @@ rotation. ``GET /auth/me`` is measured the same way for reference.
 
 Prints requests per second, wrk's latency percentiles, non-2xx answers, and the
 server's CPU per request (all worker processes) and that of the Postgres
-backends serving its database (other databases' load does not count). Exit 0, or 2 on a setup error.
+backends serving its database (other databases' load does not count). With ``--org``
+every session is first switched into one organization, so each refresh recomputes the
+org claims. Exit 0, or 2 on a setup error.
 """
 
 from __future__ import annotations
@@ -90,7 +92,52 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per phase")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
     parser.add_argument("--database-server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--org",
+        action="store_true",
+        help="switch every session into one organization first (role 'member', two "
+        "permissions): access tokens carry org claims and each refresh recomputes them",
+    )
     return parser.parse_args()
+
+
+async def _join_organization(database_url: str, base: str, access_tokens: list[str]) -> list[str]:
+    """Every bench user becomes a member of one organization; each session switches into
+    it. Returns the sessions' new access tokens (their refresh tokens stay)."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        org = await connection.fetchval(
+            "INSERT INTO organizations (id, tenant_id, slug, name, data, created_at) "
+            "SELECT gen_random_uuid(), id, 'bench', 'Bench', '{}', now() FROM tenants "
+            "WHERE slug = 'default' RETURNING id"
+        )
+        await connection.execute(
+            "INSERT INTO memberships (id, tenant_id, organization_id, user_id, created_at) "
+            "SELECT gen_random_uuid(), tenant_id, $1, id, now() FROM users",
+            org,
+        )
+        await connection.execute(
+            "INSERT INTO membership_roles (membership_id, role, tenant_id, organization_id) "
+            "SELECT id, 'member', tenant_id, organization_id FROM memberships"
+        )
+        await connection.execute(
+            "INSERT INTO org_roles (tenant_id, name, description, permissions, created_at) "
+            "SELECT id, 'member', '', '[\"invoices:read\", \"reports:read\"]', now() "
+            "FROM tenants WHERE slug = 'default'"
+        )
+    finally:
+        await connection.close()
+    switched = []
+    async with aiohttp.ClientSession() as http:
+        for access in access_tokens:
+            async with http.post(
+                f"{base}/auth/organizations/{org}/switch",
+                headers={"Authorization": f"Bearer {access}"},
+            ) as response:
+                if response.status != 200:
+                    raise BenchError(f"switch answered {response.status}: {await response.text()}")
+                switched.append((await response.json())["access_token"])
+    return switched
 
 
 def _proc_cpu_seconds(pid: int) -> tuple[int, float]:
@@ -205,9 +252,16 @@ async def bench(args: argparse.Namespace) -> None:
             sessions = [
                 await client.tokens_for(user_email(i), deadline) for i in range(args.connections)
             ]
+        if args.org:
+            accesses = await _join_organization(
+                database_url, server.base, [s.access for s in sessions]
+            )
+            for session, access in zip(sessions, accesses, strict=True):
+                session.access = access
         await vacuum(database_url)
         print(
-            f"server: {args.workers} worker(s); wrk: {args.connections} connections, "
+            f"server: {args.workers} worker(s); org claims: {'yes' if args.org else 'no'}; "
+            f"wrk: {args.connections} connections, "
             f"{args.duration} s per phase; load before: {os.getloadavg()[0]:.2f}"
         )
         results = {}
