@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -553,21 +553,22 @@ async def test_a_provider_down_at_start_answers_503_for_itself_only(
 
 
 async def test_a_discovery_url_that_can_never_work_stops_start_up(
-    aiohttp_client: AiohttpClient,
     migrated_postgres_url: str,
     corp: FakeOidcProvider,
     google: FakeOidcProvider,
     github: FakeGitHub,
 ) -> None:
-    with pytest.raises(SettingsError) as failure:
-        await make_app(
-            aiohttp_client,
-            migrated_postgres_url,
-            corp,
-            google,
-            github,
-            IDENTITY_OIDC_CORP_DISCOVERY_URL=f"{corp.base_url}/not-the-discovery-document",
-        )
+    values = environment(migrated_postgres_url, corp, google, github)
+    values["IDENTITY_OIDC_CORP_DISCOVERY_URL"] = f"{corp.base_url}/not-the-discovery-document"
+    settings = load_settings({key: value for key, value in values.items() if value})
+    # A bare test server: aiohttp_client would leave its client session open when the
+    # app fails to start.
+    server = TestServer(create_app(settings, build_container(settings)))
+    try:
+        with pytest.raises(SettingsError) as failure:
+            await server.start_server()
+    finally:
+        await server.close()
 
     message = str(failure.value)
     assert message.startswith("IDENTITY_OIDC_CORP_DISCOVERY_URL: ")
