@@ -83,7 +83,7 @@ async def test_the_code_flow_signs_in_on_the_hosted_pages_and_comes_back(
             "redirect_uri": RP,
             "code_verifier": verifier,
         },
-        headers={"Authorization": aiohttp.BasicAuth(client_id, secret).encode()},
+        headers={"Authorization": aiohttp.encode_basic_auth(client_id, secret)},
     )
     tokens = await answer.json()
     assert answer.status == 200, tokens
@@ -142,8 +142,11 @@ async def test_in_a_real_browser_sign_in_consent_and_back_to_the_client(
 ) -> None:
     """Chromium follows the whole code flow: authorize, the sign-in page, the consent
     page, and the redirect to the client's (loopback) callback with the code."""
+    async def callback_page(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="callback")
+
     receiver = aiohttp.web.Application()
-    receiver.router.add_get("/cb", lambda request: aiohttp.web.Response(text="callback"))
+    receiver.router.add_get("/cb", callback_page)
     server = await aiohttp_server(receiver)
     callback = f"http://127.0.0.1:{server.port}/cb"
     client_id, secret = await oauth.confidential(
@@ -189,7 +192,7 @@ async def test_in_a_real_browser_sign_in_consent_and_back_to_the_client(
             "redirect_uri": callback,
             "code_verifier": verifier,
         },
-        headers={"Authorization": aiohttp.BasicAuth(client_id, secret).encode()},
+        headers={"Authorization": aiohttp.encode_basic_auth(client_id, secret)},
     )
     tokens = await answer.json()
     assert answer.status == 200, tokens
