@@ -11,10 +11,12 @@ import pyotp
 import pytest
 
 from tests.integration.http.browser import (
+    DESKTOP,
     axe_findings,
     axe_findings_of_copy,
     axe_source,
     chromium,
+    phone_problems,
     screenshot_path,
 )
 from tests.integration.http.conftest import PASSWORD, Api
@@ -24,31 +26,6 @@ __all__ = ["chromium"]  # fixture
 pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = PASSWORD  # the walk signs in with the password it signed up with
-
-DESKTOP = {"width": 1280, "height": 720}  # Playwright's default viewport
-PHONE = {"width": 375, "height": 667}
-# What a phone-width page must not do: scroll sideways, put a control past the edge,
-# or give a text field a font under 16px (iOS Safari zooms into those on focus).
-PHONE_PROBLEMS = """() => {
-  const width = document.documentElement.clientWidth;
-  const problems = [];
-  if (document.documentElement.scrollWidth > width) {
-    problems.push(`scrolls sideways: ${document.documentElement.scrollWidth} > ${width}`);
-  }
-  for (const el of document.querySelectorAll('input, select, textarea, button, a.button')) {
-    const box = el.getBoundingClientRect();
-    if (box.width === 0 && box.height === 0) continue;  // not shown
-    const name = el.outerHTML.slice(0, 60);
-    if (box.left < 0 || box.right > width + 0.5) {
-      problems.push(`${name} spans ${box.left}..${box.right} of ${width}`);
-    }
-    const text = el.matches('select, textarea, input:not([type]), ' +
-      'input[type=text], input[type=email], input[type=password], input[type=tel]');
-    const size = parseFloat(getComputedStyle(el).fontSize);
-    if (text && size < 16) problems.push(`${name} font-size ${size}px`);
-  }
-  return problems;
-}"""
 
 
 class Walk:
@@ -100,18 +77,18 @@ class Walk:
             findings = await axe_findings_of_copy(self.helper, copy_url, html, self.axe)
         assert findings == [], f"{self.page.url}: {findings}"
         await self.page.screenshot(path=str(screenshot_path(f"{self.name}-{shot}")), full_page=True)
-        # At phone width too: on the page itself, or (JavaScript off) on the copy the
-        # helper page shows after axe, which can run the check.
-        shown = self.page if self.javascript else self.helper
-        await shown.set_viewport_size(PHONE)
+        await self.check_phone(shot)
+
+    async def check_phone(self, shot: str) -> None:
+        """The same page at phone width: resized in place, not walked again. (Playwright
+        measures through DevTools, so this works with the page's JavaScript off too.)"""
         try:
-            problems = await shown.evaluate(PHONE_PROBLEMS)
-            assert problems == [], f"{self.page.url} at {PHONE['width']}px: {problems}"
-            await shown.screenshot(
-                path=str(screenshot_path(f"{self.name}-{shot}-phone")), full_page=True
-            )
+            problems = await phone_problems(self.page)
+            assert problems == [], f"{self.page.url} at phone width: {problems}"
+            phone_shot = screenshot_path(f"{self.name}-{shot}-phone")
+            await self.page.screenshot(path=str(phone_shot), full_page=True)
         finally:
-            await shown.set_viewport_size(DESKTOP)
+            await self.page.set_viewport_size(DESKTOP)
 
     def check_origin(self) -> None:
         foreign = [url for url in self.requests if not url.startswith(self.base)]
