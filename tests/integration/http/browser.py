@@ -67,6 +67,44 @@ async def axe_findings(page: Any, source: str) -> list[dict[str, Any]]:
     return [finding for finding in result if finding["impact"] in SERIOUS]
 
 
+DESKTOP = {"width": 1280, "height": 720}  # Playwright's default viewport
+PHONE = {"width": 375, "height": 667}  # an iPhone SE's CSS pixels
+
+# What a page at phone width must not do: lack the viewport tag (a phone would lay it
+# out 980px wide and shrink it), scroll sideways, put a control past either edge, or
+# give a text field a font under 16px (iOS Safari zooms in on focusing those).
+_PHONE_PROBLEMS = """() => {
+  const root = document.documentElement;
+  const width = root.clientWidth;
+  const problems = [];
+  const viewport = document.querySelector('meta[name=viewport]');
+  if (!viewport || !viewport.content.includes('width=device-width')) {
+    problems.push('no <meta name=viewport content=width=device-width>');
+  }
+  if (root.scrollWidth > width) problems.push(`scrolls sideways: ${root.scrollWidth} > ${width}`);
+  const text = 'input:not([type]), input[type=text], input[type=email], input[type=password], ' +
+    'input[type=tel], input[type=url], input[type=search], input[type=number], select, textarea';
+  for (const el of document.querySelectorAll('input, select, textarea, button, a.button')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;  // not shown
+    const name = el.outerHTML.slice(0, 80);
+    if (box.left < 0 || box.right > width + 0.5) {
+      problems.push(`${name} spans ${box.left}..${box.right} of ${width}`);
+    }
+    const size = parseFloat(getComputedStyle(el).fontSize);
+    if (el.matches(text) && size < 16) problems.push(`${name} has font-size ${size}px`);
+  }
+  return problems;
+}"""
+
+
+async def phone_problems(page: Any) -> list[str]:
+    """What is wrong with the page at phone width (the page is left at that width)."""
+    await page.set_viewport_size(PHONE)
+    result: list[str] = await page.evaluate(_PHONE_PROBLEMS)
+    return result
+
+
 def screenshot_path(name: str) -> Path:
     path = ARTIFACTS / "screenshots" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)

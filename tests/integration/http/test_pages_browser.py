@@ -11,10 +11,12 @@ import pyotp
 import pytest
 
 from tests.integration.http.browser import (
+    DESKTOP,
     axe_findings,
     axe_findings_of_copy,
     axe_source,
     chromium,
+    phone_problems,
     screenshot_path,
 )
 from tests.integration.http.conftest import PASSWORD, Api
@@ -75,6 +77,18 @@ class Walk:
             findings = await axe_findings_of_copy(self.helper, copy_url, html, self.axe)
         assert findings == [], f"{self.page.url}: {findings}"
         await self.page.screenshot(path=str(screenshot_path(f"{self.name}-{shot}")), full_page=True)
+        await self.check_phone(shot)
+
+    async def check_phone(self, shot: str) -> None:
+        """The same page at phone width: resized in place, not walked again. (Playwright
+        measures through DevTools, so this works with the page's JavaScript off too.)"""
+        try:
+            problems = await phone_problems(self.page)
+            assert problems == [], f"{self.page.url} at phone width: {problems}"
+            phone_shot = screenshot_path(f"{self.name}-{shot}-phone")
+            await self.page.screenshot(path=str(phone_shot), full_page=True)
+        finally:
+            await self.page.set_viewport_size(DESKTOP)
 
     def check_origin(self) -> None:
         foreign = [url for url in self.requests if not url.startswith(self.base)]
