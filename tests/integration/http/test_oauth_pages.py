@@ -142,6 +142,7 @@ async def test_in_a_real_browser_sign_in_consent_and_back_to_the_client(
 ) -> None:
     """Chromium follows the whole code flow: authorize, the sign-in page, the consent
     page, and the redirect to the client's (loopback) callback with the code."""
+
     async def callback_page(request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.Response(text="callback")
 
