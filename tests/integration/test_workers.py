@@ -343,9 +343,7 @@ async def test_on_sqlite_the_purge_holds_the_write_lock_and_runs(migrated_sqlite
     # database, so a second process waits its turn and then finds nothing to do.
     engine = make_engine(migrated_sqlite_url, pool_size=1)
     try:
-        purge = PurgeExpired(
-            lambda: SqlUnitOfWork(engine, Sealers.derive("x" * 40)), SystemClock()
-        )
+        purge = PurgeExpired(lambda: SqlUnitOfWork(engine, Sealers.derive("x" * 40)), SystemClock())
         counts = await purge()
         assert counts is not None
         assert set(counts) >= {"otp_challenges", "invalidated_tokens", "sessions"}
