@@ -182,8 +182,8 @@ async def end_other_sessions(page: Page, principal: Principal) -> web.Response:
 async def revoke_application(page: Page, principal: Principal) -> web.Response:
     """Disconnect an application: forget its consent, end its sessions (section 17)."""
     form = await page.form()
-    client_id = str(form.get("client_id", ""))[:64]
     try:
+        client_id = form.parse(requests.ApplicationChoice).client_id
         await page.container.user_grants().revoke(
             principal.tenant.id,
             principal.account.id,

@@ -18,8 +18,10 @@ from identity.application import passkeys
 from identity.application.sessions import Principal
 from identity.domain.errors import DomainError
 from identity.domain.passkeys import WebAuthnInvalidError
-from identity.entrypoints.http.problems import FieldError, Problem, validation_problem
+from identity.entrypoints.http.handlers.passkeys import RenameBody, checked_name
+from identity.entrypoints.http.problems import Problem
 from identity.entrypoints.http.views import client_info
+from identity.entrypoints.pages import requests
 from identity.entrypoints.pages.account import account_error, done, signed_in
 from identity.entrypoints.pages.forms import Form
 from identity.entrypoints.pages.handlers import SIGN_IN, form_error, providers
@@ -80,9 +82,7 @@ async def add_passkey_options(request: web.Request) -> web.Response:
 async def add_passkey(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
     try:
-        name = (form.get("name") or "").strip() or None
-        if name is not None and len(name) > 64:
-            raise validation_problem([FieldError("name", "must be at most 64 characters")])
+        name = checked_name(form.parse(requests.PasskeyNaming).name)  # as on the API
         flow_id, credential = _ceremony(form)
         await page.container.finish_passkey_registration()(
             passkeys.FinishRegistration(
@@ -107,9 +107,8 @@ async def rename_passkey(page: Page, principal: Principal) -> web.Response:
     form = await page.form()
     try:
         passkey_id = _passkey_id(form)
-        name = (form.get("name") or "").strip()
-        if not 1 <= len(name) <= 64:
-            raise validation_problem([FieldError("name", "must be 1-64 characters")])
+        # The API's own body and name check (trimmed, 1-64 characters).
+        name = checked_name(form.parse(RenameBody).name)
         await page.container.rename_passkey()(principal, passkey_id, name)
     except (DomainError, Problem) as error:
         return await account_error(page, principal, error, form, "passkey_rename")

@@ -14,6 +14,7 @@ import attrs
 
 from identity.domain.otp import OtpPurpose
 from identity.entrypoints.http import declare as d
+from identity.entrypoints.http.handlers.passkeys import Name as PasskeyName
 
 Code = Annotated[str, d.Digits(length=6)]
 FullName = Annotated[str, d.Text("the display name", max_length=200)]
@@ -87,6 +88,18 @@ class SessionChoice:
 @attrs.frozen
 class ProviderChoice:
     provider: Annotated[str, d.Text("a provider's name", max_length=64)]
+
+
+@attrs.frozen
+class ApplicationChoice:
+    client_id: Annotated[str, d.Text("a connected application's client_id", max_length=64)]
+
+
+@attrs.frozen
+class PasskeyNaming:
+    """The name typed beside "Add a passkey" (blank: the default name)."""
+
+    name: PasskeyName | None = None
 
 
 @attrs.frozen

@@ -128,6 +128,12 @@ async def test_the_account_page_lists_and_disconnects_applications(oauth: OAuthA
     response = await pages.get("/ui/account")
     assert response.status == 200
     assert "Connected applications" in pages.html and "Agent Smith" in pages.html
+    # The form is read by the declared parser: a missing or oversized client_id is a 422
+    # on the page, and nothing is revoked.
+    for bad in ({}, {"client_id": "x" * 65}):
+        response = await pages.post("/ui/account/applications/revoke", bad)
+        assert response.status == 422 and "Agent Smith" in pages.html
+    assert len(await oauth.api.container.user_grants().list(tenant.id, account.id)) == 1
     response = await pages.post("/ui/account/applications/revoke", {"client_id": client_id})
     assert response.status == 303, pages.html
     assert "notice=application_revoked" in response.headers["Location"]

@@ -92,8 +92,14 @@ async def test_the_account_page_adds_lists_renames_and_removes(pages: PageClient
         "/ui/account/passkeys/rename", {"passkey_id": passkey_id, "name": "   "}
     )
     assert response.status == 422 and "Phone" in pages.text()
+    # Past the form's bound (the API's), and past the domain's 64 characters: both refused.
+    for name in ("x" * 257, "x" * 65):
+        response = await pages.post(
+            "/ui/account/passkeys/rename", {"passkey_id": passkey_id, "name": name}
+        )
+        assert response.status == 422 and "Phone" in pages.text()
     response = await pages.post(
-        "/ui/account/passkeys/rename", {"passkey_id": passkey_id, "name": "Tablet"}
+        "/ui/account/passkeys/rename", {"passkey_id": passkey_id, "name": "  Tablet "}
     )
     await pages.follow(response)
     assert "Tablet" in pages.text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 from uuid import UUID
 
 import attrs
@@ -57,7 +57,12 @@ FlowId = Annotated[str, d.Text("the `flow_id` of the options answer", max_length
 Name = Annotated[str, d.Text("1-64 characters (trimmed)", max_length=256)]
 
 
-def _name(raw: str | None, field: str = "name") -> str | None:
+@overload
+def checked_name(raw: str, field: str = "name") -> str: ...
+@overload
+def checked_name(raw: None, field: str = "name") -> None: ...
+def checked_name(raw: str | None, field: str = "name") -> str | None:
+    """The trimmed passkey name, or a 422 naming ``field`` (the API and the pages)."""
     if raw is None:
         return None
     try:
@@ -180,7 +185,11 @@ async def passkey_register_verify(
     use_case: passkeys.FinishPasskeyRegistration = Provide[Container.finish_passkey_registration],
 ) -> PasskeyView:
     command = passkeys.FinishRegistration(
-        d.user(request), body.flow_id, body.credential, _name(body.name), client_info(request)
+        d.user(request),
+        body.flow_id,
+        body.credential,
+        checked_name(body.name),
+        client_info(request),
     )
     return PasskeyView.of(await use_case(command))
 
@@ -259,7 +268,7 @@ async def rename_passkey(
     body: RenameBody,
     use_case: passkeys.RenamePasskey = Provide[Container.rename_passkey],
 ) -> PasskeyView:
-    name = _name(body.name)
+    name = checked_name(body.name)
     assert name is not None
     return PasskeyView.of(await use_case(d.user(request), passkey_id, name))
 
